@@ -1,0 +1,3 @@
+"""tgdav: Telegram channels as a WebDAV drive."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tgdav.cli import main
+
+raise SystemExit(main())

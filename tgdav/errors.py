@@ -1,0 +1,51 @@
+"""Errors: Telegram's RPC errors parsed once into a record, and the typed errors the layers raise
+upward. The WebDAV layer maps the typed errors to HTTP (one table, in dav/policy.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+class TgdavError(Exception):
+    """Base of the errors meant for a user: the message says what happened and what to do."""
+
+
+class NotFound(TgdavError):
+    """The channel, message or file does not exist (any more)."""
+
+
+class RetryLater(TgdavError):
+    """Telegram asked us to wait (FLOOD_WAIT); come back after `seconds`."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        self.seconds = max(1, int(-(-seconds // 1)))
+        super().__init__(message or f"Telegram asked to wait {self.seconds} s (FLOOD_WAIT); try again then")
+
+
+class UpstreamUnavailable(TgdavError):
+    """Telegram (or one of its DCs) cannot be reached or keeps failing."""
+
+
+class ConfigError(TgdavError):
+    """A configuration value is missing or wrong; the message names it and the fix."""
+
+
+_NUMBER = re.compile(r"_(\d+)(?=_|$)")
+
+
+@dataclass(frozen=True)
+class RpcErrorRecord:
+    """FLOOD_WAIT_3 -> RpcErrorRecord(code=420, type="FLOOD_WAIT", argument=3)."""
+    code: int
+    type: str
+    argument: int | None = None
+
+    @classmethod
+    def parse(cls, code: int, message: str) -> "RpcErrorRecord":
+        message = message or "UNKNOWN"
+        m = _NUMBER.search(message)
+        if m is None:
+            return cls(code, message, None)
+        return cls(code, message[:m.start()] + message[m.end():], int(m.group(1)))

@@ -1,0 +1,190 @@
+"""Link emulation and faults: what the sandbox is told to do to its clients, changed live.
+
+Read by the server (link, down, drop) and by the services (floods, file references). Written by the
+admin API (POST /link, POST /faults) and by in-process tests. Every accessor takes the lock, so the
+admin thread and the loop thread can share one Controls.
+
+JSON accepted by POST /link (and `apply_link`):
+    {"profile": "telegram-like"}            named profile (see PROFILES)
+    {"latency_ms": 100, "bandwidth": 2097152} explicit values; bandwidth in bytes/s per connection, 0 = unlimited
+    either form may add "dc": N to set one DC only (a slow DC)
+
+JSON accepted by POST /faults (and `apply_faults`); every key optional, absent keys unchanged:
+    {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5, "count": 1, "premium": false}],
+     "getfile_rate_limit": {"per_second": 10, "seconds": 3},   # rule: > N getFile/s per account and DC
+     "file_reference_ttl": 30,                                  # seconds a file reference lives; null = forever
+     "expire_file_references": true,                            # every reference handed out so far expires now
+     "drop_after_bytes": {"2": {"bytes": 100000, "count": 1}},  # next `count` connections to DC 2 dropped
+     "down": [3],                                               # DCs that refuse service
+     "clear": true}                                              # reset all faults first
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Link:
+    latency_ms: float = 0.0   # added round trip per request/answer
+    bandwidth: int = 0        # bytes per second per connection, server -> client; 0 = unlimited
+
+    @property
+    def active(self) -> bool:
+        return self.latency_ms > 0 or self.bandwidth > 0
+
+
+PROFILES: dict[str, Link] = {
+    "off": Link(),
+    "telegram-like": Link(latency_ms=100.0, bandwidth=2 * 1024 * 1024),
+}
+
+
+@dataclass
+class FloodInjection:
+    dc: int
+    method: str          # TL request name without "Request", e.g. "GetFile"; "*" for any
+    seconds: int
+    count: int = 1
+    premium: bool = False
+
+
+@dataclass
+class Faults:
+    flood_wait: list[FloodInjection] = field(default_factory=list)
+    getfile_per_second: int = 0          # 0 = no rate rule
+    getfile_flood_seconds: int = 3
+    file_reference_ttl: float | None = None
+    references_expired_at: float | None = None   # monotonic time; references issued before it are expired
+    drop_after_bytes: dict[int, list[int]] = field(default_factory=dict)  # dc -> [bytes, count]
+    down: set[int] = field(default_factory=set)
+
+
+class ControlError(ValueError):
+    """A malformed admin request."""
+
+
+class Controls:
+    def __init__(self, link: Link | None = None) -> None:
+        self._lock = threading.Lock()
+        self._link = link or Link()
+        self._dc_links: dict[int, Link] = {}
+        self._faults = Faults()
+
+    # --- link -------------------------------------------------------------------------------
+    def link_for(self, dc_id: int) -> Link:
+        with self._lock:
+            return self._dc_links.get(dc_id, self._link)
+
+    def set_link(self, link: Link, dc_id: int | None = None) -> None:
+        with self._lock:
+            if dc_id is None:
+                self._link = link
+                self._dc_links.clear()
+            else:
+                self._dc_links[dc_id] = link
+
+    def apply_link(self, body: dict) -> None:
+        if not isinstance(body, dict):
+            raise ControlError("link settings must be a JSON object")
+        if "profile" in body:
+            name = body["profile"]
+            if name not in PROFILES:
+                raise ControlError(f"unknown link profile {name!r}; known: {', '.join(PROFILES)}")
+            link = PROFILES[name]
+        else:
+            try:
+                link = Link(float(body.get("latency_ms", 0)), int(body.get("bandwidth", 0)))
+            except (TypeError, ValueError) as e:
+                raise ControlError(f"bad link value: {e}") from None
+            if link.latency_ms < 0 or link.bandwidth < 0:
+                raise ControlError("latency_ms and bandwidth must be >= 0")
+        dc = body.get("dc")
+        self.set_link(link, int(dc) if dc is not None else None)
+
+    # --- faults read by the server --------------------------------------------------------
+    def is_down(self, dc_id: int) -> bool:
+        with self._lock:
+            return dc_id in self._faults.down
+
+    def take_drop(self, dc_id: int) -> int | None:
+        """For a new connection to dc_id: the byte count after which to drop it, or None."""
+        with self._lock:
+            entry = self._faults.drop_after_bytes.get(dc_id)
+            if not entry:
+                return None
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._faults.drop_after_bytes[dc_id]
+            return entry[0]
+
+    # --- faults read by the services ------------------------------------------------------
+    def take_flood(self, dc_id: int, method: str) -> FloodInjection | None:
+        """An injected FLOOD_WAIT for this call, consuming one of its count."""
+        with self._lock:
+            for inj in self._faults.flood_wait:
+                if inj.dc in (dc_id, 0) and inj.method in (method, "*"):
+                    inj.count -= 1
+                    if inj.count <= 0:
+                        self._faults.flood_wait.remove(inj)
+                    return inj
+        return None
+
+    def getfile_rate_rule(self) -> tuple[int, int]:
+        """(max getFile per second per account and DC, flood seconds to answer); (0, _) = off."""
+        with self._lock:
+            return self._faults.getfile_per_second, self._faults.getfile_flood_seconds
+
+    def reference_policy(self) -> tuple[float | None, float | None]:
+        """(ttl seconds or None, monotonic time before which every issued reference is expired)."""
+        with self._lock:
+            return self._faults.file_reference_ttl, self._faults.references_expired_at
+
+    # --- admin --------------------------------------------------------------------------------
+    def apply_faults(self, body: dict, now: float) -> None:
+        """Apply a POST /faults body. `now` is the monotonic clock of the services."""
+        if not isinstance(body, dict):
+            raise ControlError("faults must be a JSON object")
+        try:
+            with self._lock:
+                f = self._faults
+                if body.get("clear"):
+                    f = self._faults = Faults()
+                for item in body.get("flood_wait", []):
+                    f.flood_wait.append(FloodInjection(
+                        dc=int(item.get("dc", 0)), method=str(item.get("method", "*")),
+                        seconds=int(item["seconds"]), count=int(item.get("count", 1)),
+                        premium=bool(item.get("premium", False))))
+                if "getfile_rate_limit" in body:
+                    rule = body["getfile_rate_limit"] or {}
+                    f.getfile_per_second = int(rule.get("per_second", 0))
+                    f.getfile_flood_seconds = int(rule.get("seconds", 3))
+                if "file_reference_ttl" in body:
+                    ttl = body["file_reference_ttl"]
+                    f.file_reference_ttl = None if ttl is None else float(ttl)
+                if body.get("expire_file_references"):
+                    f.references_expired_at = now
+                for dc, spec in (body.get("drop_after_bytes") or {}).items():
+                    f.drop_after_bytes[int(dc)] = [int(spec["bytes"]), int(spec.get("count", 1))]
+                if "down" in body:
+                    f.down = {int(dc) for dc in body["down"]}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ControlError(f"bad fault value: {e!r}") from None
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            f = self._faults
+            return {
+                "link": asdict(self._link),
+                "dc_links": {str(dc): asdict(l) for dc, l in self._dc_links.items()},
+                "faults": {
+                    "flood_wait": [asdict(i) for i in f.flood_wait],
+                    "getfile_rate_limit": {"per_second": f.getfile_per_second,
+                                           "seconds": f.getfile_flood_seconds},
+                    "file_reference_ttl": f.file_reference_ttl,
+                    "drop_after_bytes": {str(dc): {"bytes": b, "count": c}
+                                         for dc, (b, c) in f.drop_after_bytes.items()},
+                    "down": sorted(f.down),
+                },
+            }

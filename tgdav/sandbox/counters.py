@@ -1,0 +1,46 @@
+"""Counters per DC, the sandbox's answer to "what did the client actually ask for".
+
+Names in use (add new ones freely, keep these stable: tests and benchmarks read them):
+    connections            TCP connections accepted
+    auth_keys              auth keys created by a DH exchange
+    exports / imports      auth.exportAuthorization on this DC / auth.importAuthorization on this DC
+    requests:<Name>        RPCs by TL request class name without "Request", e.g. requests:GetFileRequest
+                           is counted as "requests:GetFile"
+    getfile_bytes          bytes returned by upload.getFile
+    errors:<NAME>          RPC errors answered, by error name with the number replaced by X:
+                           errors:FILE_MIGRATE_X, errors:FLOOD_WAIT_X, errors:LIMIT_INVALID, ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+
+
+class Counters:
+    """Thread-safe: the admin HTTP thread reads while the loop thread writes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_dc: dict[int, Counter] = defaultdict(Counter)
+
+    def inc(self, dc_id: int, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._by_dc[dc_id][name] += n
+
+    def get(self, dc_id: int, name: str) -> int:
+        with self._lock:
+            return self._by_dc[dc_id][name] if dc_id in self._by_dc else 0
+
+    def total(self, name: str) -> int:
+        with self._lock:
+            return sum(c[name] for c in self._by_dc.values())
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """{"<dc>": {"name": n, ...}, ...}, JSON-ready."""
+        with self._lock:
+            return {str(dc): dict(c) for dc, c in sorted(self._by_dc.items())}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._by_dc.clear()
