@@ -1,0 +1,222 @@
+import asyncio
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tgdav.bridge import Bridge, BridgeClosed
+
+LIVENESS = 10   # seconds: only ever a bound for something that should happen at once, never a measure
+
+
+@pytest.fixture
+def bridge():
+    with Bridge() as b:
+        yield b
+
+
+def test_64_threads_get_their_own_results(bridge):
+    barrier = threading.Barrier(64)
+
+    async def work(i):
+        await asyncio.sleep(0.001 * (i % 5))
+        return i * i, threading.current_thread().name
+
+    def caller(i):
+        barrier.wait()
+        return bridge.call(work(i))
+
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(caller, range(64)))
+    assert [r for r, _ in results] == [i * i for i in range(64)]
+    assert {name for _, name in results} == {"tgdav-loop"}
+
+
+def test_call_propagates_exception_type(bridge):
+    class Custom(Exception):
+        pass
+
+    async def fail():
+        raise Custom("boom")
+
+    with pytest.raises(Custom, match="boom"):
+        bridge.call(fail())
+
+
+def test_call_timeout_cancels_the_coroutine(bridge):
+    cancelled = threading.Event()
+
+    async def forever():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(TimeoutError):
+        bridge.call(forever(), timeout=0.01)
+    assert cancelled.wait(LIVENESS)
+    assert bridge.call(asyncio.sleep(0, "still works")) == "still works"
+
+
+def test_loop_thread_is_refused(bridge):
+    async def reenter():
+        with pytest.raises(RuntimeError, match="deadlock"):
+            bridge.call(asyncio.sleep(0))
+        with pytest.raises(RuntimeError, match="deadlock"):
+            bridge.stream(numbers(3))
+        return "refused"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # a refused coroutine is closed, not left unawaited
+        assert bridge.call(reenter()) == "refused"
+
+
+def test_not_running_is_refused_cleanly():
+    b = Bridge()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BridgeClosed):
+            b.call(asyncio.sleep(0))
+    b.start()
+    b.stop()
+    b.stop()      # twice is fine
+    with pytest.raises(BridgeClosed):
+        b.stream(numbers(3))
+
+
+async def numbers(n, finished=None, produced=None):
+    try:
+        for i in range(n):
+            if produced is not None:
+                produced.append(i)
+            yield i
+            await asyncio.sleep(0)
+    finally:
+        if finished is not None:
+            finished.set()
+
+
+def test_stream_delivers_every_item_in_order(bridge):
+    finished = threading.Event()
+    with bridge.stream(numbers(1000, finished), max_buffered=3) as s:
+        assert list(s) == list(range(1000))
+        with pytest.raises(StopIteration):
+            s.next()
+    assert finished.is_set()
+
+
+def test_partly_consumed_stream_close_cancels_producer(bridge):
+    finished = threading.Event()
+    s = bridge.stream(numbers(10**9, finished))
+    assert [s.next() for _ in range(5)] == [0, 1, 2, 3, 4]
+    s.close()
+    assert finished.is_set()          # close() waited for the producer's finally
+    s.close()                         # twice is fine
+    with pytest.raises(StopIteration):
+        s.next()
+
+
+def test_close_cancels_producer_blocked_upstream(bridge):
+    finished, cancelled = threading.Event(), threading.Event()
+
+    async def stalls():
+        try:
+            yield b"first"
+            await asyncio.Event().wait()      # upstream never answers
+            yield b"never"
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finally:
+            finished.set()
+
+    s = bridge.stream(stalls())
+    assert s.next() == b"first"
+    with pytest.raises(TimeoutError):
+        s.next(timeout=0.01)              # a timeout leaves the stream usable
+    s.close()
+    assert cancelled.is_set() and finished.is_set()
+
+
+def test_close_before_first_item(bridge):
+    finished = threading.Event()
+    s = bridge.stream(numbers(10, finished))
+    s.close()
+    # the producer may or may not have started; either way the stream is dead and nothing leaks
+    with pytest.raises(StopIteration):
+        s.next()
+
+    async def tasks():
+        return asyncio.all_tasks()
+
+    assert len(bridge.call(tasks())) == 1     # only this probe: the producer is gone
+
+
+def test_stream_exception_reraises_after_items(bridge):
+    async def breaks():
+        yield 1
+        yield 2
+        raise LookupError("upstream broke")
+
+    s = bridge.stream(breaks())
+    assert s.next() == 1 and s.next() == 2
+    for _ in range(2):                        # again: a failed stream never looks complete
+        with pytest.raises(LookupError, match="upstream broke"):
+            s.next()
+    s.close()
+
+
+def test_backpressure_bounds_the_buffer(bridge):
+    produced, consumed = [], []
+    s = bridge.stream(numbers(200, produced=produced), max_buffered=4)
+    for _ in range(20):
+        bridge.call(asyncio.sleep(0.002))     # give an unbounded producer every chance to run ahead
+        assert len(produced) - len(consumed) <= 4 + 1   # the buffer plus the item in hand
+        consumed.append(s.next())
+    assert consumed == list(range(20))
+    s.close()
+
+
+def test_plain_async_iterator_is_accepted(bridge):
+    class Countdown:
+        def __init__(self):
+            self.n = 3
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            if self.n == 0:
+                raise StopAsyncIteration
+            self.n -= 1
+            return self.n
+
+    assert list(bridge.stream(Countdown())) == [2, 1, 0]
+
+
+def test_stop_with_work_in_flight_does_not_hang():
+    b = Bridge()
+    b.start()
+    finished = threading.Event()
+
+    async def forever():
+        await asyncio.Event().wait()
+
+    pool = ThreadPoolExecutor(4)
+    calls = [pool.submit(b.call, forever()) for _ in range(4)]
+    s = b.stream(numbers(10**9, finished), max_buffered=2)
+    assert s.next() == 0
+    b.call(asyncio.sleep(0.01))               # let the calls reach the loop
+    b.stop(timeout=LIVENESS)
+    assert not b.running and finished.is_set()
+    for c in calls:
+        with pytest.raises(BridgeClosed):
+            c.result(LIVENESS)
+    rest = []
+    with pytest.raises(BridgeClosed):         # a cut stream must not look complete
+        while True:
+            rest.append(s.next())
+    assert rest == [1, 2][:len(rest)]         # what was buffered before the stop
+    pool.shutdown()

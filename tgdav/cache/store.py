@@ -1,0 +1,187 @@
+"""What tgdav remembers on disk, in two diskcache caches under one private (0700) directory:
+
+- meta, never evicted: file -> DC, the auth key each foreign DC accepted (a secret), listings and
+  small values. Losing it costs migrations and exports (flood waits), so it survives restarts.
+- chunks, bounded, least recently used evicted first: the bytes of getFile parts, keyed by part.
+
+A cache whose database is corrupt or deleted is rebuilt with a warning, never fatal: a store is a
+memory, and forgetting is always allowed. diskcache is thread-safe (a connection per thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from diskcache import Cache, Timeout
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _private_dir(path: Path) -> None:
+    """Create `path` and any missing parents as 0700 (they hold secrets); tighten `path` itself."""
+    for p in reversed([path, *path.parents]):
+        if not p.exists():
+            p.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(p, 0o700)
+    try:
+        os.chmod(path, 0o700)
+    except PermissionError:
+        log.warning("cannot make %s private (0700): not its owner", path)
+
+
+class _HealingCache:
+    """One diskcache.Cache that rebuilds itself when its database breaks. The broken directory is
+    kept aside as <name>.broken (replacing an older one) or deleted. An operation that fails
+    otherwise (disk full, lock timeout) is logged and answers `default`."""
+
+    def __init__(self, directory: Path, keep_broken: bool, **settings: Any) -> None:
+        self._dir, self._keep_broken, self._settings = directory, keep_broken, settings
+        self._lock = threading.Lock()
+        try:
+            self._cache = self._open()
+        except sqlite3.DatabaseError as error:
+            self._discard(error)
+            self._cache = self._open()
+
+    def _open(self) -> Cache:
+        _private_dir(self._dir)
+        return Cache(str(self._dir), **self._settings)
+
+    def _discard(self, error: object) -> None:
+        log.warning("cache %s is broken (%s); starting it afresh", self._dir, error)
+        if self._keep_broken:
+            aside = self._dir.with_name(self._dir.name + ".broken")
+            shutil.rmtree(aside, ignore_errors=True)
+            if self._dir.exists():
+                os.replace(self._dir, aside)
+        else:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _rebuild(self, broken: Cache, error: object) -> Cache:
+        with self._lock:
+            if self._cache is broken:            # else another thread rebuilt it already
+                try:
+                    self._discard(error)
+                    self._cache = self._open()
+                except (OSError, sqlite3.Error) as e:
+                    log.warning("cannot rebuild cache %s: %s", self._dir, e)
+                broken.close()
+            return self._cache
+
+    def run(self, op: Callable[[Cache], T], default: T) -> T:
+        """op(cache), rebuilding the cache and retrying once when its database is broken."""
+        cache = self._cache
+        for _ in range(2):
+            try:
+                if (self._dir / "cache.db").exists():
+                    return op(cache)
+                error: object = "its database was deleted"
+            except sqlite3.DatabaseError as e:
+                error = e
+            except (OSError, Timeout) as e:
+                log.warning("cache %s: %s", self._dir, e)
+                return default
+            cache = self._rebuild(cache, error)
+        return default
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class Store:
+    def __init__(self, directory: Path, chunk_limit_bytes: int = 2 * 1024**3) -> None:
+        self.directory = Path(directory)
+        self.chunk_limit = chunk_limit_bytes
+        _private_dir(self.directory)
+        self._meta = _HealingCache(self.directory / "meta", keep_broken=True, eviction_policy="none")
+        # every chunk in its own file (min size 0) so the volume counts exactly the stored bytes;
+        # evict one chunk per put (cull_limit=1) so that eviction follows recency exactly
+        self._chunks = _HealingCache(
+            self.directory / "chunks", keep_broken=False, eviction_policy="least-recently-used",
+            size_limit=chunk_limit_bytes, cull_limit=1, disk_min_file_size=0)
+        self._stats_lock = threading.Lock()
+        self._hits = self._misses = 0
+
+    # ---- meta ----
+
+    def _get(self, key: tuple[Any, ...]) -> Any:
+        return self._meta.run(lambda c: c.get(key), None)
+
+    def _set(self, key: tuple[Any, ...], value: Any) -> None:
+        self._meta.run(lambda c: c.set(key, value), None)
+
+    def dc_for(self, file_key: str) -> int | None:
+        return self._get(("dc", file_key))
+
+    def remember_dc(self, file_key: str, dc: int) -> None:
+        self._set(("dc", file_key), dc)
+
+    def dc_auth(self, dc: int) -> bytes | None:
+        """The auth key DC `dc` accepted after importAuthorization (a secret)."""
+        return self._get(("auth", dc))
+
+    def remember_dc_auth(self, dc: int, key: bytes) -> None:
+        self._set(("auth", dc), bytes(key))
+
+    def forget_dc_auth(self, dc: int) -> None:
+        self._meta.run(lambda c: c.delete(("auth", dc)), False)
+
+    def listing(self, key: Any) -> Any:
+        return self._get(("listing", key))
+
+    def remember_listing(self, key: Any, value: Any) -> None:
+        self._set(("listing", key), value)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._get(("value", key))
+        return default if value is None else value
+
+    def set(self, key: Any, value: Any) -> None:
+        self._set(("value", key), value)
+
+    # ---- chunks ----
+
+    @staticmethod
+    def _chunk_key(file_key: str, offset: int, size: int) -> str:
+        return f"{file_key}@{offset}+{size}"
+
+    def chunk(self, file_key: str, offset: int, size: int) -> bytes | None:
+        """The bytes stored for part (offset, size) of the file, and mark them recently used."""
+        data = self._chunks.run(lambda c: c.get(self._chunk_key(file_key, offset, size)), None)
+        with self._stats_lock:
+            if data is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        return data
+
+    def put_chunk(self, file_key: str, offset: int, size: int, data: bytes) -> None:
+        """Store a part's bytes (short at the end of the file: stored as is), evicting the least
+        recently used chunks until the cache is within its limit."""
+        def put(c: Cache) -> None:
+            c.set(self._chunk_key(file_key, offset, size), bytes(data))
+            if c.volume() > self.chunk_limit:        # one eviction was not enough (a bigger chunk)
+                c.cull()
+        self._chunks.run(put, None)
+
+    def chunk_stats(self) -> dict[str, int]:
+        """count and bytes (disk used, index included: what the limit bounds) of the chunk cache,
+        its limit, and hits and misses of chunk() since this Store opened."""
+        count, volume = self._chunks.run(lambda c: (len(c), c.volume()), (0, 0))
+        with self._stats_lock:
+            hits, misses = self._hits, self._misses
+        return {"count": count, "bytes": volume, "limit": self.chunk_limit, "hits": hits, "misses": misses}
+
+    def clear_chunks(self) -> None:
+        self._chunks.run(lambda c: c.clear(), 0)
+
+    def close(self) -> None:
+        self._meta.close()
+        self._chunks.close()
