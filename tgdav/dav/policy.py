@@ -1,0 +1,178 @@
+"""Request policy in front of WsgiDAV: what a read-only Telegram share answers before any lookup, and
+the one table that turns errors into HTTP.
+
+- Only GET, HEAD, OPTIONS and PROPFIND exist; every other method gets 405 with an Allow header
+  (WsgiDAV's read-only provider forgets Allow).
+- PROPFIND needs Depth 0 or 1: no Depth means infinity (RFC 4918), which WsgiDAV would walk; we
+  answer 403 with DAV:propfind-finite-depth, as the RFC asks.
+- Paths are checked once: bad UTF-8, control characters and dot segments get 400; Finder/Explorer
+  probe names (._*, .DS_Store, desktop.ini, ...) and anything deeper than folder/file get 404, all
+  without asking the catalog, so probes never reach Telegram.
+- ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
+  bugs) to a response; the client never sees a traceback. After the body started the exception
+  propagates and cheroot closes the connection: the client sees a short body, the server lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from wsgidav.dav_error import DAVError, get_http_status_string
+
+from tgdav.errors import NotFound, RetryLater, UpstreamUnavailable
+
+log = logging.getLogger("tgdav.dav")
+
+READ_METHODS = ("OPTIONS", "GET", "HEAD", "PROPFIND")
+ALLOW = ", ".join(READ_METHODS)
+MAX_DEPTH = 2  # folder/file
+
+PROBE_NAMES = frozenset(name.lower() for name in (
+    ".DS_Store", ".localized", ".Spotlight-V100", ".metadata_never_index",
+    ".metadata_never_index_unless_rootfs", ".metadata_direct_scope_only", ".Trashes", ".TemporaryItems",
+    ".fseventsd", ".VolumeIcon.icns", ".hidden", ".ql_disablethumbnails", ".ql_disablecache",
+    ".com.apple.timemachine.donotpresent", ".apdisk", "Icon\r", "desktop.ini", "Thumbs.db",
+    "ehthumbs.db", "autorun.inf", "folder.jpg", "folder.gif", "AlbumArtSmall.jpg",
+    "System Volume Information", "$RECYCLE.BIN", "RECYCLER",
+))
+
+FINITE_DEPTH_BODY = (b'<?xml version="1.0" encoding="utf-8"?>\n'
+                     b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>\n')
+
+StartResponse = Callable[..., object]
+
+
+class BadPath(ValueError):
+    """The request path cannot name anything we serve (the message says why)."""
+
+
+def decode_path(environ: dict) -> list[str]:
+    """PATH_INFO as the list of its (URL-decoded, UTF-8) names; raises BadPath for hostile paths."""
+    raw = environ.get("PATH_INFO", "")
+    try:
+        path = raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise BadPath("the path is not valid UTF-8") from None
+    names = [name for name in path.split("/") if name]
+    for name in names:
+        if name in (".", ".."):
+            raise BadPath("dot segments are not allowed in paths")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise BadPath("control characters are not allowed in paths")
+    return names
+
+
+def is_probe(name: str) -> bool:
+    """A name desktop clients ask for on every folder; Telegram never has it."""
+    return name.startswith("._") or name.lower() in PROBE_NAMES
+
+
+@dataclass
+class Reply:
+    """A complete small response."""
+    status: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def send(self, environ: dict, start_response: StartResponse) -> list[bytes]:
+        headers = self.headers + [("Content-Length", str(len(self.body)))]
+        start_response(self.status, headers)
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [self.body]
+
+
+def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None = None) -> Reply:
+    return Reply(status, [("Content-Type", "text/plain; charset=utf-8")] + (headers or []),
+                 (message.rstrip("\n") + "\n").encode())
+
+
+def error_reply(exc: BaseException) -> Reply:
+    """The one table from errors to HTTP. Unknown errors are logged with their traceback."""
+    if isinstance(exc, NotFound):
+        return text_reply("404 Not Found", str(exc) or "Not found")
+    if isinstance(exc, RetryLater):
+        return text_reply("503 Service Unavailable", str(exc), [("Retry-After", str(exc.seconds))])
+    if isinstance(exc, UpstreamUnavailable):
+        return text_reply("503 Service Unavailable", f"Telegram is unavailable: {exc}")
+    if isinstance(exc, BadPath):
+        return text_reply("400 Bad Request", f"Bad path: {exc}")
+    if isinstance(exc, DAVError):
+        status = get_http_status_string(exc)
+        if exc.value in (204, 304):
+            return Reply(status, list(exc.add_headers or []))
+        content_type, body = exc.get_response_page()
+        return Reply(status, [("Content-Type", content_type)] + list(exc.add_headers or []), body)
+    log.error("internal error", exc_info=exc)
+    return text_reply("500 Internal Server Error", "Internal server error (details are in the server log)")
+
+
+class PolicyMiddleware:
+    """Answers what needs no lookup (methods, OPTIONS, Depth, hostile and probe paths)."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in READ_METHODS:
+            return text_reply("405 Method Not Allowed", "This share is read-only",
+                              [("Allow", ALLOW)]).send(environ, start_response)
+        if method == "OPTIONS":
+            return Reply("200 OK", [("DAV", "1"), ("Allow", ALLOW), ("MS-Author-Via", "DAV"),
+                                    ("Accept-Ranges", "bytes")]).send(environ, start_response)
+        if method == "PROPFIND":
+            depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+            if depth == "infinity":
+                return Reply("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8")],
+                             FINITE_DEPTH_BODY).send(environ, start_response)
+            if depth not in ("0", "1"):
+                return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
+        try:
+            names = decode_path(environ)
+        except BadPath as exc:
+            return error_reply(exc).send(environ, start_response)
+        if len(names) > MAX_DEPTH or any(is_probe(name) for name in names):
+            return text_reply("404 Not Found", "Not found").send(environ, start_response)
+        return self.app(environ, start_response)
+
+
+class ErrorMiddleware:
+    """Holds the response back until the first body chunk, so an error before it becomes a clean reply."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        started: list = []
+
+        def hold(status: str, headers: list, exc_info=None) -> None:
+            started[:] = [status, headers]
+
+        body: Iterable[bytes] | None = None
+        try:
+            body = self.app(environ, hold)
+            chunks = iter(body)
+            first = next(chunks, None)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a reply
+            if body is not None and hasattr(body, "close"):
+                body.close()
+            return error_reply(exc).send(environ, start_response)
+        start_response(*started)
+        return _Resumed(first, chunks, body)
+
+
+class _Resumed:
+    """The body after its first chunk was taken; close() reaches the inner body even if never iterated."""
+
+    def __init__(self, first: bytes | None, rest: Iterator[bytes], body: Iterable[bytes]) -> None:
+        self._first, self._rest, self._body = first, rest, body
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            yield self._first
+        yield from self._rest
+
+    def close(self) -> None:
+        if hasattr(self._body, "close"):
+            self._body.close()

@@ -1,0 +1,134 @@
+"""The WebDAV app and its cheroot server.
+
+Request path, outermost first:
+
+    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> StreamApp -> WsgiDAV
+
+WsgiDAV (dir browser + request resolver only: no locks, no dead properties, its own error printer and
+authenticator replaced by ours) answers PROPFIND and GET of collections; StreamApp answers GET/HEAD of
+files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
+(a paused player keeps its connection).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from typing import Callable, Iterable, Iterator
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from wsgidav.dir_browser import WsgiDavDirBrowser
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from tgdav.dav.auth import SCHEMES, Authenticator
+from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware, StartResponse
+from tgdav.dav.provider import CatalogProvider
+from tgdav.dav.stream import StreamApp
+from tgdav.errors import ConfigError
+from tgdav.model import Catalog, Reader
+
+MAX_HEADER_BYTES = 64 * 1024  # request line + headers; a longer URL gets 414
+MAX_BODY_BYTES = 1024 * 1024  # PROPFIND bodies are small; nothing else has one
+
+access_log = logging.getLogger("tgdav.access")
+server_log = logging.getLogger("tgdav.server")
+
+
+def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
+    """Refuse to serve Telegram without credentials on anything but loopback."""
+    if auth not in SCHEMES:
+        raise ConfigError(f"auth must be one of {', '.join(SCHEMES)}, not {auth!r}")
+    if auth == "none" or users:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(f"refusing to listen on {host} without users: add users (or listen on "
+                          "127.0.0.1, or set auth to 'none' to share without a password on purpose)")
+
+
+def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
+              realm: str = "tgdav", block_size: int = 256 * 1024) -> Callable:
+    """The whole WSGI app for one catalog and reader."""
+    for name in ("wsgidav", "wsgidav.wsgidav_app"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    dav = WsgiDAVApp({
+        "provider_mapping": {"/": CatalogProvider(catalog)},
+        "middleware_stack": [WsgiDavDirBrowser, RequestResolver],
+        "lock_storage": False,
+        "property_manager": None,
+        "verbose": 1,
+        "suppress_version_info": True,
+        "logging": {"enable": False},
+        "dir_browser": {"enable": True, "icon": False, "davmount": False, "ms_sharepoint_support": False,
+                        "libre_office_support": False, "response_trailer": ""},
+    })
+    app = StreamApp(catalog, reader, dav, block_size)
+    app = PolicyMiddleware(app)
+    app = Authenticator(app, users, auth, realm)
+    return AccessLog(ErrorMiddleware(app))
+
+
+class AccessLog:
+    """One INFO line per request on tgdav.access: method, path, status, body bytes, seconds."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        began, status = time.monotonic(), ["-"]
+
+        def record(status_line: str, headers: list, exc_info=None):
+            status[0] = status_line.split(" ", 1)[0]
+            return start_response(status_line, headers, exc_info) if exc_info else start_response(
+                status_line, headers)
+
+        return _Logged(self.app(environ, record), environ, status, began)
+
+
+class _Logged:
+    def __init__(self, body: Iterable[bytes], environ: dict, status: list[str], began: float) -> None:
+        self.body, self.environ, self.status, self.began, self.sent = body, environ, status, began, 0
+        self.failed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.body:
+                self.sent += len(chunk)
+                yield chunk
+        except BaseException:
+            self.failed = True
+            raise
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            path = self.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+            access_log.info("%s %r %s %d %.3fs%s", self.environ.get("REQUEST_METHOD"), path, self.status[0],
+                            self.sent, time.monotonic() - self.began, " aborted" if self.failed else "")
+
+
+class _Server(wsgi.Server):
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        """cheroot writes errors to stderr; send them to logging instead."""
+        server_log.log(level, "%s", msg, exc_info=traceback)
+
+
+def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 64,
+                timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None) -> wsgi.Server:
+    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start())."""
+    server = _Server((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav")
+    server.max_request_header_size = MAX_HEADER_BYTES
+    server.max_request_body_size = MAX_BODY_BYTES
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key):
+            raise ConfigError("TLS needs both a certificate and a key file")
+        server.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
+    return server

@@ -1,0 +1,160 @@
+"""GET and HEAD of files, served here instead of by WsgiDAV.
+
+WsgiDAV opens the content, seeks once and reads blocks: it never tells the file object where a range
+ends (so the reader could not bound its read-ahead), answers only the last range of a multi-range
+request, and gives 200 to an If-Modified-Since equal to Last-Modified. This middleware answers GET and
+HEAD of a file itself and opens the reader with exactly the bytes the client asked for:
+
+- 200 or 206 with Content-Length and Accept-Ranges: bytes (Kodi only seeks when it sees both),
+  Content-Range, ETag, Last-Modified (RFC 1123), Content-Type;
+- 416 with Content-Range: bytes */size; If-Range (entity tag or date) falls back to the whole file;
+- If-None-Match, else If-Modified-Since (equal dates included) -> 304;
+- several ranges -> multipart/byteranges with exact parts, each opened from the reader in turn
+  (overlapping or touching ones merged, more than MAX_PARTS: the whole file, as RFC 9110 allows);
+- HEAD sends the same headers and never opens the reader.
+
+The body is a generator: ErrorMiddleware pulls its first chunk before the headers go out, so an
+error at open or at the first read is still a clean 503/404; closing the body closes the ByteStream.
+"""
+
+from __future__ import annotations
+
+import secrets
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Callable, Iterable, Iterator
+
+from tgdav.dav.policy import StartResponse, decode_path, text_reply
+from tgdav.dav.provider import content_type
+from tgdav.errors import UpstreamUnavailable
+from tgdav.model import Catalog, FileEntry, Location, Reader
+from tgdav.ranges import Unsatisfiable, parse_range_header
+
+MAX_PARTS = 32
+
+
+def http_date(ts: float) -> str:
+    """RFC 1123 date in GMT (what Kodi and Explorer parse)."""
+    return formatdate(int(ts), usegmt=True)
+
+
+def parse_http_date(value: str) -> int | None:
+    """Seconds since the epoch, or None for anything that is not an HTTP date."""
+    try:
+        return int(parsedate_to_datetime(value.strip()).timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def quoted_etag(entry: FileEntry) -> str:
+    return '"%s"' % entry.etag.strip('"')
+
+
+def _none_match(header: str, etag: str) -> bool:
+    """If-None-Match uses the weak comparison: W/"x" matches "x"."""
+    tags = [tag.strip() for tag in header.split(",")]
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags)
+
+
+def not_modified(environ: dict, etag: str, modified: float) -> bool:
+    if "HTTP_IF_NONE_MATCH" in environ:
+        return _none_match(environ["HTTP_IF_NONE_MATCH"], etag)
+    since = parse_http_date(environ.get("HTTP_IF_MODIFIED_SINCE", ""))
+    return since is not None and int(modified) <= since
+
+
+def if_range_holds(environ: dict, etag: str, modified: float) -> bool:
+    """If-Range: a strong entity tag must equal ours, a date must equal Last-Modified exactly."""
+    value = environ.get("HTTP_IF_RANGE")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"'):
+        return value == etag
+    return parse_http_date(value) == int(modified)
+
+
+def plan_parts(spans: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """The spans to send: as asked unless some overlap or touch (then sorted and merged, so a
+    hostile header cannot multiply the bytes read); None when there are too many to bother."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    if len(merged) > MAX_PARTS:
+        return None
+    return spans if len(merged) == len(spans) else merged
+
+
+class StreamApp:
+    """Serves GET/HEAD of /folder/file; everything else goes on to `app` (WsgiDAV)."""
+
+    def __init__(self, catalog: Catalog, reader: Reader, app: Callable, block_size: int) -> None:
+        self.catalog, self.reader, self.app, self.block_size = catalog, reader, app, block_size
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return self.app(environ, start_response)
+        names = decode_path(environ)
+        if len(names) != 2:
+            return self.app(environ, start_response)
+        folder = self.catalog.folder(names[0])
+        entry = self.catalog.entry(folder, names[1]) if folder is not None else None
+        if entry is None:  # WsgiDAV answers 404 (or serves its dir browser's assets)
+            return self.app(environ, start_response)
+        return self.respond(environ, start_response, entry)
+
+    def respond(self, environ: dict, start_response: StartResponse, entry: FileEntry) -> Iterable[bytes]:
+        size, etag = entry.size, quoted_etag(entry)
+        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified))]
+        if not_modified(environ, etag, entry.modified):
+            start_response("304 Not Modified", validators)
+            return []
+        headers = validators + [("Accept-Ranges", "bytes")]
+        spans = None
+        if environ.get("HTTP_RANGE") and if_range_holds(environ, etag, entry.modified):
+            try:
+                spans = parse_range_header(environ["HTTP_RANGE"], size)
+                spans = plan_parts(spans) if spans else None
+            except Unsatisfiable:
+                return text_reply("416 Range Not Satisfiable", f"The file has {size} bytes",
+                                  headers + [("Content-Range", f"bytes */{size}")]).send(environ, start_response)
+        mime = content_type(entry)
+        if spans is None:
+            status, parts, trailer = "200 OK", [(b"", 0, size - 1)] if size else [], b""
+            headers.append(("Content-Type", mime))
+        elif len(spans) == 1:
+            (start, end), = spans
+            status, parts, trailer = "206 Partial Content", [(b"", start, end)], b""
+            headers += [("Content-Type", mime), ("Content-Range", f"bytes {start}-{end}/{size}")]
+        else:
+            boundary = secrets.token_hex(16)
+            status, trailer = "206 Partial Content", f"\r\n--{boundary}--\r\n".encode()
+            parts = [((("\r\n" if i else "") + f"--{boundary}\r\nContent-Type: {mime}\r\n"
+                       f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n").encode(), start, end)
+                     for i, (start, end) in enumerate(spans)]
+            headers.append(("Content-Type", f"multipart/byteranges; boundary={boundary}"))
+        length = sum(len(prefix) + end - start + 1 for prefix, start, end in parts) + len(trailer)
+        start_response(status, headers + [("Content-Length", str(length))])
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return []
+        return self._body(entry.location, parts, trailer)
+
+    def _body(self, location: Location, parts: list[tuple[bytes, int, int]], trailer: bytes) -> Iterator[bytes]:
+        """Each part opened with its exact [start, end]; a stream that ends early is an upstream failure."""
+        for prefix, start, end in parts:
+            stream = self.reader.open(location, start, end)
+            try:
+                remaining = end - start + 1
+                while remaining:
+                    block = stream.read(min(self.block_size, remaining))
+                    if not block:
+                        raise UpstreamUnavailable(f"the file ended {remaining} bytes early")
+                    remaining -= len(block)
+                    yield prefix + block if prefix else block
+                    prefix = b""
+            finally:
+                stream.close()
+        if trailer:
+            yield trailer
