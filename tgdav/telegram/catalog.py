@@ -1,0 +1,314 @@
+"""Channels -> folders, messages -> file entries, with listings kept in the store.
+
+The first listing of a channel pages through its history once (100 messages a request, newest
+first). After that a listing is served from memory; when it is older than `refresh_seconds`, only
+messages newer than the newest known are asked for (one request when nothing changed), and every
+`full_check_every` refreshes the whole history is read again to notice edits and deletions.
+Listings persist in the store, so a restart starts from what it knew.
+
+Bots cannot list dialogs or read history (BOT_METHOD_INVALID): for a bot, channels come from the
+`include` setting and messages from channels.getMessages by id, scanning up to a gap of `bot_gap`
+missing ids past the newest one found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+from telethon import TelegramClient, errors, functions, types
+
+from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable
+from tgdav.model import FileEntry, Folder, Location
+from tgdav.telegram import names
+
+log = logging.getLogger("tgdav.catalog")
+
+LISTING_VERSION = 1
+PAGE = 100
+
+
+@dataclass
+class _Channel:
+    folder: Folder
+    access_hash: int
+    entries: dict[int, FileEntry] = field(default_factory=dict)   # message id -> entry (raw names)
+    max_id: int = 0
+    checked: float = 0.0          # clock time of the last refresh
+    refreshes: int = 0
+    by_name: dict[str, FileEntry] = field(default_factory=dict)
+    listing: list[FileEntry] = field(default_factory=list)
+
+
+def entry_for(message, channel_id: int, channel_access_hash: int) -> FileEntry | None:
+    """The file a message carries (document or photo), or None."""
+    media = getattr(message, "media", None)
+    date = message.date.timestamp() if message.date else 0.0
+    edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
+    if isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document):
+        doc = media.document
+        file_name = next((a.file_name for a in doc.attributes
+                          if isinstance(a, types.DocumentAttributeFilename)), "")
+        kind = _document_kind(doc)
+        name = names.clean(file_name) or names.fallback_name(kind, date, message.id, doc.mime_type)
+        loc = Location("document", doc.id, doc.access_hash, doc.file_reference, doc.dc_id, doc.size,
+                       channel_id, channel_access_hash, message.id)
+        mime = doc.mime_type or "application/octet-stream"
+    elif isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo):
+        photo = media.photo
+        size, thumb = _largest_photo_size(photo)
+        if not size:
+            return None
+        name = names.fallback_name("photo", date, message.id, "image/jpeg")
+        loc = Location("photo", photo.id, photo.access_hash, photo.file_reference, photo.dc_id, size,
+                       channel_id, channel_access_hash, message.id, thumb_size=thumb)
+        mime = "image/jpeg"
+    else:
+        return None
+    etag = f"{loc.id:x}-{loc.size:x}-{int(edited):x}"
+    return FileEntry(name=name, size=loc.size, mime=mime, modified=edited, created=date, etag=etag,
+                     location=loc)
+
+
+def _document_kind(doc) -> str:
+    for a in doc.attributes:
+        if isinstance(a, types.DocumentAttributeVideo):
+            return "video"
+        if isinstance(a, types.DocumentAttributeAudio):
+            return "voice" if a.voice else "audio"
+    return "document"
+
+
+def _largest_photo_size(photo) -> tuple[int, str]:
+    best = (0, "")
+    for s in photo.sizes:
+        if isinstance(s, types.PhotoSize):
+            best = max(best, (s.size, s.type))
+        elif isinstance(s, types.PhotoSizeProgressive) and s.sizes:
+            best = max(best, (max(s.sizes), s.type))
+    return best
+
+
+class ChannelFilter:
+    """Which channels to show: all, or those in `include`, minus `exclude` (ids or @usernames)."""
+
+    def __init__(self, include=(), exclude=()) -> None:
+        self.include = [str(x) for x in include]
+        self.exclude = {str(x).lstrip("@").lower() for x in exclude}
+
+    def allows(self, channel_id: int, username: str | None) -> bool:
+        keys = {str(channel_id), f"-100{channel_id}", (username or "").lower()}
+        if self.include and not keys & {x.lstrip("@").lower() for x in self.include}:
+            return False
+        return not keys & self.exclude
+
+
+class TelegramCatalog:
+    """The async catalog on the bridge's loop. SyncCatalog gives WSGI threads the model.Catalog."""
+
+    def __init__(self, client: TelegramClient, store, *, channel_filter: ChannelFilter | None = None,
+                 refresh_seconds: float = 60.0, full_check_every: int = 30, is_bot: bool = False,
+                 bot_gap: int = 200, clock=time.monotonic) -> None:
+        self._client = client
+        self._store = store
+        self._filter = channel_filter or ChannelFilter()
+        self._refresh_seconds = refresh_seconds
+        self._full_check_every = full_check_every
+        self._is_bot = is_bot
+        self._bot_gap = bot_gap
+        self._clock = clock
+        self._channels: dict[str, _Channel] | None = None
+        self._folders_checked = 0.0
+        self._locks: dict[object, asyncio.Lock] = {}
+
+    # --- folders ----------------------------------------------------------------------------------
+    async def folders(self) -> list[Folder]:
+        async with self._lock("folders"):
+            if self._channels is None or self._clock() - self._folders_checked > self._refresh_seconds:
+                await self._load_folders()
+        return [c.folder for c in self._channels.values()]
+
+    async def folder(self, name: str) -> Folder | None:
+        await self.folders()
+        channel = self._channels.get(name)
+        return channel.folder if channel else None
+
+    async def _load_folders(self) -> None:
+        found = await (self._bot_channels() if self._is_bot else self._user_channels())
+        titles = names.unique((c.id, names.clean(c.title) or f"channel {c.id}") for c in found)
+        old = {c.folder.channel_id: c for c in (self._channels or {}).values()}
+        channels: dict[str, _Channel] = {}
+        for chat in found:
+            folder = Folder(name=titles[chat.id], channel_id=chat.id, title=chat.title,
+                            username=getattr(chat, "username", None), modified=chat.date.timestamp())
+            kept = old.get(chat.id)
+            channels[folder.name] = replace(kept, folder=folder) if kept else _Channel(folder, chat.access_hash)
+        self._channels = channels
+        self._folders_checked = self._clock()
+
+    async def _user_channels(self) -> list:
+        found, seen = [], set()
+        async for dialog in self._client.iter_dialogs():
+            chat = dialog.entity
+            if isinstance(chat, types.Channel) and chat.id not in seen and not chat.left:
+                seen.add(chat.id)
+                if self._filter.allows(chat.id, chat.username):
+                    found.append(chat)
+        return found
+
+    async def _bot_channels(self) -> list:
+        if not self._filter.include:
+            raise ConfigError("a bot cannot list its channels — name them in [channels] include "
+                              "(ids or @usernames)")
+        found = []
+        for ref in self._filter.include:
+            try:
+                entity = await self._client.get_entity(int(ref) if ref.lstrip("-").isdigit() else ref)
+            except (ValueError, errors.RPCError) as e:
+                log.warning("channel %s from [channels] include cannot be opened: %s", ref, e)
+                continue
+            if isinstance(entity, types.Channel) and self._filter.allows(entity.id, entity.username):
+                found.append(entity)
+        return found
+
+    # --- entries ----------------------------------------------------------------------------------
+    async def entries(self, folder: Folder) -> list[FileEntry]:
+        channel = await self._channel(folder)
+        return channel.listing
+
+    async def entry(self, folder: Folder, name: str) -> FileEntry | None:
+        channel = await self._channel(folder)
+        return channel.by_name.get(name)
+
+    async def _channel(self, folder: Folder) -> _Channel:
+        await self.folders()
+        channel = self._channels.get(folder.name)
+        if channel is None or channel.folder.channel_id != folder.channel_id:
+            raise NotFound(f"channel {folder.name!r} is not available")
+        async with self._lock(folder.channel_id):
+            if not channel.checked:
+                self._load_listing(channel)
+            if self._clock() - channel.checked > self._refresh_seconds or not channel.refreshes:
+                await self._refresh(channel)
+        return channel
+
+    async def _refresh(self, channel: _Channel) -> None:
+        full = channel.refreshes % self._full_check_every == 0
+        since = 0 if full else channel.max_id
+        found = await (self._bot_scan(channel, since) if self._is_bot
+                       else self._history(channel, since))
+        if full:
+            channel.entries = found
+        else:
+            channel.entries.update(found)
+        channel.max_id = max([channel.max_id, *found])
+        channel.refreshes += 1
+        channel.checked = self._clock()
+        self._index(channel)
+        self._store.remember_listing(f"channel:{channel.folder.channel_id}", {
+            "version": LISTING_VERSION, "access_hash": channel.access_hash,
+            "entries": list(channel.entries.values()), "max_id": channel.max_id})
+
+    def _load_listing(self, channel: _Channel) -> None:
+        """Start from the listing an earlier run kept; the first refresh is then incremental."""
+        kept = self._store.listing(f"channel:{channel.folder.channel_id}")
+        if kept and kept.get("version") == LISTING_VERSION:
+            channel.entries = {e.location.message_id: e for e in kept["entries"]}
+            channel.max_id = kept["max_id"]
+            channel.refreshes = 1
+            channel.checked = self._clock()
+            self._index(channel)
+
+    def _index(self, channel: _Channel) -> None:
+        unique = names.unique((mid, e.name) for mid, e in channel.entries.items())
+        listing = [replace(e, name=unique[mid]) for mid, e in sorted(channel.entries.items())]
+        channel.listing = listing
+        channel.by_name = {e.name: e for e in listing}
+        if listing:
+            channel.folder = replace(channel.folder, modified=max(e.modified for e in listing))
+
+    async def _history(self, channel: _Channel, min_id: int) -> dict[int, FileEntry]:
+        peer = types.InputPeerChannel(channel.folder.channel_id, channel.access_hash)
+        found: dict[int, FileEntry] = {}
+        offset_id = 0
+        while True:
+            page = await self._call(functions.messages.GetHistoryRequest(
+                peer=peer, offset_id=offset_id, offset_date=None, add_offset=0, limit=PAGE,
+                max_id=0, min_id=min_id, hash=0))
+            messages = [m for m in page.messages if isinstance(m, types.Message)]
+            for m in messages:
+                entry = entry_for(m, channel.folder.channel_id, channel.access_hash)
+                if entry:
+                    found[m.id] = entry
+            if len(page.messages) < PAGE:   # a short page is the oldest one
+                break
+            offset_id = min(m.id for m in page.messages)
+        return found
+
+    async def _bot_scan(self, channel: _Channel, since: int) -> dict[int, FileEntry]:
+        peer = types.InputChannel(channel.folder.channel_id, channel.access_hash)
+        found: dict[int, FileEntry] = {}
+        newest, first = since, since + 1
+        while first <= newest + self._bot_gap:
+            ids = list(range(first, first + PAGE))
+            page = await self._call(functions.channels.GetMessagesRequest(peer, [types.InputMessageID(i) for i in ids]))
+            for m in page.messages:
+                if isinstance(m, (types.Message, types.MessageService)):
+                    newest = max(newest, m.id)
+                    entry = entry_for(m, channel.folder.channel_id, channel.access_hash) if isinstance(m, types.Message) else None
+                    if entry:
+                        found[m.id] = entry
+            first += PAGE
+        return found
+
+    async def refresh_location(self, loc: Location) -> Location:
+        """Fetch the message again for a fresh file reference (FILE_REFERENCE_EXPIRED)."""
+        result = await self._call(functions.channels.GetMessagesRequest(
+            types.InputChannel(loc.channel_id, loc.channel_access_hash), [types.InputMessageID(loc.message_id)]))
+        message = next((m for m in result.messages if isinstance(m, types.Message)), None)
+        entry = entry_for(message, loc.channel_id, loc.channel_access_hash) if message else None
+        if entry is None or entry.location.id != loc.id:
+            raise NotFound(f"message {loc.message_id} no longer holds file {loc.file_key}")
+        return entry.location
+
+    async def _call(self, request):
+        try:
+            return await self._client(request)
+        except errors.FloodWaitError as e:
+            raise RetryLater(e.seconds) from None
+        except (errors.ChannelPrivateError, errors.ChannelInvalidError) as e:
+            raise NotFound(f"channel is not available: {e.message}") from None
+        except (ConnectionError, OSError) as e:
+            raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
+
+    def _lock(self, key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+
+class SyncCatalog:
+    """model.Catalog for WSGI threads: runs TelegramCatalog on the bridge's loop."""
+
+    def __init__(self, bridge, catalog: TelegramCatalog, timeout: float = 120.0) -> None:
+        self._bridge = bridge
+        self._catalog = catalog
+        self._timeout = timeout
+
+    def _run(self, coro):
+        try:
+            return self._bridge.call(coro, timeout=self._timeout)
+        except TimeoutError:
+            raise UpstreamUnavailable(f"Telegram did not answer within {self._timeout:.0f} s") from None
+
+    def folders(self) -> list[Folder]:
+        return self._run(self._catalog.folders())
+
+    def folder(self, name: str) -> Folder | None:
+        return self._run(self._catalog.folder(name))
+
+    def entries(self, folder: Folder) -> list[FileEntry]:
+        return self._run(self._catalog.entries(folder))
+
+    def entry(self, folder: Folder, name: str) -> FileEntry | None:
+        return self._run(self._catalog.entry(folder, name))

@@ -1,0 +1,96 @@
+"""Opening MTProto senders to any DC of one account: the only module (with login) that touches
+Telethon's private sender API (MTProtoSender, client._connection, client._get_dc, client._init_request).
+
+Why our own: Telethon keeps exactly one borrowed sender per DC, drops it after a minute idle, exports
+the authorisation again after every restart and mutates its shared init request while doing so.
+Here a DC's first sender exports/imports once, the key the DC accepted is persisted (store.dc_auth),
+and every later sender to that DC, in this process or the next, reuses it on its own connection
+(its own session id). The home DC's senders reuse the session's key on connections of their own, so
+downloads never queue behind the main connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from telethon import TelegramClient, errors, functions, types
+from telethon.crypto import AuthKey
+from telethon.network import MTProtoSender
+from telethon.tl.alltlobjects import LAYER
+
+log = logging.getLogger("tgdav.pool")
+
+# A cheap request that needs an authorised key: tells a live key from a revoked one.
+_PROBE = functions.users.GetUsersRequest([types.InputUserSelf()])
+
+
+class SenderFactory:
+    """Creates connected, authorised MTProtoSenders for `client`'s account on any DC."""
+
+    def __init__(self, client: TelegramClient, store, *, connect_timeout: float = 10.0,
+                 retries: int = 2) -> None:
+        self._client = client
+        self._store = store
+        self._connect_timeout = connect_timeout
+        self._retries = retries
+        self._verified: set[int] = set()          # DCs whose persisted key answered this process
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    @property
+    def home_dc(self) -> int:
+        return self._client.session.dc_id
+
+    async def open(self, dc_id: int) -> MTProtoSender:
+        """A new sender on its own connection to dc_id, authorised as the account."""
+        lock = self._locks.setdefault(dc_id, asyncio.Lock())
+        async with lock:   # one export per DC; later senders wait for its key
+            if dc_id == self.home_dc:
+                return await self._connect(dc_id, self._client.session.auth_key.key,
+                                           functions.help.GetNearestDcRequest())
+            key = self._store.dc_auth(dc_id)
+            if key is not None:
+                if dc_id in self._verified:
+                    return await self._connect(dc_id, key, functions.help.GetNearestDcRequest())
+                try:
+                    sender = await self._connect(dc_id, key, _PROBE)
+                    self._verified.add(dc_id)
+                    log.info("DC %d: reusing the authorisation kept from an earlier run", dc_id)
+                    return sender
+                except (errors.AuthKeyUnregisteredError, errors.UnauthorizedError):
+                    log.info("DC %d: the kept authorisation was revoked; exporting a new one", dc_id)
+                    self._store.forget_dc_auth(dc_id)
+            return await self._export_to(dc_id)
+
+    async def _export_to(self, dc_id: int) -> MTProtoSender:
+        auth = await self._client(functions.auth.ExportAuthorizationRequest(dc_id))
+        sender = await self._connect(dc_id, None, functions.auth.ImportAuthorizationRequest(
+            id=auth.id, bytes=auth.bytes))
+        self._store.remember_dc_auth(dc_id, sender.auth_key.key)
+        self._verified.add(dc_id)
+        log.info("DC %d: authorised (exported from DC %d)", dc_id, self.home_dc)
+        return sender
+
+    async def _connect(self, dc_id: int, key: bytes | None, first_request) -> MTProtoSender:
+        client = self._client
+        dc = await client._get_dc(dc_id)
+        sender = MTProtoSender(AuthKey(key) if key else None, loggers=client._log,
+                               retries=self._retries, delay=0.5, auto_reconnect=True,
+                               connect_timeout=self._connect_timeout)
+        await sender.connect(client._connection(
+            dc.ip_address, dc.port, dc.id, loggers=client._log, proxy=client._proxy,
+            local_addr=client._local_addr))
+        try:
+            await sender.send(functions.InvokeWithLayerRequest(LAYER, self._init(first_request)))
+        except BaseException:
+            await sender.disconnect()
+            raise
+        return sender
+
+    def _init(self, query) -> functions.InitConnectionRequest:
+        """A fresh initConnection around `query` (never Telethon's shared, mutated one)."""
+        t = self._client._init_request
+        return functions.InitConnectionRequest(
+            api_id=t.api_id, device_model=t.device_model, system_version=t.system_version,
+            app_version=t.app_version, system_lang_code=t.system_lang_code,
+            lang_pack=t.lang_pack, lang_code=t.lang_code, query=query, proxy=t.proxy)
