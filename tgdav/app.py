@@ -1,0 +1,296 @@
+"""The composition root: configuration -> objects -> a running server. Nothing imports this module
+but the CLI.
+
+    Bridge (loop thread) ── TelegramClient (main connection: login, listings, exports)
+                         ── Pool(SenderFactory) ── FileFetcher ── PartReader ── SyncReader ─┐
+                         ── TelegramCatalog ─────────────────────────────── SyncCatalog ───┤
+    Store (diskcache: DC map, DC auth, listings, chunks) used by all of them               │
+    dav.build_app(catalog, reader) ── dav.make_server (cheroot) ◀─────────────────────────┘
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tgdav.bridge import Bridge
+from tgdav.cache.reader import PartReader, SyncReader
+from tgdav.cache.store import Store
+from tgdav.config import Config
+from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
+from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
+from tgdav.telegram.fetch import FileFetcher
+from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
+from tgdav.telegram.pool import Pool
+from tgdav.telegram.senders import SenderFactory
+
+log = logging.getLogger("tgdav")
+
+
+class Engine:
+    """The read path of one logged-in account, running on a bridge loop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.bridge = Bridge()
+        self.store: Store | None = None
+        self.client = None
+        self.pool: Pool | None = None
+        self.catalog: SyncCatalog | None = None
+        self.reader: SyncReader | None = None
+
+    def start(self) -> "Engine":
+        cfg = self.config
+        state = cfg.ensure_state_dir()
+        self.store = Store(state / "cache", chunk_limit_bytes=cfg.cache.size)
+        self.bridge.start()
+        try:
+            self.bridge.call(self._start(state), timeout=cfg.pool.request_timeout * 2)
+        except TimeoutError:
+            self.close()
+            raise UpstreamUnavailable("Telegram did not answer while connecting — check the network "
+                                      "(or that the sandbox is running)") from None
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _start(self, state: Path) -> None:
+        cfg = self.config
+        self.client = _client(cfg, state)
+        try:
+            await self.client.connect()
+        except (ConnectionError, OSError) as e:
+            raise UpstreamUnavailable(f"cannot reach Telegram: {e}") from None
+        if not await self.client.is_user_authorized():
+            raise ConfigError("this session is not logged in — run `tgdav login` first")
+        me = await self.client.get_me()
+        self.pool = Pool(SenderFactory(self.client, self.store).open,
+                         senders_per_dc=cfg.pool.senders_per_dc, idle_seconds=cfg.pool.idle_seconds,
+                         max_wait=cfg.pool.max_wait_seconds, request_timeout=cfg.pool.request_timeout)
+        catalog = TelegramCatalog(self.client, self.store,
+                                  channel_filter=ChannelFilter(cfg.channels.include, cfg.channels.exclude),
+                                  refresh_seconds=cfg.cache.listing_refresh, is_bot=bool(me.bot))
+        fetcher = FileFetcher(self.pool, self.store, catalog.refresh_location)
+        reader = PartReader(fetcher.fetch, self.store, first_part=cfg.pool.first_part,
+                            read_ahead=cfg.pool.read_ahead_parts)
+        self.catalog = SyncCatalog(self.bridge, catalog)
+        self.reader = SyncReader(self.bridge, reader)
+        log.info("logged in as %s; home DC %d", _who(me), self.client.session.dc_id)
+
+    def close(self) -> None:
+        if self.bridge.running:
+            try:
+                self.bridge.call(self._stop(), timeout=10)
+            except Exception:
+                log.debug("error while disconnecting", exc_info=True)
+            self.bridge.stop()
+        if self.store is not None:
+            self.store.close()
+
+    async def _stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        if self.client is not None:
+            await self.client.disconnect()
+
+
+def _client(cfg: Config, state: Path):
+    sandbox = SandboxInfo.load(cfg.telegram.sandbox) if cfg.telegram.sandbox else None
+    return make_client(state, cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash, sandbox)
+
+
+def _who(me) -> str:
+    return f"@{me.username}" if getattr(me, "username", None) else str(me.id)
+
+
+# --- commands ----------------------------------------------------------------------------------------
+def serve(config: Config, ready: threading.Event | None = None) -> int:
+    from tgdav.dav.server import build_app, check_bind, make_server
+
+    check_bind(config.server.host, dict(config.auth.users), config.auth.mode)
+    engine = Engine(config).start()
+    try:
+        app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
+                        auth=config.auth.mode, realm=config.auth.realm,
+                        block_size=config.server.block_size)
+        server = make_server(app, host=config.server.host, port=config.server.port,
+                             threads=config.server.threads, timeout=config.server.timeout,
+                             tls_cert=config.server.tls_cert, tls_key=config.server.tls_key)
+        server.prepare()   # binds now, so a port in use is reported before anything else
+        scheme = "https" if config.server.tls_cert else "http"
+        host, port = server.bind_addr[:2]
+        print(f"tgdav: serving WebDAV on {scheme}://{host}:{port}/", flush=True)
+        _stop_on_signals(server)
+        if ready is not None:
+            ready.set()
+        server.serve()
+    finally:
+        engine.close()
+    return 0
+
+
+def _stop_on_signals(server) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        threading.Thread(target=server.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def login(config: Config, *, bot_token: str | None, phone: str | None) -> int:
+    state = config.ensure_state_dir()
+    bridge = Bridge()
+    bridge.start()
+
+    def ask(prompt: str, secret: bool) -> str:
+        return getpass.getpass(prompt) if secret else input(prompt)
+
+    async def run() -> str:
+        client = _client(config, state)
+        try:
+            return await login_account(client, bot_token=bot_token, phone=phone,
+                                       ask=lambda p, s: _in_thread(ask, p, s))
+        finally:
+            await client.disconnect()
+
+    try:
+        who = bridge.call(run())
+    finally:
+        bridge.stop()
+    print(f"tgdav: logged in as {who}; the session is kept in {state / 'sessions'}")
+    return 0
+
+
+async def _in_thread(fn, *args):
+    import asyncio
+    return await asyncio.to_thread(fn, *args)
+
+
+def ls(config: Config, path: str) -> int:
+    engine = Engine(config).start()
+    try:
+        parts = [p for p in path.strip("/").split("/") if p]
+        catalog = engine.catalog
+        if not parts:
+            for f in catalog.folders():
+                print(f"{f.name}/")
+            return 0
+        folder = catalog.folder(parts[0])
+        if folder is None:
+            raise TgdavError(f"no channel named {parts[0]!r} — `tgdav ls /` lists them")
+        entries = catalog.entries(folder)
+        if len(parts) > 1:
+            entries = [e for e in entries if e.name == "/".join(parts[1:])]
+            if not entries:
+                raise TgdavError(f"no file {path!r}")
+        for e in entries:
+            print(f"{e.size:>14}  {e.name}")
+        return 0
+    finally:
+        engine.close()
+
+
+def cache_stats(config: Config) -> int:
+    store = Store(config.ensure_state_dir() / "cache", chunk_limit_bytes=config.cache.size)
+    try:
+        stats = store.chunk_stats()
+    finally:
+        store.close()
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def cache_clear(config: Config) -> int:
+    store = Store(config.ensure_state_dir() / "cache", chunk_limit_bytes=config.cache.size)
+    try:
+        store.clear_chunks()
+    finally:
+        store.close()
+    print("tgdav: chunk cache cleared (sessions, DC map and listings kept)")
+    return 0
+
+
+# --- demo --------------------------------------------------------------------------------------------
+def demo(*, seed: str | None, profile: str | None, port: int, state: str | None) -> int:
+    """The sandbox's demo world (or --seed folder) served over WebDAV on localhost, logged in as the
+    sandbox's user. The sandbox runs as a child process in our process group and ends with us."""
+    state_dir = Path(state or Path.cwd() / "tgdav-demo").expanduser().resolve()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cmd = [sys.executable, "-m", "tgdav", "sandbox", "--state", str(state_dir / "sandbox")]
+    if seed:
+        cmd += ["--seed", seed]
+    if profile:
+        cmd += ["--profile", profile]
+    sandbox = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        line = sandbox.stdout.readline()
+        if not line:
+            raise TgdavError("the sandbox did not start — run `tgdav sandbox` to see why")
+        info = SandboxInfo.from_json(line)
+        (state_dir / "sandbox.json").write_text(line)
+        config = Config()
+        config = dataclasses.replace(
+            config,
+            telegram=dataclasses.replace(config.telegram, sandbox=state_dir / "sandbox.json", session="demo"),
+            state=dataclasses.replace(config.state, dir=state_dir),
+            server=dataclasses.replace(config.server, port=port),
+            auth=dataclasses.replace(config.auth, mode="none"))
+        _demo_login(config, info)
+        _print_demo_help(port, line.strip())
+        return serve(config)
+    finally:
+        sandbox.terminate()
+        try:
+            sandbox.wait(5)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+
+
+def _demo_login(config: Config, info: SandboxInfo) -> None:
+    raw = info.raw
+    answers = {"code": str(raw.get("login_code", "")), "password": str(raw.get("user_password", ""))}
+    bridge = Bridge()
+    bridge.start()
+
+    async def run() -> str:
+        client = _client(config, config.state.dir)
+        try:
+            return await login_account(
+                client, bot_token=None, phone=raw.get("user_phone"),
+                ask=lambda prompt, secret: answers["password" if secret else "code"])
+        finally:
+            await client.disconnect()
+
+    try:
+        bridge.call(run(), timeout=60)
+    finally:
+        bridge.stop()
+
+
+def _print_demo_help(port: int, sandbox_line: str) -> None:
+    url = f"http://127.0.0.1:{port}/"
+    print(f"""tgdav demo: the sandbox's demo channels are served at {url} (no password; localhost only)
+
+  browser   open {url}
+  curl      curl {url}
+  rclone    rclone lsf :webdav: --webdav-url {url} --webdav-vendor other
+            rclone mount :webdav: ~/tgdav --webdav-url {url} --webdav-vendor other --read-only
+  Finder    Go > Connect to Server... > {url}
+  Explorer  Map network drive > {url}  (or \\\\127.0.0.1@{port}\\DavWWWRoot)
+  Kodi      Videos > Files > Add videos > Browse > Add network location > WebDAV server (HTTP),
+            server 127.0.0.1, port {port}
+
+sandbox: {sandbox_line}
+Ctrl-C stops the demo.""", flush=True)
