@@ -1,0 +1,281 @@
+"""The sandbox's MTProto cluster against an unmodified Telethon client over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import struct
+import time
+
+import pytest
+from telethon import errors
+from telethon.network.connection import ConnectionTcpAbridged, ConnectionTcpFull, ConnectionTcpIntermediate
+from telethon.sessions import StringSession
+from telethon.tl import functions
+
+from tgdav.sandbox.content import pattern
+from tgdav.sandbox.controls import Link
+from tgdav.sandbox.keys import key_id_of
+
+from .stub_dispatcher import get_file, running_sandbox
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with running_sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture(autouse=True)
+def clean(sandbox):
+    sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
+    sandbox.controls.set_link(Link())
+    sandbox.counters.reset()
+    yield
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def connected(sandbox, dc=2, **kwargs):
+    client = sandbox.client(dc, **kwargs)
+    await client.connect()
+    return client
+
+
+@pytest.mark.parametrize("connection", [ConnectionTcpFull, ConnectionTcpIntermediate, ConnectionTcpAbridged])
+def test_each_transport_connects_and_calls(sandbox, connection):
+    async def go():
+        client = await connected(sandbox, connection=connection)
+        try:
+            reply = await client(get_file(seed=3, offset=8192, limit=4096))
+            return reply.bytes, client.session.auth_key.key
+        finally:
+            await client.disconnect()
+    data, key = run(go())
+    assert data == pattern(3, 8192, 4096)
+    assert sandbox.keys.get(key_id_of(key)).key == key
+    assert sandbox.counters.get(2, "connections") == 1 and sandbox.counters.get(2, "auth_keys") == 1
+
+
+def test_fifty_fresh_handshakes_all_succeed(sandbox):
+    async def go():
+        for _ in range(50):
+            client = await connected(sandbox, dc=1)
+            await client.disconnect()
+    before = len(sandbox.keys)
+    run(go())
+    assert sandbox.counters.get(1, "auth_keys") == 50
+    assert len(sandbox.keys) == before + 50
+
+
+def test_a_saved_session_reuses_its_key_and_an_unknown_key_is_refused(sandbox):
+    async def go():
+        first = await connected(sandbox)
+        saved = first.session.save()
+        await first.disconnect()
+        second = await connected(sandbox, session=StringSession(saved))
+        pong = await second(functions.PingRequest(77))
+        await second.disconnect()
+        forged = StringSession(saved)
+        forged.auth_key.key = os.urandom(256)
+        stranger = sandbox.client(session=forged)
+        with pytest.raises(errors.AuthKeyNotFound):
+            await stranger.connect()
+        with pytest.raises(errors.AuthKeyNotFound):   # Telethon's sender ended on the -404
+            await stranger.disconnected
+        return pong
+    assert run(go()).ping_id == 77
+    assert sandbox.counters.get(2, "auth_keys") == 1
+    assert sandbox.counters.get(2, "connections") == 3
+
+
+def test_salt_zero_and_ping(sandbox):
+    async def go():
+        client = await connected(sandbox)
+        try:
+            salt = client._sender._state.salt     # adopted from bad_server_salt / new_session_created
+            pong = await client(functions.PingRequest(123456789))
+            return salt, pong
+        finally:
+            await client.disconnect()
+    salt, pong = run(go())
+    assert salt != 0 and pong.ping_id == 123456789
+
+
+def test_dispatcher_errors_become_rpc_errors_and_the_connection_lives_on(sandbox, caplog):
+    async def go():
+        client = await connected(sandbox)
+        try:
+            with pytest.raises(errors.ServerError) as crashed:   # the sender itself: client() retries 500s
+                await client._sender.send(functions.help.GetCdnConfigRequest())
+            with pytest.raises(errors.BadRequestError) as refused:
+                await client(functions.help.GetTermsOfServiceUpdateRequest())
+            pong = await client(functions.PingRequest(3))
+            return crashed.value, refused.value, pong
+        finally:
+            await client.disconnect()
+    caplog.set_level("CRITICAL", logger="tgdav.sandbox.server")   # the crash is logged on purpose
+    crashed, refused, pong = run(go())
+    assert (crashed.code, crashed.message) == (500, "INTERNAL")
+    assert (refused.code, refused.message) == (400, "METHOD_NOT_STUBBED")
+    assert pong.ping_id == 3
+    assert sandbox.counters.get(2, "errors:INTERNAL") == 1
+    assert sandbox.counters.get(2, "errors:METHOD_NOT_STUBBED") == 1
+
+
+def test_concurrent_rpcs_on_one_connection_answer_out_of_order(sandbox):
+    async def go():
+        client = await connected(sandbox)
+        try:
+            requests = [get_file(seed=i, offset=4096 * i, limit=4096, delay_ms=1500 if i % 3 == 0 else 0)
+                        for i in range(20)]
+            tasks = [asyncio.create_task(client(r)) for r in requests]
+            await asyncio.wait([t for i, t in enumerate(tasks) if i % 3], timeout=30)
+            await client(functions.PingRequest(1))
+            slow_pending = sum(not t.done() for i, t in enumerate(tasks) if i % 3 == 0)
+            replies = await asyncio.gather(*tasks)
+            return slow_pending, [r.bytes for r in replies]
+        finally:
+            await client.disconnect()
+    slow_pending, data = run(go())
+    assert data == [pattern(i, 4096 * i, 4096) for i in range(20)]
+    assert slow_pending == 7   # fast calls and a ping went through while the slow ones were still running
+    assert sandbox.counters.get(2, "connections") == 1
+
+
+def test_several_senders_to_one_dc_each_count_a_connection(sandbox):
+    async def go():
+        first = await connected(sandbox)
+        saved = first.session.save()
+        others = [await connected(sandbox, session=StringSession(saved)) for _ in range(3)]
+        replies = await asyncio.gather(*(c(get_file(9, 0, 4096)) for c in (first, *others)))
+        for c in (first, *others):
+            await c.disconnect()
+        return [r.bytes for r in replies]
+    assert run(go()) == [pattern(9, 0, 4096)] * 4
+    assert sandbox.counters.get(2, "connections") == 4
+    assert sandbox.counters.get(2, "auth_keys") == 1
+
+
+async def pull(client, seed: int, mib: int) -> float:
+    """Download `mib` MiB as pipelined 1 MiB getFiles; returns the seconds it took."""
+    start = time.monotonic()
+    replies = await asyncio.gather(*(client(get_file(seed, i * MIB, MIB)) for i in range(mib)))
+    elapsed = time.monotonic() - start
+    assert b"".join(r.bytes for r in replies) == pattern(seed, 0, mib * MIB)
+    return elapsed
+
+
+def test_link_caps_one_connection_and_adds_latency(sandbox):
+    cap = 2 * MIB
+
+    async def go():
+        client = await connected(sandbox)
+        try:
+            sandbox.controls.set_link(Link(latency_ms=100, bandwidth=cap))
+            elapsed = await pull(client, seed=5, mib=4)
+            sandbox.controls.set_link(Link(latency_ms=100, bandwidth=0))
+            start = time.monotonic()
+            await client(functions.PingRequest(2))
+            return elapsed, time.monotonic() - start
+        finally:
+            await client.disconnect()
+    elapsed, round_trip = run(go())
+    print(f"4 MiB at {4 * MIB / elapsed / MIB:.2f} MiB/s (cap 2), ping {round_trip * 1000:.0f} ms")
+    assert 4 * MIB / elapsed <= 1.15 * cap
+    assert round_trip >= 0.095
+
+
+def test_link_cap_is_per_connection(sandbox):
+    cap = 2 * MIB
+
+    async def go():
+        first = await connected(sandbox)
+        saved = first.session.save()
+        clients = [first] + [await connected(sandbox, session=StringSession(saved)) for _ in range(2)]
+        try:
+            sandbox.controls.set_link(Link(latency_ms=0, bandwidth=cap))
+            start = time.monotonic()
+            await asyncio.gather(*(pull(c, seed=i, mib=3) for i, c in enumerate(clients)))
+            return time.monotonic() - start
+        finally:
+            for c in clients:
+                await c.disconnect()
+    elapsed = run(go())
+    print(f"3 connections together: {9 * MIB / elapsed / MIB:.2f} MiB/s (cap 2 each)")
+    assert 9 * MIB / elapsed > cap
+
+
+def test_drop_after_bytes_cuts_the_connection_and_the_client_recovers(sandbox):
+    async def go():
+        client = await connected(sandbox)
+        try:
+            sandbox.controls.apply_faults({"drop_after_bytes": {"2": {"bytes": 100_000, "count": 1}}},
+                                          now=time.monotonic())
+            saved = client.session.save()
+            second = await connected(sandbox, session=StringSession(saved))   # this connection gets the fault
+            reply = await second(get_file(seed=8, offset=0, limit=MIB))
+            await second.disconnect()
+            return reply.bytes
+        finally:
+            await client.disconnect()
+    assert run(go()) == pattern(8, 0, MIB)   # Telethon reconnected and resent after the cut
+    assert sandbox.counters.get(2, "dropped") == 1
+    assert sandbox.counters.get(2, "connections") == 3
+
+
+def test_down_dc_refuses_and_closes_then_recovers(sandbox):
+    async def go():
+        client = await connected(sandbox, auto_reconnect=False)
+        sandbox.controls.apply_faults({"down": [2]}, now=time.monotonic())
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):   # the server cut the open connection
+            await asyncio.wait_for(client.disconnected, 10)
+        refused = sandbox.client()
+        with pytest.raises(ConnectionError):
+            await refused.connect()
+        sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
+        again = await connected(sandbox, connection_retries=20, retry_delay=0.1)   # it listens again soon
+        pong = await again(functions.PingRequest(5))
+        await again.disconnect()
+        return pong
+    assert run(go()).ping_id == 5
+    assert sandbox.counters.get(2, "connections") == 2
+
+
+def test_garbage_never_stops_the_listener(sandbox):
+    """Random bytes, truncated frames and random ciphertext under a known key on raw sockets."""
+    rng = random.Random(11)
+    port = sandbox.ports[3]
+    known = os.urandom(256)
+    sandbox.keys.add(3, known)
+    known_id = struct.pack("<Q", key_id_of(known))
+    for i in range(150):
+        kind = i % 3
+        if kind == 0:
+            data = rng.randbytes(rng.randint(1, 300))
+        elif kind == 1:
+            body = rng.randbytes(4 * rng.randint(1, 40))
+            data = b"\xee\xee\xee\xee" + struct.pack("<i", len(body) + rng.randint(0, 8)) + body
+        else:
+            body = known_id + rng.randbytes(16 + 16 * rng.randint(2, 10))
+            data = b"\xef" + bytes((len(body) // 4,)) + body
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+
+    async def go():
+        client = await connected(sandbox, dc=3)
+        try:
+            return (await client(get_file(4, 0, 4096))).bytes
+        finally:
+            await client.disconnect()
+    assert run(go()) == pattern(4, 0, 4096)
+    assert sandbox.counters.get(3, "connections") == 151

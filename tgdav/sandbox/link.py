@@ -1,0 +1,96 @@
+"""Emulation of one connection's server -> client link: latency and bandwidth.
+
+A frame queued at time t is released no earlier than t + latency (so latency never accumulates over
+pipelined replies), and as a whole at the moment its last byte would have crossed a link of `bandwidth`
+bytes/s that may burst up to BURST bytes (a token bucket). The Link settings are read for every frame,
+so a POST /link applies to open connections at once. With the link off (0/0) frames go out as they come.
+A drop fault cuts the connection once its byte budget is spent, in the middle of a frame if need be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Callable
+
+from .controls import Link
+
+BURST = 64 * 1024
+log = logging.getLogger(__name__)
+
+
+class Pacer:
+    """Release times for one connection's frames, in queue order. Pure: the caller supplies the times."""
+
+    def __init__(self) -> None:
+        self._link_free = 0.0      # when the emulated link finishes sending what was released so far
+        self._last_release = 0.0
+
+    def release_time(self, queued_at: float, size: int, link: Link) -> float:
+        release = queued_at + link.latency_ms / 1000.0
+        if link.bandwidth > 0:
+            start = max(release, self._link_free)
+            self._link_free = start + size / link.bandwidth
+            release = max(release, self._link_free - BURST / link.bandwidth)
+        release = max(release, self._last_release)   # frames never overtake each other
+        self._last_release = release
+        return release
+
+
+class LinkWriter:
+    """Writes one connection's frames in order through the emulated link. send() never blocks;
+    run() is the connection's writer task: it returns when the connection is dropped, fails, or,
+    after finish(), once everything queued is written."""
+
+    def __init__(self, writer: asyncio.StreamWriter, link: Callable[[], Link], drop_after: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._writer = writer
+        self._link = link
+        self._budget = drop_after
+        self._clock = clock
+        self._pacer = Pacer()
+        self._queue: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._finishing = False
+        self.sent = 0
+        self.dropped = False
+
+    def send(self, frame: bytes) -> None:
+        self._queue.append((self._clock(), frame))
+        self._wakeup.set()
+
+    def finish(self) -> None:
+        """Write what is queued, then close the connection."""
+        self._finishing = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    if self._finishing:
+                        self._writer.close()
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                queued_at, frame = self._queue[0]
+                link = self._link()
+                if link.active:
+                    delay = self._pacer.release_time(queued_at, len(frame), link) - self._clock()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                self._queue.popleft()
+                if self._budget is not None and self.sent + len(frame) >= self._budget:
+                    self._writer.write(frame[:self._budget - self.sent])
+                    self.sent = self._budget
+                    self.dropped = True
+                    self._writer.close()   # flushes the partial frame, then the client sees the end
+                    return
+                self._writer.write(frame)
+                self.sent += len(frame)
+                await self._writer.drain()
+        except (ConnectionError, OSError) as e:
+            log.debug("link writer stopped: %s", e)

@@ -1,0 +1,175 @@
+"""One DC's MTProto listener: asyncio TCP around proto.ServerConnection, calling the dispatcher.
+
+Every RPC runs as its own task, so a slow getFile blocks neither pings nor other RPCs on the same
+connection; answers go out in the order they are ready, through the connection's LinkWriter. A
+dispatcher RpcError becomes rpc_error; any other exception becomes rpc_error 500 INTERNAL and a log
+line. A protocol error closes that one connection. Controls are read live: a down DC closes its open
+connections and stops listening until it is up again; a drop fault cuts a new connection after N bytes.
+
+Counters: connections (accepted), refused (accepted just as the DC went down), dropped (drop fault),
+errors:<NAME> (rpc_error answers, digits replaced by X: FLOOD_WAIT_X).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+
+from .context import CallContext, Dispatcher, RpcError
+from .controls import Controls
+from .counters import Counters
+from .keys import AuthKeyStore
+from .link import LinkWriter
+from .proto.connection import Call, ServerConnection
+from .proto.errors import ProtocolError
+from .proto.session import Salts
+from .rsakey import SandboxRsaKey
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+DOWN_POLL = 0.1           # seconds between checks whether the DC went down or came back up
+GOODBYE_TIMEOUT = 5.0     # how long a transport error may take to reach a client before we close
+STOP_TIMEOUT = 5.0        # how long stop() lets connections wind down before cancelling them
+_conn_ids = itertools.count(1)
+_NUMBER = re.compile(r"_\d+(?=_|$)")
+
+
+def error_counter(message: str) -> str:
+    return "errors:" + _NUMBER.sub("_X", message)
+
+
+class DcServer:
+    def __init__(self, dc_id: int, dispatcher: Dispatcher, keys: AuthKeyStore, counters: Counters,
+                 controls: Controls, rsa_key: SandboxRsaKey, salts: Salts, host: str = "127.0.0.1") -> None:
+        self.dc_id = dc_id
+        self.host = host
+        self.port = 0
+        self._dispatcher = dispatcher
+        self._keys = keys
+        self._counters = counters
+        self._controls = controls
+        self._rsa = rsa_key
+        self._salts = salts
+        self._listener: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._watch: asyncio.Task | None = None
+
+    async def start(self, port: int = 0) -> int:
+        await self._listen(port)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self._watch = asyncio.create_task(self._watch_down())
+        return self.port
+
+    async def stop(self) -> None:
+        if self._watch is None:
+            return
+        self._watch.cancel()
+        self._unlisten()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=STOP_TIMEOUT)
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(self._watch, *self._handlers, return_exceptions=True)
+        self._watch = None
+
+    async def _listen(self, port: int) -> None:
+        self._listener = await asyncio.start_server(self._handle, self.host, port, limit=READ_SIZE)
+
+    def _unlisten(self) -> None:
+        """Stop accepting and cut every open connection (their handlers see the end and clean up)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _watch_down(self) -> None:
+        """A down DC does not listen (clients get 'connection refused'); it listens again when back up."""
+        while True:
+            await asyncio.sleep(DOWN_POLL)
+            down = self._controls.is_down(self.dc_id)
+            if down and self._listener is not None:
+                self._unlisten()
+            elif not down and self._listener is None:
+                try:
+                    await self._listen(self.port)
+                except OSError as e:
+                    log.warning("DC %d: cannot listen on port %d again yet: %s", self.dc_id, self.port, e)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        try:
+            if self._controls.is_down(self.dc_id):
+                self._counters.inc(self.dc_id, "refused")
+                writer.transport.abort()
+                self._unlisten()
+                return
+            self._counters.inc(self.dc_id, "connections")
+            self._writers.add(writer)
+            await self._serve(reader, writer, next(_conn_ids))
+        except Exception:
+            log.exception("DC %d: connection handler failed", self.dc_id)
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            self._handlers.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int) -> None:
+        proto = ServerConnection(self.dc_id, self._keys, self._rsa, self._salts, self._counters)
+        link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id))
+        link_task = asyncio.create_task(link.run())
+        calls: set[asyncio.Task] = set()
+        disconnect: asyncio.TimerHandle | None = None
+        try:
+            while data := await reader.read(READ_SIZE):
+                if self._controls.is_down(self.dc_id):
+                    self._unlisten()
+                    break
+                try:
+                    incoming = proto.receive_data(data)
+                except ProtocolError as e:
+                    log.info("DC %d conn %d: closing: %s", self.dc_id, conn_id, e)
+                    if (frame := proto.goodbye(e)) is not None:
+                        link.send(frame)
+                        link.finish()
+                        await asyncio.wait_for(asyncio.shield(link_task), GOODBYE_TIMEOUT)
+                    break
+                for frame in incoming.frames:
+                    link.send(frame)
+                for call in incoming.calls:
+                    task = asyncio.create_task(self._call(proto, link, call, conn_id))
+                    calls.add(task)
+                    task.add_done_callback(calls.discard)
+                if incoming.disconnect_after is not None:
+                    if disconnect:
+                        disconnect.cancel()
+                    disconnect = asyncio.get_running_loop().call_later(
+                        incoming.disconnect_after, writer.transport.abort)
+        except (ConnectionError, OSError, asyncio.TimeoutError) as e:
+            log.debug("DC %d conn %d: %s", self.dc_id, conn_id, e)
+        finally:
+            if disconnect:
+                disconnect.cancel()
+            for task in (*calls, link_task):
+                task.cancel()
+            await asyncio.gather(*calls, link_task, return_exceptions=True)
+            if link.dropped:
+                self._counters.inc(self.dc_id, "dropped")
+
+    async def _call(self, proto: ServerConnection, link: LinkWriter, call: Call, conn_id: int) -> None:
+        ctx = CallContext(self.dc_id, call.session.key_id, call.session.session_id, conn_id)
+        try:
+            frame = proto.answer(call, await self._dispatcher.call(ctx, call.request))
+        except RpcError as e:
+            self._counters.inc(self.dc_id, error_counter(e.message))
+            frame = proto.refuse(call, e.code, e.message)
+        except Exception:
+            log.exception("DC %d: %s failed", self.dc_id, type(call.request).__name__)
+            self._counters.inc(self.dc_id, error_counter("INTERNAL"))
+            frame = proto.refuse(call, 500, "INTERNAL")
+        link.send(frame)
