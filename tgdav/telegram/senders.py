@@ -57,8 +57,9 @@ class SenderFactory:
                     self._verified.add(dc_id)
                     log.info("DC %d: reusing the authorisation kept from an earlier run", dc_id)
                     return sender
-                except (errors.AuthKeyUnregisteredError, errors.UnauthorizedError):
-                    log.info("DC %d: the kept authorisation was revoked; exporting a new one", dc_id)
+                except (errors.AuthKeyUnregisteredError, errors.UnauthorizedError, errors.AuthKeyNotFound):
+                    # revoked, or unknown to the DC (Telethon 1.45 raises AuthKeyNotFound on -404)
+                    log.info("DC %d: the kept authorisation is no longer valid; exporting a new one", dc_id)
                     self._store.forget_dc_auth(dc_id)
             return await self._export_to(dc_id)
 
