@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # Telethon narrates every connect and disconnect at INFO; our pool says what matters
+    if level.lower() != "debug":
+        logging.getLogger("telethon").setLevel(logging.WARNING)
 
 
 def _config(args: argparse.Namespace) -> Config:
