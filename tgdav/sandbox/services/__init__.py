@@ -1,0 +1,64 @@
+"""The RPC methods of the sandbox's Telegram, one module per TL namespace, joined in one table from
+request class to handler. `Services` is the Dispatcher the MTProto server calls (context.py): it
+unwraps invokeWithLayer / initConnection / invokeWithoutUpdates / invokeAfterMsg(s), counts every
+request (wrappers and the innermost one) and applies injected floods. The server counts the errors
+answered (errors:<NAME>) and turns any non-RpcError exception into 500 INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from telethon.tl import functions
+from telethon.tl.tlobject import TLObject, TLRequest
+
+from tgdav.sandbox.context import CallContext, RpcError
+from tgdav.sandbox.controls import Controls
+from tgdav.sandbox.counters import Counters
+from tgdav.sandbox.keys import AuthKeyStore
+from tgdav.sandbox.services import (account, auth, channels, contacts, help, messages, updates,
+                                    upload, users)
+from tgdav.sandbox.services.state import State
+from tgdav.sandbox.world import World
+
+log = logging.getLogger("tgdav.sandbox.services")
+
+WRAPPERS = (functions.InvokeWithLayerRequest, functions.InitConnectionRequest,
+            functions.InvokeWithoutUpdatesRequest, functions.InvokeAfterMsgRequest,
+            functions.InvokeAfterMsgsRequest)
+
+HANDLERS: dict[type, Callable] = {
+    **account.HANDLERS, **auth.HANDLERS, **channels.HANDLERS, **contacts.HANDLERS, **help.HANDLERS,
+    **messages.HANDLERS, **updates.HANDLERS, **upload.HANDLERS, **users.HANDLERS,
+}
+
+
+def method_name(request: TLRequest) -> str:
+    """GetFileRequest -> "GetFile", the name counters and fault injections use."""
+    return type(request).__name__.removesuffix("Request")
+
+
+class Services:
+    def __init__(self, world: World, keys: AuthKeyStore, counters: Counters, controls: Controls,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.state = State(world, keys, counters, controls, clock)
+        self.counters = counters
+        self.controls = controls
+        self.clock = clock
+
+    async def call(self, ctx: CallContext, request: TLRequest) -> TLObject | list:
+        self.counters.inc(ctx.dc_id, f"requests:{method_name(request)}")
+        while isinstance(request, WRAPPERS):
+            request = request.query
+            self.counters.inc(ctx.dc_id, f"requests:{method_name(request)}")
+        name = method_name(request)
+        handler = HANDLERS.get(type(request))
+        if handler is None:
+            log.warning("DC %d: no handler for %s", ctx.dc_id, name)
+            raise RpcError(400, "INPUT_METHOD_INVALID")
+        flood = self.controls.take_flood(ctx.dc_id, name)
+        if flood is not None:
+            raise RpcError(420, f"FLOOD_{'PREMIUM_' if flood.premium else ''}WAIT_{flood.seconds}")
+        return handler(self.state, ctx, request)

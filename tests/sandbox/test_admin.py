@@ -1,0 +1,73 @@
+"""The admin HTTP API over a real socket: reads counters and faults, applies faults and link
+settings, and answers bad input with 400 while staying up."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from tests.sandbox.conftest import FakeClock
+from tgdav.sandbox.admin import AdminServer
+from tgdav.sandbox.controls import Controls, Link
+from tgdav.sandbox.counters import Counters
+from tgdav.sandbox.world import World
+
+
+@pytest.fixture
+def admin():
+    counters, controls, clock = Counters(), Controls(), FakeClock(500.0)
+    with AdminServer(counters, controls, World(seed=1), clock=clock) as server:
+        yield server
+
+
+def request(server: AdminServer, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_get_counters_and_login_code(admin):
+    admin.counters.inc(2, "requests:GetFile", 3)
+    admin.counters.inc(4, "imports")
+    assert request(admin, "GET", "/counters") == (200, {"2": {"requests:GetFile": 3}, "4": {"imports": 1}})
+    assert request(admin, "GET", "/login-code") == (200, {"code": admin.world.login_code})
+
+
+def test_post_faults_applies_them_with_the_services_clock(admin):
+    body = {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5}], "expire_file_references": True,
+            "getfile_rate_limit": {"per_second": 10, "seconds": 3}}
+    assert request(admin, "POST", "/faults", json.dumps(body).encode()) == (200, {"ok": True})
+    assert admin.controls.reference_policy() == (None, 500.0)
+    status, snapshot = request(admin, "GET", "/faults")
+    assert status == 200 and snapshot["faults"]["getfile_rate_limit"] == {"per_second": 10, "seconds": 3}
+    assert admin.controls.take_flood(2, "GetFile").seconds == 5
+
+
+def test_post_link(admin):
+    assert request(admin, "POST", "/link", b'{"latency_ms": 50, "bandwidth": 1000, "dc": 3}')[0] == 200
+    assert admin.controls.link_for(3) == Link(50.0, 1000)
+    assert request(admin, "POST", "/link", b'{"profile": "telegram-like"}')[0] == 200
+    assert admin.controls.link_for(3).latency_ms == 100.0
+
+
+@pytest.mark.parametrize("method,path,body,status", [
+    ("POST", "/faults", b"{not json", 400),
+    ("POST", "/faults", b'{"flood_wait": [{"dc": 2}]}', 400),
+    ("POST", "/faults", b"[1, 2]", 400),
+    ("POST", "/faults", b"\xff\xfe", 400),
+    ("POST", "/link", b'{"profile": "moon"}', 400),
+    ("POST", "/link", b'{"latency_ms": -1}', 400),
+    ("GET", "/nothing", None, 404),
+    ("POST", "/counters", b"{}", 404),
+])
+def test_bad_requests_get_clear_errors_and_the_server_stays_up(admin, method, path, body, status):
+    got, answer = request(admin, method, path, body)
+    assert got == status and answer["error"]
+    assert request(admin, "GET", "/counters") == (200, {})
+    assert admin.controls.snapshot()["faults"]["flood_wait"] == []

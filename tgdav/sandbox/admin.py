@@ -1,0 +1,132 @@
+"""The sandbox's admin HTTP API on 127.0.0.1 (stdlib, one thread per request):
+    GET  /counters     Counters.snapshot()
+    GET  /faults       Controls.snapshot()
+    POST /faults       Controls.apply_faults(body)   (see controls.py for the JSON)
+    POST /link         Controls.apply_link(body)
+    GET  /login-code   {"code": "..."}: the code auth.sendCode "sends"
+Answers are JSON. A bad request gets 400 with {"error": "..."}; nothing a client sends stops the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from tgdav.sandbox.controls import ControlError, Controls
+from tgdav.sandbox.counters import Counters
+from tgdav.sandbox.world import World
+
+log = logging.getLogger("tgdav.sandbox.admin")
+
+MAX_BODY = 1 << 20
+POLL = 0.1      # seconds; how soon close() is noticed
+
+
+class AdminServer:
+    def __init__(self, counters: Counters, controls: Controls, world: World,
+                 clock: Callable[[], float] = time.monotonic, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.counters = counters
+        self.controls = controls
+        self.world = world
+        self.clock = clock      # the services' clock: "expire references now" must mean their now
+        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL,), name="sandbox-admin",
+                                        daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._httpd.server_address[0]}:{self.port}"
+
+    def start(self) -> "AdminServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "AdminServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _handler_for(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
+    gets = {
+        "/counters": lambda: admin.counters.snapshot(),
+        "/faults": lambda: admin.controls.snapshot(),
+        "/login-code": lambda: {"code": admin.world.login_code},
+    }
+    posts = {
+        "/faults": lambda body: admin.controls.apply_faults(body, now=admin.clock()),
+        "/link": lambda body: admin.controls.apply_link(body),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "tgdav-sandbox-admin"
+
+        def do_GET(self) -> None:
+            self._serve(lambda: gets[self._route(gets)]())
+
+        def do_POST(self) -> None:
+            self._serve(lambda: self._post(posts[self._route(posts)]))
+
+        def _route(self, table: dict) -> str:
+            path = self.path.split("?", 1)[0]
+            if path not in table:
+                raise _BadRequest(404, f"no such endpoint: {self.command} {path}")
+            return path
+
+        def _post(self, apply) -> dict:
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise _BadRequest(400, "bad Content-Length") from None
+            if not 0 <= length <= MAX_BODY:
+                raise _BadRequest(413, f"body must be at most {MAX_BODY} bytes")
+            try:
+                body = json.loads(self.rfile.read(length) or b"null")
+            except (ValueError, UnicodeDecodeError) as e:
+                raise _BadRequest(400, f"body is not JSON: {e}") from None
+            try:
+                apply(body)
+            except ControlError as e:
+                raise _BadRequest(400, str(e)) from None
+            return {"ok": True}
+
+        def _serve(self, produce) -> None:
+            try:
+                status, answer = 200, produce()
+            except _BadRequest as e:
+                status, answer = e.status, {"error": str(e)}
+            except Exception as e:    # a bug must cost one request, not the admin server
+                log.exception("admin %s %s failed", self.command, self.path)
+                status, answer = 500, {"error": f"internal error: {e!r}"}
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt: str, *args) -> None:
+            log.debug("admin: " + fmt, *args)
+
+    return Handler

@@ -1,0 +1,48 @@
+"""channels.*: channel records, full info, and messages by id (the way bots and reference refreshes
+read messages)."""
+
+from __future__ import annotations
+
+from telethon.tl import functions, types
+
+from tgdav.sandbox.context import CallContext, RpcError
+from tgdav.sandbox.services import tl
+from tgdav.sandbox.services.state import State
+
+
+def get_channels(s: State, ctx: CallContext, req: functions.channels.GetChannelsRequest):
+    me = s.user(ctx)
+    return types.messages.Chats(chats=[tl.channel(s.channel(peer, me), me) for peer in req.id])
+
+
+def get_full_channel(s: State, ctx: CallContext, req: functions.channels.GetFullChannelRequest):
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    top = channel.top.id if channel.top else 0
+    full = types.ChannelFull(
+        id=channel.id, about="", read_inbox_max_id=top, read_outbox_max_id=top, unread_count=0,
+        chat_photo=types.PhotoEmpty(0), notify_settings=tl.notify_settings(), bot_info=[],
+        pts=channel.pts, participants_count=len(channel.members))
+    return types.messages.ChatFull(full_chat=full, chats=[tl.channel(channel, me)], users=[])
+
+
+def get_messages(s: State, ctx: CallContext, req: functions.channels.GetMessagesRequest):
+    """The asked ids in the asked order; a missing id gives messageEmpty."""
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    if not req.id:
+        raise RpcError(400, "MESSAGE_IDS_EMPTY")
+    out = []
+    for item in req.id:
+        mid = item.id if isinstance(item, types.InputMessageID) else 0
+        message = channel.message(mid)
+        out.append(tl.message(channel, message, s.references) if message else tl.message_empty(channel, mid))
+    return types.messages.ChannelMessages(pts=channel.pts, count=len(channel.messages), messages=out,
+                                          topics=[], chats=[tl.channel(channel, me)], users=[])
+
+
+HANDLERS = {
+    functions.channels.GetChannelsRequest: get_channels,
+    functions.channels.GetFullChannelRequest: get_full_channel,
+    functions.channels.GetMessagesRequest: get_messages,
+}

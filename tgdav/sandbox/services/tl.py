@@ -1,0 +1,74 @@
+"""The world's records as the TL objects Telegram sends. Messages with media get a freshly minted
+file reference each time they are presented, as fetching a message does on Telegram.
+"""
+
+from __future__ import annotations
+
+from telethon.tl import types
+
+from tgdav.sandbox.services.references import References
+from tgdav.sandbox.world import Account, Channel, Document, Message, Photo
+
+
+def user(account: Account, viewer: Account) -> types.User:
+    """As `viewer` sees it: only one's own record carries is_self and the phone number."""
+    is_self = account.id == viewer.id
+    return types.User(
+        id=account.id, is_self=is_self, bot=account.is_bot, access_hash=account.access_hash,
+        first_name=account.first_name, username=account.username,
+        phone=account.phone if is_self else None,
+        bot_info_version=1 if account.is_bot else None, bot_nochats=account.is_bot or None)
+
+
+def channel(ch: Channel, viewer: Account) -> types.Channel:
+    return types.Channel(
+        id=ch.id, title=ch.title, photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=True,
+        access_hash=ch.access_hash, username=ch.username, left=viewer.id not in ch.members,
+        participants_count=len(ch.members))
+
+
+def peer(ch: Channel) -> types.PeerChannel:
+    return types.PeerChannel(ch.id)
+
+
+def message(ch: Channel, msg: Message, refs: References) -> types.Message:
+    return types.Message(
+        id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=True,
+        media=_media(msg.media, refs), edit_date=msg.edit_date)
+
+
+def message_empty(ch: Channel, message_id: int) -> types.MessageEmpty:
+    return types.MessageEmpty(id=message_id, peer_id=peer(ch))
+
+
+def _media(media: Document | Photo | None, refs: References):
+    if isinstance(media, Document):
+        return types.MessageMediaDocument(document=document(media, refs.mint("document", media.id)))
+    if isinstance(media, Photo):
+        return types.MessageMediaPhoto(photo=photo(media, refs.mint("photo", media.id)))
+    return None
+
+
+def document(doc: Document, reference: bytes) -> types.Document:
+    attributes: list = [types.DocumentAttributeFilename(doc.name)]
+    if doc.video:
+        v = doc.video
+        attributes.append(types.DocumentAttributeVideo(
+            duration=v.duration, w=v.w, h=v.h, supports_streaming=v.supports_streaming))
+    if doc.audio:
+        a = doc.audio
+        attributes.append(types.DocumentAttributeAudio(duration=a.duration, title=a.title,
+                                                       performer=a.performer))
+    return types.Document(id=doc.id, access_hash=doc.access_hash, file_reference=reference,
+                          date=doc.date, mime_type=doc.mime, size=doc.size, dc_id=doc.dc_id,
+                          attributes=attributes)
+
+
+def photo(p: Photo, reference: bytes) -> types.Photo:
+    return types.Photo(id=p.id, access_hash=p.access_hash, file_reference=reference, date=p.date,
+                       sizes=[types.PhotoSize(s.type, s.w, s.h, s.size) for s in p.sizes],
+                       dc_id=p.dc_id)
+
+
+def notify_settings() -> types.PeerNotifySettings:
+    return types.PeerNotifySettings()
