@@ -1,0 +1,108 @@
+"""The README's one-liner: `tgdav demo --port P --state DIR` comes up, serves the demo world, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import subprocess
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.e2e.conftest import TGDAV, free_port, stop
+from tgdav.sandbox.content import pattern
+
+DAV = "{DAV:}"
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _propfind(url: str, depth: str) -> ET.Element:
+    req = urllib.request.Request(url, method="PROPFIND", headers={"Depth": depth})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 207
+        return ET.fromstring(r.read())
+
+
+def _read_until(proc: subprocess.Popen, needle: bytes, timeout: float = 90) -> list[bytes]:
+    lines: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if needle in line:
+                return lines
+        elif proc.poll() is not None:
+            break
+    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {b''.join(lines)[-2000:]!r}")
+
+
+def test_demo_serves_and_stops_cleanly(tmp_path):
+    port = free_port()
+    err = open(tmp_path / "demo.err", "wb")
+    proc = subprocess.Popen(TGDAV + ["demo", "--port", str(port), "--state", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        lines = _read_until(proc, b"serving WebDAV")
+        sandbox_line = next(l for l in lines if l.startswith(b"sandbox: "))
+        info = json.loads(sandbox_line[len(b"sandbox: "):])
+        assert info["admin"].startswith("http://127.0.0.1:")
+        children = _children(proc.pid)
+        assert children, "the demo runs its sandbox as a child process"
+        url = f"http://127.0.0.1:{port}/"
+
+        root = _propfind(url, "1")
+        names = {r.find(f".//{DAV}displayname").text for r in root.iter(DAV + "response")}
+        assert {"Archive", "Pictures", "Welcome", "Music", "Videos"} <= names
+
+        big = _propfind(url + "Archive/big.bin", "0")
+        size = int(big.find(f".//{DAV}getcontentlength").text)
+        assert size == 8 * 2**30
+        etag = big.find(f".//{DAV}getetag").text.strip('"')
+        doc_id = int(etag.split("-")[0], 16)        # catalog etag: "<document id>-<size>-<date>" in hex
+
+        for offset, length in ((5 * 2**30 + 12345, 200_000), (size - 70_000, 70_000)):
+            req = urllib.request.Request(url + "Archive/big.bin",
+                                         headers={"Range": f"bytes={offset}-{offset + length - 1}"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert r.status == 206
+                assert r.headers["Content-Range"] == f"bytes {offset}-{offset + length - 1}/{size}"
+                body = r.read()
+            assert len(body) == length
+            assert body == pattern(doc_id, offset, length)
+
+        with urllib.request.urlopen(info["admin"] + "/counters", timeout=10) as r:
+            counters = json.loads(r.read())
+        assert sum(int(c.get("getfile_bytes", 0)) for c in counters.values()) >= 270_000
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), "the sandbox child outlived the demo"
+    finally:
+        stop(proc)
