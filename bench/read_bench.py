@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
