@@ -51,7 +51,11 @@ class PartReader:
         window: deque[asyncio.Task] = deque()
         try:
             for part in parts:
-                window.append(asyncio.ensure_future(self.part(loc, part)))
+                # cache lookups in stream order: the first missing part is the first request out,
+                # so it is the one that finds the file's DC (fetch.py's probe), not a racing later one
+                cached = await asyncio.to_thread(self._cached, loc, part)
+                window.append(_done(part.offset, cached) if cached is not None
+                              else asyncio.ensure_future(self._shared(loc, part)))
                 if len(window) < self.read_ahead:
                     continue
                 async for piece in self._emit(window.popleft(), start, end):
@@ -80,6 +84,10 @@ class PartReader:
         cached = await asyncio.to_thread(self._cached, loc, part)
         if cached is not None:
             return part.offset, cached
+        return await self._shared(loc, part)
+
+    async def _shared(self, loc: Location, part: Part) -> tuple[int, bytes]:
+        """(part.offset, bytes) from a running request for this part, or a new one (single flight)."""
         key = (loc.file_key, part.offset, part.limit)
         flight = self._flights.get(key)
         if flight is None:
@@ -115,6 +123,12 @@ class PartReader:
         data = await self._fetch(loc, part.offset, part.limit)
         await asyncio.to_thread(self._store.put_chunk, loc.file_key, part.offset, part.limit, data)
         return data
+
+
+def _done(offset: int, data: bytes) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result((offset, data))
+    return future
 
 
 class SyncReader:

@@ -123,6 +123,11 @@ class DcPool:
                 mtp = await self._open_sender(self.dc_id)
             except (ConnectionError, OSError, asyncio.TimeoutError) as e:
                 raise UpstreamUnavailable(f"cannot connect to Telegram DC {self.dc_id}: {e}") from None
+            except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
+                # exporting/importing the authorisation was flooded: no sender can open until then
+                self._gated_until = max(self._gated_until, self._clock() + e.seconds)
+                raise RetryLater(e.seconds, f"Telegram asked tgdav to wait {e.seconds} s before "
+                                            f"connecting to DC {self.dc_id} (FLOOD_WAIT)") from None
         finally:
             await self._cond.acquire()
             self._opening -= 1

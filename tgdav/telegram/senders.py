@@ -42,15 +42,20 @@ class SenderFactory:
         return self._client.session.dc_id
 
     async def open(self, dc_id: int) -> MTProtoSender:
-        """A new sender on its own connection to dc_id, authorised as the account."""
-        lock = self._locks.setdefault(dc_id, asyncio.Lock())
-        async with lock:   # one export per DC; later senders wait for its key
-            if dc_id == self.home_dc:
-                return await self._connect(dc_id, self._client.session.auth_key.key,
-                                           functions.help.GetNearestDcRequest())
+        """A new sender on its own connection to dc_id, authorised as the account.
+
+        Only establishing a DC's authorisation is serialised (one export per DC); once a key is
+        known to work, senders connect in parallel."""
+        if dc_id == self.home_dc:
+            return await self._connect(dc_id, self._client.session.auth_key.key,
+                                       functions.help.GetNearestDcRequest())
+        key = self._store.dc_auth(dc_id)
+        if key is not None and dc_id in self._verified:
+            return await self._connect(dc_id, key, functions.help.GetNearestDcRequest())
+        async with self._locks.setdefault(dc_id, asyncio.Lock()):
             key = self._store.dc_auth(dc_id)
             if key is not None:
-                if dc_id in self._verified:
+                if dc_id in self._verified:   # authorised by another sender while we waited
                     return await self._connect(dc_id, key, functions.help.GetNearestDcRequest())
                 try:
                     sender = await self._connect(dc_id, key, _PROBE)
