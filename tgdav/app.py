@@ -73,7 +73,8 @@ class Engine:
         if not await self.client.is_user_authorized():
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
-        self.pool = Pool(SenderFactory(self.client, self.store).open,
+        factory = SenderFactory(self.client, self.store)
+        self.pool = Pool(factory.open, forget_auth=factory.forget,
                          senders_per_dc=cfg.pool.senders_per_dc, idle_seconds=cfg.pool.idle_seconds,
                          max_wait=cfg.pool.max_wait_seconds, request_timeout=cfg.pool.request_timeout)
         catalog = TelegramCatalog(self.client, self.store,

@@ -101,6 +101,7 @@ class PartReader:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 flight.task.cancel()
+                self._forget(key, flight)   # a reader arriving now starts afresh, not on a cancelled task
 
     def _forget(self, key, flight: _Flight) -> None:
         if self._flights.get(key) is flight:

@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 
 from telethon import errors, functions, types
 
-from tgdav.errors import NotFound, UpstreamUnavailable
+from tgdav.errors import NotFound, RetryLater, UpstreamUnavailable
 from tgdav.model import Location
 
 log = logging.getLogger("tgdav.fetch")
@@ -54,6 +54,11 @@ class FileFetcher:
             dc = loc.dc_id
         try:
             data = await self._fetch_on(loc, dc, offset, limit, probe is not None)
+        except (UpstreamUnavailable, RetryLater, NotFound) as e:
+            if probe is not None and not probe.done():
+                probe.set_exception(e)     # the parts waiting on this probe fail with it, at once
+                probe.exception()          # (retrieved: no warning when nobody was waiting)
+            raise
         finally:
             if probe is not None:
                 self._probes.pop(key, None)

@@ -41,7 +41,9 @@ class Sender:
 
 class DcPool:
     def __init__(self, dc_id: int, open_sender, *, max_senders: int, slots_per_sender: int,
-                 max_wait: float, request_timeout: float, clock: Callable[[], float]) -> None:
+                 max_wait: float, request_timeout: float, clock: Callable[[], float],
+                 forget_auth=None) -> None:
+        self._forget_auth = forget_auth
         self.dc_id = dc_id
         self._open_sender = open_sender
         self.max_senders = max_senders
@@ -58,13 +60,25 @@ class DcPool:
     async def invoke(self, request):
         """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
         attempts = 0
+        reauthorised = False
         while True:
             sender = await self._acquire()
             try:
-                return await asyncio.wait_for(sender.mtp.send(request), self._timeout)
+                return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
                 self._gate(sender, e.seconds, account_wide)
+            except errors.UnauthorizedError:
+                # the DC forgot the authorisation these senders share: export it again, once
+                if reauthorised or self._forget_auth is None or not self._forget_auth(self.dc_id):
+                    raise
+                reauthorised = True
+                log.warning("DC %d: the authorisation was revoked; authorising again", self.dc_id)
+                async with self._cond:
+                    dead, self.senders = self.senders, []
+                    self._cond.notify_all()
+                for s in dead:
+                    await _disconnect(s)
             except (ConnectionError, asyncio.TimeoutError, TimeoutError) as e:
                 attempts += 1
                 log.warning("DC %d: sender %d failed (%s); dropping it", self.dc_id, sender.number,
@@ -76,6 +90,27 @@ class DcPool:
                         "check the network, tgdav retries on the next request") from None
             finally:
                 await self._release(sender)
+
+    async def _send(self, sender: Sender, request):
+        """sender.mtp.send(request), failing with ConnectionError as soon as Telethon gives up on
+        the connection (a request queued while it reconnects is otherwise never answered)."""
+        mtp = sender.mtp
+        if not mtp.is_connected():
+            raise ConnectionError(f"DC {self.dc_id}: sender {sender.number} is disconnected")
+        answer = mtp.send(request)
+        dead = mtp.disconnected
+        try:
+            done, _ = await asyncio.wait({answer, dead}, timeout=self._timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            dead.cancel()
+            if not answer.done():
+                answer.cancel()
+        if answer in done:
+            return answer.result()
+        if dead in done:
+            raise ConnectionError(f"DC {self.dc_id}: sender {sender.number} lost its connection")
+        raise asyncio.TimeoutError()
 
     # --- choosing a sender --------------------------------------------------------------------
     async def _acquire(self) -> Sender:
@@ -197,12 +232,13 @@ class Pool:
 
     def __init__(self, open_sender, *, senders_per_dc: int = 4, slots_per_sender: int = 2,
                  idle_seconds: float = 120.0, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, forget_auth=None) -> None:
         if not 1 <= senders_per_dc <= MAX_SENDERS_PER_DC:
             raise ValueError(f"senders_per_dc must be 1..{MAX_SENDERS_PER_DC}")
         self._open_sender = open_sender
         self._settings = dict(max_senders=senders_per_dc, slots_per_sender=slots_per_sender,
-                              max_wait=max_wait, request_timeout=request_timeout, clock=clock)
+                              max_wait=max_wait, request_timeout=request_timeout, clock=clock,
+                              forget_auth=forget_auth)
         self.idle_seconds = idle_seconds
         self._dcs: dict[int, DcPool] = {}
         self._reaper: asyncio.Task | None = None

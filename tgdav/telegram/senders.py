@@ -68,16 +68,31 @@ class SenderFactory:
                     self._store.forget_dc_auth(dc_id)
             return await self._export_to(dc_id)
 
+    def forget(self, dc_id: int) -> bool:
+        """The DC refused the kept authorisation (401): forget it so the next sender exports
+        again. False for the home DC (the session itself is gone: log in again)."""
+        if dc_id == self.home_dc:
+            return False
+        self._store.forget_dc_auth(dc_id)
+        self._verified.discard(dc_id)
+        return True
+
     async def _export_to(self, dc_id: int) -> MTProtoSender:
-        auth = await self._client(functions.auth.ExportAuthorizationRequest(dc_id))
-        sender = await self._connect(dc_id, None, functions.auth.ImportAuthorizationRequest(
-            id=auth.id, bytes=auth.bytes))
+        # connect (and create the auth key) first: an unreachable DC must fail before exporting
+        sender = await self._transport(dc_id, None)
+        try:
+            auth = await self._client(functions.auth.ExportAuthorizationRequest(dc_id))
+            await sender.send(functions.InvokeWithLayerRequest(LAYER, self._init(
+                functions.auth.ImportAuthorizationRequest(id=auth.id, bytes=auth.bytes))))
+        except BaseException:
+            await sender.disconnect()
+            raise
         self._store.remember_dc_auth(dc_id, sender.auth_key.key)
         self._verified.add(dc_id)
         log.info("DC %d: authorised (exported from DC %d)", dc_id, self.home_dc)
         return sender
 
-    async def _connect(self, dc_id: int, key: bytes | None, first_request) -> MTProtoSender:
+    async def _transport(self, dc_id: int, key: bytes | None) -> MTProtoSender:
         client = self._client
         dc = await client._get_dc(dc_id)
         sender = MTProtoSender(AuthKey(key) if key else None, loggers=client._log,
@@ -86,6 +101,10 @@ class SenderFactory:
         await sender.connect(client._connection(
             dc.ip_address, dc.port, dc.id, loggers=client._log, proxy=client._proxy,
             local_addr=client._local_addr))
+        return sender
+
+    async def _connect(self, dc_id: int, key: bytes | None, first_request) -> MTProtoSender:
+        sender = await self._transport(dc_id, key)
         try:
             await sender.send(functions.InvokeWithLayerRequest(LAYER, self._init(first_request)))
         except BaseException:

@@ -1,0 +1,356 @@
+"""The read path under Telegram's bad days: cancelled reads free their senders, FLOOD_WAIT is routed
+around / waited out / turned into RetryLater, expired file references are refreshed once per file
+mid-stream, dropped connections and down DCs are survived or reported promptly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tgdav.errors import RetryLater, UpstreamUnavailable
+
+from .conftest import HOME_DC, MIB, delta, sha, wait_until
+
+
+def _in_flight(engine) -> int:
+    return sum(dc["in_flight"] for dc in engine.stats().values())
+
+
+# --- 5. cancellation ---------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_closing_a_stream_frees_its_senders(engine, sandbox):
+    sandbox.controls.apply_link({"latency_ms": 200, "bandwidth": 256 * 1024})
+    size = engine.entries["big.bin"].size
+    seen = {}
+
+    async def one_piece_then_close():
+        stream = engine.reader.stream(engine.loc("big.bin"), 0, size - 1)
+        piece = await stream.__anext__()
+        seen["busy"] = engine.pool.stats()["4"]["in_flight"]     # read-ahead is out there
+        await stream.aclose()
+        return piece
+
+    piece = engine.call(one_piece_then_close())
+    assert piece == sandbox.expected("big.bin", 0, len(piece) - 1)
+    assert seen["busy"] > 0
+    t = time.monotonic()
+    assert wait_until(lambda: _in_flight(engine) == 0, timeout=10), engine.stats()
+    print(f"\nin_flight {seen['busy']} -> 0 in {time.monotonic() - t:.3f} s after aclose")
+    stats = engine.stats()["4"]
+    assert stats["senders"] >= 1 and stats["gated"] == 0      # kept for the next read, not dropped
+
+
+@pytest.mark.timeout(60)
+def test_closing_a_sync_stream_frees_its_senders(engine, sandbox):
+    sandbox.controls.apply_link({"latency_ms": 200, "bandwidth": 256 * 1024})
+    stream = engine.sync_reader.open(engine.loc("big.bin"), 1000, 15 * MIB)
+    piece = stream.read(8192)
+    assert piece == sandbox.expected("big.bin", 1000, 1000 + len(piece) - 1)
+    assert wait_until(lambda: _in_flight(engine) > 0, timeout=5)     # read-ahead is out there
+    stream.close()
+    t = time.monotonic()
+    assert wait_until(lambda: _in_flight(engine) == 0, timeout=10), engine.stats()
+    print(f"\nin_flight -> 0 in {time.monotonic() - t:.3f} s after close")
+
+
+@pytest.mark.timeout(60)
+def test_seek_cancels_useless_read_ahead(engine, sandbox):
+    """A reader that closes after one piece does not go on downloading: getfile_bytes stays within
+    what the read-ahead had already asked for (bounded by the window), not the whole file."""
+    sandbox.controls.apply_link({"latency_ms": 100, "bandwidth": 4 * 1048576})
+    before = sandbox.snapshot()
+    stream = engine.sync_reader.open(engine.loc("big.bin"), 0, engine.entries["big.bin"].size - 1)
+    stream.read(1)
+    stream.close()
+    assert wait_until(lambda: _in_flight(engine) == 0, timeout=10)
+    time.sleep(0.3)
+    fetched = delta(before, sandbox.snapshot(), "getfile_bytes")
+    # at most the read-ahead window, advanced once per piece the SyncStream buffered (4), of
+    # parts of at most 1 MiB; the whole file is 20 MiB
+    window = (engine.reader.read_ahead + 4 + 1) * MIB
+    assert fetched <= window, fetched
+    print(f"\nbytes fetched for a 1-byte read then close: {fetched}")
+
+
+# --- 6. flood gates -----------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_flood_on_one_sender_is_routed_around(engine, sandbox):
+    sandbox.faults({"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 30, "count": 1}]})
+    before = sandbox.snapshot()
+    t = time.monotonic()
+    got = engine.read("d4.bin")                                  # no RetryLater, no 30 s wait
+    took = time.monotonic() - t
+    assert sha(got) == sha(sandbox.content("d4.bin"))
+    after = sandbox.snapshot()
+    assert delta(before, after, "errors:FLOOD_WAIT_X", dc=4) == 1, after
+    assert engine.stats()["4"]["gated"] == 1
+    print(f"\nread past a 30 s FLOOD_WAIT in {took:.2f} s")
+
+
+@pytest.mark.timeout(60)
+def test_flood_on_one_sender_with_warm_pool_is_routed_around(engine, sandbox):
+    assert engine.read("d4.bin", 0, 2 * MIB) == sandbox.expected("d4.bin", 0, 2 * MIB)  # senders open
+    senders = engine.stats()["4"]["senders"]
+    sandbox.faults({"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 30, "count": 1}]})
+    before = sandbox.snapshot()
+    got = engine.read("d4.bin", 2 * MIB, 6 * MIB)
+    assert got == sandbox.expected("d4.bin", 2 * MIB, 6 * MIB)
+    assert delta(before, sandbox.snapshot(), "errors:FLOOD_WAIT_X", dc=4) == 1
+    assert engine.stats()["4"]["senders"] == senders       # no new connection was needed
+
+
+@pytest.mark.timeout(60)
+def test_every_sender_flooded_long_raises_retry_later(engine, sandbox):
+    sandbox.faults({"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 60, "count": 1000}]})
+    t = time.monotonic()
+    with pytest.raises(RetryLater) as e:
+        engine.read("d4.bin", 0, 3 * MIB)
+    took = time.monotonic() - t
+    assert e.value.seconds > 0
+    assert e.value.seconds > 10           # what Telegram asked for, not the pool's max_wait
+    stats = engine.stats()["4"]
+    assert stats["gated"] == stats["senders"] == engine.pool.senders_per_dc
+    print(f"\nRetryLater({e.value.seconds}) after {took:.2f} s")
+    # a second request while gated answers RetryLater at once without asking Telegram
+    before = sandbox.snapshot()
+    with pytest.raises(RetryLater):
+        engine.read("d4.bin", 4 * MIB, 4 * MIB + 10)
+    assert delta(before, sandbox.snapshot(), "requests:GetFile", dc=4) == 0
+    # other DCs are not affected (no per-request-type flood memory)
+    assert engine.read("mid.bin", 0, MIB) == sandbox.expected("mid.bin", 0, MIB)
+
+
+@pytest.mark.timeout(60)
+def test_rate_limit_flood_raises_retry_later(engine, sandbox):
+    sandbox.faults({"getfile_rate_limit": {"per_second": 1, "seconds": 60}})
+    t = time.monotonic()
+    with pytest.raises(RetryLater) as e:
+        engine.read("mid.bin")            # DC 3
+    assert e.value.seconds > 0
+    print(f"\nrate-limit RetryLater({e.value.seconds}) after {time.monotonic() - t:.2f} s")
+
+
+@pytest.mark.timeout(60)
+def test_premium_flood_gates_the_dc(engine, sandbox):
+    sandbox.faults({"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 40, "count": 1,
+                                    "premium": True}]})
+    before = sandbox.snapshot()
+    with pytest.raises(RetryLater) as e:
+        engine.read("d4.bin", 0, 100)
+    assert e.value.seconds > 10
+    assert delta(before, sandbox.snapshot(), "requests:GetFile", dc=4) == 1   # no hammering
+
+
+@pytest.mark.timeout(60)
+def test_short_flood_on_every_sender_is_waited_out(engine, sandbox):
+    count = 6                        # more than the DC's 4 senders: every one of them is gated
+    sandbox.faults({"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 1, "count": count}]})
+    before = sandbox.snapshot()
+    t = time.monotonic()
+    got = engine.read("d4.bin", 0, 3 * MIB)
+    took = time.monotonic() - t
+    assert got == sandbox.expected("d4.bin", 0, 3 * MIB)
+    assert delta(before, sandbox.snapshot(), "errors:FLOOD_WAIT_X", dc=4) == count
+    print(f"\nwaited out {count} x FLOOD_WAIT_1 in {took:.2f} s")
+
+
+@pytest.mark.timeout(60)
+def test_short_premium_flood_is_waited_out(engine, sandbox):
+    sandbox.faults({"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 1, "count": 1,
+                                    "premium": True}]})
+    got = engine.read("d4.bin", 0, 2 * MIB)
+    assert got == sandbox.expected("d4.bin", 0, 2 * MIB)
+
+
+# --- 7. file references ---------------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_file_reference_expired_mid_stream(engine, sandbox):
+    size = engine.entries["big.bin"].size
+    before = sandbox.snapshot()
+
+    async def read_with_expiry():
+        out = bytearray()
+        expired = False
+        async for piece in engine.reader.stream(engine.loc("big.bin"), 0, size - 1):
+            out += piece
+            if not expired and len(out) >= 3 * MIB:
+                sandbox.faults({"expire_file_references": True})
+                expired = True
+        return bytes(out)
+
+    got = engine.call(read_with_expiry())
+    after = sandbox.snapshot()
+    assert len(got) == size
+    assert sha(got) == sha(sandbox.content("big.bin"))
+    assert delta(before, after, "errors:FILE_REFERENCE_EXPIRED") >= 1, after
+    assert delta(before, after, "requests:GetMessages") == 1, after      # one refresh per file
+    print(f"\nFILE_REFERENCE_EXPIRED x{delta(before, after, 'errors:FILE_REFERENCE_EXPIRED')}, "
+          f"GetMessages x{delta(before, after, 'requests:GetMessages')}")
+
+
+@pytest.mark.timeout(60)
+def test_file_reference_expired_with_several_readers(engine, sandbox):
+    """Two streams of one file and one of another, all with parts in flight when references
+    expire: one refresh per file."""
+    assert engine.read("big.bin", 0, 100) == sandbox.expected("big.bin", 0, 100)
+    assert engine.read("d4.bin", 0, 100) == sandbox.expected("d4.bin", 0, 100)
+    sandbox.faults({"expire_file_references": True})
+    before = sandbox.snapshot()
+    ranges = [("big.bin", MIB, 5 * MIB), ("big.bin", 9 * MIB, 12 * MIB), ("d4.bin", 1000, 3 * MIB)]
+
+    async def together():
+        return await asyncio.gather(*(engine.aread(n, a, b) for n, a, b in ranges))
+
+    for (n, a, b), got in zip(ranges, engine.call(together())):
+        assert got == sandbox.expected(n, a, b), (n, a, b)
+    after = sandbox.snapshot()
+    assert delta(before, after, "errors:FILE_REFERENCE_EXPIRED") >= 2
+    assert delta(before, after, "requests:GetMessages") == 2, after
+
+
+@pytest.mark.timeout(60)
+def test_short_lived_file_references_are_refreshed_again_and_again(engine, sandbox):
+    """References live 1 s and the read takes several: each expiry costs one refresh, bytes exact."""
+    sandbox.controls.apply_link({"latency_ms": 50, "bandwidth": 1024 * 1024})
+    sandbox.faults({"file_reference_ttl": 1})
+    time.sleep(1.1)                  # the listing's references are now expired
+    before = sandbox.snapshot()
+    t = time.monotonic()
+    got = engine.read("d4.bin")
+    took = time.monotonic() - t
+    after = sandbox.snapshot()
+    assert sha(got) == sha(sandbox.content("d4.bin"))
+    refreshes = delta(before, after, "requests:GetMessages")
+    assert refreshes >= 1, after
+    assert refreshes <= delta(before, after, "errors:FILE_REFERENCE_EXPIRED")
+    print(f"\n{took:.2f} s read with 1 s references: {refreshes} refreshes, "
+          f"{delta(before, after, 'errors:FILE_REFERENCE_EXPIRED')} FILE_REFERENCE_EXPIRED")
+
+
+@pytest.mark.timeout(60)
+def test_expired_reference_on_a_stale_dc_file(engine, sandbox):
+    """Unknown DC and an expired reference at once: one migration, one refresh."""
+    sandbox.faults({"expire_file_references": True})
+    before = sandbox.snapshot()
+    assert engine.read("stale2.bin") == sandbox.content("stale2.bin")
+    after = sandbox.snapshot()
+    assert delta(before, after, "errors:FILE_MIGRATE_X") == 1, after
+    assert delta(before, after, "requests:GetMessages") == 1, after
+
+
+# --- 9. dropped connections ----------------------------------------------------------------------
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("dc,name", [(4, "big.bin"), (HOME_DC, "home.bin")])
+def test_dropped_connection_mid_read(engine, sandbox, dc, name):
+    sandbox.faults({"drop_after_bytes": {str(dc): {"bytes": 300_000, "count": 2}}})
+    before = sandbox.snapshot()
+    end = min(engine.entries[name].size - 1, 6 * MIB)
+    got = engine.read(name, 0, end)
+    after = sandbox.snapshot()
+    assert sha(got) == sha(sandbox.expected(name, 0, end))
+    assert delta(before, after, "dropped", dc=dc) >= 1, after
+    print(f"\nDC {dc}: {delta(before, after, 'dropped', dc=dc)} connections dropped mid-read")
+
+
+@pytest.mark.timeout(60)
+def test_dropped_connection_of_warm_sender(engine, sandbox):
+    """Connections dropped after they were opened: drop faults only hit new connections, so
+    take every DC 4 connection down by bringing the DC down and up again quickly."""
+    assert engine.read("d4.bin", 0, MIB) == sandbox.expected("d4.bin", 0, MIB)
+    sandbox.faults({"down": [4]})
+    time.sleep(0.3)                     # the DC notices within DOWN_POLL and cuts its connections
+    sandbox.faults({"down": []})
+    time.sleep(0.3)
+    got = engine.read("d4.bin", MIB, 5 * MIB)
+    assert got == sandbox.expected("d4.bin", MIB, 5 * MIB)
+
+
+# --- 10. a DC that is down ------------------------------------------------------------------------
+PROMPT = 20.0   # seconds: a bound against hanging (Telethon gives up reconnecting after ~4 s; the
+                # pool's request_timeout is 30 s), not a performance assertion
+
+
+def _fails_promptly(engine, name, start, end):
+    t = time.monotonic()
+    try:
+        engine.read(name, start, end, timeout=PROMPT)
+    except (UpstreamUnavailable, RetryLater) as e:
+        return e, time.monotonic() - t
+    except TimeoutError:
+        pytest.fail(f"reading from a down DC hung: no answer within {PROMPT:.0f} s")
+    pytest.fail("reading from a down DC succeeded")
+
+
+@pytest.mark.timeout(60)
+def test_down_dc_fails_promptly(engine, sandbox):
+    sandbox.faults({"down": [3]})
+    time.sleep(0.3)
+    error, took = _fails_promptly(engine, "mid.bin", 0, MIB)
+    print(f"\ndown DC (never connected): {type(error).__name__} in {took:.2f} s")
+
+
+@pytest.mark.timeout(60)
+def test_dc_going_down_under_warm_senders_fails_promptly(engine, sandbox):
+    assert engine.read("mid.bin", 0, MIB) == sandbox.expected("mid.bin", 0, MIB)
+    sandbox.faults({"down": [3]})
+    time.sleep(0.3)
+    error, took = _fails_promptly(engine, "mid.bin", MIB, 3 * MIB)
+    print(f"\ndown DC (warm senders): {type(error).__name__} in {took:.2f} s")
+    # and when it comes back, reading works again
+    sandbox.faults({"down": []})
+    time.sleep(0.3)
+    assert engine.read("mid.bin", MIB, 3 * MIB) == sandbox.expected("mid.bin", MIB, 3 * MIB)
+    assert _in_flight(engine) == 0
+
+
+@pytest.mark.timeout(60)
+def test_down_dc_is_tried_once_for_all_parts_waiting_on_it(engine, sandbox):
+    """Four readers of one file on a down DC: the first connection attempt's failure is every
+    waiting part's answer. Retrying it part after part makes the HTTP clients wait N times the
+    connect timeout (seconds here, ~10 s each against a real unreachable Telegram)."""
+    sandbox.faults({"down": [3]})
+    time.sleep(0.3)
+    ranges = [(0, MIB), (MIB, 2 * MIB), (2 * MIB, 3 * MIB), (100, 200)]
+
+    async def together():
+        return await asyncio.gather(*(engine.aread("mid.bin", a, b) for a, b in ranges),
+                                    return_exceptions=True)
+
+    t = time.monotonic()
+    try:
+        results = engine.call(together(), timeout=60)
+    except TimeoutError:
+        pytest.fail(f"reads from a down DC hung; {engine.opens[3]} connection attempts so far")
+    took = time.monotonic() - t
+    print(f"\n4 readers of a down DC: {engine.opens[3]} connection attempts, {took:.2f} s")
+    for r in results:
+        assert isinstance(r, (UpstreamUnavailable, RetryLater)), r
+    assert engine.opens[3] == 1, f"{engine.opens[3]} connection attempts to the down DC"
+
+
+@pytest.mark.timeout(60)
+def test_unreachable_dc_costs_no_export(engine, sandbox):
+    """auth.exportAuthorization is what earns long FLOOD_WAITs: a DC that cannot be reached must be
+    found out before exporting, or every retry of a client (Kodi, rclone) exports again."""
+    sandbox.faults({"down": [4]})
+    time.sleep(0.3)
+    before = sandbox.snapshot()
+    for _ in range(3):                      # a client retrying its request
+        with pytest.raises((UpstreamUnavailable, RetryLater)):
+            engine.read("d4.bin", 0, 100, timeout=PROMPT)
+    after = sandbox.snapshot()
+    assert delta(before, after, "exports", dc=HOME_DC) == 0, after
+
+
+@pytest.mark.timeout(60)
+def test_down_dc_through_sync_reader(engine, sandbox):
+    sandbox.faults({"down": [4]})
+    time.sleep(0.3)
+    stream = engine.sync_reader.open(engine.loc("d4.bin"), 0, MIB)
+    try:
+        with pytest.raises((UpstreamUnavailable, RetryLater)):
+            stream.read(8192)
+    finally:
+        stream.close()
