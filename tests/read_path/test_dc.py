@@ -147,8 +147,6 @@ def test_revoked_kept_authorisation_is_exported_again_after_restart(make_engine,
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=False, reason="known bug: in the full suite the revoked key is answered "
-                   "UNAUTHORIZED on a sender opened before forget_auth ran; passes alone (see issue note)")
 def test_authorisation_revoked_while_running_is_exported_again(engine, sandbox):
     """The DC forgets the exported authorisation while senders use it (AUTH_KEY_UNREGISTERED on
     getFile): the pool should re-export once and carry on, not fail every read until a restart."""

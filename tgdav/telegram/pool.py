@@ -37,6 +37,7 @@ class Sender:
     in_flight: int = 0
     gated_until: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
+    generation: int = 0         # the DC's authorisation generation it was opened under
 
 
 class DcPool:
@@ -56,6 +57,7 @@ class DcPool:
         self._gated_until = 0.0          # DC-wide (account-wide) flood deadline
         self._cond = asyncio.Condition()
         self._numbers = 0
+        self._generation = 0             # bumped each time the DC's authorisation is renewed
 
     async def invoke(self, request):
         """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
@@ -69,10 +71,14 @@ class DcPool:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
                 self._gate(sender, e.seconds, account_wide)
             except errors.UnauthorizedError:
+                if sender.generation != self._generation:
+                    await self._drop(sender)   # opened before the renewal: retry on a fresh sender
+                    continue
                 # the DC forgot the authorisation these senders share: export it again, once
                 if reauthorised or self._forget_auth is None or not self._forget_auth(self.dc_id):
                     raise
                 reauthorised = True
+                self._generation += 1
                 log.warning("DC %d: the authorisation was revoked; authorising again", self.dc_id)
                 async with self._cond:
                     dead, self.senders = self.senders, []
@@ -150,6 +156,7 @@ class DcPool:
         self._opening += 1
         self._numbers += 1
         number = self._numbers
+        generation = self._generation    # a renewal during the open makes this sender stale
         log.info("DC %d: opening sender %d/%d", self.dc_id, len(self.senders) + self._opening,
                  self.max_senders)
         self._cond.release()
@@ -167,7 +174,7 @@ class DcPool:
             await self._cond.acquire()
             self._opening -= 1
             self._cond.notify_all()
-        sender = Sender(number, mtp, in_flight=1, last_used=self._clock())
+        sender = Sender(number, mtp, in_flight=1, last_used=self._clock(), generation=generation)
         self.senders.append(sender)
         return sender
 
