@@ -46,6 +46,7 @@ class Engine:
         self.pool: Pool | None = None
         self.catalog: SyncCatalog | None = None
         self.reader: SyncReader | None = None
+        self.drive = None          # telegram.writer.SyncWriter when [write] enabled
 
     def start(self) -> "Engine":
         cfg = self.config
@@ -85,6 +86,13 @@ class Engine:
                             read_ahead=cfg.pool.read_ahead_parts)
         self.catalog = SyncCatalog(self.bridge, catalog)
         self.reader = SyncReader(self.bridge, reader)
+        if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders
+            from tgdav.telegram.writer import SyncWriter, Writer, max_parts_for
+            home = self.client.session.dc_id
+            self.drive = SyncWriter(self.bridge, Writer(
+                self.client, lambda request: self.pool.invoke(home, request), catalog,
+                parallel=self.pool.capacity, allow_new_channels=cfg.write.create_channels,
+                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False)))))
         log.info("logged in as %s; home DC %d", _who(me), self.client.session.dc_id)
 
     def close(self) -> None:
@@ -122,10 +130,12 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
     try:
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
-                        block_size=config.server.block_size)
+                        block_size=config.server.block_size, drive=engine.drive,
+                        state_dir=config.state.dir)
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
-                             tls_cert=config.server.tls_cert, tls_key=config.server.tls_key)
+                             tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
+                             writable=engine.drive is not None)
         server.prepare()   # binds now, so a port in use is reported before anything else
         scheme = "https" if config.server.tls_cert else "http"
         host, port = server.bind_addr[:2]

@@ -27,6 +27,10 @@ log = logging.getLogger("tgdav.dav")
 
 READ_METHODS = ("OPTIONS", "GET", "HEAD", "PROPFIND")
 ALLOW = ", ".join(READ_METHODS)
+# writes on (tgdav/dav/provider.py): class 2, any depth of folders, desktop files kept locally
+WRITE_METHODS = READ_METHODS + ("PUT", "DELETE", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PROPPATCH")
+WRITE_ALLOW = ", ".join(WRITE_METHODS)
+MAX_XML_BODY = 1024 * 1024   # with writes on cheroot takes any body size; only PUT may be big
 MAX_DEPTH = 2  # folder/file
 
 PROBE_NAMES = frozenset(name.lower() for name in (
@@ -110,10 +114,13 @@ def error_reply(exc: BaseException) -> Reply:
 class PolicyMiddleware:
     """Answers what needs no lookup (methods, OPTIONS, Depth, hostile and probe paths)."""
 
-    def __init__(self, app: Callable) -> None:
+    def __init__(self, app: Callable, writable: bool = False) -> None:
         self.app = app
+        self.writable = writable
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if self.writable:
+            return self._writable(environ, start_response)
         method = environ.get("REQUEST_METHOD", "")
         if method not in READ_METHODS:
             return text_reply("405 Method Not Allowed", "This share is read-only",
@@ -134,6 +141,37 @@ class PolicyMiddleware:
             return error_reply(exc).send(environ, start_response)
         if len(names) > MAX_DEPTH or any(is_probe(name) for name in names):
             return text_reply("404 Not Found", "Not found").send(environ, start_response)
+        return self.app(environ, start_response)
+
+    def _writable(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """Writes on: every WebDAV method; probe names go on to the provider, which keeps desktop
+        clients' own files locally (never in Telegram) and answers the rest 404 from the catalog."""
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in WRITE_METHODS:
+            return text_reply("405 Method Not Allowed", f"{method} is not supported",
+                              [("Allow", WRITE_ALLOW)]).send(environ, start_response)
+        if method == "OPTIONS":
+            return Reply("200 OK", [("DAV", "1, 2"), ("Allow", WRITE_ALLOW), ("MS-Author-Via", "DAV"),
+                                    ("Accept-Ranges", "bytes")]).send(environ, start_response)
+        if method == "PROPFIND":
+            depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+            if depth == "infinity":
+                return Reply("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8")],
+                             FINITE_DEPTH_BODY).send(environ, start_response)
+            if depth not in ("0", "1"):
+                return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
+        if method != "PUT":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > MAX_XML_BODY:
+                return text_reply("413 Payload Too Large", f"{method} bodies are limited to "
+                                  f"{MAX_XML_BODY} bytes").send(environ, start_response)
+        try:
+            decode_path(environ)
+        except BadPath as exc:
+            return error_reply(exc).send(environ, start_response)
         return self.app(environ, start_response)
 
 
