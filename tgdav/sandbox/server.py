@@ -26,6 +26,7 @@ from .proto.connection import Call, ServerConnection
 from .proto.errors import ProtocolError
 from .proto.session import Salts
 from .rsakey import SandboxRsaKey
+from .uplink import ReadPacer
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class DcServer:
         link_task = asyncio.create_task(link.run())
         calls: set[asyncio.Task] = set()
         disconnect: asyncio.TimerHandle | None = None
+        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id))   # upload bandwidth cap (uplink.py)
         try:
             while data := await reader.read(READ_SIZE):
+                await uplink.pace(len(data))
                 if self._controls.is_down(self.dc_id):
                     self._unlisten()
                     break
