@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 from wsgidav.dav_error import DAVError, get_http_status_string
 
-from tgdav.errors import NotFound, RetryLater, UpstreamUnavailable
+from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.dav")
 
@@ -93,6 +93,10 @@ def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None 
 
 def error_reply(exc: BaseException) -> Reply:
     """The one table from errors to HTTP. Unknown errors are logged with their traceback."""
+    if isinstance(exc, DAVError) and isinstance(exc.src_exception, TgdavError):
+        return error_reply(exc.src_exception)      # raised inside WsgiDAV's handlers (writes)
+    if isinstance(exc, Forbidden):
+        return text_reply("403 Forbidden", str(exc))
     if isinstance(exc, NotFound):
         return text_reply("404 Not Found", str(exc) or "Not found")
     if isinstance(exc, RetryLater):

@@ -58,14 +58,15 @@ def dav_error(exc: BaseException) -> DAVError:
     """tgdav's errors as WsgiDAV errors (raised inside WsgiDAV's handlers, which would make them 500)."""
     if isinstance(exc, DAVError):
         return exc
+    # src_exception lets dav.policy.error_reply answer with tgdav's own table (text reason, Retry-After)
     if isinstance(exc, Forbidden):
-        return DAVError(HTTP_FORBIDDEN, str(exc))
+        return DAVError(HTTP_FORBIDDEN, str(exc), src_exception=exc)
     if isinstance(exc, NotFound):
-        return DAVError(HTTP_NOT_FOUND, str(exc))
+        return DAVError(HTTP_NOT_FOUND, str(exc), src_exception=exc)
     if isinstance(exc, RetryLater):
-        return DAVError(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))])
+        return DAVError(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
     if isinstance(exc, UpstreamUnavailable):
-        return DAVError(503, f"Telegram is unavailable: {exc}")
+        return DAVError(503, f"Telegram is unavailable: {exc}", src_exception=exc)
     if isinstance(exc, TgdavError):
         return DAVError(HTTP_BAD_REQUEST, str(exc))
     return DAVError(HTTP_INTERNAL_ERROR, src_exception=exc)
