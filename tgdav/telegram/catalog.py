@@ -227,23 +227,25 @@ class TelegramCatalog:
     async def apply(self, folder: Folder, messages: list) -> None:
         """Messages this account just sent or edited in `folder`'s channel."""
         channel = await self._channel(folder)
-        for m in messages:
-            record = record_for(m, channel.folder.channel_id, channel.access_hash)
-            if record is None:
-                channel.records.pop(getattr(m, "id", 0), None)
-            else:
-                channel.records[m.id] = record
-                channel.max_id = max(channel.max_id, m.id)
-        self._index(channel)
-        self._remember(channel)
+        async with self._lock(folder.channel_id):   # not in the middle of a refresh's fetch
+            for m in messages:
+                record = record_for(m, channel.folder.channel_id, channel.access_hash)
+                if record is None:
+                    channel.records.pop(getattr(m, "id", 0), None)
+                else:
+                    channel.records[m.id] = record
+                    channel.max_id = max(channel.max_id, m.id)
+            self._index(channel)
+            self._remember(channel)
 
     async def forget(self, folder: Folder, message_ids) -> None:
         """Messages this account just deleted."""
         channel = await self._channel(folder)
-        for mid in message_ids:
-            channel.records.pop(mid, None)
-        self._index(channel)
-        self._remember(channel)
+        async with self._lock(folder.channel_id):
+            for mid in message_ids:
+                channel.records.pop(mid, None)
+            self._index(channel)
+            self._remember(channel)
 
     async def records(self, folder: Folder) -> list[tree.Record]:
         channel = await self._channel(folder)
