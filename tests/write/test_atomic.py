@@ -342,3 +342,27 @@ def test_plain_telethon_sees_documents_with_names_and_sizes(folder, sandbox, tmp
     assert (size, mime) == (len(data), "application/pdf")
     assert caption.endswith("/for telethon ü.pdf") and caption.startswith("#tgdav file /")
     assert body == data
+
+
+def test_lost_part_of_a_big_file_fails_cleanly(folder, sandbox, tmp_path):
+    """Parts of files from 10 MB are not kept (memory stays bounded), so a part Telegram lost cannot
+    be sent again: the PUT fails with 503, nothing is posted, the old file stays; a retry works."""
+    old = random_bytes(MiB, 31)
+    url = folder + "big lost.bin".replace(" ", "%20")
+    assert request("PUT", url, old)[0] == 201
+    body = tmp_path / "new.bin"
+    data = random_bytes(11 * MiB, 32)
+    body.write_bytes(data)
+    sent = sandbox.total("messages_sent")
+    sandbox.post("/faults", {"file_part_missing": [{"part": 3, "count": 1}]})
+    try:
+        done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(body), url],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        sandbox.post("/faults", {"clear": True,
+                                 "upload_max_fileparts": {"default": PIECE_PARTS, "premium": 2 * PIECE_PARTS}})
+    assert done.stdout == "503"
+    assert sandbox.total("messages_sent") == sent
+    assert sha256(request("GET", url)[2]) == sha256(old)
+    assert request("PUT", url, data)[0] == 204
+    assert sha256(request("GET", url)[2]) == sha256(data)

@@ -20,10 +20,10 @@ Everything here runs on the bridge's loop; SyncWriter is what WSGI threads call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mimetypes
 import secrets
+import time
 from dataclasses import dataclass, replace
 
 from telethon import errors, functions, types
@@ -36,6 +36,7 @@ from tgdav.telegram.upload import MAX_PARTS, PART, StreamUpload
 log = logging.getLogger("tgdav.writer")
 
 DELETE_BATCH = 100      # channels.deleteMessages takes up to 100 ids
+ABANDONED_PIECES = 24 * 3600   # seconds after which unfinished pieces of an overwritten path go
 
 
 def mime_for(name: str) -> str:
@@ -80,15 +81,20 @@ class Upload:
         await self.stream.add_part(data)
 
     async def commit(self, tail: bytes) -> None:
-        await self.stream.close(tail)
-        if not self.sent:           # nothing at all: an empty file
-            await self.writer.make_empty(self.folder, self.path)
-        self.done = True
+        try:
+            await self.stream.close(tail)
+            if not self.sent:           # nothing at all: an empty file
+                await self.writer.make_empty(self.folder, self.path)
+            self.done = True
+        finally:
+            if self.done:
+                self.writer._active.discard(self.set_id)
 
     async def abort(self) -> None:
         if self.done:
             return
         self.done = True
+        self.writer._active.discard(self.set_id)
         await self.stream.abort()
         if self.sent:
             await self.writer._delete_ids(self.folder, self.sent, quiet=True)
@@ -103,7 +109,7 @@ class Writer:
         self.parallel = parallel
         self.max_parts = max_parts
         self.allow_new_channels = allow_new_channels
-        self._path_locks: dict[tuple[int, tuple[str, ...]], asyncio.Lock] = {}
+        self._active: set[str] = set()      # piece set ids of uploads under way in this process
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _peer(self, folder: Folder):
@@ -166,9 +172,6 @@ class Writer:
                 raise
             log.warning("could not delete messages %s in %s: %s", ids, folder.name, e)
 
-    def _lock(self, folder: Folder, path: tuple[str, ...]) -> asyncio.Lock:
-        return self._path_locks.setdefault((folder.channel_id, tuple(path)), asyncio.Lock())
-
     # --- uploads ----------------------------------------------------------------------------------
     async def begin_upload(self, folder: Folder, path: tuple[str, ...], size: int | None) -> Upload:
         self.check(folder)
@@ -204,6 +207,7 @@ class Writer:
                               max_parts=self.max_parts, part_size=PART)
         upload = Upload(self, folder, tuple(path), stream, set_id, [])
         holder.append(upload)
+        self._active.add(set_id)
         return upload
 
     async def _replace(self, folder: Folder, path: tuple[str, ...], keep) -> None:
@@ -221,7 +225,12 @@ class Writer:
             if r.message_id in keep:
                 continue
             if r.tag is not None and r.tag.kind == "piece" and r.tag.set_id not in complete:
-                continue                     # another upload to this path, still under way
+                # pieces of an upload that never finished (tgdav stopped mid-way) are left over
+                # when they are old and not ours; younger ones may be another upload under way
+                if r.tag.path == path and r.tag.set_id not in self._active \
+                        and time.time() - r.date > ABANDONED_PIECES:
+                    out.append(r.message_id)
+                continue
             if r.tag is not None and r.tag.kind in ("file", "empty", "piece") and r.tag.path == path:
                 out.append(r.message_id)
             elif r.tag is None and r.entry is not None and len(path) == 1 and r.entry.name == path[0]:
