@@ -229,3 +229,13 @@ def test_a_failed_part_fails_the_upload():
                 await up.add_part(b"x" * PART)
             await up.close(b"tail")
     asyncio.run(run())
+
+
+def test_mime_type_from_the_name_else_from_the_first_bytes():
+    from tgdav.telegram.writer import mime_for
+    assert mime_for("a.pdf") == "application/pdf"
+    assert mime_for("film.mp4", b"anything") == "video/mp4"
+    assert mime_for("noext", b"%PDF-1.7 ...") == "application/pdf"
+    assert mime_for("noext", b"\x00\x00\x00\x20ftypisom") == "video/mp4"
+    assert mime_for("noext", b"\x89PNG\r\n\x1a\n....") == "image/png"
+    assert mime_for("noext", b"plain bytes") == "application/octet-stream"

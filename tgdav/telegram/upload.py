@@ -147,9 +147,8 @@ class StreamUpload:
         self._held: bytes | None = None          # unknown length: the newest full part
         self._full: PieceUpload | None = None    # unknown length: a full piece not yet handed over
         self.pieces: list[PieceUpload] = []
+        self.head = b""             # the stream's first bytes, for sniffing its type
 
-    def _piece_name(self, number: int) -> str:
-        return self._name
 
     def _start_piece(self) -> PieceUpload:
         self._number += 1
@@ -167,6 +166,8 @@ class StreamUpload:
         if self._full is not None:              # more bytes follow the full piece: not the last
             full, self._full = self._full, None
             await self._on_piece(await full.finish(), self._number, full.size, False)
+        if not self.head:
+            self.head = data[:64]
         piece = self._piece or self._start_piece()
         closes_piece = piece.count + 1 == self._max_parts
         total = piece.count + 1 if (closes_piece or last) and piece.total is None else None

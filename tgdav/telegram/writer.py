@@ -39,8 +39,22 @@ DELETE_BATCH = 100      # channels.deleteMessages takes up to 100 ids
 ABANDONED_PIECES = 24 * 3600   # seconds after which unfinished pieces of an overwritten path go
 
 
-def mime_for(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+_MAGIC = ((b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+          (b"GIF8", "image/gif"), (b"PK\x03\x04", "application/zip"), (b"ID3", "audio/mpeg"),
+          (b"OggS", "audio/ogg"), (b"fLaC", "audio/flac"), (b"\x1aE\xdf\xa3", "video/x-matroska"),
+          (b"7z\xbc\xaf'\x1c", "application/x-7z-compressed"), (b"\x1f\x8b", "application/gzip"))
+
+
+def mime_for(name: str, head: bytes = b"") -> str:
+    """From the name; when the name says nothing, from the first bytes (cheap magic numbers)."""
+    guessed = mimetypes.guess_type(name)[0]
+    if guessed:
+        return guessed
+    if head[4:8] == b"ftyp":
+        return "video/mp4"
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"AVI ", b"WEBP"):
+        return {b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo", b"WEBP": "image/webp"}[head[8:12]]
+    return next((mime for magic, mime in _MAGIC if head.startswith(magic)), "application/octet-stream")
 
 
 async def max_parts_for(client, premium: bool) -> int:
@@ -186,7 +200,7 @@ class Writer:
                 tag = tree.Tag("piece", path, number, number if last else 0, set_id)
             name = path[-1]
             media = types.InputMediaUploadedDocument(
-                file=input_file, mime_type=mime_for(name), force_file=True,
+                file=input_file, mime_type=mime_for(name, upload.stream.head), force_file=True,
                 attributes=[types.DocumentAttributeFilename(name if tag.kind == "file"
                                                             else f"{name}.{number:03d}")])
             piece = upload.stream.pieces[number - 1]
