@@ -31,6 +31,7 @@ from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND,
                                HTTP_INTERNAL_ERROR)
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
+from tgdav.dav.policy import is_probe
 from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
 
@@ -50,7 +51,6 @@ def _join(*names: str) -> str:
 
 def is_local_name(name: str) -> bool:
     """Files desktop clients write for themselves: kept locally, never uploaded."""
-    from tgdav.dav.policy import is_probe
     return is_probe(name)
 
 

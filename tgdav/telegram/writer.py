@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from telethon import errors, functions, types
 
-from tgdav.errors import Forbidden, NotFound, RetryLater, UpstreamUnavailable
+from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location
 from tgdav.telegram import tree
 from tgdav.telegram.upload import MAX_PARTS, PART, StreamUpload
@@ -149,6 +149,13 @@ class Writer:
             raise Forbidden(f"Telegram refused: {e.message}") from None
         except (errors.ChannelPrivateError, errors.ChannelInvalidError) as e:
             raise NotFound(f"channel is not available: {e.message}") from None
+        except (errors.MediaCaptionTooLongError, errors.MessageTooLongError) as e:
+            raise TgdavError(f"the path is too long for a caption ({e.message}): use shorter names "
+                             "or fewer folders") from None
+        except (errors.FilePartMissingError, errors.MessageNotModifiedError):
+            raise                       # handled by the callers
+        except errors.BadRequestError as e:
+            raise TgdavError(f"Telegram refused the request: {e.message}") from None
         except (ConnectionError, OSError) as e:
             raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
 
