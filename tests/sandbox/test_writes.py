@@ -52,6 +52,9 @@ def sb(tmp_path):
     yield sandbox
     sandbox.stop()
     TelegramClient._config = None
+    # Telethon found a handler for everything it asked, and no handler failed
+    assert counter(sandbox, "errors:INPUT_METHOD_INVALID") == 0
+    assert counter(sandbox, "errors:INTERNAL") == 0
 
 
 def run(coro, timeout: float = 120):
