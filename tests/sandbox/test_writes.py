@@ -453,3 +453,68 @@ def test_upload_bandwidth_cap_slows_uploads_per_connection(sb):
     print(f"\n{size} bytes uploaded in {took:.2f} s at a cap of {cap} B/s: {size / took / MIB:.2f} MiB/s")
     assert counter(sb, "upload_bytes", 2) == size
     assert took >= 0.8 * (size - BURST) / cap                          # it cannot beat the cap
+
+
+def test_a_killed_sandbox_process_keeps_what_was_written(tmp_path):
+    """`tgdav sandbox --state DIR` killed with SIGKILL right after an upload: restarted on the same
+    state dir it serves the same file (bytes), and the client's session still works."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    data = blob(2 * MIB + 5, 11)
+
+    def launch():
+        proc = subprocess.Popen([sys.executable, "-m", "tgdav", "sandbox", "--dcs", "3", "--state", str(state)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
+        line = json.loads(proc.stdout.readline())
+        telethon_rsa.add_key(line["rsa_public_key"], old=False)
+        return proc, line
+
+    async def connect(line, session=""):
+        TelegramClient._config = None
+        client = TelegramClient(StringSession(session), line["api_id"], line["api_hash"], connection_retries=1,
+                                retry_delay=0, timeout=20, flood_sleep_threshold=0, request_retries=1)
+        client.session.set_dc(line["home_dc"], *line["dcs"][str(line["home_dc"])])
+        await client.connect()
+        if not await client.is_user_authorized():
+            await client.send_code_request(line["user_phone"])
+            await client.sign_in(line["user_phone"], line["login_code"])
+        return client
+
+    async def uploads_of(client):
+        return [d.entity async for d in client.iter_dialogs() if d.title == UPLOADS][0]
+
+    async def write(line):
+        client = await connect(line)
+        try:
+            sent = await client.send_file(await uploads_of(client), data, attributes=named("kept.bin"))
+            return client.session.save(), sent.id
+        finally:
+            await client.disconnect()
+
+    async def read(line, session):
+        client = await connect(line, session)
+        try:
+            msgs = [m async for m in client.iter_messages(await uploads_of(client))]
+            return [(m.id, m.file.name) for m in msgs], await client.download_media(msgs[0], bytes)
+        finally:
+            await client.disconnect()
+
+    proc, line = launch()
+    try:
+        session, sent_id = run(write(line))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    proc, line = launch()
+    try:
+        listed, back = run(read(line, session))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        TelegramClient._config = None
+    assert listed == [(sent_id, "kept.bin")] and sha(back) == sha(data)

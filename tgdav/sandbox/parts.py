@@ -191,11 +191,15 @@ class PartStore:
                 except ValueError:
                     continue
                 upload = _Upload(folder, now)
-                for f in folder.iterdir():
-                    if f.name.isdigit():
-                        upload.sizes[int(f.name)] = f.stat().st_size
-                    elif f.name == "total":
-                        upload.total = int(f.read_text())
+                try:
+                    for f in folder.iterdir():
+                        if f.name.isdigit():
+                            upload.sizes[int(f.name)] = f.stat().st_size
+                        elif f.name == "total":
+                            upload.total = int(f.read_text())
+                except (OSError, ValueError):
+                    shutil.rmtree(folder, ignore_errors=True)   # unreadable: as if it had expired
+                    continue
                 self._uploads[key] = upload
 
 
