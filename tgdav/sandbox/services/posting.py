@@ -45,10 +45,10 @@ def _uploaded_document(s: State, ctx: CallContext, account: Account,
     file = media.file
     max_parts = s.controls.max_file_parts(account.premium)
     if isinstance(file, types.InputFile):
-        done = s.parts.complete(account.id, file.id, file.parts, big=False, max_parts=max_parts,
+        done = s.parts.complete(account.id, ctx.dc_id, file.id, file.parts, big=False, max_parts=max_parts,
                                 md5_hex=file.md5_checksum or "")
     elif isinstance(file, types.InputFileBig):
-        done = s.parts.complete(account.id, file.id, file.parts, big=True, max_parts=max_parts)
+        done = s.parts.complete(account.id, ctx.dc_id, file.id, file.parts, big=True, max_parts=max_parts)
     else:
         raise RpcError(400, "MEDIA_INVALID")
     name, video, audio = file.name or "", None, None
