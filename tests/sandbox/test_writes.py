@@ -354,8 +354,19 @@ def test_edit_delete_forward_and_create_channel(sb):
             new = created.chats[0]
             seen["created"] = (new.title, new.creator, new.admin_rights.post_messages)
             posted = await client.send_message(new, "in the new channel")
-            seen["new messages"] = [x.message async for x in client.iter_messages(new)]
+            with pytest.raises(errors.MessageTooLongError):
+                await client.send_message(new, "x" * 4097)
+            with pytest.raises(errors.MediaCaptionTooLongError):
+                await client.send_file(new, b"y" * 100, attributes=named("y"), caption="é" * 1025)
+            with pytest.raises(errors.ChatAdminRequiredError):
+                await client(functions.channels.EditTitleRequest(peer_of(sb, "Films"), "Mine now"))
+            with pytest.raises(errors.ChatAdminRequiredError):
+                await client(functions.channels.DeleteChannelRequest(peer_of(sb, "Films")))
+            await client(functions.channels.EditTitleRequest(new, "Renamed"))
+            doomed = (await client(functions.channels.CreateChannelRequest("Doomed", "", broadcast=True))).chats[0]
+            await client(functions.channels.DeleteChannelRequest(doomed))
             seen["dialogs"] = [d.title async for d in client.iter_dialogs()]
+            seen["new messages"] = [x.message async for x in client.iter_messages(new)]
             seen["posted"] = posted.id
             return seen
         finally:
@@ -368,9 +379,11 @@ def test_edit_delete_forward_and_create_channel(sb):
     assert seen["again"] == (True, "again")
     assert seen["deleted"] == 2 and len(seen["left"]) == 2
     assert seen["created"] == ("My Files", True, True)
-    assert seen["new messages"] == ["in the new channel"] and "My Files" in seen["dialogs"]
+    assert seen["new messages"] == ["in the new channel"]
+    assert "Renamed" in seen["dialogs"] and not {"My Files", "Doomed"} & set(seen["dialogs"])
     assert counter(sb, "messages_edited") == 1 and counter(sb, "messages_deleted") == 2
-    assert counter(sb, "messages_forwarded") == 2 and counter(sb, "channels_created") == 1
+    assert counter(sb, "messages_forwarded") == 2 and counter(sb, "channels_created") == 2
+    assert counter(sb, "channels_renamed") == 1 and counter(sb, "channels_deleted") == 1
     assert counter(sb, "messages_sent") == 3
 
 
@@ -387,8 +400,12 @@ def test_writes_survive_a_sandbox_restart(tmp_path):
                 gone = await client.send_message(uploads, "to delete")
                 await client.edit_message(uploads, keep.id, "v2")
                 await client.delete_messages(uploads, [gone.id])
-                created = await client(functions.channels.CreateChannelRequest("Made", "", broadcast=True))
+                created = await client(functions.channels.CreateChannelRequest("Draft", "", broadcast=True))
                 await client.send_file(created.chats[0], data[:5000], attributes=named("small.bin"))
+                await client(functions.channels.EditTitleRequest(created.chats[0], "Made"))
+                other = await client(functions.channels.CreateChannelRequest("Other", "", broadcast=True))
+                await client(functions.channels.EditTitleRequest(other.chats[0], "Gone soon"))
+                await client(functions.channels.DeleteChannelRequest(other.chats[0]))
                 return client.session.save(), keep.id
             finally:
                 await client.disconnect()
@@ -402,19 +419,21 @@ def test_writes_survive_a_sandbox_restart(tmp_path):
             try:
                 uploads = peer_of(sandbox, UPLOADS)
                 msgs = [m async for m in client.iter_messages(uploads)]
+                titles = [d.title async for d in client.iter_dialogs()]
                 made = [d.entity async for d in client.iter_dialogs() if d.title == "Made"][0]
                 small = [m async for m in client.iter_messages(made)]
                 after = await client.send_message(uploads, "after restart")
-                return msgs, await client.download_media(msgs[0], bytes), small, made, after.id
+                return msgs, await client.download_media(msgs[0], bytes), small, made, after.id, titles
             finally:
                 await client.disconnect()
-        msgs, back, small, made, after_id = run(read())
+        msgs, back, small, made, after_id, titles = run(read())
     finally:
         sandbox.stop()
         TelegramClient._config = None
     assert [(m.id, m.message, m.file.name) for m in msgs] == [(keep_id, "v2", "keep.bin")]
     assert msgs[0].edit_date is not None and sha(back) == sha(data)
     assert made.creator and [m.file.name for m in small] == ["small.bin"]
+    assert not {"Gone soon", "Other", "Draft"} & set(titles)
     assert after_id == keep_id + 2                     # the deleted message's id is never reused
     assert (state / "writes.jsonl").exists() and any((state / "files").iterdir())
 

@@ -401,6 +401,16 @@ class World:
         message.edit_date = int(date)
         channel.changes += 1
 
+    def retitle(self, channel: Channel, title: str) -> None:
+        channel.title = title
+        channel.changes += 1
+
+    def drop_channel(self, channel: Channel) -> None:
+        """channels.deleteChannel: the channel and its messages go (documents stay for other copies)."""
+        del self.channels[channel.id]
+        if channel.username:
+            self._usernames.pop(channel.username.lower(), None)
+
     def delete(self, channel: Channel, ids) -> list[int]:
         """Remove these message ids (unknown ones are ignored); returns the ids removed."""
         wanted = set(ids)

@@ -72,6 +72,25 @@ def _uploaded_document(s: State, ctx: CallContext, account: Account,
     return doc
 
 
+CAPTION_MAX = 1024            # help.config caption_length_max (premium accounts: MESSAGE_MAX)
+MESSAGE_MAX = 4096            # help.config message_length_max
+
+
+def text_length(text: str) -> int:
+    """Telegram counts message and caption lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def check_caption(account: Account, text: str) -> None:
+    if text_length(text) > (MESSAGE_MAX if account.premium else CAPTION_MAX):
+        raise RpcError(400, "MEDIA_CAPTION_TOO_LONG")
+
+
+def check_message(text: str) -> None:
+    if text_length(text) > MESSAGE_MAX:
+        raise RpcError(400, "MESSAGE_TOO_LONG")
+
+
 def check_random_id(s: State, account: Account, random_id: int | None) -> tuple[int, int] | None:
     """RANDOM_ID_DUPLICATE when the account already sent a message with this random_id."""
     if not random_id:
