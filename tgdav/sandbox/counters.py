@@ -18,6 +18,8 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
     messages_deleted       messages removed by channels.deleteMessages (one per message)
     messages_forwarded     copies made by messages.forwardMessages (one per message)
     channels_created       channels.createChannel
+    channels_renamed       channels.editTitle
+    channels_deleted       channels.deleteChannel
 """
 
 from __future__ import annotations
