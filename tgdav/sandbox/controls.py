@@ -6,7 +6,8 @@ admin thread and the loop thread can share one Controls.
 
 JSON accepted by POST /link (and `apply_link`):
     {"profile": "telegram-like"}            named profile (see PROFILES)
-    {"latency_ms": 100, "bandwidth": 2097152} explicit values; bandwidth in bytes/s per connection, 0 = unlimited
+    {"latency_ms": 100, "bandwidth": 2097152, "jitter_ms": 20} explicit values; bandwidth in bytes/s per
+                                            connection, 0 = unlimited; jitter reorders answers
     either form may add "dc": N to set one DC only (a slow DC)
 
 JSON accepted by POST /faults (and `apply_faults`); every key optional, absent keys unchanged:
@@ -29,15 +30,18 @@ from dataclasses import asdict, dataclass, field
 class Link:
     latency_ms: float = 0.0   # added round trip per request/answer
     bandwidth: int = 0        # bytes per second per connection, server -> client; 0 = unlimited
+    jitter_ms: float = 0.0    # each answer is held back by a random 0..jitter_ms: answers overtake each other
 
     @property
     def active(self) -> bool:
-        return self.latency_ms > 0 or self.bandwidth > 0
+        return self.latency_ms > 0 or self.bandwidth > 0 or self.jitter_ms > 0
 
 
 PROFILES: dict[str, Link] = {
     "off": Link(),
     "telegram-like": Link(latency_ms=100.0, bandwidth=2 * 1024 * 1024),
+    # real Telegram answers out of order: the fault tests run with answers overtaking each other
+    "jittery": Link(latency_ms=5.0, jitter_ms=20.0),
 }
 
 
@@ -95,10 +99,11 @@ class Controls:
             link = PROFILES[name]
         else:
             try:
-                link = Link(float(body.get("latency_ms", 0)), int(body.get("bandwidth", 0)))
+                link = Link(float(body.get("latency_ms", 0)), int(body.get("bandwidth", 0)),
+                            float(body.get("jitter_ms", 0)))
             except (TypeError, ValueError) as e:
                 raise ControlError(f"bad link value: {e}") from None
-            if link.latency_ms < 0 or link.bandwidth < 0:
+            if link.latency_ms < 0 or link.bandwidth < 0 or link.jitter_ms < 0:
                 raise ControlError("latency_ms and bandwidth must be >= 0")
         dc = body.get("dc")
         self.set_link(link, int(dc) if dc is not None else None)
