@@ -347,6 +347,15 @@ def test_edit_delete_forward_and_create_channel(sb):
             doc = (await client.get_messages(uploads, ids=m.id)).document
             again = await client.send_file(uploads, doc, caption="again")
             seen["again"] = (again.document.id == doc.id, again.message)
+            photo = (await client.get_messages(peer_of(sb, "Films"), ids=sb.small.photo_message_id)).photo
+            copy = await send_media(client, uploads, types.InputMediaPhoto(
+                types.InputPhoto(photo.id, photo.access_hash, photo.file_reference)), "a photo again")
+            seen["photo"] = (copy.photo.id == photo.id, len(await client.download_media(copy, bytes)))
+            with pytest.raises(errors.FileReferenceExpiredError):
+                sb.controls.apply_faults({"expire_file_references": True}, now=time.monotonic())
+                await send_media(client, uploads, types.InputMediaPhoto(
+                    types.InputPhoto(photo.id, photo.access_hash, photo.file_reference)), "stale")
+            sb.controls.apply_faults({"clear": True}, now=time.monotonic())
             affected = await client.delete_messages(uploads, [m.id, again.id, 123456])
             seen["deleted"] = affected[0].pts_count
             seen["left"] = [x.id async for x in client.iter_messages(uploads)]
@@ -376,15 +385,15 @@ def test_edit_delete_forward_and_create_channel(sb):
     n, header, doc_id, channel_post = seen["forward"]
     assert n == 1 and header is None and doc_id == films_doc.id and channel_post == films_msg
     assert sha(seen["forward bytes"]) == sha(films_doc.source.read(0, films_doc.size))
-    assert seen["again"] == (True, "again")
-    assert seen["deleted"] == 2 and len(seen["left"]) == 2
+    assert seen["again"] == (True, "again") and seen["photo"] == (True, 70001)
+    assert seen["deleted"] == 2 and len(seen["left"]) == 3
     assert seen["created"] == ("My Files", True, True)
     assert seen["new messages"] == ["in the new channel"]
     assert "Renamed" in seen["dialogs"] and not {"My Files", "Doomed"} & set(seen["dialogs"])
     assert counter(sb, "messages_edited") == 1 and counter(sb, "messages_deleted") == 2
     assert counter(sb, "messages_forwarded") == 2 and counter(sb, "channels_created") == 2
     assert counter(sb, "channels_renamed") == 1 and counter(sb, "channels_deleted") == 1
-    assert counter(sb, "messages_sent") == 3
+    assert counter(sb, "messages_sent") == 4
 
 
 def test_writes_survive_a_sandbox_restart(tmp_path):

@@ -25,7 +25,9 @@ def now() -> int:
 
 
 def media_of(s: State, ctx: CallContext, account: Account, media) -> Document | Photo:
-    """The world's document for an inputMediaUploadedDocument (created now) or inputMediaDocument."""
+    """The world's document for an inputMediaUploadedDocument (created now) or inputMediaDocument,
+    or its photo for an inputMediaPhoto: existing media are re-sent as they are, no bytes copied,
+    if the client presents a current file reference."""
     if isinstance(media, types.InputMediaUploadedDocument):
         return _uploaded_document(s, ctx, account, media)
     if isinstance(media, types.InputMediaDocument):
@@ -37,6 +39,15 @@ def media_of(s: State, ctx: CallContext, account: Account, media) -> Document | 
             raise RpcError(400, "MEDIA_INVALID")
         s.references.check("document", doc.id, ref.file_reference)
         return doc
+    if isinstance(media, types.InputMediaPhoto):
+        ref = media.id
+        if not isinstance(ref, types.InputPhoto):
+            raise RpcError(400, "MEDIA_EMPTY")
+        photo = s.world.photos.get(ref.id)
+        if photo is None or photo.access_hash != ref.access_hash:
+            raise RpcError(400, "MEDIA_INVALID")
+        s.references.check("photo", photo.id, ref.file_reference)
+        return photo
     raise RpcError(400, "MEDIA_INVALID")
 
 
