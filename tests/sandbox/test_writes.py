@@ -282,6 +282,21 @@ def test_part_limit_expiry_lost_part_and_upload_floods(sb):
     assert counter(sb, "errors:FLOOD_WAIT_X", 2) == 2
 
 
+def test_a_random_id_is_used_once(sb):
+    async def go():
+        client = await login(sb)
+        try:
+            peer = peer_of(sb, UPLOADS)
+            await client(functions.messages.SendMessageRequest(peer, "once", random_id=4242))
+            with pytest.raises(ValueError, match="unsuccessful"):     # Telethon retries a 500, then gives up
+                await client(functions.messages.SendMessageRequest(peer, "twice", random_id=4242))
+            return [m.message async for m in client.iter_messages(peer)]
+        finally:
+            await client.disconnect()
+    assert run(go()) == ["once"]
+    assert counter(sb, "messages_sent") == 1 and counter(sb, "errors:RANDOM_ID_DUPLICATE") >= 1
+
+
 # --- rights, edit, delete, forward, createChannel -----------------------------------------------
 def test_read_only_channels_refuse_writes_and_rights_are_visible(sb):
     films = peer_of(sb, "Films")

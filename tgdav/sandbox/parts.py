@@ -42,6 +42,7 @@ from tgdav.sandbox.controls import Controls
 MAX_PART = 512 * 1024
 KIB = 1024
 STREAMED = -1
+PURGE_EVERY = 1.0     # seconds between looks for expired uploads
 
 
 def valid_part_size(size: int) -> bool:
@@ -73,6 +74,8 @@ class PartStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._uploads: dict[tuple[int, int, int], _Upload] = {}   # (account, dc, file_id)
+        self._next_purge = 0.0
+        self._purged_for: tuple | None = None      # the expiry policy the last purge applied
         self._load()
 
     # --- saving parts ----------------------------------------------------------------------------
@@ -178,8 +181,12 @@ class PartStore:
         return upload
 
     def _purge(self) -> None:
-        ttl, expired_before = self._controls.upload_part_policy()
+        """Drop expired uploads: at most once a second, and at once when the expiry controls change."""
+        policy = ttl, expired_before = self._controls.upload_part_policy()
         now = self._clock()
+        if now < self._next_purge and policy == self._purged_for:
+            return
+        self._next_purge, self._purged_for = now + PURGE_EVERY, policy
         for key, upload in list(self._uploads.items()):
             if now - upload.touched > ttl or (expired_before is not None and upload.touched <= expired_before):
                 del self._uploads[key]
