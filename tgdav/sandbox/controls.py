@@ -6,7 +6,8 @@ admin thread and the loop thread can share one Controls.
 
 JSON accepted by POST /link (and `apply_link`):
     {"profile": "telegram-like"}            named profile (see PROFILES)
-    {"latency_ms": 100, "bandwidth": 2097152} explicit values; bandwidth in bytes/s per connection, 0 = unlimited
+    {"latency_ms": 100, "bandwidth": 2097152, "jitter_ms": 20} explicit values; bandwidth in bytes/s per
+                                            connection, 0 = unlimited; jitter reorders answers
     {"upload_bandwidth": 2097152}           client -> server bytes/s per connection (uplink.py), 0 = unlimited;
                                             explicit values not given are 0
     either form may add "dc": N to set one DC only (a slow DC)
@@ -39,16 +40,19 @@ from dataclasses import asdict, dataclass, field
 class Link:
     latency_ms: float = 0.0   # added round trip per request/answer
     bandwidth: int = 0        # bytes per second per connection, server -> client; 0 = unlimited
+    jitter_ms: float = 0.0    # each answer is held back by a random 0..jitter_ms: answers overtake each other
     upload_bandwidth: int = 0  # bytes per second per connection, client -> server; 0 = unlimited
 
     @property
     def active(self) -> bool:
-        return self.latency_ms > 0 or self.bandwidth > 0
+        return self.latency_ms > 0 or self.bandwidth > 0 or self.jitter_ms > 0
 
 
 PROFILES: dict[str, Link] = {
     "off": Link(),
     "telegram-like": Link(latency_ms=100.0, bandwidth=2 * 1024 * 1024, upload_bandwidth=2 * 1024 * 1024),
+    # real Telegram answers out of order: the fault tests run with answers overtaking each other
+    "jittery": Link(latency_ms=5.0, jitter_ms=20.0),
 }
 
 
@@ -117,11 +121,12 @@ class Controls:
         else:
             try:
                 link = Link(float(body.get("latency_ms", 0)), int(body.get("bandwidth", 0)),
-                            int(body.get("upload_bandwidth", 0)))
+                            jitter_ms=float(body.get("jitter_ms", 0)),
+                            upload_bandwidth=int(body.get("upload_bandwidth", 0)))
             except (TypeError, ValueError) as e:
                 raise ControlError(f"bad link value: {e}") from None
-            if link.latency_ms < 0 or link.bandwidth < 0 or link.upload_bandwidth < 0:
-                raise ControlError("latency_ms, bandwidth and upload_bandwidth must be >= 0")
+            if link.latency_ms < 0 or link.bandwidth < 0 or link.jitter_ms < 0 or link.upload_bandwidth < 0:
+                raise ControlError("latency_ms, bandwidth, jitter_ms and upload_bandwidth must be >= 0")
         dc = body.get("dc")
         self.set_link(link, int(dc) if dc is not None else None)
 

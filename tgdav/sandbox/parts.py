@@ -1,8 +1,12 @@
-"""Upload parts as Telegram keeps them: per (account, file_id), on disk, until they expire.
+"""Upload parts as Telegram keeps them: per (account, DC, file_id), on disk, until they expire.
+
+Parts stay on the DC they were sent to, and a file is used (messages.sendMedia) on that DC: clients
+upload to the account's home DC, over as many connections as they like; parts sent to another DC are
+not found from the home DC (FILE_PART_0_MISSING).
 
 Layout under the store's folder (the sandbox's state dir, or a temporary one):
-    uploads/<account id>/<file_id as 16 hex digits>/<part number, 6 digits>    the part's bytes
-    uploads/<account id>/<file_id ...>/total                                   a big file's declared part count
+    uploads/<account id>/<dc>/<file_id as 16 hex digits>/<part number, 6 digits>   the part's bytes
+    uploads/<account id>/<dc>/<file_id ...>/total                                  a big file's declared part count
 A part is written to a temporary name and renamed into place, so a part re-sent after its file became
 a document (whose bytes are hard links to the parts) never changes that document.
 
@@ -38,6 +42,7 @@ from tgdav.sandbox.controls import Controls
 MAX_PART = 512 * 1024
 KIB = 1024
 STREAMED = -1
+PURGE_EVERY = 1.0     # seconds between looks for expired uploads
 
 
 def valid_part_size(size: int) -> bool:
@@ -68,11 +73,13 @@ class PartStore:
         self._controls = controls
         self._clock = clock
         self._lock = threading.Lock()
-        self._uploads: dict[tuple[int, int], _Upload] = {}
+        self._uploads: dict[tuple[int, int, int], _Upload] = {}   # (account, dc, file_id)
+        self._next_purge = 0.0
+        self._purged_for: tuple | None = None      # the expiry policy the last purge applied
         self._load()
 
     # --- saving parts ----------------------------------------------------------------------------
-    def save(self, account_id: int, file_id: int, part: int, data: bytes, *, max_parts: int,
+    def save(self, account_id: int, dc_id: int, file_id: int, part: int, data: bytes, *, max_parts: int,
              total: int | None = None) -> bool:
         """Keep one part. `total` is None for saveFilePart, else saveBigFilePart's file_total_parts.
         Returns False when the part was accepted but lost on purpose (a fault), True when kept."""
@@ -84,7 +91,7 @@ class PartStore:
         if part < 0 or part >= max_parts or (total not in (None, STREAMED) and part >= total):
             raise RpcError(400, "FILE_PART_INVALID")
         with self._lock:
-            upload = self._get(account_id, file_id, create=True)
+            upload = self._get(account_id, dc_id, file_id, create=True)
             if total not in (None, STREAMED):
                 if upload.total is not None and upload.total != total:
                     raise RpcError(400, "FILE_PARTS_INVALID")
@@ -111,11 +118,11 @@ class PartStore:
             return True
 
     # --- using a file ----------------------------------------------------------------------------
-    def complete(self, account_id: int, file_id: int, parts: int, *, big: bool, max_parts: int,
+    def complete(self, account_id: int, dc_id: int, file_id: int, parts: int, *, big: bool, max_parts: int,
                  md5_hex: str = "") -> Completed:
         """Check that the file's parts 0..parts-1 make a whole file (see the module's rules)."""
         with self._lock:
-            upload = self._get(account_id, file_id, create=False)
+            upload = self._get(account_id, dc_id, file_id, create=False)
             if upload is None:
                 raise RpcError(400, "FILE_PART_0_MISSING")
             if not 0 < parts <= max_parts:
@@ -163,19 +170,23 @@ class PartStore:
             return len(self._uploads)
 
     # --- internals (call with the lock held) ---------------------------------------------------
-    def _get(self, account_id: int, file_id: int, *, create: bool) -> _Upload | None:
+    def _get(self, account_id: int, dc_id: int, file_id: int, *, create: bool) -> _Upload | None:
         self._purge()
-        key = (account_id, file_id & 0xFFFFFFFFFFFFFFFF)
+        key = (account_id, dc_id, file_id & 0xFFFFFFFFFFFFFFFF)
         upload = self._uploads.get(key)
         if upload is None and create:
-            folder = self.root / str(account_id) / f"{key[1]:016x}"
+            folder = self.root / str(account_id) / str(dc_id) / f"{key[2]:016x}"
             folder.mkdir(parents=True, exist_ok=True)
             upload = self._uploads[key] = _Upload(folder, self._clock())
         return upload
 
     def _purge(self) -> None:
-        ttl, expired_before = self._controls.upload_part_policy()
+        """Drop expired uploads: at most once a second, and at once when the expiry controls change."""
+        policy = ttl, expired_before = self._controls.upload_part_policy()
         now = self._clock()
+        if now < self._next_purge and policy == self._purged_for:
+            return
+        self._next_purge, self._purged_for = now + PURGE_EVERY, policy
         for key, upload in list(self._uploads.items()):
             if now - upload.touched > ttl or (expired_before is not None and upload.touched <= expired_before):
                 del self._uploads[key]
@@ -184,19 +195,19 @@ class PartStore:
     def _load(self) -> None:
         """Uploads left by an earlier run: touched now, so a restart does not expire them."""
         now = self._clock()
-        for account_dir in self.root.iterdir():
-            for folder in account_dir.iterdir() if account_dir.is_dir() else ():
-                try:
-                    key = (int(account_dir.name), int(folder.name, 16))
-                except ValueError:
-                    continue
+        for folder in self.root.glob("*/*/*"):
+            try:
+                key = (int(folder.parent.parent.name), int(folder.parent.name), int(folder.name, 16))
                 upload = _Upload(folder, now)
                 for f in folder.iterdir():
                     if f.name.isdigit():
                         upload.sizes[int(f.name)] = f.stat().st_size
                     elif f.name == "total":
                         upload.total = int(f.read_text())
-                self._uploads[key] = upload
+            except (OSError, ValueError):
+                shutil.rmtree(folder, ignore_errors=True)   # not an upload we can read: as if expired
+                continue
+            self._uploads[key] = upload
 
 
 def _part_size(upload: _Upload, total: int | None) -> int | None:

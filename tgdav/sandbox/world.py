@@ -284,13 +284,13 @@ class World:
 
     # --- building: accounts and channels ---------------------------------------------------------
     def add_user(self, phone: str, first_name: str, *, username: str | None = None,
-                 home_dc: int = 2, password: str | None = None) -> Account:
+                 home_dc: int = 2, password: str | None = None, premium: bool = False) -> Account:
         phone = normalize_phone(phone)
         if phone in self._phones:
             raise ValueError(f"phone {phone} is already taken")
         account = Account(self._user_id("user", phone), derive(self.seed, "user-hash", phone),
                           first_name, self._dc(home_dc), username=username, phone=phone,
-                          password=password)
+                          password=password, premium=premium)
         self._phones[phone] = account
         return self._add_account(account)
 
@@ -400,6 +400,16 @@ class World:
             message.media = media
         message.edit_date = int(date)
         channel.changes += 1
+
+    def retitle(self, channel: Channel, title: str) -> None:
+        channel.title = title
+        channel.changes += 1
+
+    def drop_channel(self, channel: Channel) -> None:
+        """channels.deleteChannel: the channel and its messages go (documents stay for other copies)."""
+        del self.channels[channel.id]
+        if channel.username:
+            self._usernames.pop(channel.username.lower(), None)
 
     def delete(self, channel: Channel, ids) -> list[int]:
         """Remove these message ids (unknown ones are ignored); returns the ids removed."""

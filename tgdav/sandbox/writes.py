@@ -17,6 +17,8 @@ Journal records ("op"):
                "fwd": [channel, message, date] | null, "random": [account, random_id] | null}
     edit      {"channel", "id", "date", "text": str | null, "media": ... | null}
     delete    {"channel", "ids": [...]}
+    title     {"channel", "title"}
+    drop      {"channel"}                              (channels.deleteChannel)
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ class Writes:
             return []
         return self._commit({"op": "delete", "channel": channel.id, "ids": present})
 
+    def retitle(self, channel: Channel, title: str) -> None:
+        self._commit({"op": "title", "channel": channel.id, "title": title})
+
+    def drop_channel(self, channel: Channel) -> None:
+        self._commit({"op": "drop", "channel": channel.id})
+
     def folder_of(self, doc_id: int) -> Path:
         return self.files / f"{doc_id & 0xFFFFFFFFFFFFFFFF:016x}"
 
@@ -142,6 +150,10 @@ class Writes:
             return message
         if kind == "delete":
             return w.delete(channel, op["ids"])
+        if kind == "title":
+            return w.retitle(channel, op["title"])
+        if kind == "drop":
+            return w.drop_channel(channel)
         raise ValueError(f"unknown op {kind!r}")
 
     def _media(self, ref: dict | None) -> Document | Photo | None:

@@ -62,9 +62,12 @@ class SenderFactory:
                     self._verified.add(dc_id)
                     log.info("DC %d: reusing the authorisation kept from an earlier run", dc_id)
                     return sender
-                except (errors.AuthKeyUnregisteredError, errors.UnauthorizedError, errors.AuthKeyNotFound):
-                    # revoked, or unknown to the DC (Telethon 1.45 raises AuthKeyNotFound on -404)
-                    log.info("DC %d: the kept authorisation is no longer valid; exporting a new one", dc_id)
+                except (errors.RPCError, errors.AuthKeyNotFound) as e:
+                    # revoked, unknown to the DC (Telethon 1.45 raises AuthKeyNotFound on -404), or
+                    # any other refusal of the check: Telegram does not document users.getUsers on a
+                    # foreign DC, so every RPC error here means "authorise again", never a failed read
+                    log.info("DC %d: the kept authorisation is refused (%s); exporting a new one",
+                             dc_id, getattr(e, "message", None) or type(e).__name__)
                     self._store.forget_dc_auth(dc_id)
             return await self._export_to(dc_id)
 

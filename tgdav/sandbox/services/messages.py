@@ -4,6 +4,8 @@
 Rights: sendMedia / sendMessage / forwardMessages (target) need the creator or an admin with
 post_messages, editMessage needs post_messages or edit_messages; a member without them gets
 403 CHAT_WRITE_FORBIDDEN, a non-member of a private channel 400 CHANNEL_PRIVATE.
+Texts: a caption is at most 1024 UTF-16 code units (4096 for premium accounts,
+MEDIA_CAPTION_TOO_LONG), a text message at most 4096 (MESSAGE_TOO_LONG), as help.getConfig says.
 Counters (on the DC that answered): messages_sent, messages_edited, messages_forwarded,
 documents_created (on the DC that holds the new document).
 """
@@ -92,6 +94,7 @@ def get_history(s: State, ctx: CallContext, req: functions.messages.GetHistoryRe
 def send_media(s: State, ctx: CallContext, req: functions.messages.SendMediaRequest):
     me = s.user(ctx)
     channel = s.postable_channel(req.peer, me)
+    posting.check_caption(me, req.message or "")
     random = posting.check_random_id(s, me, req.random_id)
     media = posting.media_of(s, ctx, me, req.media)
     message = s.writes.post(channel, req.message or "", media, posting.now(), random=random)
@@ -104,6 +107,7 @@ def send_message(s: State, ctx: CallContext, req: functions.messages.SendMessage
     channel = s.postable_channel(req.peer, me)
     if not (req.message or "").strip():
         raise RpcError(400, "MESSAGE_EMPTY")
+    posting.check_message(req.message)
     random = posting.check_random_id(s, me, req.random_id)
     message = s.writes.post(channel, req.message, None, posting.now(), random=random)
     s.counters.inc(ctx.dc_id, "messages_sent")
@@ -121,6 +125,14 @@ def edit_message(s: State, ctx: CallContext, req: functions.messages.EditMessage
     message = channel.message(req.id)
     if message is None:
         raise RpcError(400, "MESSAGE_ID_INVALID")
+    if req.message is not None:
+        has_media = req.media is not None or message.media is not None
+        if has_media:
+            posting.check_caption(me, req.message)
+        elif not req.message.strip():
+            raise RpcError(400, "MESSAGE_EMPTY")
+        else:
+            posting.check_message(req.message)
     media = posting.media_of(s, ctx, me, req.media) if req.media is not None else None
     if media is None and (req.message is None or req.message == message.text):
         raise RpcError(400, "MESSAGE_NOT_MODIFIED")

@@ -25,7 +25,9 @@ def now() -> int:
 
 
 def media_of(s: State, ctx: CallContext, account: Account, media) -> Document | Photo:
-    """The world's document for an inputMediaUploadedDocument (created now) or inputMediaDocument."""
+    """The world's document for an inputMediaUploadedDocument (created now) or inputMediaDocument,
+    or its photo for an inputMediaPhoto: existing media are re-sent as they are, no bytes copied,
+    if the client presents a current file reference."""
     if isinstance(media, types.InputMediaUploadedDocument):
         return _uploaded_document(s, ctx, account, media)
     if isinstance(media, types.InputMediaDocument):
@@ -37,6 +39,15 @@ def media_of(s: State, ctx: CallContext, account: Account, media) -> Document | 
             raise RpcError(400, "MEDIA_INVALID")
         s.references.check("document", doc.id, ref.file_reference)
         return doc
+    if isinstance(media, types.InputMediaPhoto):
+        ref = media.id
+        if not isinstance(ref, types.InputPhoto):
+            raise RpcError(400, "MEDIA_EMPTY")
+        photo = s.world.photos.get(ref.id)
+        if photo is None or photo.access_hash != ref.access_hash:
+            raise RpcError(400, "MEDIA_INVALID")
+        s.references.check("photo", photo.id, ref.file_reference)
+        return photo
     raise RpcError(400, "MEDIA_INVALID")
 
 
@@ -45,10 +56,10 @@ def _uploaded_document(s: State, ctx: CallContext, account: Account,
     file = media.file
     max_parts = s.controls.max_file_parts(account.premium)
     if isinstance(file, types.InputFile):
-        done = s.parts.complete(account.id, file.id, file.parts, big=False, max_parts=max_parts,
+        done = s.parts.complete(account.id, ctx.dc_id, file.id, file.parts, big=False, max_parts=max_parts,
                                 md5_hex=file.md5_checksum or "")
     elif isinstance(file, types.InputFileBig):
-        done = s.parts.complete(account.id, file.id, file.parts, big=True, max_parts=max_parts)
+        done = s.parts.complete(account.id, ctx.dc_id, file.id, file.parts, big=True, max_parts=max_parts)
     else:
         raise RpcError(400, "MEDIA_INVALID")
     name, video, audio = file.name or "", None, None
@@ -70,6 +81,25 @@ def _uploaded_document(s: State, ctx: CallContext, account: Account,
         part_size=done.part_size, video=video, audio=audio)
     s.counters.inc(dc, "documents_created")
     return doc
+
+
+CAPTION_MAX = 1024            # help.config caption_length_max (premium accounts: MESSAGE_MAX)
+MESSAGE_MAX = 4096            # help.config message_length_max
+
+
+def text_length(text: str) -> int:
+    """Telegram counts message and caption lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def check_caption(account: Account, text: str) -> None:
+    if text_length(text) > (MESSAGE_MAX if account.premium else CAPTION_MAX):
+        raise RpcError(400, "MEDIA_CAPTION_TOO_LONG")
+
+
+def check_message(text: str) -> None:
+    if text_length(text) > MESSAGE_MAX:
+        raise RpcError(400, "MESSAGE_TOO_LONG")
 
 
 def check_random_id(s: State, account: Account, random_id: int | None) -> tuple[int, int] | None:

@@ -7,9 +7,9 @@ then the file (FILE_ID_INVALID / LOCATION_INVALID), its DC (303 FILE_MIGRATE_X),
 (FILE_REFERENCE_*), and min(limit, size - offset) bytes back (none past the end).
 The rate rule (ratelimit.py) is checked first, as Telegram counts every call.
 
-upload.saveFilePart / upload.saveBigFilePart keep parts per (account, file_id) in the PartStore
-(parts.py, which holds the size and numbering rules); they are answered on any DC the account is
-logged in on. Their own rate rule (`upload_rate_limit`) is checked first. Counters: upload_parts,
+upload.saveFilePart / upload.saveBigFilePart keep parts per (account, DC, file_id) in the PartStore
+(parts.py, which holds the size and numbering rules); any DC the account is logged in on takes them,
+but only sendMedia on that same DC finds them (clients upload to the home DC). Their own rate rule (`upload_rate_limit`) is checked first. Counters: upload_parts,
 upload_bytes (parts kept), upload_parts_lost (parts dropped by a file_part_missing fault).
 """
 
@@ -93,7 +93,7 @@ def _save(s: State, ctx: CallContext, file_id: int, part: int, data: bytes, tota
     per_second, seconds = s.controls.upload_rate_rule()
     if per_second > 0:
         s.upload_rate.check(account.id, ctx.dc_id, s.clock(), per_second, seconds)
-    kept = s.parts.save(account.id, file_id, part, data, total=total,
+    kept = s.parts.save(account.id, ctx.dc_id, file_id, part, data, total=total,
                         max_parts=s.controls.max_file_parts(account.premium))
     if kept:
         s.counters.inc(ctx.dc_id, "upload_parts")
