@@ -41,6 +41,7 @@ log = logging.getLogger("tgdav.reader")
 
 Fetch = Callable[..., Awaitable[bytes]]        # fetch(location, offset, limit, urgent=False)
 MAX_PENDING = 64 * MIB                          # bytes waiting for the cache writer; beyond, not cached
+INDEX_EVERY = 32                                # chunks written between two writes of a file's index
 
 
 @dataclass(eq=False)
@@ -57,6 +58,7 @@ class _File:
     lengths: dict[int, int] = field(default_factory=dict)
     pending: dict[int, bytes] = field(default_factory=dict)
     flights: list[_Flight] = field(default_factory=list)
+    unindexed: int = 0            # chunks written since the index was (writer thread only)
 
     def add_chunk(self, offset: int, length: int) -> None:
         if offset not in self.lengths:
@@ -238,8 +240,11 @@ class PartReader:
         """On the writer thread: store a chunk, then its file's index."""
         try:
             self._store.put_chunk(file_key, offset, len(data), data)
-            lengths = dict(f.lengths)      # a copy: the loop thread keeps adding to it
-            self._store.remember_chunk_index(file_key, sorted(lengths.items()))
+            f.unindexed += 1
+            if f.unindexed >= INDEX_EVERY or len(f.pending) <= 1:   # caught up, or every few chunks
+                f.unindexed = 0
+                lengths = dict(f.lengths)      # a copy: the loop thread keeps adding to it
+                self._store.remember_chunk_index(file_key, sorted(lengths.items()))
         finally:
             f.pending.pop(offset, None)
             self._pending_bytes -= len(data)
