@@ -1,8 +1,11 @@
 """What tgdav remembers on disk, in two diskcache caches under one private (0700) directory:
 
-- meta, never evicted: file -> DC, the auth key each foreign DC accepted (a secret), listings and
-  small values. Losing it costs migrations and exports (flood waits), so it survives restarts.
-- chunks, bounded, least recently used evicted first: the bytes of getFile parts, keyed by part.
+- meta, never evicted: file -> DC, the auth key each foreign DC accepted (a secret), listings, and
+  per file the index of its chunks (offset, length). Losing it costs migrations and exports (flood
+  waits), so it survives restarts.
+- chunks, bounded, least recently used evicted first: the bytes of getFile parts, keyed by file and
+  offset. A chunk the index names may have been evicted: chunk() then answers None and the reader
+  fetches those bytes again.
 
 A cache whose database is corrupt or deleted is rebuilt with a warning, never fatal: a store is a
 memory, and forgetting is always allowed. diskcache is thread-safe (a connection per thread).
@@ -139,12 +142,12 @@ class Store:
     def remember_listing(self, key: Any, value: Any) -> None:
         self._set(("listing", key), value)
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self._get(("value", key))
-        return default if value is None else value
+    def chunk_index(self, file_key: str) -> list[tuple[int, int]]:
+        """(offset, length) of the chunks stored for a file, as last remembered."""
+        return self._get(("chunks", file_key)) or []
 
-    def set(self, key: Any, value: Any) -> None:
-        self._set(("value", key), value)
+    def remember_chunk_index(self, file_key: str, chunks: list[tuple[int, int]]) -> None:
+        self._set(("chunks", file_key), list(chunks))
 
     # ---- chunks ----
 
@@ -181,6 +184,12 @@ class Store:
 
     def clear_chunks(self) -> None:
         self._chunks.run(lambda c: c.clear(), 0)
+
+        def forget_indexes(c: Cache) -> None:
+            for key in list(c.iterkeys()):
+                if isinstance(key, tuple) and key[:1] == ("chunks",):
+                    c.delete(key)
+        self._meta.run(forget_indexes, None)
 
     def close(self) -> None:
         self._meta.close()
