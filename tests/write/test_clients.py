@@ -16,8 +16,9 @@ from tests.write.conftest import PART, PIECE_PARTS, http as request, random_byte
 MiB = 1024 * 1024
 
 
-def test_litmus_all_suites_pass(folder):
-    done = subprocess.run(["litmus", folder], capture_output=True, text=True, timeout=900)
+def test_litmus_all_suites_pass(folder, tmp_path):
+    done = subprocess.run(["litmus", folder], capture_output=True, text=True, timeout=900,
+                          cwd=tmp_path)      # litmus writes debug.log and child.log where it runs
     summaries = re.findall(r"<- summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed", done.stdout)
     assert [s[0] for s in summaries] == ["basic", "copymove", "props", "locks", "http"], done.stdout[-3000:]
     for suite, run, passed, failed in summaries:
