@@ -33,7 +33,11 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            status, _, body = request("GET", self.url, timeout=60)
+            try:
+                status, _, body = request("GET", self.url, timeout=60)
+            except Exception as e:      # a body cut short is a reader that saw half a file
+                self.seen.add(f"broken: {e!r}")
+                continue
             self.statuses.add(status)
             if status == 200:
                 self.seen.add(sha256(body))
@@ -366,3 +370,19 @@ def test_lost_part_of_a_big_file_fails_cleanly(folder, sandbox, tmp_path):
     assert sha256(request("GET", url)[2]) == sha256(old)
     assert request("PUT", url, data)[0] == 204
     assert sha256(request("GET", url)[2]) == sha256(data)
+
+
+def test_a_reader_of_the_old_version_finishes_it(folder):
+    """A download of the old version that is under way when the new one lands gets the whole old file."""
+    old, new = random_bytes(40 * MiB + 1, 110), random_bytes(3 * MiB, 111)   # longer than read-ahead
+    url = folder + "read while replaced.bin".replace(" ", "%20")
+    assert request("PUT", url, old)[0] == 201
+    parts = urllib.parse.urlsplit(url)
+    conn = __import__("http.client").client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    conn.request("GET", parts.path)
+    r = conn.getresponse()
+    first = r.read(MiB)                              # the reader has started ...
+    assert request("PUT", url, new)[0] == 204        # ... the new version lands ...
+    assert sha256(request("GET", url)[2]) == sha256(new)
+    rest = r.read()                                  # ... and the reader still gets the old one, whole
+    assert sha256(first + rest) == sha256(old)
