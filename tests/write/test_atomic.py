@@ -386,3 +386,19 @@ def test_a_reader_of_the_old_version_finishes_it(folder):
     assert sha256(request("GET", url)[2]) == sha256(new)
     rest = r.read()                                  # ... and the reader still gets the old one, whole
     assert sha256(first + rest) == sha256(old)
+
+
+def test_a_read_only_share_still_shows_the_folders(sandbox):
+    """[write] enabled = false: the tree written before is browsable and readable, deep paths too."""
+    url, _, _ = sandbox.server("writer-for-ro")
+    base = f"{url}{WRITABLE}/ro tree/".replace(" ", "%20")
+    assert request("MKCOL", base)[0] == 201
+    assert request("MKCOL", base + "a")[0] == 201
+    assert request("MKCOL", base + "a/b")[0] == 201
+    assert request("PUT", base + "a/b/deep.txt", b"deep")[0] == 201
+    ro, _, _ = sandbox.server("ro-reader", "\n[write]\nenabled = false\n")
+    ro_base = f"{ro}{WRITABLE}/ro%20tree/"
+    assert request("GET", ro_base + "a/b/deep.txt")[2] == b"deep"
+    assert request("PROPFIND", ro_base + "a/b/", headers={"Depth": "1"})[0] == 207
+    assert request("GET", ro_base + "a/b/._deep.txt")[0] == 404
+    assert request("PUT", ro_base + "a/b/new.txt", b"x")[0] == 405

@@ -6,8 +6,10 @@ the one table that turns errors into HTTP.
 - PROPFIND needs Depth 0 or 1: no Depth means infinity (RFC 4918), which WsgiDAV would walk; we
   answer 403 with DAV:propfind-finite-depth, as the RFC asks.
 - Paths are checked once: bad UTF-8, control characters and dot segments get 400; Finder/Explorer
-  probe names (._*, .DS_Store, desktop.ini, ...) and anything deeper than folder/file get 404, all
-  without asking the catalog, so probes never reach Telegram.
+  probe names (._*, .DS_Store, desktop.ini, ...) get 404 without asking the catalog, so probes never
+  reach Telegram. Any depth goes on: channels hold folders (tgdav/telegram/tree.py).
+- With writes on (`writable`), every WebDAV method is allowed, OPTIONS says `DAV: 1, 2`, and probe
+  names go on to the provider, which keeps desktop clients' own files locally.
 - ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
   bugs) to a response; the client never sees a traceback. After the body started the exception
   propagates and cheroot closes the connection: the client sees a short body, the server lives on.
@@ -31,7 +33,6 @@ ALLOW = ", ".join(READ_METHODS)
 WRITE_METHODS = READ_METHODS + ("PUT", "DELETE", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PROPPATCH")
 WRITE_ALLOW = ", ".join(WRITE_METHODS)
 MAX_XML_BODY = 1024 * 1024   # with writes on cheroot takes any body size; only PUT may be big
-MAX_DEPTH = 2  # folder/file
 
 PROBE_NAMES = frozenset(name.lower() for name in (
     ".DS_Store", ".localized", ".Spotlight-V100", ".metadata_never_index",
@@ -143,7 +144,7 @@ class PolicyMiddleware:
             names = decode_path(environ)
         except BadPath as exc:
             return error_reply(exc).send(environ, start_response)
-        if len(names) > MAX_DEPTH or any(is_probe(name) for name in names):
+        if any(is_probe(name) for name in names):
             return text_reply("404 Not Found", "Not found").send(environ, start_response)
         return self.app(environ, start_response)
 
