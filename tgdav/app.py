@@ -26,6 +26,7 @@ from tgdav.cache.reader import PartReader, SyncReader
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
+from tgdav.metrics import Metrics, serve_metrics
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
@@ -118,11 +119,17 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
     from tgdav.dav.server import build_app, check_bind, make_server
 
     check_bind(config.server.host, dict(config.auth.users), config.auth.mode)
+    metrics = Metrics()
     engine = Engine(config).start()
+    metrics_server = None
     try:
+        metrics.set_cache_source(engine.store.chunk_stats)
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
-                        block_size=config.server.block_size)
+                        block_size=config.server.block_size, metrics=metrics)
+        if config.metrics.listen:
+            metrics_server, metrics_url = serve_metrics(config.metrics.listen, metrics)
+            print(f"tgdav: serving metrics on {metrics_url}", flush=True)
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
                              tls_cert=config.server.tls_cert, tls_key=config.server.tls_key)
@@ -135,6 +142,9 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
             ready.set()
         server.serve()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         engine.close()
     return 0
 
