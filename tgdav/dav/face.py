@@ -29,6 +29,7 @@ from tgdav.metrics import Metrics
 from tgdav.model import Catalog, FileEntry, Folder
 
 RESERVED = ":tgdav"
+BIG_SCAN = 1000        # a finished channel scan stays on the status page (a minute) from this many messages
 STATUS_PATH = f"/{RESERVED}/status"
 METRICS_PATH = f"/{RESERVED}/metrics"
 
@@ -154,7 +155,7 @@ class Face:
                 _sort_bar(sort, descending, ("name", "date")), '<ul class="list">']
         for r in rows:
             body.append(f'<li><a class="item" href="{e(href(r["name"], folder=True))}">'
-                        f'<span class="icon">&#128193;</span><span class="name">{e(r["name"])}</span>'
+                        f'<span class="icon">{ICONS["folder"]}</span><span class="name">{e(r["name"])}</span>'
                         f'<span class="meta">{e(human_date(r["modified"]))}</span></a></li>')
         if not rows:
             body.append('<li class="empty">No channels yet: this account reads none.</li>')
@@ -263,9 +264,10 @@ class Face:
             out.append("<p>Nothing is streaming.</p>")
         out.append("</section>")
 
-        if d["scans"]:
+        scans = [s for s in d["scans"] if not s["done"] or s["messages"] >= BIG_SCAN]
+        if scans:
             out.append("<section><h2>Reading channels</h2><ul>")
-            for s in d["scans"]:
+            for s in scans:
                 state = "done" if s["done"] else "reading"
                 out.append(f'<li>{e(s["channel"])}: {state}, {s["messages"]} messages, {s["files"]} files, '
                            f'{human_seconds(s["seconds"])}</li>')
@@ -319,8 +321,9 @@ def _html(text: str) -> Reply:
                  text.encode())
 
 
-ICONS = {"video": "&#127916;", "audio": "&#127925;", "image": "&#128444;", "text": "&#128196;",
-         "pdf": "&#128196;", "archive": "&#128230;", "file": "&#128196;", "folder": "&#128193;"}
+# geometric shapes every system font has (emoji fonts are not everywhere)
+ICONS = {"video": "&#9654;", "audio": "&#9834;", "image": "&#9635;", "text": "&#8801;",
+         "pdf": "&#8801;", "archive": "&#9638;", "file": "&#9643;", "folder": "&#9656;"}
 
 CSS = """
 :root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fafafa;--mute:#6e6e73;--line:#e3e3e8;--accent:#0a66d8;--warn:#b35900}
@@ -335,7 +338,7 @@ ul.list{list-style:none;margin:0;padding:0}
 ul.list li{display:flex;align-items:center;border-bottom:1px solid var(--line)}
 ul.list li[aria-current]{background:color-mix(in srgb,var(--accent) 12%,transparent)}
 a.item{flex:1;display:grid;grid-template-columns:2em 1fr;grid-template-rows:auto auto;padding:10px 4px;color:var(--fg);min-width:0}
-a.item .icon{grid-row:span 2;font-size:1.3em}a.item .name{overflow-wrap:anywhere}
+a.item .icon{grid-row:span 2;font-size:1.2em;color:var(--mute)}a.item.video .icon,a.item.audio .icon{color:var(--accent)}a.item .name{overflow-wrap:anywhere}
 a.item .meta{color:var(--mute);font-size:.85em}a.get{padding:10px 14px;font-size:1.2em}
 li.empty{padding:16px 4px;color:var(--mute)}
 section.viewer{margin:12px 0}section.viewer video,section.viewer audio,section.viewer img{display:block;width:100%;max-height:70vh;background:#000;border-radius:6px}
