@@ -91,6 +91,7 @@ def test_reserved_prefix_cannot_be_shadowed_by_a_channel(serve, curl):
     assert status.status == 200 and b"<h1>tgdav status</h1>" in status.body
     assert curl(dav.url + "/:TGDAV/metrics").body.startswith(b"# HELP")
     assert curl(dav.url + "/:tgdav/nothing").status == 404
+    assert b"<h1>tgdav status</h1>" in curl(dav.url + "/:tgdav/", "-L").body
     req = curl(dav.url + "/", "-X", "PROPFIND", "-H", "Depth: 1")
     shown = {r.find(f".//{DAV}displayname").text for r in ET.fromstring(req.body).iter(DAV + "response")
              if r.find(f".//{DAV}displayname") is not None}

@@ -131,6 +131,9 @@ class Face:
 
     # --- reserved paths -----------------------------------------------------------------------
     def reserved(self, rest: list[str], environ: dict) -> Reply:
+        if not rest:
+            return Reply("302 Found", [("Location", STATUS_PATH), ("Content-Type", "text/plain")],
+                         f"tgdav's status page is at {STATUS_PATH}\n".encode())
         what = rest[0] if len(rest) == 1 else ""
         if what == "metrics":
             content_type, body = self.metrics.exposition()
