@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from telethon import types
 
 from tgdav.metrics import Metrics, explain
-from tgdav.model import Folder
 from tgdav.telegram.catalog import TelegramCatalog
 
 
@@ -40,6 +39,9 @@ def test_read_path_interface_is_exposed_with_dc_labels():
     m.reference_refresh()
     m.cache_read(hit_bytes=1000, miss_bytes=3000)
     m.dropped_answer(4)
+    m.upload_opened()
+    m.upload_part(2, 524288)
+    m.upload_closed(ok=False, error="FILE_PARTS_INVALID")
     m.stream_opened()
     m.stream_opened()
     m.stream_closed()
@@ -59,6 +61,9 @@ def test_read_path_interface_is_exposed_with_dc_labels():
     assert value(m, "tgdav_cache_read_bytes_total", result="miss") == 3000
     assert value(m, "tgdav_dropped_answers_total", dc="4") == 1
     assert value(m, "tgdav_active_streams") == 1
+    assert value(m, "tgdav_upload_bytes_total", dc="2") == 524288
+    assert value(m, "tgdav_upload_files_total", result="failed") == 1
+    assert value(m, "tgdav_active_uploads") == 0
     # errors a person should read about, in words; the flood's seconds included
     texts = [text for _, text in m.activity.errors()]
     assert any("FLOOD_PREMIUM_WAIT 30 s" in t and "whole account" in t for t in texts)
@@ -98,21 +103,33 @@ def test_errors_are_explained(code, words):
     assert words in explain(code)
 
 
-class _History:
-    """A client whose channel holds `count` text messages, paged as messages.getHistory pages them."""
+WHEN = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
+
+
+class _BigChannel:
+    """A user client that reads one channel holding `count` text messages, paged as
+    messages.getHistory pages them."""
 
     def __init__(self, count: int) -> None:
         self.count, self.calls = count, 0
+        self.channel = types.Channel(id=77, title="Big channel", photo=types.ChatPhotoEmpty(), date=WHEN,
+                                     broadcast=True, access_hash=1)
+
+    async def iter_dialogs(self):
+        yield _Dialog(self.channel)
 
     async def __call__(self, request):
         self.calls += 1
         top = request.offset_id - 1 if request.offset_id else self.count
         ids = range(top, max(top - request.limit, 0), -1)
-        when = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
         return types.messages.ChannelMessages(
             pts=1, count=self.count, chats=[], users=[], topics=[],
-            messages=[types.Message(id=i, peer_id=types.PeerChannel(77), date=when, message="hi")
-                      for i in ids])
+            messages=[types.Message(id=i, peer_id=types.PeerChannel(77), date=WHEN, message="hi") for i in ids])
+
+
+class _Dialog:
+    def __init__(self, entity) -> None:
+        self.entity = entity
 
 
 class _Store:
@@ -125,15 +142,15 @@ class _Store:
 
 def test_first_scan_of_a_big_channel_reports_progress(caplog):
     metrics = Metrics()
-    client = _History(12_345)
+    client = _BigChannel(12_345)
     catalog = TelegramCatalog(client, _Store(), progress=metrics.scan_progress)
-    folder = Folder(name="Big channel", channel_id=77, title="Big channel", username=None, modified=0.0)
-    catalog._channels = {}            # the folder list, as _load_folders would leave it
-    from tgdav.telegram.catalog import _Channel
-    catalog._channels[folder.name] = _Channel(folder, access_hash=1)
-    catalog._folders_checked = catalog._clock()
+
+    async def scan():
+        folder = await catalog.folder("Big channel")
+        return await catalog.entries(folder)
+
     with caplog.at_level("INFO", logger="tgdav.catalog"):
-        assert asyncio.run(catalog.entries(folder)) == []
+        assert asyncio.run(scan()) == []          # text messages only: no files
     assert client.calls == 124
     scans = metrics.activity.scans()
     assert [(s["channel"], s["messages"], s["done"]) for s in scans] == [("Big channel", 12_345, True)]

@@ -9,7 +9,8 @@ registry. Objects built without a Metrics (tests) use a fresh Metrics() of their
     read path (pool, fetch, reader)      getfile_done, getfile_failed, file_migrate, flood_wait, export,
                                          reference_refresh, cache_read, dropped_answer
     pool and cache state                 set_pool_source(fn), set_cache_source(fn): read at scrape time
-    WebDAV face                          http_request, stream_opened/stream_closed (via Activity.watch)
+    write path (uploads)                 upload_opened, upload_part, upload_closed
+    WebDAV face                          http_request, stream_opened/stream_closed (dav.access.StreamWatch)
     catalog                              scan_progress (the first scan of a big channel)
 
 Names follow Prometheus conventions: tgdav_ prefix, snake_case, unit suffixes, _total for counters,
@@ -234,6 +235,13 @@ class Metrics:
                                        registry=r)
         self._http_closed = Counter("tgdav_http_client_closed", "responses the client left before "
                                     "their end (a seek or stop)", ["method"], registry=r)
+        # writes (called by the upload path)
+        self._uploads = Gauge("tgdav_active_uploads", "files being uploaded now", registry=r)
+        self._upload_parts = Counter("tgdav_upload_parts", "upload.saveFilePart / saveBigFilePart done",
+                                     ["dc"], registry=r)
+        self._upload_bytes = Counter("tgdav_upload_bytes", "bytes uploaded in file parts", ["dc"], registry=r)
+        self._upload_files = Counter("tgdav_upload_files", "uploads finished, by result (done, failed)",
+                                     ["result"], registry=r)
         self._scanned = Counter("tgdav_catalog_messages_scanned", "channel messages read while listing",
                                 registry=r)
         r.register(_Sources(self))
@@ -278,6 +286,21 @@ class Metrics:
 
     def stream_closed(self) -> None:
         self._streams.dec()
+
+    # --- the write path's interface ---------------------------------------------------------------
+    def upload_opened(self) -> None:
+        self._uploads.inc()
+
+    def upload_part(self, dc: int, nbytes: int) -> None:
+        self._upload_parts.labels(str(dc)).inc()
+        self._upload_bytes.labels(str(dc)).inc(nbytes)
+
+    def upload_closed(self, ok: bool, error: str = "") -> None:
+        """An upload ended: sent as a message (ok) or given up (error: why, in words)."""
+        self._uploads.dec()
+        self._upload_files.labels("done" if ok else "failed").inc()
+        if not ok:
+            self.activity.error(f"upload failed: {error or 'no reason given'}")
 
     def set_pool_source(self, fn: PoolSource | None) -> None:
         self._pool_source = fn

@@ -2,9 +2,10 @@
 scraped with prometheus_client's own parser and its counters are held against what really happened
 (the requests we made, and the sandbox's own counters for what reached Telegram).
 
-The read-path counters (getFile bytes, floods, exports, cache; migrations: test_browser.py's demo world) are reported by the pool,
-fetcher and reader through tgdav.metrics.Metrics; until that wiring is merged they are marked
-xfail(strict): READ_PATH_WIRED = True when it lands (a strict xfail that passes fails the run)."""
+The read-path counters (getFile bytes, floods, exports, cache; migrations are in test_browser.py, on
+the demo world) are reported by the pool, fetcher and reader through tgdav.metrics.Metrics; until
+that wiring is merged they are strict xfails: set READ_PATH_WIRED = True when it lands (a strict
+xfail that passes fails the run, so it cannot be forgotten)."""
 
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def test_getfile_bytes_and_exports_match_the_sandbox(live):
     for dc in sandbox_after:
         if not isinstance(sandbox_after[dc], dict):
             continue
-        got = metric_sum(after, "tgdav_getfile_bytes_total", dc=dc) - metric_sum(before, "tgdav_getfile_bytes_total", dc=dc)
+        got = metric_sum(after, "tgdav_getfile_bytes_total", dc=dc) \
+            - metric_sum(before, "tgdav_getfile_bytes_total", dc=dc)
         sent = sandbox_after[dc].get("getfile_bytes", 0) - sandbox_before.get(dc, {}).get("getfile_bytes", 0)
         assert got == sent, f"DC {dc}: metrics say {got} bytes, the sandbox sent {sent}"
     assert metric_sum(after, "tgdav_getfile_bytes_total") - metric_sum(before, "tgdav_getfile_bytes_total") \

@@ -11,7 +11,8 @@ bytes sent, time to the first body byte and total time. What happened at the end
 
 The same measurements feed Metrics.http_request (status, bytes, time to first byte), and
 StreamWatch puts every file body into Activity while it streams (the status page's active streams).
-Neither holds a body back: chunks pass through as they come.
+Neither holds a body back: chunks pass through as they come. Requests for tgdav's own pages
+(/:tgdav/..., which the status page polls every second) are logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tgdav.metrics import Metrics
 
 access_log = logging.getLogger("tgdav.access")
 
+OWN_PAGES = ("/:tgdav/", "/%3Atgdav/", "/%3atgdav/")
 ERROR_TEXT_MAX = 300   # bytes of a 5xx reply's text kept as the explanation of a recent error
 
 
@@ -90,7 +92,9 @@ class AccessLog:
             client_closed = True
             access_log.info("%s client closed after %d%s bytes (seek or stop)", line, r.sent, of)
         else:
-            access_log.info("%s", line)
+            # tgdav's own pages (the status page polls every second) only at debug
+            own = request_target(env).startswith(OWN_PAGES)
+            access_log.log(logging.DEBUG if own else logging.INFO, "%s", line)
         if r.status.startswith("5") and r.explanation:
             self.metrics.activity.error(f'{env.get("REQUEST_METHOD")} {request_target(env)}: {r.status} '
                                         f"{r.explanation}")

@@ -198,7 +198,8 @@ class Face:
     def _viewer(self, folder: Folder, current: dict, rows: list[dict], sort: str, descending: bool) -> str:
         url = e(href(folder.name, current["name"]))
         if current["kind"] == "video":
-            media = f'<video id="player" controls autoplay playsinline preload="metadata" src="{url}"></video>'
+            media = (f'<video id="player" controls autoplay playsinline preload="metadata" '
+                     f'src="{url}"></video>')
         elif current["kind"] == "audio":
             media = f'<audio id="player" controls autoplay preload="metadata" src="{url}"></audio>'
         else:
@@ -234,7 +235,8 @@ class Face:
                f'<a class="status" href="{METRICS_PATH}">metrics</a></header>']
         who = e(d["account"]) if d["account"] else "(the account is not known yet)"
         home = f' · home DC {d["home_dc"]}' if d["home_dc"] is not None else ""
-        out.append(f'<section><h2>Account</h2><p>{who}{home} · up {human_seconds(d["uptime"])}</p></section>')
+        out.append(f'<section><h2>Account</h2><p>{who}{home} · up {human_seconds(d["uptime"])}</p>'
+                   "</section>")
 
         out.append("<section><h2>Data centers</h2>")
         if d["dcs"]:
@@ -245,7 +247,8 @@ class Face:
                 gated = int(s.get("gated", 0) or 0)
                 gate_text = (f'<span class="warn">{gated} waiting, opens in {human_seconds(gate)}</span>'
                              if gate > 0 else "open")
-                out.append(f'<tr><td>{e(dc)}</td><td>{e(s.get("senders", 0))}</td><td>{e(s.get("busy", 0))}</td>'
+                out.append(f'<tr><td>{e(dc)}</td><td>{e(s.get("senders", 0))}</td>'
+                           f'<td>{e(s.get("busy", 0))}</td>'
                            f'<td>{e(s.get("draining", 0))}</td><td>{gate_text}</td></tr>')
             out.append("</table>")
         else:
@@ -260,7 +263,8 @@ class Face:
             for s in d["streams"]:
                 out.append(f'<tr class="stream"><td>{e(s["path"])}</td><td>{e(s["range"])}</td>'
                            f'<td>{e(human_size(s["sent"]))} of {e(human_size(s["length"]))}</td>'
-                           f'<td>{e(human_size(int(s["rate"])))}/s</td><td>{e(human_seconds(s["seconds"]))}</td>'
+                           f'<td>{e(human_size(int(s["rate"])))}/s</td>'
+                           f'<td>{e(human_seconds(s["seconds"]))}</td>'
                            f'<td>{e(s["user"] or "-")}</td></tr>')
             out.append("</table>")
         else:
@@ -367,4 +371,5 @@ def page(title: str, body: str, script: str = "") -> str:
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>{e(title)}</title>{refresh}<style>{CSS}</style></head>"
-            f"<body><main>{body}</main>" + (f"<script>{script}</script>" if script else "") + "</body></html>")
+            f"<body><main>{body}</main>" + (f"<script>{script}</script>" if script else "")
+            + "</body></html>")
