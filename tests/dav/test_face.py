@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ET
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.dav.fakes import FakeCatalog, make_entry, sample_tree
+from tests.dav.fakes import FakeCatalog, FakeReader, Plan, make_entry, sample_tree
+from tgdav.errors import RetryLater, UpstreamUnavailable
 from tgdav.metrics import Metrics
 from tgdav.sandbox.content import pattern
 
@@ -176,3 +177,36 @@ def test_status_shows_a_stream_while_it_runs(serve, curl):
         data = curl(dav.url + "/:tgdav/status.json").body.decode()
     assert '<tr class="stream"><td>/Big/huge movie.mkv</td><td>bytes 5000-3221237816 of 3221237817</td>' in page
     assert '"path": "/Big/huge movie.mkv"' in data
+
+
+def test_errors_reach_the_status_page_in_words(serve, curl):
+    metrics = Metrics()
+    reader = FakeReader(plans={14: Plan(at_open=RetryLater(30, "Telegram DC 2 asked tgdav to wait 30 s"))})
+    dav = serve(reader=reader, metrics=metrics)
+    r = curl(dav.url + "/Films/small.txt")
+    assert (r.status, r.headers["retry-after"]) == (503, "30")
+    wait_for(lambda: metrics.activity.errors(), "the 503 on the status page")
+    page = curl(dav.url + "/:tgdav/status").body.decode()
+    assert "GET /Films/small.txt: 503 Telegram DC 2 asked tgdav to wait 30 s" in page
+    assert '"text": "GET /Films/small.txt: 503 Telegram DC 2 asked tgdav to wait 30 s"' in \
+        curl(dav.url + "/:tgdav/status.json").body.decode()
+
+
+def test_a_body_broken_by_telegram_is_a_warning_not_a_client_leaving(serve, caplog):
+    metrics = Metrics()
+    reader = FakeReader(plans={11: Plan(after_bytes=200_000, after=UpstreamUnavailable("DC 4 went away"))})
+    dav = serve(reader=reader, metrics=metrics)
+    with caplog.at_level("INFO", logger="tgdav.access"):
+        with socket.create_connection(("127.0.0.1", dav.port)) as s:
+            s.sendall(b"GET /Films/clip%20%231%20100%25%20what%3F.mp4 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        wait_for(lambda: metrics.activity.errors(), "the broken body on the status page")
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == pattern(11, 0, 200_000)
+    record = next(r for r in caplog.records if r.name == "tgdav.access" and "clip" in r.getMessage())
+    assert record.levelname == "WARNING"
+    assert record.getMessage().endswith(f"failed after 200000 of {5 * 2**20 + 17} bytes: DC 4 went away")
+    assert "DC 4 went away" in metrics.activity.errors()[0][1]
+    assert metrics.value("tgdav_http_client_closed_total", method="GET") == 0
