@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
-                               disable_created_metrics, generate_latest)
+                               disable_created_metrics, generate_latest, start_http_server)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from tgdav.errors import ConfigError
 
 disable_created_metrics()   # no *_created series: they double the output and nobody graphs them
 
@@ -43,6 +45,10 @@ scan_log = logging.getLogger("tgdav.catalog")
 
 PoolSource = Callable[[], dict]       # {dc_id: {"senders", "busy", "draining", "gated", "gate_seconds"}}
 CacheSource = Callable[[], dict]      # {"bytes", "count", "limit"}
+
+HTTP_METHODS = frozenset(("GET", "HEAD", "PROPFIND", "OPTIONS", "PUT", "DELETE", "MKCOL", "MOVE",
+                          "COPY", "LOCK", "UNLOCK", "PROPPATCH", "POST"))   # others count as "other"
+SCAN_LOG_EVERY = 5000      # a progress line per this many messages scanned
 
 # seconds: from a cached part (~ms) to a slow foreign DC under load
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -353,10 +359,6 @@ class Metrics:
         return got or 0.0
 
 
-HTTP_METHODS = frozenset(("GET", "HEAD", "PROPFIND", "OPTIONS", "PUT", "DELETE", "MKCOL", "MOVE",
-                          "COPY", "LOCK", "UNLOCK", "PROPPATCH", "POST"))
-SCAN_LOG_EVERY = 5000      # a progress line per this many messages scanned
-
 
 def _read(source: Callable[[], dict] | None, what: str) -> dict:
     """A source's answer, or {} (a failing source must not break a scrape or the status page)."""
@@ -364,7 +366,7 @@ def _read(source: Callable[[], dict] | None, what: str) -> dict:
         return {}
     try:
         return dict(source() or {})
-    except Exception:  # noqa: BLE001 - shown as absent, logged once per scrape at debug
+    except Exception:  # noqa: BLE001 - shown as absent; the reason is logged at debug
         log.debug("the %s source failed", what, exc_info=True)
         return {}
 
@@ -372,10 +374,6 @@ def _read(source: Callable[[], dict] | None, what: str) -> dict:
 def serve_metrics(listen: str, metrics: Metrics):
     """prometheus_client's own HTTP server for `metrics` on "host:port" (any path answers).
     Returns (server, url); server.shutdown() stops it. A port that cannot be bound is a ConfigError."""
-    from prometheus_client import start_http_server
-
-    from tgdav.errors import ConfigError
-
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     try:
