@@ -105,6 +105,12 @@ class CacheConfig(_Section):
 @dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
     level: str = "info"
+    telethon: str = "warning"                # Telethon's own loggers (packet-level chatter below this)
+
+
+@dataclass(frozen=True, repr=False)
+class MetricsConfig(_Section):
+    listen: str = ""                         # "127.0.0.1:9108": /metrics there too, without auth
 
 
 @dataclass(frozen=True, repr=False)
@@ -117,6 +123,7 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None               # the file this came from, None = defaults and env only
 
     def redacted(self) -> dict[str, Any]:
@@ -264,7 +271,7 @@ _ENV = {
     "TGDAV_THREADS": ("server", "threads"), "TGDAV_TLS_CERT": ("server", "tls_cert"),
     "TGDAV_TLS_KEY": ("server", "tls_key"), "TGDAV_AUTH": ("auth", "mode"),
     "TGDAV_CACHE_SIZE": ("cache", "size"), "TGDAV_SENDERS_PER_DC": ("pool", "senders_per_dc"),
-    "TGDAV_LOG_LEVEL": ("log", "level"),
+    "TGDAV_LOG_LEVEL": ("log", "level"), "TGDAV_METRICS_LISTEN": ("metrics", "listen"),
 }
 
 
@@ -392,6 +399,16 @@ def _users(value: Any) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _listen(value: Any) -> str:
+    """"host:port" ("[::1]:9108" for IPv6) or "" for none."""
+    if value == "":
+        return ""
+    host, sep, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not (sep and host.strip("[]") and port.isdigit() and int(port) <= 65535):
+        raise _Invalid("is not host:port", 'write an address and port such as "127.0.0.1:9108", or ""')
+    return value
+
+
 # section -> key -> validator; the dataclass field default is the default
 _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "telegram": {
@@ -418,11 +435,13 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "request_timeout": _number(float, 1, note=" (seconds)"),
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
-    "log": {"level": _choice(LOG_LEVELS)},
+    "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
+    "metrics": {"listen": _listen},
 }
 
 _SECTIONS = {"telegram": TelegramConfig, "state": StateConfig, "server": ServerConfig, "auth": AuthConfig,
-             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "log": LogConfig}
+             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "log": LogConfig,
+             "metrics": MetricsConfig}
 _PATH_KEYS = {("telegram", "sandbox"), ("state", "dir"), ("server", "tls_cert"), ("server", "tls_key")}
 
 
