@@ -43,6 +43,7 @@ from .proto.connection import Call, ServerConnection
 from .proto.errors import ProtocolError
 from .proto.session import Salts
 from .rsakey import SandboxRsaKey
+from .uplink import ReadPacer
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,10 @@ class DcServer:
         calls: set[asyncio.Task] = set()
         answers = _Answers()
         disconnect: asyncio.TimerHandle | None = None
+        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id))   # upload bandwidth cap (uplink.py)
         try:
             while data := await reader.read(READ_SIZE):
+                await uplink.pace(len(data))
                 if self._controls.is_down(self.dc_id):
                     self._unlisten()
                     break
