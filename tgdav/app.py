@@ -27,6 +27,7 @@ from tgdav.cache.reader import PartReader, SyncReader
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
+from tgdav.metrics import Metrics, serve_metrics
 from tgdav.plan import MIB
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
@@ -56,17 +57,19 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     """Wire pool, fetcher, reader and catalog for `client` (connected and logged in) on the running
     loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens)."""
     pool_cfg = config.pool
-    factory = SenderFactory(client, store)
+    factory = SenderFactory(client, store, metrics=metrics)
     opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
     pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
                 idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
                 request_timeout=pool_cfg.request_timeout, metrics=metrics)
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
-                              refresh_seconds=config.cache.listing_refresh, is_bot=is_bot)
+                              refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
+                              progress=metrics.scan_progress if metrics is not None else None)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     reader = PartReader(fetcher.fetch, store, first_part=pool_cfg.first_part,
-                        max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, speed=fetcher.speed)
+                        max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, speed=fetcher.speed,
+                        metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader)
 
 
@@ -125,6 +128,9 @@ class Engine:
                 self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
                 parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
                 max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False)))))
+        if self.metrics is not None:
+            self.metrics.set_pool_source(self.read_path.pool.stats)
+            self.metrics.set_account(_who(me), self.client.session.dc_id)
         log.info("logged in as %s; home DC %d", _who(me), self.client.session.dc_id)
 
     def close(self) -> None:
@@ -158,12 +164,18 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
     from tgdav.dav.server import build_app, check_bind, make_server
 
     check_bind(config.server.host, dict(config.auth.users), config.auth.mode)
-    engine = Engine(config).start()
+    metrics = Metrics()
+    engine = Engine(config, metrics).start()
+    metrics_server = None
     try:
+        metrics.set_cache_source(engine.store.chunk_stats)
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
-                        block_size=config.server.block_size, drive=engine.drive,
+                        block_size=config.server.block_size, metrics=metrics, drive=engine.drive,
                         state_dir=config.state.dir)
+        if config.metrics.listen:
+            metrics_server, metrics_url = serve_metrics(config.metrics.listen, metrics)
+            print(f"tgdav: serving metrics on {metrics_url}", flush=True)
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
                              tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
@@ -177,6 +189,9 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
             ready.set()
         server.serve()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         engine.close()
     return 0
 

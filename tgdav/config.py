@@ -111,6 +111,12 @@ class WriteConfig(_Section):
 @dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
     level: str = "info"
+    telethon: str = "warning"                # Telethon's own loggers (packet-level chatter below this)
+
+
+@dataclass(frozen=True, repr=False)
+class MetricsConfig(_Section):
+    listen: str = ""                         # "127.0.0.1:9108": /metrics there too, without auth
 
 
 @dataclass(frozen=True, repr=False)
@@ -124,6 +130,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None               # the file this came from, None = defaults and env only
 
     def redacted(self) -> dict[str, Any]:
@@ -271,7 +278,7 @@ _ENV = {
     "TGDAV_THREADS": ("server", "threads"), "TGDAV_TLS_CERT": ("server", "tls_cert"),
     "TGDAV_TLS_KEY": ("server", "tls_key"), "TGDAV_AUTH": ("auth", "mode"),
     "TGDAV_CACHE_SIZE": ("cache", "size"), "TGDAV_SENDERS_PER_DC": ("pool", "senders_per_dc"),
-    "TGDAV_LOG_LEVEL": ("log", "level"),
+    "TGDAV_LOG_LEVEL": ("log", "level"), "TGDAV_METRICS_LISTEN": ("metrics", "listen"),
 }
 
 
@@ -407,6 +414,16 @@ def _users(value: Any) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _listen(value: Any) -> str:
+    """"host:port" ("[::1]:9108" for IPv6) or "" for none."""
+    if value == "":
+        return ""
+    host, sep, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not (sep and host.strip("[]") and port.isdigit() and int(port) <= 65535):
+        raise _Invalid("is not host:port", 'write an address and port such as "127.0.0.1:9108", or ""')
+    return value
+
+
 # section -> key -> validator; the dataclass field default is the default
 _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "telegram": {
@@ -434,12 +451,13 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
     "write": {"enabled": _bool, "create_channels": _bool},
-    "log": {"level": _choice(LOG_LEVELS)},
+    "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
+    "metrics": {"listen": _listen},
 }
 
 _SECTIONS = {"telegram": TelegramConfig, "state": StateConfig, "server": ServerConfig, "auth": AuthConfig,
              "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "write": WriteConfig,
-             "log": LogConfig}
+             "log": LogConfig, "metrics": MetricsConfig}
 _PATH_KEYS = {("telegram", "sandbox"), ("state", "dir"), ("server", "tls_cert"), ("server", "tls_key")}
 
 

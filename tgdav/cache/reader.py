@@ -99,7 +99,7 @@ class _File:
 class PartReader:
     def __init__(self, fetch: Fetch, store, *, first_part: int = 64 * 1024, max_ahead: int = 8 * MIB,
                  max_part: int = MIB, part_seconds: float = 2.0,
-                 speed: Callable[[Location], float] | None = None) -> None:
+                 speed: Callable[[Location], float] | None = None, metrics=None) -> None:
         check_part_size("first_part", first_part)
         check_part_size("max_part", max_part)
         self._fetch = fetch
@@ -109,6 +109,7 @@ class PartReader:
         self.max_part = max_part
         self._part_seconds = part_seconds
         self._speed = speed or (lambda loc: 0.0)
+        self._metrics = metrics
         self._files: dict[str, _File] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tgdav-cache")
@@ -207,7 +208,10 @@ class PartReader:
             if data is None:
                 data = await asyncio.to_thread(self._store.chunk, loc.file_key, offset, length)
             if data is not None:
-                return _slice(data, offset, pos, stop)
+                piece = _slice(data, offset, pos, stop)
+                if self._metrics is not None:
+                    self._metrics.cache_read(len(piece), 0)
+                return piece
             f.remove_chunk(offset)     # evicted from the cache: fetch it again
         return None
 
@@ -223,6 +227,8 @@ class PartReader:
         self.requests += 1
         data = await self._fetch(loc, part.offset, part.limit, urgent=urgent)
         self.fetched += len(data)
+        if self._metrics is not None:
+            self._metrics.cache_read(0, len(data))
         if len(data) < min(part.limit, loc.size - part.offset):
             raise UpstreamUnavailable(f"Telegram returned {len(data)} bytes at offset {part.offset}: "
                                       "the file is shorter than its message says")

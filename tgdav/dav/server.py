@@ -2,11 +2,11 @@
 
 Request path, outermost first:
 
-    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> StreamApp -> WsgiDAV
+    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp -> WsgiDAV
 
-WsgiDAV (dir browser + request resolver only: no locks, no dead properties, its own error printer and
-authenticator replaced by ours) answers PROPFIND and GET of collections; StreamApp answers GET/HEAD of
-files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
+WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
+and dir browser replaced by ours) answers PROPFIND; Face (dav.face) answers the browser's GET of
+collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
 (a paused player keeps its connection).
 """
 
@@ -14,27 +14,27 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
-from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from tgdav.dav.access import AccessLog, StreamWatch
 from tgdav.dav.auth import SCHEMES, Authenticator
-from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware, StartResponse
+from tgdav.dav.face import Face, ReservedNames
+from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
 from tgdav.errors import ConfigError
+from tgdav.metrics import Metrics
 from tgdav.model import Catalog, Reader
 
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; a longer URL gets 414
 MAX_BODY_BYTES = 1024 * 1024  # PROPFIND bodies are small; nothing else has one
 
-access_log = logging.getLogger("tgdav.access")
 server_log = logging.getLogger("tgdav.server")
 
 
@@ -54,28 +54,31 @@ def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
 
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
-              realm: str = "tgdav", block_size: int = 256 * 1024, drive=None,
-              state_dir: Path | None = None) -> Callable:
-    """The whole WSGI app for one catalog and reader; `drive` (a writer) makes it writable, with
-    locks, dead properties and desktop clients' own files kept in `state_dir`."""
+              realm: str = "tgdav", block_size: int = 256 * 1024, metrics: Metrics | None = None,
+              drive=None, state_dir: Path | None = None) -> Callable:
+    """The whole WSGI app for one catalog and reader (metrics: the composition root's, else a fresh one).
+    `drive` (a telegram.writer.SyncWriter) makes it writable, with locks, dead properties and desktop
+    clients' own files kept in `state_dir`."""
+    metrics = metrics if metrics is not None else Metrics()
+    catalog = ReservedNames(catalog)
     for name in ("wsgidav", "wsgidav.wsgidav_app"):
         logging.getLogger(name).setLevel(logging.WARNING)
     writes = _write_options(drive, state_dir)
     dav = WsgiDAVApp({
         "provider_mapping": {"/": CatalogProvider(catalog, drive, writes.get("local"))},
-        "middleware_stack": [WsgiDavDirBrowser, RequestResolver],
+        "middleware_stack": [RequestResolver],
         "lock_storage": writes.get("locks", False),
         "property_manager": writes.get("props"),
         "verbose": 1,
         "suppress_version_info": True,
         "logging": {"enable": False},
-        "dir_browser": {"enable": True, "icon": False, "davmount": False, "ms_sharepoint_support": False,
-                        "libre_office_support": False, "response_trailer": ""},
+        "dir_browser": {"enable": False},
     })
-    app = StreamApp(catalog, reader, dav, block_size)
+    app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
+    app = Face(app, catalog, metrics)
     app = PolicyMiddleware(app, writable=drive is not None)
     app = Authenticator(app, users, auth, realm)
-    return AccessLog(ErrorMiddleware(app))
+    return AccessLog(ErrorMiddleware(app), metrics)
 
 
 def _write_options(drive, state_dir: Path | None) -> dict:
@@ -93,47 +96,6 @@ def _write_options(drive, state_dir: Path | None) -> dict:
     return {"locks": LockStorageShelve(str(dav_dir / "locks.shelve")),
             "props": ShelvePropertyManager(str(dav_dir / "props.shelve")),
             "local": LocalFiles(dav_dir / "local")}
-
-
-class AccessLog:
-    """One INFO line per request on tgdav.access: method, path, status, body bytes, seconds."""
-
-    def __init__(self, app: Callable) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        began, status = time.monotonic(), ["-"]
-
-        def record(status_line: str, headers: list, exc_info=None):
-            status[0] = status_line.split(" ", 1)[0]
-            return start_response(status_line, headers, exc_info) if exc_info else start_response(
-                status_line, headers)
-
-        return _Logged(self.app(environ, record), environ, status, began)
-
-
-class _Logged:
-    def __init__(self, body: Iterable[bytes], environ: dict, status: list[str], began: float) -> None:
-        self.body, self.environ, self.status, self.began, self.sent = body, environ, status, began, 0
-        self.failed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.body:
-                self.sent += len(chunk)
-                yield chunk
-        except BaseException:
-            self.failed = True
-            raise
-
-    def close(self) -> None:
-        try:
-            if hasattr(self.body, "close"):
-                self.body.close()
-        finally:
-            path = self.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-            access_log.info("%s %r %s %d %.3fs%s", self.environ.get("REQUEST_METHOD"), path, self.status[0],
-                            self.sent, time.monotonic() - self.began, " aborted" if self.failed else "")
 
 
 class _Server(wsgi.Server):

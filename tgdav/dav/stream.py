@@ -90,8 +90,10 @@ def plan_parts(spans: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
 class StreamApp:
     """Serves GET/HEAD of /folder/file; everything else goes on to `app` (WsgiDAV)."""
 
-    def __init__(self, catalog: Catalog, reader: Reader, app: Callable, block_size: int) -> None:
+    def __init__(self, catalog: Catalog, reader: Reader, app: Callable, block_size: int,
+                 watch: Callable | None = None) -> None:
         self.catalog, self.reader, self.app, self.block_size = catalog, reader, app, block_size
+        self.watch = watch   # watch(body, environ, spans, size, length) -> body: dav.access.StreamWatch
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
@@ -144,7 +146,9 @@ class StreamApp:
         start_response(status, headers + [("Content-Length", str(length))])
         if environ["REQUEST_METHOD"] == "HEAD":
             return []
-        return self._body(entry, parts, trailer)
+        body = self._body(entry, parts, trailer)
+        spans = [(start, end) for _, start, end in parts]
+        return self.watch(body, environ, spans, size, length) if self.watch else body
 
     def _body(self, entry: FileEntry, parts: list[tuple[bytes, int, int]], trailer: bytes) -> Iterator[bytes]:
         """Each part opened with its exact [start, end] (per piece, for a file stored in several

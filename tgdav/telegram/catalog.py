@@ -141,8 +141,11 @@ class TelegramCatalog:
 
     def __init__(self, client: TelegramClient, store, *, channel_filter: ChannelFilter | None = None,
                  refresh_seconds: float = 60.0, full_check_every: int = 30, is_bot: bool = False,
-                 bot_gap: int = 200, clock=time.monotonic) -> None:
+                 bot_gap: int = 200, clock=time.monotonic, progress=None) -> None:
         self._client = client
+        # progress(channel, messages, files, done) after each page of a full history scan
+        # (tgdav.metrics.Metrics.scan_progress: the status page and a log line every few thousand)
+        self._progress = progress
         self._store = store
         self._filter = channel_filter or ChannelFilter()
         self._refresh_seconds = refresh_seconds
@@ -309,7 +312,7 @@ class TelegramCatalog:
     async def _history(self, channel: _Channel, min_id: int) -> dict[int, tree.Record]:
         peer = types.InputPeerChannel(channel.folder.channel_id, channel.access_hash)
         found: dict[int, tree.Record] = {}
-        offset_id = 0
+        offset_id = seen = 0
         while True:
             page = await self._call(functions.messages.GetHistoryRequest(
                 peer=peer, offset_id=offset_id, offset_date=None, add_offset=0, limit=PAGE,
@@ -319,6 +322,9 @@ class TelegramCatalog:
                 record = record_for(m, channel.folder.channel_id, channel.access_hash)
                 if record:
                     found[m.id] = record
+            seen += len(page.messages)
+            if self._progress is not None and not min_id:
+                self._progress(channel.folder.name, seen, len(found), len(page.messages) < PAGE)
             if len(page.messages) < PAGE:   # a short page is the oldest one
                 break
             offset_id = min(m.id for m in page.messages)

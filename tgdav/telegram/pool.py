@@ -135,6 +135,9 @@ class DcPool:
                     await _disconnect(s)
             except (ConnectionError, asyncio.TimeoutError, TimeoutError) as e:
                 attempts += 1
+                if self._metrics is not None:
+                    self._metrics.getfile_failed(self.dc_id, "DISCONNECTED" if isinstance(e, ConnectionError)
+                                                 else "TIMEOUT")
                 if sender in self.senders:
                     log.warning("DC %d: sender %d failed (%s); dropping it, its requests go elsewhere",
                                 self.dc_id, sender.number, type(e).__name__)

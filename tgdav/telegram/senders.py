@@ -29,8 +29,9 @@ class SenderFactory:
     """Creates connected, authorised MTProtoSenders for `client`'s account on any DC."""
 
     def __init__(self, client: TelegramClient, store, *, connect_timeout: float = 10.0,
-                 retries: int = 2) -> None:
+                 retries: int = 2, metrics=None) -> None:
         self._client = client
+        self._metrics = metrics
         self._store = store
         self._connect_timeout = connect_timeout
         self._retries = retries
@@ -92,6 +93,8 @@ class SenderFactory:
             raise
         self._store.remember_dc_auth(dc_id, sender.auth_key.key)
         self._verified.add(dc_id)
+        if self._metrics is not None:
+            self._metrics.export(dc_id)
         log.info("DC %d: authorised (exported from DC %d)", dc_id, self.home_dc)
         return sender
 
