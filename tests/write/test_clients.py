@@ -216,3 +216,17 @@ def test_sizes_round_trip(folder, size):
     r.read()
     assert r.status == 201
     assert sha256(request("GET", folder + "chunked.bin")[2]) == sha256(data)
+
+
+def test_the_browser_face_shows_folders_inside_a_channel(folder):
+    assert request("MKCOL", folder + urllib.parse.quote("Ordner ü"))[0] == 201
+    assert request("PUT", folder + urllib.parse.quote("Ordner ü/inside.txt"), b"inside")[0] == 201
+    status, headers, body = request("GET", folder)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert urllib.parse.quote("Ordner ü", safe="").encode() + b'/"' in body
+    status, _, body = request("GET", folder + urllib.parse.quote("Ordner ü") + "/")
+    assert status == 200 and b"inside.txt" in body
+    link = (urllib.parse.urlsplit(folder).path + urllib.parse.quote("Ordner ü", safe="") + "/inside.txt").encode()
+    assert link in body
+    host = folder[:len(folder) - len(urllib.parse.urlsplit(folder).path)]
+    assert request("GET", host + link.decode())[2] == b"inside"
