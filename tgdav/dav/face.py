@@ -4,6 +4,7 @@
     /:tgdav/status.json    the same data as JSON
     /:tgdav/metrics        Prometheus text format (prometheus_client's generate_latest)
     GET /  and  /<folder>/ a listing: name, size, date, kind; sortable; readable on a phone
+    /<folder>/<sub>/...    a folder inside a channel (tgdav/telegram/tree.py), listed the same way
     /<folder>/?view=<name> a video or audio file in an HTML5 player, an image shown, with prev/next
 
 The reserved prefix ":tgdav" cannot be a folder name: names.clean turns ':' into '_' in every
