@@ -248,12 +248,12 @@ def ls(config: Config, path: str) -> int:
         folder = catalog.folder(parts[0])
         if folder is None:
             raise TgdavError(f"no channel named {parts[0]!r} — `tgdav ls /` lists them")
-        entries = catalog.entries(folder)
-        if len(parts) > 1:
-            entries = [e for e in entries if e.name == "/".join(parts[1:])]
-            if not entries:
-                raise TgdavError(f"no file {path!r}")
-        for e in entries:
+        node = catalog.node(folder, tuple(parts[1:]))     # a folder inside the channel, or a file
+        if node is None:
+            raise TgdavError(f"no file or folder {path!r}")
+        for name in getattr(node, "dirs", {}):
+            print(f"{'':>14}  {name}/")
+        for e in node.files.values() if hasattr(node, "files") else [node]:
             print(f"{e.size:>14}  {e.name}")
         return 0
     finally:

@@ -230,3 +230,22 @@ def test_the_browser_face_shows_folders_inside_a_channel(folder):
     assert link in body
     host = folder[:len(folder) - len(urllib.parse.urlsplit(folder).path)]
     assert request("GET", host + link.decode())[2] == b"inside"
+
+
+def test_tgdav_ls_shows_folders_inside_a_channel(folder, sandbox):
+    from tests.e2e.conftest import TGDAV
+    from tests.write.conftest import login
+    assert request("MKCOL", folder + "sub")[0] == 201
+    assert request("PUT", folder + "sub/in.txt", b"12345")[0] == 201
+    config = login(sandbox.root / "ls", sandbox.json_path, sandbox.info)
+    rel = urllib.parse.unquote(urllib.parse.urlsplit(folder).path)
+    done = subprocess.run(TGDAV + ["--config", str(config), "ls", rel], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["sub/"]
+    done = subprocess.run(TGDAV + ["--config", str(config), "ls", rel + "sub"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["5", "in.txt"], done.stderr
+    done = subprocess.run(TGDAV + ["--config", str(config), "ls", rel + "nothing"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0 and "no file or folder" in done.stderr and "Traceback" not in done.stderr
