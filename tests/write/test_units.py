@@ -239,3 +239,28 @@ def test_mime_type_from_the_name_else_from_the_first_bytes():
     assert mime_for("noext", b"\x00\x00\x00\x20ftypisom") == "video/mp4"
     assert mime_for("noext", b"\x89PNG\r\n\x1a\n....") == "image/png"
     assert mime_for("noext", b"plain bytes") == "application/octet-stream"
+
+
+def test_a_part_lost_with_its_connection_is_sent_again():
+    async def run():
+        fake = FakeTelegram(max_parts=100)
+        failures = {2: 1}           # part 2's first send dies with its connection
+
+        async def flaky(request):
+            if failures.get(request.file_part):
+                failures[request.file_part] -= 1
+                raise ConnectionError("connection reset")
+            return await fake.invoke(request)
+
+        pieces = []
+
+        async def on_piece(input_file, number, size, last):
+            pieces.append(input_file)
+
+        data = random.Random(3).randbytes(4 * PART + 3)
+        up = StreamUpload(flaky, "f", on_piece, size=None, parallel=3)
+        for i in range(4):
+            await up.add_part(data[i * PART:(i + 1) * PART])
+        await up.close(data[4 * PART:])
+        assert fake.assemble(pieces[0]) == data
+    asyncio.run(run())

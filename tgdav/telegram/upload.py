@@ -84,10 +84,17 @@ class PieceUpload:
         return functions.upload.SaveFilePartRequest(self.file_id, index, data)
 
     async def _save(self, index: int, data: bytes, total: int) -> None:
+        """Saving a part again is harmless (same file id and number), so a part answered False or
+        lost with its connection is sent again, up to SAVE_RETRIES times; FLOOD_WAIT is the pool's."""
         try:
-            for _ in range(SAVE_RETRIES):
-                if await self._invoke(self._request(index, data, total)):
-                    return
+            for attempt in range(1, SAVE_RETRIES + 1):
+                try:
+                    if await self._invoke(self._request(index, data, total)):
+                        return
+                except (ConnectionError, UpstreamUnavailable, asyncio.TimeoutError) as e:
+                    if attempt == SAVE_RETRIES:
+                        raise
+                    log.info("part %d of %r: %s; sending it again", index, self.name, e)
             raise UpstreamUnavailable(f"Telegram did not keep part {index} of {self.name!r}")
         except asyncio.CancelledError:
             raise
