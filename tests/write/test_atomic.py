@@ -402,3 +402,16 @@ def test_a_read_only_share_still_shows_the_folders(sandbox):
     assert request("PROPFIND", ro_base + "a/b/", headers={"Depth": "1"})[0] == 207
     assert request("GET", ro_base + "a/b/._deep.txt")[0] == 404
     assert request("PUT", ro_base + "a/b/new.txt", b"x")[0] == 405
+
+
+def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(folder, sandbox):
+    sent = sandbox.total("messages_sent")
+    s = _partial_put(folder + "short.bin", 2 * MiB, b"x" * MiB)
+    s.shutdown(socket.SHUT_WR)
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"nothing was stored" in answer
+    assert request("GET", folder + "short.bin")[0] == 404
+    assert sandbox.total("messages_sent") == sent

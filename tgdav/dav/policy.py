@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 from wsgidav.dav_error import DAVError, get_http_status_string
 
-from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.dav")
 
@@ -106,6 +106,8 @@ def error_reply(exc: BaseException) -> Reply:
         return text_reply("503 Service Unavailable", f"Telegram is unavailable: {exc}")
     if isinstance(exc, BadPath):
         return text_reply("400 Bad Request", f"Bad path: {exc}")
+    if isinstance(exc, TgdavError) and not isinstance(exc, ConfigError):   # bad input, said in words
+        return text_reply("400 Bad Request", str(exc))
     if isinstance(exc, DAVError):
         status = get_http_status_string(exc)
         if exc.value in (204, 304):

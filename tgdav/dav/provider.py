@@ -68,7 +68,7 @@ def dav_error(exc: BaseException) -> DAVError:
     if isinstance(exc, UpstreamUnavailable):
         return DAVError(503, f"Telegram is unavailable: {exc}", src_exception=exc)
     if isinstance(exc, TgdavError):
-        return DAVError(HTTP_BAD_REQUEST, str(exc))
+        return DAVError(HTTP_BAD_REQUEST, str(exc), src_exception=exc)
     return DAVError(HTTP_INTERNAL_ERROR, src_exception=exc)
 
 

@@ -29,7 +29,7 @@ from typing import Awaitable, Callable
 
 from telethon.tl import functions, types
 
-from tgdav.errors import UpstreamUnavailable
+from tgdav.errors import TgdavError, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.upload")
 
@@ -201,8 +201,8 @@ class StreamUpload:
     async def close(self, tail: bytes = b"") -> None:
         """The stream ended with `tail` (shorter than a part, maybe empty): finish the last piece."""
         if self._size is not None and self._sent + len(tail) != self._size:
-            raise UpstreamUnavailable(f"the upload ended after {self._sent + len(tail)} of "
-                                      f"{self._size} bytes")
+            raise TgdavError(f"the request body ended after {self._sent + len(tail)} of the "
+                             f"{self._size} bytes its Content-Length announced; nothing was stored")
         if self._held is not None:
             held, self._held = self._held, None
             if tail:
