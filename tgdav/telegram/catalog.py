@@ -235,9 +235,8 @@ class TelegramCatalog:
                 record = record_for(m, channel.folder.channel_id, channel.access_hash)
                 if record is None:
                     channel.records.pop(getattr(m, "id", 0), None)
-                else:
+                else:   # max_id stays: the next refresh still asks for whatever others posted meanwhile
                     channel.records[m.id] = record
-                    channel.max_id = max(channel.max_id, m.id)
             self._index(channel)
             self._remember(channel)
 
