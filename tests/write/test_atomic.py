@@ -415,3 +415,52 @@ def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(folder
     assert answer.startswith(b"HTTP/1.1 400 ") and b"nothing was stored" in answer
     assert request("GET", folder + "short.bin")[0] == 404
     assert sandbox.total("messages_sent") == sent
+
+
+def _telethon(sandbox, tmp_path, work):
+    """Run `work(client, channel)` with a plain Telethon client of the same account."""
+    from tgdav.telegram.login import SandboxInfo, make_client
+
+    state = tmp_path / "telethon-state"
+    (state / "sessions").mkdir(parents=True, exist_ok=True)
+    shutil.copy(sandbox.root / "main" / "state" / "sessions" / "w.session", state / "sessions" / "w.session")
+    info = SandboxInfo.load(sandbox.json_path)
+
+    async def run():
+        client = make_client(state, "w", info.api_id, info.api_hash, info)
+        await client.connect()
+        try:
+            channel = next(d.entity for d in await client.get_dialogs() if d.name == WRITABLE)
+            return await work(client, channel)
+        finally:
+            await client.disconnect()
+    return asyncio.run(run())
+
+
+def test_caption_edits_in_a_telegram_app_move_files_and_never_corrupt(folder, sandbox, tmp_path):
+    data = random_bytes(100_000, 120)
+    assert request("PUT", folder + "edited.bin", data)[0] == 201
+    rel = urllib.parse.unquote(urllib.parse.urlsplit(folder).path)[len(WRITABLE) + 2:]
+
+    # someone writes a note above the tag and moves the file by editing the path in the tag
+    note = f"a note from my phone\n#tgdav file /{rel}moved/edited.bin"
+    assert _telethon(sandbox, tmp_path, _editor(rel + "edited.bin", note))
+    fresh, _, _ = sandbox.server("after-edit")
+    base = fresh + urllib.parse.quote(f"{WRITABLE}/{rel}")
+    assert request("GET", base + "moved/edited.bin")[2] == data
+    assert request("GET", base + "edited.bin")[0] == 404
+    # someone removes the tag line: the file is an ordinary post again, at the channel's root
+    _telethon(sandbox, tmp_path, _editor(rel + "moved/edited.bin", "just a note, no tag"))
+    fresh2, _, _ = sandbox.server("after-untag")
+    assert request("GET", f"{fresh2}{WRITABLE}/edited.bin")[2] == data
+    assert request("GET", fresh2 + urllib.parse.quote(f"{WRITABLE}/{rel}moved/edited.bin"))[0] == 404
+
+
+def _editor(path_suffix: str, text: str):
+    """Edit the caption of the newest message whose tag ends with `path_suffix` to `text`."""
+    async def work(client, channel):
+        async for m in client.iter_messages(channel, limit=50):
+            if m.message and m.message.endswith("/" + path_suffix):
+                await client.edit_message(channel, m, text, parse_mode=None)
+                return m.id
+    return work
