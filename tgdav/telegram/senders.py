@@ -7,6 +7,11 @@ Here a DC's first sender exports/imports once, the key the DC accepted is persis
 and every later sender to that DC, in this process or the next, reuses it on its own connection
 (its own session id). The home DC's senders reuse the session's key on connections of their own, so
 downloads never queue behind the main connection.
+
+Senders do not reconnect by themselves (auto_reconnect off): Telethon would re-send every pending
+request on the new connection behind the pool's back, answers it dropped included, and a connection
+cut again and again would loop. A sender whose connection ends is dropped; the pool re-sends its
+requests on other senders and opens new ones as it needs them.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ class SenderFactory:
         client = self._client
         dc = await client._get_dc(dc_id)
         sender = MTProtoSender(AuthKey(key) if key else None, loggers=client._log,
-                               retries=self._retries, delay=0.5, auto_reconnect=True,
+                               retries=self._retries, delay=0.5, auto_reconnect=False,
                                connect_timeout=self._connect_timeout)
         await sender.connect(client._connection(
             dc.ip_address, dc.port, dc.id, loggers=client._log, proxy=client._proxy,
