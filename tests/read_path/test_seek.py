@@ -182,3 +182,26 @@ def test_connections_cut_every_mib_refetch_only_what_was_lost(engine, sandbox):
           f"{fetched / (8 * MIB):.2f} bytes fetched per byte served")
     assert delta(before, after, "dropped", 4) >= 4
     assert fetched <= 2.5 * 8 * MIB, fetched
+
+
+@pytest.mark.timeout(120)
+def test_a_seek_right_after_twenty_readers_left_is_not_behind_their_bytes(engine, sandbox):
+    sandbox.controls.apply_link({"latency_ms": 50, "bandwidth": 2 * MIB})
+    loc = engine.loc("big.bin")
+    seen = _record_urgent_loads(engine, 4)
+
+    async def crowd_then_seek():
+        streams = [engine.reader.stream(loc, i * MIB // 2, loc.size - 1) for i in range(20)]
+        await asyncio.gather(*(s.__anext__() for s in streams))       # twenty players start
+        await asyncio.gather(*(s.__anext__() for s in streams))       # and keep reading
+        for s in streams:
+            await s.aclose()                                         # ... and all leave
+        mark = len(seen)
+        seek = engine.reader.stream(loc, 17 * MIB + 4096, loc.size - 1)
+        first = await seek.__anext__()
+        await seek.aclose()
+        return seen[mark:], first
+
+    seen, first = engine.call(crowd_then_seek(), timeout=100)
+    assert first == sandbox.expected("big.bin", 17 * MIB + 4096, 17 * MIB + 4096 + len(first) - 1)
+    assert seen and seen[0] == (0, 0), seen
