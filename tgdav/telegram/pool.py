@@ -50,13 +50,14 @@ from telethon import errors
 from telethon.tl.functions import RpcDropAnswerRequest
 from telethon.tl.types import RpcAnswerDropped
 
-from tgdav.errors import RetryLater, UpstreamUnavailable
+from tgdav.errors import ConnectionsLost, RetryLater, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.pool")
 
 MAX_SENDERS_PER_DC = 20   # Telegram tolerates about this many connections per DC per account
 SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first part (within the 20)
-MAX_ATTEMPTS = 4          # sends of one request on senders that died under it
+MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
+                          # fetcher asks for it in halves: a part too big for the link fits then)
 SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
 
 
@@ -74,6 +75,7 @@ class Sender:
     gated_until: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
     last_answer: float = 0.0    # when it last delivered an answer (progress)
+    queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
     generation: int = 0         # the DC's authorisation generation it was opened under
 
     @property
@@ -133,7 +135,9 @@ class DcPool:
                     self._cond.notify_all()
                 for s in dead:
                     await _disconnect(s)
-            except (ConnectionError, asyncio.TimeoutError, TimeoutError) as e:
+            except (ConnectionError, OSError, EOFError, asyncio.TimeoutError) as e:
+                # EOFError: asyncio.IncompleteReadError, which Telethon sets on pending requests
+                # when the connection ends in the middle of a frame
                 attempts += 1
                 if self._metrics is not None:
                     self._metrics.getfile_failed(self.dc_id, "DISCONNECTED" if isinstance(e, ConnectionError)
@@ -143,7 +147,7 @@ class DcPool:
                                 self.dc_id, sender.number, type(e).__name__)
                     await self._drop(sender)
                 if attempts >= MAX_ATTEMPTS:
-                    raise UpstreamUnavailable(
+                    raise ConnectionsLost(
                         f"Telegram DC {self.dc_id} is not answering ({type(e).__name__}); "
                         "check the network, tgdav retries on the next request") from None
             finally:
@@ -160,12 +164,19 @@ class DcPool:
         assert state.future is answer
         sent_at = self._clock()
         dead = mtp.disconnected
-        expected = getattr(request, "limit", 0) / self.speed if self.speed else 0.0
+        size = getattr(request, "limit", 0)
+        sender.queued_bytes += size
+        answer.add_done_callback(lambda _f: setattr(sender, "queued_bytes", sender.queued_bytes - size))
         try:
             while not answer.done():
                 quiet_since = max(sent_at, sender.last_answer)
+                # silence allowed: the timeout, plus the time the bytes queued on it take to arrive
+                expected = sender.queued_bytes / self.speed if self.speed else 0.0
                 left = quiet_since + self._timeout + expected - self._clock()
                 if left <= 0:
+                    silent = self._clock() - quiet_since
+                    if sender.queued_bytes and silent > 0:      # it is at most this fast
+                        self.speed = min(self.speed or float("inf"), sender.queued_bytes / silent)
                     self._abandon(sender, state)
                     raise asyncio.TimeoutError()
                 done, _ = await asyncio.wait({answer, dead}, timeout=left,
@@ -184,7 +195,10 @@ class DcPool:
         if nbytes:
             busy = max(now - max(sent_at, sender.last_answer), 1e-3)
             sample = nbytes / busy
-            self.speed = sample if not self.speed else (1 - SPEED_WEIGHT) * self.speed + SPEED_WEIGHT * sample
+            if not self.speed or sample < self.speed / 2:     # down at once (a DC turned slow)
+                self.speed = sample
+            else:                                             # up gently
+                self.speed = (1 - SPEED_WEIGHT) * self.speed + SPEED_WEIGHT * sample
         sender.last_answer = now
         return answer.result()
 
