@@ -464,3 +464,25 @@ def _editor(path_suffix: str, text: str):
                 await client.edit_message(channel, m, text, parse_mode=None)
                 return m.id
     return work
+
+
+def test_a_fast_start_mp4_is_a_streamable_video_in_telegram(folder, sandbox, tmp_path):
+    from telethon import types
+
+    mp4 = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "testsrc=duration=4:size=320x240:rate=25", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(mp4)], check=True, timeout=120)
+    data = mp4.read_bytes()
+    assert request("PUT", folder + "clip.mp4", data)[0] == 201
+    assert request("GET", folder + "clip.mp4")[2] == data
+    rel = urllib.parse.unquote(urllib.parse.urlsplit(folder).path)[len(WRITABLE) + 1:]
+
+    async def look(client, channel):
+        async for m in client.iter_messages(channel, limit=30):
+            if m.message == f"#tgdav file {rel}clip.mp4":
+                return m.document
+    doc = _telethon(sandbox, tmp_path, look)
+    video = next(a for a in doc.attributes if isinstance(a, types.DocumentAttributeVideo))
+    assert (round(video.duration), video.w, video.h, video.supports_streaming) == (4, 320, 240, True)
+    assert doc.mime_type == "video/mp4"

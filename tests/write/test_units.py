@@ -264,3 +264,19 @@ def test_a_part_lost_with_its_connection_is_sent_again():
         await up.close(data[4 * PART:])
         assert fake.assemble(pieces[0]) == data
     asyncio.run(run())
+
+
+def test_mp4_video_info_only_from_a_fast_start_head():
+    import struct
+    from tgdav.telegram.mediainfo import mp4_video_info
+
+    def box(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I4s", 8 + len(body), kind) + body
+    mvhd = box(b"mvhd", bytes(4) + bytes(8) + struct.pack(">II", 1000, 6500) + bytes(80))
+    tkhd = box(b"tkhd", bytes(76) + struct.pack(">II", 1280 << 16, 720 << 16))
+    head = box(b"ftyp", b"isom\x00\x00\x02\x00") + box(b"moov", mvhd + box(b"trak", tkhd))
+    info = mp4_video_info(head + b"\x00" * 100)
+    assert (info.duration, info.width, info.height) == (6.5, 1280, 720)
+    assert mp4_video_info(head[:40]) is None                          # the index is not in the head
+    assert mp4_video_info(box(b"ftyp", b"isom") + box(b"mdat", b"x" * 50)) is None
+    assert mp4_video_info(b"\x00\x00\x00\x08ftyp" + b"\xff" * 20) is None

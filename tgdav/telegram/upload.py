@@ -30,6 +30,7 @@ from typing import Awaitable, Callable
 from telethon.tl import functions, types
 
 from tgdav.errors import TgdavError, UpstreamUnavailable
+from tgdav.telegram.mediainfo import VideoInfo, mp4_video_info
 
 log = logging.getLogger("tgdav.upload")
 
@@ -155,6 +156,7 @@ class StreamUpload:
         self._full: PieceUpload | None = None    # unknown length: a full piece not yet handed over
         self.pieces: list[PieceUpload] = []
         self.head = b""             # the stream's first bytes, for sniffing its type
+        self.video: VideoInfo | None = None      # a fast-start MP4's duration and size
 
 
     def _start_piece(self) -> PieceUpload:
@@ -175,6 +177,8 @@ class StreamUpload:
             await self._on_piece(await full.finish(), self._number, full.size, False)
         if not self.head:
             self.head = data[:64]
+            if data[4:8] == b"ftyp":
+                self.video = mp4_video_info(data)
         piece = self._piece or self._start_piece()
         closes_piece = piece.count + 1 == self._max_parts
         total = piece.count + 1 if (closes_piece or last) and piece.total is None else None

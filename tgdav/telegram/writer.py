@@ -5,7 +5,8 @@ deletes those messages and tells the catalog what it did, so the next listing sh
 
 - Upload: the bytes go up with upload.StreamUpload over the pool's home-DC senders; each finished
   piece is sent with messages.sendMedia(inputMediaUploadedDocument: file name attribute, MIME type
-  from the name) on the main client. Only after the last piece is sent is the old version at that
+  from the name or the first bytes, and for a fast-start MP4 its duration and size, so Telegram apps
+  stream it) on the main client. Only after the last piece is sent is the old version at that
   path deleted (channels.deleteMessages): until then readers see the old file, from then on the new
   one (the newest claim wins). An upload that fails or is abandoned deletes the pieces it already
   sent (none of which were ever visible) and leaves the old version alone.
@@ -206,10 +207,14 @@ class Writer:
             else:
                 tag = tree.Tag("piece", path, number, number if last else 0, set_id)
             name = path[-1]
+            attributes = [types.DocumentAttributeFilename(name if tag.kind == "file" else f"{name}.{number:03d}")]
+            video = upload.stream.video
+            if video is not None and tag.kind == "file":    # Telegram apps then stream and seek it
+                attributes.append(types.DocumentAttributeVideo(
+                    duration=video.duration, w=video.width, h=video.height, supports_streaming=True))
             media = types.InputMediaUploadedDocument(
                 file=input_file, mime_type=mime_for(name, upload.stream.head), force_file=True,
-                attributes=[types.DocumentAttributeFilename(name if tag.kind == "file"
-                                                            else f"{name}.{number:03d}")])
+                attributes=attributes)
             piece = upload.stream.pieces[number - 1]
             for attempt in range(3):
                 try:
