@@ -237,8 +237,7 @@ class TelegramCatalog:
                     channel.records.pop(getattr(m, "id", 0), None)
                 else:   # max_id stays: the next refresh still asks for whatever others posted meanwhile
                     channel.records[m.id] = record
-            self._index(channel)
-            self._remember(channel)
+            await self._reindex(channel)
 
     async def forget(self, folder: Folder, message_ids) -> None:
         """Messages this account just deleted."""
@@ -246,8 +245,7 @@ class TelegramCatalog:
         async with self._lock(folder.channel_id):
             for mid in message_ids:
                 channel.records.pop(mid, None)
-            self._index(channel)
-            self._remember(channel)
+            await self._reindex(channel)
 
     async def records(self, folder: Folder) -> list[tree.Record]:
         channel = await self._channel(folder)
@@ -301,8 +299,23 @@ class TelegramCatalog:
             channel.checked = self._clock()
             self._index(channel)
 
-    def _index(self, channel: _Channel) -> None:
-        root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
+    async def _reindex(self, channel: _Channel) -> None:
+        """After a write: the tree built and the listing stored in a worker thread, so a big channel
+        (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
+        records = list(channel.records.values())
+        kept = {"version": LISTING_VERSION, "access_hash": channel.access_hash, "records": records,
+                "max_id": channel.max_id}
+        key = f"channel:{channel.folder.channel_id}"
+
+        def work() -> tree.Dir:
+            root = tree.build(records, channel.folder.channel_id, channel.access_hash)
+            self._store.remember_listing(key, kept)
+            return root
+        self._index(channel, await asyncio.to_thread(work))
+
+    def _index(self, channel: _Channel, root: tree.Dir | None = None) -> None:
+        if root is None:
+            root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
         if root.modified:
