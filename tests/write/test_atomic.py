@@ -486,3 +486,27 @@ def test_a_fast_start_mp4_is_a_streamable_video_in_telegram(folder, sandbox, tmp
     video = next(a for a in doc.attributes if isinstance(a, types.DocumentAttributeVideo))
     assert (round(video.duration), video.w, video.h, video.supports_streaming) == (4, 320, 240, True)
     assert doc.mime_type == "video/mp4"
+
+
+def test_move_onto_an_existing_file_replaces_it_in_one_step(folder, sandbox):
+    """MOVE with Overwrite: T inside a channel (an editor's safe save): the name always holds a whole
+    file, the old one or the moved one; no bytes are uploaded."""
+    old, moved = random_bytes(2 * MiB, 130), random_bytes(MiB + 7, 131)
+    assert request("PUT", folder + "doc.bin", old)[0] == 201
+    assert request("PUT", folder + "tmp.bin", moved)[0] == 201
+    parts = sandbox.total("upload_parts")
+    watcher = Watcher(folder + "doc.bin")
+    status, _, _ = request("MOVE", folder + "tmp.bin", headers={"Destination": folder + "doc.bin",
+                                                                "Overwrite": "T"})
+    seen = watcher.stop()
+    assert status == 204
+    assert seen <= {sha256(old), sha256(moved)}
+    assert watcher.statuses <= {200}
+    assert sha256(request("GET", folder + "doc.bin")[2]) == sha256(moved)
+    assert request("GET", folder + "tmp.bin")[0] == 404
+    assert sandbox.total("upload_parts") == parts
+    _one_entry(folder, "doc.bin")
+    fresh, _, _ = sandbox.server("after-move")
+    rel = urllib.parse.urlsplit(folder).path
+    assert sha256(request("GET", fresh.rstrip("/") + rel + "doc.bin")[2]) == sha256(moved)
+    assert request("GET", fresh.rstrip("/") + rel + "tmp.bin")[0] == 404

@@ -347,6 +347,23 @@ class FileResource(DAVNonCollection):
         _copy_props(self, dest_path, True, with_children=False)
         return []
 
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing file of the same channel (Overwrite: T) in one step, so the name
+        always holds a whole file: WsgiDAV would delete the destination first. Answers 204."""
+        if self.drive is None or not self.support_recursive_move(dest_path):
+            return False
+        dest = self.provider.get_resource_inst(dest_path, self.environ)
+        if not isinstance(dest, FileResource) or dest.entry is None:
+            return False
+        self._check()
+        _, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.move(self.folder, self.rel, rel)
+        dest.remove_all_properties(recursive=False)
+        dest.remove_all_locks(recursive=False)
+        _copy_props(self, dest_path, True, with_children=False)
+        return True
+
 
 class _MappedSink:
     """The upload WsgiDAV writes into, with tgdav errors turned into DAVErrors."""

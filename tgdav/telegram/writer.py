@@ -297,26 +297,33 @@ class Writer:
 
     # --- move and copy ----------------------------------------------------------------------------
     async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...]) -> None:
-        """Inside one channel: every message at or below `path` gets its tag moved to `dest`."""
+        """Inside one channel: every message at or below `path` gets its tag moved to `dest` (caption
+        edits only). A file moved onto an existing file replaces it as an upload does: the moved
+        message wins the path at once, then the old one is deleted."""
         self.check(folder)
-        node = await self._catalog.node(folder, tuple(path))
+        path, dest = tuple(path), tuple(dest)
+        node = await self._catalog.node(folder, path)
         if node is None:
             raise NotFound(f"{'/'.join(path)} does not exist")
-        ids = set(node.message_ids() if isinstance(node, tree.Dir) else node.message_ids)
-        by_id = {r.message_id: r for r in await self._catalog.records(folder)}
+        records = await self._catalog.records(folder)
         n = len(path)
-        for mid in sorted(ids):
-            r = by_id.get(mid)
-            if r is None:
-                continue
+        if isinstance(node, tree.Dir):   # everything tagged below it, shown or not (uploads under way too)
+            targets = [r for r in records if r.tag is not None and r.tag.path[:n] == path]
+            garbage: list[int] = []
+        else:
+            ids = set(node.message_ids)
+            targets = [r for r in records if r.message_id in ids]
+            garbage = await self._older_claims(folder, path, ids)   # superseded versions stay behind otherwise
+        for r in sorted(targets, key=lambda r: r.message_id):
             if r.tag is None:          # an untagged post at the root: give it a tag
-                tag = tree.Tag("file", tuple(dest))
+                tag = tree.Tag("file", dest)
             else:
-                tag = replace(r.tag, path=tuple(dest) + r.tag.path[n:])
-            await self._edit(folder, mid, tree.compose(r.text, tag))
-        if isinstance(node, tree.Dir) and not node.markers:
-            # an implicit folder keeps existing at the destination even if it held nothing visible
-            pass
+                tag = replace(r.tag, path=dest + r.tag.path[n:])
+            await self._edit(folder, r.message_id, tree.compose(r.text, tag))
+        if garbage:
+            await self._delete_ids(folder, garbage, quiet=True)
+        if not isinstance(node, tree.Dir):
+            await self._replace(folder, dest, keep={r.message_id for r in targets})
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
                    dest: tuple[str, ...]) -> None:
