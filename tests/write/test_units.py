@@ -280,3 +280,54 @@ def test_mp4_video_info_only_from_a_fast_start_head():
     assert mp4_video_info(head[:40]) is None                          # the index is not in the head
     assert mp4_video_info(box(b"ftyp", b"isom") + box(b"mdat", b"x" * 50)) is None
     assert mp4_video_info(b"\x00\x00\x00\x08ftyp" + b"\xff" * 20) is None
+
+
+def test_deleting_or_moving_never_brings_a_superseded_version_back():
+    """A writer against a fake catalog/Telegram: the old version left behind by a crash (both claims
+    present) must go with a DELETE or a MOVE of the path, never reappear."""
+    from tgdav.model import Folder
+    from tgdav.telegram.writer import Writer
+
+    class FakeCatalog:
+        def __init__(self, records):
+            self.recs = {r.message_id: r for r in records}
+
+        async def node(self, folder, path):
+            return tree.find(tree.build(list(self.recs.values()), 77, 5), tuple(path))
+
+        async def records(self, folder):
+            return list(self.recs.values())
+
+        async def forget(self, folder, ids):
+            for i in ids:
+                self.recs.pop(i, None)
+
+        async def apply(self, folder, messages):
+            for m in messages:
+                tag, text = tree.parse(m.message)
+                old = self.recs[m.id]
+                self.recs[m.id] = tree.Record(m.id, old.date, 1e9, tag, text, old.entry)
+
+        def access_hash(self, folder):
+            return 5
+
+    class FakeClient:
+        async def __call__(self, request):
+            if isinstance(request, functions.messages.EditMessageRequest):
+                m = types.Message(id=request.id, peer_id=types.PeerChannel(77), date=None, message=request.message)
+                return types.Updates([types.UpdateEditChannelMessage(m, 0, 0)], [], [], 0, 0)
+            return True
+
+    folder = Folder("Up", 77, "Up", None, 0, writable=True)
+    for action in ("delete", "move"):
+        catalog = FakeCatalog([_rec(1, "#tgdav file /a.bin", "a.bin", size=1),
+                               _rec(2, "#tgdav file /a.bin", "a.bin", size=2)])
+        writer = Writer(FakeClient(), None, catalog)
+        if action == "delete":
+            asyncio.run(writer.delete(folder, ("a.bin",)))
+        else:
+            asyncio.run(writer.move(folder, ("a.bin",), ("b.bin",)))
+        root = tree.build(list(catalog.recs.values()), 77, 5)
+        assert "a.bin" not in root.files, action
+        if action == "move":
+            assert root.files["b.bin"].size == 2

@@ -289,10 +289,16 @@ class Writer:
     async def delete(self, folder: Folder, path: tuple[str, ...]) -> None:
         """Delete the file or folder (with everything in it) at `path`; () deletes nothing."""
         self.check(folder)
-        node = await self._catalog.node(folder, tuple(path))
+        path = tuple(path)
+        node = await self._catalog.node(folder, path)
         if node is None:
             raise NotFound(f"{'/'.join(path)} does not exist")
-        ids = node.message_ids() if isinstance(node, tree.Dir) else list(node.message_ids)
+        if isinstance(node, tree.Dir):   # everything tagged below it, shown or not
+            n = len(path)
+            ids = [r.message_id for r in await self._catalog.records(folder)
+                   if r.tag is not None and r.tag.path[:n] == path] + node.message_ids()
+        else:                            # the file, and superseded versions that would show again
+            ids = list(node.message_ids) + await self._older_claims(folder, path, set(node.message_ids))
         await self._delete_ids(folder, ids)
 
     # --- move and copy ----------------------------------------------------------------------------
