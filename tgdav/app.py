@@ -68,7 +68,9 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                               progress=metrics.scan_progress if metrics is not None else None)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     reader = PartReader(fetcher.fetch, store, first_part=pool_cfg.first_part,
-                        max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, part_limit=fetcher.part_limit,
+                        # at least two parts in flight per sender, or the senders idle a round trip
+                        max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
+                        part_limit=fetcher.part_limit,
                         metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader)
 
