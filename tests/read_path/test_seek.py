@@ -24,8 +24,8 @@ def _record_urgent_loads(engine, dc: int) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     choose = pool._choose
 
-    def recording(urgent):
-        sender = choose(urgent)
+    def recording(urgent, kind):
+        sender = choose(urgent, kind)
         if urgent and isinstance(sender, Sender):
             seen.append((sender.in_flight, sender.draining))
         return sender

@@ -22,7 +22,9 @@ Opening senders (DH, export/import) runs in tasks the pool owns: a caller that i
 stops waiting, the open completes and the sender joins the pool.
 
 FLOOD_WAIT is a deadline, not an error to retry at once: the sender (FLOOD_WAIT) or the whole DC
-(FLOOD_PREMIUM_WAIT, account-wide; a flooded export) is gated until then and new work goes elsewhere.
+(FLOOD_PREMIUM_WAIT, account-wide) is gated until then for the method that was flooded (Telegram
+floods per method: a flooded saveBigFilePart does not stop getFile), and new work goes elsewhere. A
+flooded export gates every method of the DC.
 When every sender of a DC is gated, a short wait (<= max_wait) is waited out, a long one raises
 RetryLater so the HTTP client is told when to come back.
 
@@ -72,7 +74,7 @@ class Sender:
     in_flight: int = 0
     draining: int = 0           # answers nobody awaits any more, still arriving
     bulk: int = 0               # of in_flight, read-ahead requests
-    gated_until: float = 0.0
+    gates: dict = field(default_factory=dict)   # method -> flood deadline on this sender
     last_used: float = field(default_factory=time.monotonic)
     last_answer: float = 0.0    # when it last delivered an answer (progress)
     queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
@@ -99,7 +101,7 @@ class DcPool:
         self._metrics = metrics
         self.senders: list[Sender] = []
         self._opening: set[asyncio.Task] = set()
-        self._gated_until = 0.0          # DC-wide (account-wide) flood deadline
+        self._gates: dict[str, float] = {}   # method ("*": all) -> DC-wide (account-wide) flood deadline
         self._cond = asyncio.Condition()
         self._numbers = 0
         self._generation = 0             # bumped each time the DC's authorisation is renewed
@@ -113,13 +115,14 @@ class DcPool:
         """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
         attempts = 0
         reauthorised = False
+        kind = _method(request)
         while True:
-            sender = await self._acquire(urgent)
+            sender = await self._acquire(urgent, kind)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
-                self._gate(sender, e.seconds, account_wide)
+                self._gate(sender, e.seconds, account_wide, kind)
             except errors.UnauthorizedError:
                 if sender.generation != self._generation:
                     await self._drop(sender)   # opened before the renewal: retry on a fresh sender
@@ -257,13 +260,13 @@ class DcPool:
         task.add_done_callback(self._background.discard)
 
     # --- choosing a sender --------------------------------------------------------------------
-    async def _acquire(self, urgent: bool) -> Sender:
+    async def _acquire(self, urgent: bool, kind: str) -> Sender:
         async with self._cond:
             if urgent:
                 self._urgent_waiting += 1
             try:
                 while True:
-                    sender = self._choose(urgent)
+                    sender = self._choose(urgent, kind)
                     if isinstance(sender, Sender):
                         sender.in_flight += 1
                         sender.bulk += not urgent
@@ -278,17 +281,17 @@ class DcPool:
                         finally:
                             await self._cond.acquire()
                         continue
-                    await self._wait_for_gates_or_slots()
+                    await self._wait_for_gates_or_slots(kind)
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
 
-    def _choose(self, urgent: bool):
+    def _choose(self, urgent: bool, kind: str):
         """A sender to use now, "open" to open one first, or None to wait."""
         now = self._clock()
-        if self._gated_until > now:
+        if _until(self._gates, kind) > now:
             return None
-        usable = [s for s in self.senders if s.gated_until <= now]
+        usable = [s for s in self.senders if _until(s.gates, kind) <= now]
         idle = [s for s in usable if s.load == 0]
         count = len(self.senders) + len(self._opening)
         if urgent:
@@ -313,13 +316,14 @@ class DcPool:
                 and len(self.senders) < self._limit):
             self._start_open()
 
-    async def _wait_for_gates_or_slots(self) -> None:
+    async def _wait_for_gates_or_slots(self, kind: str) -> None:
         now = self._clock()
-        usable = self._gated_until <= now and any(s.gated_until <= now for s in self.senders)
-        if usable or self._opening or not self.senders and self._gated_until <= now:
+        dc_gate = _until(self._gates, kind)
+        usable = dc_gate <= now and any(_until(s.gates, kind) <= now for s in self.senders)
+        if usable or self._opening or not self.senders and dc_gate <= now:
             await self._wait(None)
             return
-        deadline = self._gated_until if self._gated_until > now else min(s.gated_until for s in self.senders)
+        deadline = dc_gate if dc_gate > now else min(_until(s.gates, kind) for s in self.senders)
         wait = deadline - now
         if wait > self._max_wait:
             raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
@@ -352,7 +356,7 @@ class DcPool:
                                           f"{e or type(e).__name__}") from None
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 # exporting/importing the authorisation was flooded: no sender can open until then
-                self._gated_until = max(self._gated_until, self._clock() + e.seconds)
+                self._gates["*"] = max(self._gates.get("*", 0.0), self._clock() + e.seconds)
                 raise RetryLater(e.seconds, f"Telegram asked tgdav to wait {e.seconds} s before "
                                             f"connecting to DC {self.dc_id} (FLOOD_WAIT)") from None
             async with self._cond:
@@ -369,17 +373,17 @@ class DcPool:
             sender.last_used = self._clock()
             self._cond.notify_all()
 
-    def _gate(self, sender: Sender, seconds: float, account_wide: bool) -> None:
+    def _gate(self, sender: Sender, seconds: float, account_wide: bool, kind: str) -> None:
         until = self._clock() + seconds
         if self._metrics is not None:
             self._metrics.flood_wait(self.dc_id, seconds, account_wide)
         if account_wide:
-            self._gated_until = max(self._gated_until, until)
-            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s for the whole account", self.dc_id, seconds)
+            self._gates[kind] = max(self._gates.get(kind, 0.0), until)
+            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s on %s for the whole account", self.dc_id, seconds, kind)
         else:
-            sender.gated_until = max(sender.gated_until, until)
-            log.warning("DC %d: sender %d must wait %d s (FLOOD_WAIT); routing around it",
-                        self.dc_id, sender.number, seconds)
+            sender.gates[kind] = max(sender.gates.get(kind, 0.0), until)
+            log.warning("DC %d: sender %d must wait %d s on %s (FLOOD_WAIT); routing around it",
+                        self.dc_id, sender.number, seconds, kind)
 
     async def _drop(self, sender: Sender) -> None:
         async with self._cond:
@@ -411,15 +415,27 @@ class DcPool:
 
     def stats(self) -> dict:
         now = self._clock()
-        gate = max([self._gated_until] + [s.gated_until for s in self.senders])
+        dc_gate = max(self._gates.values(), default=0.0)
+        gate = max([dc_gate] + [max(s.gates.values(), default=0.0) for s in self.senders])
         return {"senders": len(self.senders),
                 "busy": sum(1 for s in self.senders if s.in_flight),
                 "in_flight": sum(s.in_flight for s in self.senders),
                 "draining": sum(1 for s in self.senders if s.draining),
-                "gated": sum(1 for s in self.senders if max(s.gated_until, self._gated_until) > now),
+                "gated": sum(1 for s in self.senders
+                             if max(dc_gate, max(s.gates.values(), default=0.0)) > now),
                 "gate_seconds": max(0.0, gate - now),
                 "speed": self.speed,
                 "dropped_answers": self.dropped_answers}
+
+
+def _method(request) -> str:
+    """GetFileRequest -> "GetFile": what Telegram floods separately."""
+    return type(request).__name__.removesuffix("Request")
+
+
+def _until(gates: dict, kind: str) -> float:
+    """The deadline gating `kind` (its own or one on every method)."""
+    return max(gates.get(kind, 0.0), gates.get("*", 0.0))
 
 
 async def _disconnect(sender: Sender) -> None:
