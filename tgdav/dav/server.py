@@ -17,13 +17,12 @@ import logging
 import time
 from typing import Callable, Iterable, Iterator
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from tgdav.dav.auth import SCHEMES, Authenticator
+from tgdav.dav.http import HardenedServer, TLSAdapter
 from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware, StartResponse
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
@@ -34,7 +33,6 @@ MAX_HEADER_BYTES = 64 * 1024  # request line + headers; a longer URL gets 414
 MAX_BODY_BYTES = 1024 * 1024  # PROPFIND bodies are small; nothing else has one
 
 access_log = logging.getLogger("tgdav.access")
-server_log = logging.getLogger("tgdav.server")
 
 
 def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
@@ -115,20 +113,19 @@ class _Logged:
                             self.sent, time.monotonic() - self.began, " aborted" if self.failed else "")
 
 
-class _Server(wsgi.Server):
-    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-        """cheroot writes errors to stderr; send them to logging instead."""
-        server_log.log(level, "%s", msg, exc_info=traceback)
-
-
 def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 64,
-                timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None) -> wsgi.Server:
-    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start())."""
-    server = _Server((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav")
+                timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None,
+                head_timeout: float = 15.0, per_ip_limit: int = 32) -> HardenedServer:
+    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()), with the
+    rules of tgdav.dav.http: a deadline for each request head, at most `per_ip_limit` connections
+    of one client address served at once (0: no limit), request bodies consumed or the connection
+    closed, and the kernel's maximum listen backlog."""
+    server = HardenedServer((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav",
+                            head_timeout=head_timeout, per_ip_limit=per_ip_limit)
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = MAX_BODY_BYTES
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
             raise ConfigError("TLS needs both a certificate and a key file")
-        server.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
+        server.ssl_adapter = TLSAdapter(tls_cert, tls_key)
     return server
