@@ -84,7 +84,7 @@ STATUS_WORDS = {
 }
 # WsgiDAV messages (DAVError.context_info) that are plain words about the request, and ours for them
 _DAV_MESSAGES = {
-    "Invalid XML format.": "The request body is not well-formed XML (or declares entities, which are refused)",
+    "Invalid XML format.": "The request body is not well-formed XML, or declares XML entities (refused)",
     "Body must not be empty.": "The request body must not be empty",
     "Negative content-length.": "Content-Length must be a number of bytes",
     "content-length is not numeric.": "Content-Length must be a number of bytes",
