@@ -12,9 +12,12 @@ files. cheroot runs with many threads (Explorer opens lots of connections) and a
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 import time
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 from wsgidav.dir_browser import WsgiDavDirBrowser
@@ -26,7 +29,7 @@ from tgdav.dav.http import HardenedServer, TLSAdapter
 from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware, StartResponse
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
-from tgdav.errors import ConfigError
+from tgdav.errors import ConfigError, TgdavError
 from tgdav.model import Catalog, Reader
 
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; a longer URL gets 414
@@ -48,6 +51,22 @@ def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
     if not loopback:
         raise ConfigError(f"refusing to listen on {host} without users: add users (or listen on "
                           "127.0.0.1, or set auth to 'none' to share without a password on purpose)")
+
+
+@contextmanager
+def bind_errors(host: str, port: int) -> Iterator[None]:
+    """A failure to bind the WebDAV address (in use, not ours, unknown) as one line with the fix."""
+    fixes = {errno.EADDRINUSE: "stop the program using it or choose another port with --port",
+             errno.EADDRNOTAVAIL: "use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+             errno.EACCES: "ports below 1024 need privileges: choose a port from 1024 up with --port"}
+    try:
+        yield
+    except socket.gaierror as e:
+        raise TgdavError(f"cannot listen on {host}:{port} ({e.strerror}) — "
+                         f"use an IP address or a host name this machine can resolve") from None
+    except OSError as e:
+        fix = fixes.get(e.errno, "check the host and port ([server] host/port, --host/--port)")
+        raise TgdavError(f"cannot listen on {host}:{port} ({e.strerror or e}) — {fix}") from None
 
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
