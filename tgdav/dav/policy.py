@@ -178,6 +178,15 @@ def _buffer_chunked_body(environ: dict) -> None:
     environ["CONTENT_LENGTH"] = str(len(body))
 
 
+def _ignore_body(environ: dict) -> None:
+    """A body on GET/HEAD/OPTIONS means nothing (RFC 9110): hide it from WsgiDAV, whose directory
+    browser fails on one. The server drains it after the response (or closes the connection)."""
+    if environ.get("CONTENT_LENGTH", "").strip() not in ("", "0") or environ.get("wsgi.input_terminated"):
+        environ["CONTENT_LENGTH"] = "0"
+        environ["wsgi.input"] = io.BytesIO()
+        environ["wsgi.input_terminated"] = False
+
+
 class PolicyMiddleware:
     """Answers what needs no lookup (methods, OPTIONS, Depth, hostile and probe paths)."""
 
@@ -192,6 +201,8 @@ class PolicyMiddleware:
         if method == "OPTIONS":
             return Reply("200 OK", [("DAV", "1"), ("Allow", ALLOW), ("MS-Author-Via", "DAV"),
                                     ("Accept-Ranges", "bytes")]).send(environ, start_response)
+        if method in ("GET", "HEAD", "OPTIONS"):
+            _ignore_body(environ)
         if method == "PROPFIND":
             depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
             if depth == "infinity":

@@ -105,13 +105,16 @@ class AccessLog:
             return start_response(status_line, headers, exc_info) if exc_info else start_response(
                 status_line, headers)
 
-        return _Logged(self.app(environ, record), environ, status, began)
+        # the path as it arrived (WsgiDAV rewrites PATH_INFO to decoded text on its way)
+        path = environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace")
+        return _Logged(self.app(environ, record), environ, status, began, path)
 
 
 class _Logged:
-    def __init__(self, body: Iterable[bytes], environ: dict, status: list[str], began: float) -> None:
+    def __init__(self, body: Iterable[bytes], environ: dict, status: list[str], began: float,
+                 path: str) -> None:
         self.body, self.environ, self.status, self.began, self.sent = body, environ, status, began, 0
-        self.failed = False
+        self.failed, self.path = False, path
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -127,8 +130,7 @@ class _Logged:
             if hasattr(self.body, "close"):
                 self.body.close()
         finally:
-            path = self.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-            access_log.info("%s %r %s %d %.3fs%s", self.environ.get("REQUEST_METHOD"), path, self.status[0],
+            access_log.info("%s %r %s %d %.3fs%s", self.environ.get("REQUEST_METHOD"), self.path, self.status[0],
                             self.sent, time.monotonic() - self.began, " aborted" if self.failed else "")
 
 
