@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 import tgdav
-from tgdav.cli import _bind_errors
-from tgdav.errors import TgdavError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,9 +121,160 @@ def test_config_errors_do_not_load_telethon(tmp_path):
     assert proc.stdout.split() == ["1", "False"], proc.stderr
 
 
-def test_port_in_use_becomes_a_user_error():
+SERVE_ENV = dict(TGDAV_API_ID="1", TGDAV_API_HASH="h", TGDAV_AUTH="none")
+
+
+def test_port_in_use_is_the_line_the_readme_promises(run):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        with pytest.raises(TgdavError, match=f"127.0.0.1:{port} .* — stop the program using it"):
-            with _bind_errors("127.0.0.1", port):
-                socket.create_server(("127.0.0.1", port)).close()
+        line = one_line_error(run("serve", "--port", str(port), **SERVE_ENV))
+    assert line == (f"tgdav: error: cannot listen on 127.0.0.1:{port} (Address already in use) — "
+                    f"stop the program using it or choose another port with --port")
+
+
+@pytest.mark.parametrize("host, words", [("no-such-host.invalid", "use an IP address or a host name"),
+                                         ("256.1.2.3", "use an IP address or a host name"),
+                                         ("192.0.2.1", "use an address of this machine")])
+def test_an_invalid_host_is_one_line(run, host, words):
+    proc = run("serve", "--host", host, "--port", "0", **SERVE_ENV)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"tgdav: error: cannot listen on {host}:0 (")
+    assert words in proc.stderr.splitlines()[-1]
+
+
+def test_demo_on_a_port_in_use_says_so_before_announcing_anything(run):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        line = one_line_error(run("demo", "--port", str(port)))
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in line
+
+
+def test_options_are_taken_after_the_command_too(run, tmp_path):
+    line = one_line_error(run("serve", "--config", str(tmp_path / "after.toml")))
+    assert "after.toml" in line
+    line = one_line_error(run("cache", "stats", "--log-level", "debug", "--config", str(tmp_path / "x.toml")))
+    assert "x.toml" in line
+    # given before the command and not repeated after it, the value is kept
+    assert "before.toml" in one_line_error(run("--config", str(tmp_path / "before.toml"), "ls", "/"))
+
+
+def test_demo_help_tells_where_the_state_goes(run):
+    proc = run("demo", "--help")
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 0
+    assert "default: a temporary directory, deleted when the demo stops" in text
+    assert "keep the demo's state" in text
+
+
+def test_ls_without_a_session_is_one_line_and_leaves_no_session_file(run, tmp_path):
+    sandbox = tmp_path / "sandbox.json"
+    sandbox.write_text('{"dcs": {"2": ["127.0.0.1", 9]}, "home_dc": 2, "rsa_public_key": "x", '
+                       '"api_id": 1, "api_hash": "h"}')
+    state = tmp_path / "state"
+    line = one_line_error(run("ls", "/", TGDAV_SANDBOX=str(sandbox), TGDAV_STATE_DIR=str(state)))
+    assert "not logged in" in line and "tgdav login" in line
+    assert not list(state.rglob("*.session"))
+
+
+def test_serving_every_address_without_passwords_warns(run):
+    proc = run("serve", "--host", "0.0.0.0", "--port", "0", **SERVE_ENV)
+    assert proc.stderr.splitlines()[0].startswith(
+        "tgdav: warning: serving 0.0.0.0 without passwords (auth = none): anyone who can reach")
+    assert proc.stderr.splitlines()[1].startswith("tgdav: error: not logged in")
+
+
+def test_an_empty_bot_token_on_stdin_is_one_line(run):
+    line = one_line_error(run("login", "--bot-token", "-", **SERVE_ENV))
+    assert "--bot-token -" in line and "TGDAV_BOT_TOKEN" in line
+
+
+def _without_file_privileges() -> list[str]:
+    """As root, drop the capabilities that let root write anybody's files (Docker's uid 10001 sees a
+    root-owned bind mount the same way); as anyone else nothing is needed."""
+    if os.getuid() != 0:
+        return []
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner,-chown", "--"]
+
+
+def test_a_state_directory_of_another_user_is_one_line(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    if os.getuid() == 0:
+        os.chown(state, 10001, 10001)
+    else:
+        state.chmod(0o500)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGDAV_", "XDG_"))}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), TGDAV_STATE_DIR=str(state), **SERVE_ENV)
+    for cwd in (tmp_path, state):       # the image's WORKDIR is /state itself
+        proc = subprocess.run(_without_file_privileges() + [sys.executable, "-m", "tgdav", "serve"], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        line = one_line_error(proc)
+        assert str(state) in line and f"uid {os.getuid()}" in line and "10001" in line
+
+
+# --- against a running sandbox ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    """`tgdav sandbox` as a process; yields (path of its JSON line, the line)."""
+    import json
+    where = tmp_path_factory.mktemp("cli-sandbox")
+    proc = subprocess.Popen([sys.executable, "-m", "tgdav", "sandbox", "--state", str(where / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, "the sandbox did not start"
+        (where / "sandbox.json").write_bytes(line)
+        yield where / "sandbox.json", json.loads(line)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.parametrize("how", ["stdin", "env"])
+def test_bot_token_from_stdin_or_environment_and_the_bot_note(run, sandbox, tmp_path, how):
+    path, info = sandbox
+    env = dict(TGDAV_SANDBOX=str(path), TGDAV_STATE_DIR=str(tmp_path / f"state-{how}"))
+    if how == "stdin":
+        proc = subprocess.run([sys.executable, "-m", "tgdav", "login", "--bot-token", "-"],
+                              input=info["bot_token"] + "\n", capture_output=True, text=True, timeout=90,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("TGDAV_")},
+                                   "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), **env})
+    else:
+        proc = run("login", TGDAV_BOT_TOKEN=info["bot_token"], **env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith("tgdav: logged in as") and "(bot " in out[0]
+    assert out[1].startswith("tgdav: note: a bot cannot list the channels it is in") and "[channels]" in out[1]
+    assert info["bot_token"] not in proc.stdout + proc.stderr
+
+
+def test_a_broken_connection_to_telegram_is_one_line(run, tmp_path, sandbox):
+    """A 'DC' that accepts, answers half a frame and hangs up: Telethon raises IncompleteReadError,
+    which is not an OSError."""
+    import json
+    _, info = sandbox
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"\x40\x00\x00\x00\x00")
+
+    import threading
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        fake = dict(info, dcs={str(dc): ["127.0.0.1", port] for dc in info["dcs"]})
+        (tmp_path / "broken.json").write_text(json.dumps(fake))
+        line = one_line_error(run("login", "--phone", info["user_phone"],
+                                  TGDAV_SANDBOX=str(tmp_path / "broken.json"),
+                                  TGDAV_STATE_DIR=str(tmp_path / "state")))
+        assert "the connection to Telegram failed" in line and "check the network" in line
+    finally:
+        server.close()

@@ -15,10 +15,10 @@ import dataclasses
 import getpass
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -162,10 +162,16 @@ def _who(me) -> str:
 
 
 # --- commands ----------------------------------------------------------------------------------------
-def serve(config: Config, ready: threading.Event | None = None) -> int:
-    from tgdav.dav.server import build_app, check_bind, make_server
+def serve(config: Config, ready: threading.Event | None = None, on_listening=None) -> int:
+    """Serve until SIGTERM/SIGINT. `on_listening()` runs once the address is bound and listening."""
+    from tgdav.dav.server import bind_errors, build_app, check_bind, make_server
 
     check_bind(config.server.host, dict(config.auth.users), config.auth.mode)
+    if config.auth.mode == "none" and not _loopback(config.server.host):
+        print(f"tgdav: warning: serving {config.server.host} without passwords (auth = none): anyone who "
+              f"can reach this machine can read your channels — add users to [auth] unless that is "
+              f"what you want", file=sys.stderr, flush=True)
+    _require_session(config)
     metrics = Metrics()
     engine = Engine(config, metrics).start()
     metrics_server = None
@@ -181,10 +187,15 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
                              tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
-                             writable=engine.drive is not None)
-        server.prepare()   # binds now, so a port in use is reported before anything else
+                             writable=engine.drive is not None,
+                             head_timeout=config.server.head_timeout,
+                             per_ip_limit=config.server.per_ip_limit)
+        with bind_errors(config.server.host, config.server.port):
+            server.prepare()   # binds and listens
         scheme = "https" if config.server.tls_cert else "http"
         host, port = server.bind_addr[:2]
+        if on_listening is not None:
+            on_listening()
         print(f"tgdav: serving WebDAV on {scheme}://{host}:{port}/", flush=True)
         _stop_on_signals(server)
         if ready is not None:
@@ -196,6 +207,24 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
             metrics_server.server_close()
         engine.close()
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _require_session(config: Config) -> None:
+    """Commands that need a logged-in account stop here, before Telethon would create an empty
+    session file for a wrong configuration."""
+    path = Path(config.state.dir) / "sessions" / f"{config.telegram.session}.session"
+    if not path.is_file():
+        where = f" --config {config.source}" if config.source else ""
+        raise ConfigError(f"not logged in: there is no session {path} — run `tgdav{where} login` first "
+                          f"(with the same configuration: [state] dir and [telegram] session pick the file)")
 
 
 def _stop_on_signals(server) -> None:
@@ -215,7 +244,11 @@ def login(config: Config, *, bot_token: str | None, phone: str | None) -> int:
     bridge.start()
 
     def ask(prompt: str, secret: bool) -> str:
-        return getpass.getpass(prompt) if secret else input(prompt)
+        try:
+            return getpass.getpass(prompt) if secret else input(prompt)
+        except EOFError:
+            raise TgdavError("standard input ended before tgdav got an answer — run `tgdav login` in a "
+                             "terminal, or pipe the code (and password) in, one per line") from None
 
     async def run() -> str:
         client = _client(config, state)
@@ -230,6 +263,9 @@ def login(config: Config, *, bot_token: str | None, phone: str | None) -> int:
     finally:
         bridge.stop()
     print(f"tgdav: logged in as {who}; the session is kept in {state / 'sessions'}")
+    if " (bot " in who and not config.channels.include:
+        print("tgdav: note: a bot cannot list the channels it is in, so it serves nothing until you name "
+              "them: add include = [-100..., \"@channel\"] under [channels] in the configuration")
     return 0
 
 
@@ -239,6 +275,7 @@ async def _in_thread(fn, *args):
 
 
 def ls(config: Config, path: str) -> int:
+    _require_session(config)
     engine = Engine(config).start()
     try:
         parts = [p for p in path.strip("/").split("/") if p]
@@ -285,8 +322,11 @@ def cache_clear(config: Config) -> int:
 # --- demo --------------------------------------------------------------------------------------------
 def demo(*, seed: str | None, profile: str | None, port: int, state: str | None) -> int:
     """The sandbox's demo world (or --seed folder) served over WebDAV on localhost, logged in as the
-    sandbox's user. The sandbox runs as a child process in our process group and ends with us."""
-    state_dir = Path(state or Path.cwd() / "tgdav-demo").expanduser().resolve()
+    sandbox's user. The sandbox runs as a child process in our process group and ends with us.
+    State (sandbox, session, cache, and a tgdav.toml for `tgdav --config ... ls`) goes to `state`,
+    kept; without it, to a temporary directory deleted when the demo stops."""
+    temporary = None if state else tempfile.TemporaryDirectory(prefix="tgdav-demo-")
+    state_dir = Path(state or temporary.name).expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cmd = [sys.executable, "-m", "tgdav", "sandbox", "--state", str(state_dir / "sandbox")]
     if seed:
@@ -307,15 +347,27 @@ def demo(*, seed: str | None, profile: str | None, port: int, state: str | None)
             state=dataclasses.replace(config.state, dir=state_dir),
             server=dataclasses.replace(config.server, port=port),
             auth=dataclasses.replace(config.auth, mode="none"))
+        # other commands (`tgdav --config DIR/tgdav.toml ls /`) get their own session: Telethon keeps
+        # its session database locked while the server runs
+        _demo_login(dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
+                                                                             session="demo-cli")), info)
+        toml = state_dir / "tgdav.toml"
+        toml.write_text(f'# written by `tgdav demo`: other commands against the demo, e.g.\n'
+                        f'#   tgdav --config {toml} ls /\n'
+                        f'[telegram]\nsandbox = {json.dumps(str(state_dir / "sandbox.json"))}\n'
+                        f'session = "demo-cli"\n\n[state]\ndir = {json.dumps(str(state_dir))}\n\n'
+                        f'[server]\nport = {port}\n\n[auth]\nmode = "none"\n', encoding="utf-8")
         _demo_login(config, info)
-        _print_demo_help(port, line.strip())
-        return serve(config)
+        return serve(config, on_listening=lambda: _print_demo_help(port, line.strip(), toml,
+                                                                    kept=temporary is None))
     finally:
         sandbox.terminate()
         try:
             sandbox.wait(5)
         except subprocess.TimeoutExpired:
             sandbox.kill()
+        if temporary is not None:
+            temporary.cleanup()
 
 
 def _demo_login(config: Config, info: SandboxInfo) -> None:
@@ -339,18 +391,22 @@ def _demo_login(config: Config, info: SandboxInfo) -> None:
         bridge.stop()
 
 
-def _print_demo_help(port: int, sandbox_line: str) -> None:
+def _print_demo_help(port: int, sandbox_line: str, toml: Path, kept: bool) -> None:
     url = f"http://127.0.0.1:{port}/"
+    state = (f"state     {toml.parent} (kept; --state reuses it)" if kept else
+             f"state     {toml.parent} (temporary: deleted when the demo stops; --state DIR keeps it)")
     print(f"""tgdav demo: the sandbox's demo channels are served at {url} (no password; localhost only)
 
   browser   open {url}
   curl      curl {url}
   rclone    rclone lsf :webdav: --webdav-url {url} --webdav-vendor other
-            rclone mount :webdav: ~/tgdav --webdav-url {url} --webdav-vendor other --read-only
+            mkdir -p ~/tgdav && rclone mount :webdav: ~/tgdav --webdav-url {url} --webdav-vendor other --read-only
   Finder    Go > Connect to Server... > {url}
   Explorer  Map network drive > {url}  (or \\\\127.0.0.1@{port}\\DavWWWRoot)
   Kodi      Videos > Files > Add videos > Browse > Add network location > WebDAV server (HTTP),
             server 127.0.0.1, port {port}
+  tgdav     tgdav --config {toml} ls /
+  {state}
 
 sandbox: {sandbox_line}
 Ctrl-C stops the demo.""", flush=True)

@@ -71,6 +71,8 @@ class ServerConfig(_Section):
     block_size: int = 262144                 # bytes per WsgiDAV read()
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    head_timeout: float = 15.0               # seconds to send a request line and its headers
+    per_ip_limit: int = 32                   # connections of one address served at once; 0 = no limit
 
 
 @dataclass(frozen=True, repr=False)
@@ -111,7 +113,7 @@ class WriteConfig(_Section):
 @dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
     level: str = "info"
-    telethon: str = "warning"                # Telethon's own loggers (packet-level chatter below this)
+    telethon: str = "error"                  # Telethon's own loggers (its reconnect warnings are below this)
 
 
 @dataclass(frozen=True, repr=False)
@@ -438,6 +440,7 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "port": _number(int, 0, 65535), "threads": _number(int, 1, 1000),
         "timeout": _number(float, 1, note=" (seconds)"), "block_size": _size(4096, 16 * 2**20),
         "tls_cert": _path(optional=True), "tls_key": _path(optional=True),
+        "head_timeout": _number(float, 1, 300, " (seconds)"), "per_ip_limit": _number(int, 0, 10000),
     },
     "auth": {"mode": _choice(AUTH_MODES), "realm": _text(r'[^"\\\n]+', "use plain text without quotes"),
              "users": _users},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import subprocess
@@ -44,20 +45,23 @@ def _propfind(url: str, depth: str) -> ET.Element:
 
 
 def _read_until(proc: subprocess.Popen, needle: bytes, timeout: float = 90) -> list[bytes]:
-    lines: list[bytes] = []
+    """The lines the process printed up to the one holding `needle`. Reads the pipe's fd itself:
+    select() cannot see lines a buffered reader has already taken off the pipe."""
+    out = b""
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            lines.append(line)
-            if needle in line:
-                return lines
+            out += chunk
+            if needle in out:
+                return out.splitlines(keepends=True)
         elif proc.poll() is not None:
             break
-    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {b''.join(lines)[-2000:]!r}")
+    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {out[-2000:]!r}")
 
 
 def test_demo_serves_and_stops_cleanly(tmp_path):

@@ -11,12 +11,15 @@ the one table that turns errors into HTTP.
 - With writes on (`writable`), every WebDAV method is allowed, OPTIONS says `DAV: 1, 2`, and probe
   names go on to the provider, which keeps desktop clients' own files locally.
 - ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
-  bugs) to a response; the client never sees a traceback. After the body started the exception
+  bugs) to a response; the client never sees a traceback, and error bodies say what is wrong in
+  words (never WsgiDAV's page with its version, a timestamp and exception reprs).
+- A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it. After the body started the exception
   propagates and cheroot closes the connection: the client sees a short body, the server lives on.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -51,6 +54,46 @@ StartResponse = Callable[..., object]
 
 class BadPath(ValueError):
     """The request path cannot name anything we serve (the message says why)."""
+
+
+class RequestBodyError(ValueError):
+    """The request body cannot be read as sent (malformed chunked coding); the message says why."""
+
+
+class RequestBodyTooLarge(RequestBodyError):
+    """The request body is larger than the server accepts."""
+
+
+# What an error status means, in words for the person reading the body. WsgiDAV's own pages show its
+# version, a timestamp and Python exception reprs; ours say what is wrong and nothing internal.
+STATUS_WORDS = {
+    400: "The request is malformed",
+    401: "Authentication required",
+    403: "This request is not allowed",
+    404: "Not found",
+    405: "This method is not allowed here",
+    406: "No acceptable representation",
+    409: "The request conflicts with the current state of the resource",
+    411: "The request needs a Content-Length",
+    412: "A precondition of the request (If-Match, If-Unmodified-Since, ...) does not hold",
+    413: "The request body is too large",
+    414: "The request URI is too long",
+    415: "The request body has a media type this server does not accept",
+    416: "The requested range is not satisfiable",
+    422: "The request body cannot be processed",
+    423: "The resource is locked",
+    424: "The request failed because a related request failed",
+    501: "This server does not implement that",
+    502: "Bad gateway",
+    507: "Insufficient storage",
+}
+# WsgiDAV messages (DAVError.context_info) that are plain words about the request, and ours for them
+_DAV_MESSAGES = {
+    "Invalid XML format.": "The request body is not well-formed XML, or declares XML entities (refused)",
+    "Body must not be empty.": "The request body must not be empty",
+    "Negative content-length.": "Content-Length must be a number of bytes",
+    "content-length is not numeric.": "Content-Length must be a number of bytes",
+}
 
 
 def decode_path(environ: dict) -> list[str]:
@@ -106,16 +149,57 @@ def error_reply(exc: BaseException) -> Reply:
         return text_reply("503 Service Unavailable", f"Telegram is unavailable: {exc}")
     if isinstance(exc, BadPath):
         return text_reply("400 Bad Request", f"Bad path: {exc}")
+    if isinstance(exc, RequestBodyTooLarge):
+        return text_reply("413 Request Entity Too Large", f"Bad request body: {exc}", [("Connection", "close")])
+    if isinstance(exc, RequestBodyError):
+        return text_reply("400 Bad Request", f"Bad request body: {exc}", [("Connection", "close")])
     if isinstance(exc, TgdavError) and not isinstance(exc, ConfigError):   # bad input, said in words
         return text_reply("400 Bad Request", str(exc))
     if isinstance(exc, DAVError):
-        status = get_http_status_string(exc)
-        if exc.value in (204, 304):
-            return Reply(status, list(exc.add_headers or []))
-        content_type, body = exc.get_response_page()
-        return Reply(status, [("Content-Type", content_type)] + list(exc.add_headers or []), body)
+        return _dav_error_reply(exc)
     log.error("internal error", exc_info=exc)
     return text_reply("500 Internal Server Error", "Internal server error (details are in the server log)")
+
+
+def _dav_error_reply(exc: DAVError) -> Reply:
+    """WsgiDAV's DAVError in words: the status, what it means, and the DAV precondition if any."""
+    status = get_http_status_string(exc)
+    headers = list(exc.add_headers or [])
+    if exc.value in (204, 304) or exc.value < 400:
+        return Reply(status, headers)
+    if exc.err_condition is not None:
+        return Reply(status, [("Content-Type", "application/xml; charset=utf-8")] + headers,
+                     exc.err_condition.as_string().encode() + b"\n")
+    if exc.value >= 500 and exc.value not in STATUS_WORDS:
+        log.error("internal error (WebDAV layer): %s", exc, exc_info=exc.src_exception)
+        return text_reply("500 Internal Server Error", "Internal server error (details are in the server log)")
+    words = _DAV_MESSAGES.get(str(exc.context_info or "").strip()) or STATUS_WORDS.get(
+        exc.value, status.split(" ", 1)[-1])
+    return text_reply(status, words, headers)
+
+
+def _buffer_chunked_body(environ: dict, limit: int | None = None) -> bool:
+    """A chunked request body (no Content-Length) as a plain one for WsgiDAV, which reads an XML body
+    only when CONTENT_LENGTH says how long it is (and would take a chunked PROPFIND for allprop).
+    cheroot's ChunkedRFile bounds it by max_request_body_size; `limit` bounds it here too (writes
+    on: the server takes PUT bodies of any size). False when the body is longer than `limit`."""
+    if environ.get("CONTENT_LENGTH", "").strip() or not environ.get("wsgi.input_terminated"):
+        return True
+    body = environ["wsgi.input"].read() if limit is None else environ["wsgi.input"].read(limit + 1)
+    if limit is not None and len(body) > limit:
+        return False
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return True
+
+
+def _ignore_body(environ: dict) -> None:
+    """A body on GET/HEAD/OPTIONS means nothing (RFC 9110): hide it from WsgiDAV, whose directory
+    browser fails on one. The server drains it after the response (or closes the connection)."""
+    if environ.get("CONTENT_LENGTH", "").strip() not in ("", "0") or environ.get("wsgi.input_terminated"):
+        environ["CONTENT_LENGTH"] = "0"
+        environ["wsgi.input"] = io.BytesIO()
+        environ["wsgi.input_terminated"] = False
 
 
 class PolicyMiddleware:
@@ -135,6 +219,8 @@ class PolicyMiddleware:
         if method == "OPTIONS":
             return Reply("200 OK", [("DAV", "1"), ("Allow", ALLOW), ("MS-Author-Via", "DAV"),
                                     ("Accept-Ranges", "bytes")]).send(environ, start_response)
+        if method in ("GET", "HEAD", "OPTIONS"):
+            _ignore_body(environ)
         if method == "PROPFIND":
             depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
             if depth == "infinity":
@@ -142,6 +228,7 @@ class PolicyMiddleware:
                              FINITE_DEPTH_BODY).send(environ, start_response)
             if depth not in ("0", "1"):
                 return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
+            _buffer_chunked_body(environ)
         try:
             names = decode_path(environ)
         except BadPath as exc:
@@ -167,14 +254,16 @@ class PolicyMiddleware:
                              FINITE_DEPTH_BODY).send(environ, start_response)
             if depth not in ("0", "1"):
                 return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
-        if method != "PUT":
+        if method in ("GET", "HEAD", "OPTIONS"):
+            _ignore_body(environ)
+        elif method != "PUT":
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
-            if length > MAX_XML_BODY:
+            if length > MAX_XML_BODY or not _buffer_chunked_body(environ, MAX_XML_BODY):
                 return text_reply("413 Payload Too Large", f"{method} bodies are limited to "
-                                  f"{MAX_XML_BODY} bytes").send(environ, start_response)
+                                  f"{MAX_XML_BODY} bytes", [("Connection", "close")]).send(environ, start_response)
         try:
             decode_path(environ)
         except BadPath as exc:

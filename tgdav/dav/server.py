@@ -12,30 +12,31 @@ collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from tgdav.dav.access import AccessLog, StreamWatch
 from tgdav.dav.auth import SCHEMES, Authenticator
 from tgdav.dav.face import Face, ReservedNames
+from tgdav.dav.http import HardenedServer, TLSAdapter
 from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
-from tgdav.errors import ConfigError
+from tgdav.errors import ConfigError, TgdavError
 from tgdav.metrics import Metrics
 from tgdav.model import Catalog, Reader
 
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; a longer URL gets 414
 MAX_BODY_BYTES = 1024 * 1024  # PROPFIND bodies are small; nothing else has one
 
-server_log = logging.getLogger("tgdav.server")
 
 
 def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
@@ -51,6 +52,22 @@ def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
     if not loopback:
         raise ConfigError(f"refusing to listen on {host} without users: add users (or listen on "
                           "127.0.0.1, or set auth to 'none' to share without a password on purpose)")
+
+
+@contextmanager
+def bind_errors(host: str, port: int) -> Iterator[None]:
+    """A failure to bind the WebDAV address (in use, not ours, unknown) as one line with the fix."""
+    fixes = {errno.EADDRINUSE: "stop the program using it or choose another port with --port",
+             errno.EADDRNOTAVAIL: "use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+             errno.EACCES: "ports below 1024 need privileges: choose a port from 1024 up with --port"}
+    try:
+        yield
+    except socket.gaierror as e:
+        raise TgdavError(f"cannot listen on {host}:{port} ({e.strerror}) — "
+                         f"use an IP address or a host name this machine can resolve") from None
+    except OSError as e:
+        fix = fixes.get(e.errno, "check the host and port ([server] host/port, --host/--port)")
+        raise TgdavError(f"cannot listen on {host}:{port} ({e.strerror or e}) — {fix}") from None
 
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
@@ -98,22 +115,21 @@ def _write_options(drive, state_dir: Path | None) -> dict:
             "local": LocalFiles(dav_dir / "local")}
 
 
-class _Server(wsgi.Server):
-    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-        """cheroot writes errors to stderr; send them to logging instead."""
-        server_log.log(level, "%s", msg, exc_info=traceback)
-
-
 def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 64,
                 timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None,
-                writable: bool = False) -> wsgi.Server:
-    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()).
-    `writable`: PUT bodies of any size (the policy then bounds every other body)."""
-    server = _Server((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav")
+                writable: bool = False, head_timeout: float = 15.0,
+                per_ip_limit: int = 32) -> HardenedServer:
+    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()), with the
+    rules of tgdav.dav.http: a deadline for each request head, at most `per_ip_limit` connections
+    of one client address served at once (0: no limit), request bodies consumed or the connection
+    closed, and the kernel's maximum listen backlog. `writable`: PUT bodies of any size (the policy
+    then bounds every other body)."""
+    server = HardenedServer((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav",
+                            head_timeout=head_timeout, per_ip_limit=per_ip_limit)
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = 0 if writable else MAX_BODY_BYTES
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
             raise ConfigError("TLS needs both a certificate and a key file")
-        server.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
+        server.ssl_adapter = TLSAdapter(tls_cert, tls_key)
     return server
