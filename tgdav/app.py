@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tgdav.bridge import Bridge
 from tgdav.cache.reader import PartReader, SyncReader
+from tgdav.cache.shared import open_store
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
@@ -46,9 +47,12 @@ class ReadPath:
     catalog: TelegramCatalog
     fetcher: FileFetcher
     reader: PartReader
+    flood_board: object = None       # shared flood deadlines (cache/shared.py) when replicas share Redis
 
     async def close(self) -> None:
         await self.pool.close()
+        if self.flood_board is not None:
+            await self.flood_board.close()
         await asyncio.to_thread(self.reader.close)
 
 
@@ -57,11 +61,13 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     """Wire pool, fetcher, reader and catalog for `client` (connected and logged in) on the running
     loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens)."""
     pool_cfg = config.pool
+    # replicas sharing Redis (cache/shared.py): the store must know the account before it is used
+    flood_board = store.flood_board() if hasattr(store, "flood_board") else None
     factory = SenderFactory(client, store, metrics=metrics)
     opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
     pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
                 idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
-                request_timeout=pool_cfg.request_timeout, metrics=metrics)
+                request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board)
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
@@ -70,7 +76,7 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     reader = PartReader(fetcher.fetch, store, first_part=pool_cfg.first_part,
                         max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, speed=fetcher.speed,
                         metrics=metrics)
-    return ReadPath(factory, pool, catalog, fetcher, reader)
+    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board)
 
 
 class Engine:
@@ -93,7 +99,7 @@ class Engine:
     def start(self) -> "Engine":
         cfg = self.config
         state = cfg.ensure_state_dir()
-        self.store = Store(state / "cache", chunk_limit_bytes=cfg.cache.size)
+        self.store = open_store(state / "cache", chunk_limit_bytes=cfg.cache.size, redis_url=cfg.state.redis)
         self.bridge.start()
         try:
             self.bridge.call(self._start(state), timeout=cfg.pool.request_timeout * 2)
@@ -116,6 +122,8 @@ class Engine:
         if not await self.client.is_user_authorized():
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
+        if hasattr(self.store, "bind_account"):    # shared state: this account's keys, floods, listings
+            self.store.bind_account(me.id)
         self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
                                          metrics=self.metrics)
         self.catalog = SyncCatalog(self.bridge, self.read_path.catalog)

@@ -60,6 +60,7 @@ class TelegramConfig(_Section):
 @dataclass(frozen=True, repr=False)
 class StateConfig(_Section):
     dir: Path = field(default_factory=lambda: _default_state_dir(os.environ))
+    redis: str = field(default="", metadata=SECRET)   # "redis://host:port/db": state shared by replicas
 
 
 @dataclass(frozen=True, repr=False)
@@ -272,6 +273,7 @@ _ENV = {
     "TGDAV_TLS_KEY": ("server", "tls_key"), "TGDAV_AUTH": ("auth", "mode"),
     "TGDAV_CACHE_SIZE": ("cache", "size"), "TGDAV_SENDERS_PER_DC": ("pool", "senders_per_dc"),
     "TGDAV_LOG_LEVEL": ("log", "level"), "TGDAV_METRICS_LISTEN": ("metrics", "listen"),
+    "TGDAV_REDIS": ("state", "redis"),
 }
 
 
@@ -409,6 +411,16 @@ def _listen(value: Any) -> str:
     return value
 
 
+def _redis_url(value: Any) -> str:
+    """"redis://[:password@]host:port/db" (or rediss://, unix://) or "" for none."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+", value):
+        raise _Invalid("is not a Redis URL", 'write it as "redis://host:6379/0", or "" to keep state in '
+                                             'this process')
+    return value
+
+
 # section -> key -> validator; the dataclass field default is the default
 _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "telegram": {
@@ -417,7 +429,7 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "session": _text(r"[\w-][\w.-]*", "use a plain file name such as tgdav (letters, digits, . _ -)"),
         "sandbox": _path(optional=True),
     },
-    "state": {"dir": _path(optional=False)},
+    "state": {"dir": _path(optional=False), "redis": _redis_url},
     "server": {
         "host": _text(r"\S+", 'write a host name or address such as "127.0.0.1" or "0.0.0.0"'),
         "port": _number(int, 0, 65535), "threads": _number(int, 1, 1000),

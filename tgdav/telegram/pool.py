@@ -84,8 +84,9 @@ class Sender:
 class DcPool:
     def __init__(self, dc_id: int, open_sender, *, max_senders: int, slots_per_sender: int,
                  max_wait: float, request_timeout: float, clock: Callable[[], float],
-                 forget_auth=None, metrics=None) -> None:
+                 forget_auth=None, metrics=None, flood_board=None) -> None:
         self._forget_auth = forget_auth
+        self._board = flood_board        # shared flood deadlines of this account (cache/shared.py)
         self.dc_id = dc_id
         self._open_sender = open_sender
         self.max_senders = max_senders
@@ -112,12 +113,16 @@ class DcPool:
         attempts = 0
         reauthorised = False
         while True:
+            if self._board is not None:      # another replica's FLOOD_WAIT gates this DC here too
+                await self._board.sync(self.dc_id)
             sender = await self._acquire(urgent)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
                 self._gate(sender, e.seconds, account_wide)
+                if self._board is not None:
+                    await self._board.publish(self.dc_id, e.seconds)
             except errors.UnauthorizedError:
                 if sender.generation != self._generation:
                     await self._drop(sender)   # opened before the renewal: retry on a fresh sender
@@ -272,7 +277,7 @@ class DcPool:
     def _choose(self, urgent: bool):
         """A sender to use now, "open" to open one first, or None to wait."""
         now = self._clock()
-        if self._gated_until > now:
+        if self._dc_gate() > now:
             return None
         usable = [s for s in self.senders if s.gated_until <= now]
         idle = [s for s in usable if s.load == 0]
@@ -292,6 +297,11 @@ class DcPool:
         free = [s for s in usable if s.load and s.bulk and s.load < self._slots]
         return min(free, key=lambda s: s.load) if free else None
 
+    def _dc_gate(self) -> float:
+        """Until when the whole DC is gated: by this account's own flood, or one another replica saw."""
+        shared = self._board.until(self.dc_id) if self._board is not None else 0.0
+        return max(self._gated_until, shared)
+
     def _open_spare_if_needed(self) -> None:
         carrying = sum(1 for s in self.senders if s.bulk or s.draining)
         idle = any(s.load == 0 for s in self.senders)
@@ -301,11 +311,12 @@ class DcPool:
 
     async def _wait_for_gates_or_slots(self) -> None:
         now = self._clock()
-        usable = self._gated_until <= now and any(s.gated_until <= now for s in self.senders)
-        if usable or self._opening or not self.senders and self._gated_until <= now:
+        dc_gate = self._dc_gate()
+        usable = dc_gate <= now and any(s.gated_until <= now for s in self.senders)
+        if usable or self._opening or not self.senders and dc_gate <= now:
             await self._wait(None)
             return
-        deadline = self._gated_until if self._gated_until > now else min(s.gated_until for s in self.senders)
+        deadline = dc_gate if dc_gate > now else min(s.gated_until for s in self.senders)
         wait = deadline - now
         if wait > self._max_wait:
             raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
@@ -397,12 +408,12 @@ class DcPool:
 
     def stats(self) -> dict:
         now = self._clock()
-        gate = max([self._gated_until] + [s.gated_until for s in self.senders])
+        gate = max([self._dc_gate()] + [s.gated_until for s in self.senders])
         return {"senders": len(self.senders),
                 "busy": sum(1 for s in self.senders if s.in_flight),
                 "in_flight": sum(s.in_flight for s in self.senders),
                 "draining": sum(1 for s in self.senders if s.draining),
-                "gated": sum(1 for s in self.senders if max(s.gated_until, self._gated_until) > now),
+                "gated": sum(1 for s in self.senders if max(s.gated_until, self._dc_gate()) > now),
                 "gate_seconds": max(0.0, gate - now),
                 "speed": self.speed,
                 "dropped_answers": self.dropped_answers}
@@ -420,13 +431,14 @@ class Pool:
 
     def __init__(self, open_sender, *, senders_per_dc: int = 4, slots_per_sender: int = 2,
                  idle_seconds: float = 120.0, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, forget_auth=None, metrics=None) -> None:
+                 clock: Callable[[], float] = time.monotonic, forget_auth=None, metrics=None,
+                 flood_board=None) -> None:
         if not 1 <= senders_per_dc <= MAX_SENDERS_PER_DC:
             raise ValueError(f"senders_per_dc must be 1..{MAX_SENDERS_PER_DC}")
         self._open_sender = open_sender
         self._settings = dict(max_senders=senders_per_dc, slots_per_sender=slots_per_sender,
                               max_wait=max_wait, request_timeout=request_timeout, clock=clock,
-                              forget_auth=forget_auth, metrics=metrics)
+                              forget_auth=forget_auth, metrics=metrics, flood_board=flood_board)
         self.idle_seconds = idle_seconds
         self._dcs: dict[int, DcPool] = {}
         self._reaper: asyncio.Task | None = None
