@@ -1,7 +1,9 @@
 """The sandbox of the scale tests and bench/scale_bench.py, in its own process.
 
 One user (home DC 2) and --bots bots (helper accounts, home DC 2), all members of channel "Scale":
-    stale.bin  advertised on DC 2, really on DC 4: the first getFile answers FILE_MIGRATE_4
+    stale.bin  advertised on DC 2, really on DC 5: the first getFile answers FILE_MIGRATE_5
+    next.bin   on DC 5 (stale.bin and next.bin are the only files there: the first read of
+               stale.bin is what authorises an account on DC 5)
     far.bin    on DC 4 (a foreign DC: the first sender there exports the authorisation)
     hot.bin    on DC 3
     flood.bin  on DC 3, read only by the flood tests
@@ -37,13 +39,13 @@ def build_world(bots: int, big: int, seed: int) -> tuple[World, list, dict]:
     user = w.add_user("+15550002", "Scale", home_dc=2)
     helpers = [w.add_bot(f"Helper {i}", f"tgdav_helper{i}_bot", home_dc=2) for i in range(1, bots + 1)]
     ch = w.add_channel(CHANNEL, members=[user, *helpers])
-    specs = [("stale.bin", 3 * MIB + 333, 2), ("far.bin", 2 * MIB + 7, 4), ("hot.bin", 3 * MIB + 5, 3),
+    specs = [("stale.bin", 3 * MIB + 333, 2), ("next.bin", MIB + 3, 5), ("far.bin", 2 * MIB + 7, 4), ("hot.bin", 3 * MIB + 5, 3),
              ("flood.bin", 2 * MIB + 11, 3), ("big.bin", big, 4)]
     files = {}
     for name, size, dc in specs:
         m = w.add_document(ch, name=name, size=size, mime="application/octet-stream", dc=dc)
         if name == "stale.bin":
-            w.make_stale(m.media, true_dc=4)
+            w.make_stale(m.media, true_dc=5)
         files[name] = {"document_id": m.media.id, "size": m.media.size, "dc": m.media.true_dc}
     return w, helpers, files
 

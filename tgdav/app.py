@@ -30,6 +30,8 @@ from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
 from tgdav.metrics import Metrics, serve_metrics
 from tgdav.plan import MIB
+from tgdav.cache.shared import AccountView
+from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
@@ -48,8 +50,11 @@ class ReadPath:
     fetcher: FileFetcher
     reader: PartReader
     flood_board: object = None       # shared flood deadlines (cache/shared.py) when replicas share Redis
+    accounts: Accounts | None = None  # with [telegram] helpers: every account's pool (telegram/accounts.py)
 
     async def close(self) -> None:
+        if self.accounts is not None:
+            await self.accounts.close()
         await self.pool.close()
         if self.flood_board is not None:
             await self.flood_board.close()
@@ -57,9 +62,10 @@ class ReadPath:
 
 
 def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_sender=None,
-                    metrics=None) -> ReadPath:
+                    metrics=None, helpers=()) -> ReadPath:
     """Wire pool, fetcher, reader and catalog for `client` (connected and logged in) on the running
-    loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens)."""
+    loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens).
+    helpers: (client, get_me()) of helper accounts (connected, logged in); reads spread over all."""
     pool_cfg = config.pool
     # replicas sharing Redis (cache/shared.py): the store must know the account before it is used
     flood_board = store.flood_board() if hasattr(store, "flood_board") else None
@@ -73,10 +79,31 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
                               progress=metrics.scan_progress if metrics is not None else None)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
-    reader = PartReader(fetcher.fetch, store, first_part=pool_cfg.first_part,
-                        max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, speed=fetcher.speed,
+    accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
+    fetch, speed = (accounts.fetch, accounts.speed) if accounts else (fetcher.fetch, fetcher.speed)
+    reader = PartReader(fetch, store, first_part=pool_cfg.first_part,
+                        max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, speed=speed,
                         metrics=metrics)
-    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board)
+    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
+
+
+def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> Accounts:
+    """The main account and each helper with its own SenderFactory, Pool and FileFetcher (its own
+    DC authorisations and file references; the DC map and chunks are shared)."""
+    pool_cfg = config.pool
+    accounts = [Account("main", pool, fetcher, None)]
+    for client, me in helpers:
+        view = AccountView(store, me.id)
+        board = view.flood_board()
+        h_factory = SenderFactory(client, view)
+        h_pool = Pool(h_factory.open, forget_auth=h_factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
+                      idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
+                      request_timeout=pool_cfg.request_timeout, flood_board=board)
+        resolver = Resolver(client, _who(me), is_bot=bool(me.bot))
+        closers = [client.disconnect] + ([board.close] if board is not None else [])
+        accounts.append(Account(_who(me), h_pool, FileFetcher(h_pool, view, resolver.refresh), resolver,
+                                extra=closers))
+    return Accounts(accounts)
 
 
 class Engine:
@@ -124,8 +151,12 @@ class Engine:
         me = await self.client.get_me()
         if hasattr(self.store, "bind_account"):    # shared state: this account's keys, floods, listings
             self.store.bind_account(me.id)
+        helpers = [await connect_helper(spec, lambda name: _client(cfg, state, name))
+                   for spec in cfg.telegram.helpers]
         self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
-                                         metrics=self.metrics)
+                                         metrics=self.metrics, helpers=helpers)
+        for _, helper in helpers:
+            log.info("helper account %s reads too", _who(helper))
         self.catalog = SyncCatalog(self.bridge, self.read_path.catalog)
         self.reader = SyncReader(self.bridge, self.read_path.reader)
         if self.metrics is not None:
@@ -150,9 +181,10 @@ class Engine:
             await self.client.disconnect()
 
 
-def _client(cfg: Config, state: Path):
+def _client(cfg: Config, state: Path, session: str | None = None):
     sandbox = SandboxInfo.load(cfg.telegram.sandbox) if cfg.telegram.sandbox else None
-    return make_client(state, cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash, sandbox)
+    return make_client(state, session or cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash,
+                       sandbox)
 
 
 def _who(me) -> str:

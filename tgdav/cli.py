@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import re
 import socket
 import sys
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("login", help="log in once (phone code or bot token); keeps the session")
     p.add_argument("--bot-token", metavar="T", help="log in as a bot (or set TGDAV_BOT_TOKEN)")
     p.add_argument("--phone", metavar="P", help="phone number in international form, e.g. +4912345678")
+    p.add_argument("--session", metavar="NAME", type=_session_name,
+                   help="log in to this session instead of [telegram] session (a helper account)")
 
     p = sub.add_parser("serve", help="serve the channels over WebDAV until Ctrl-C")
     p.add_argument("--host", help="override [server] host")
@@ -110,11 +113,21 @@ def _run(args: argparse.Namespace) -> int:
         return app.cache_stats(config) if args.action == "stats" else app.cache_clear(config)
     if args.command == "login":
         token = args.bot_token or config.telegram.bot_token or None
+        if args.session:     # a helper account's session ([telegram] helpers)
+            config = dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
+                                                                              session=args.session))
+            token = args.bot_token
         return app.login(config, bot_token=token, phone=args.phone)
     if args.command == "ls":
         return app.ls(config, args.path)
     with _bind_errors(config.server.host, config.server.port):
         return app.serve(config)
+
+
+def _session_name(value: str) -> str:
+    if not re.fullmatch(r"[\w-][\w.-]*", value):
+        raise argparse.ArgumentTypeError("use a plain file name such as helper1 (letters, digits, . _ -)")
+    return value
 
 
 @contextmanager

@@ -55,6 +55,7 @@ class TelegramConfig(_Section):
     bot_token: str = field(default="", metadata=SECRET)
     session: str = "tgdav"                   # file name (in the state dir) of the login session
     sandbox: Path | None = None              # JSON file with a local sandbox's line: talk to it instead
+    helpers: tuple[str, ...] = field(default=(), metadata=SECRET)  # helper accounts: bot tokens, session names
 
 
 @dataclass(frozen=True, repr=False)
@@ -411,6 +412,17 @@ def _listen(value: Any) -> str:
     return value
 
 
+def _helpers(value: Any) -> tuple[str, ...]:
+    """Helper accounts: bot tokens ("123:abc...") and names of sessions made by `tgdav login --session`."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Invalid("is not a list of strings", 'write helpers = ["<bot token>", "<session name>"]')
+    for v in value:
+        if not (re.fullmatch(r"\d+:[\w-]+", v) or re.fullmatch(r"[\w-][\w.-]*", v)):
+            raise _Invalid("holds an entry that is neither a bot token nor a session name",
+                           "give bot tokens from @BotFather or plain session names (letters, digits, . _ -)")
+    return tuple(value)
+
+
 def _redis_url(value: Any) -> str:
     """"redis://[:password@]host:port/db" (or rediss://, unix://) or "" for none."""
     if value == "":
@@ -427,7 +439,7 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "api_id": _number(int, 1), "api_hash": _text(r"\S+", "paste the api_hash from my.telegram.org"),
         "bot_token": _text(r"\d+:[\w-]+", "paste the token @BotFather gave you (digits:letters)"),
         "session": _text(r"[\w-][\w.-]*", "use a plain file name such as tgdav (letters, digits, . _ -)"),
-        "sandbox": _path(optional=True),
+        "sandbox": _path(optional=True), "helpers": _helpers,
     },
     "state": {"dir": _path(optional=False), "redis": _redis_url},
     "server": {

@@ -61,6 +61,7 @@ class Sandbox:
     info: dict
     admin: str
     proc: subprocess.Popen
+    admin_json: Path              # the sandbox.json file ([telegram] sandbox)
     contents: dict = field(default_factory=dict)
 
     def counters(self) -> dict:
@@ -101,7 +102,7 @@ def start_sandbox(where: Path, *, bots: int = 3, size_mib: float = 8, profile: s
         raise RuntimeError("the sandbox printed nothing: " + (where / "sandbox.err").read_text())
     (where / "sandbox.json").write_bytes(line)
     info = json.loads(line)
-    return Sandbox(info, info["admin"].rstrip("/"), proc)
+    return Sandbox(info, info["admin"].rstrip("/"), proc, where / "sandbox.json")
 
 
 def replica_config(where: Path, sandbox_json: Path, *, redis_url: str = "", session: str = "replica",
@@ -166,18 +167,26 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory) -> Fleet:
-    """redis-server, one sandbox, and two replicas A and B of the sandbox's user, sharing Redis."""
+def scale_sandbox(tmp_path_factory) -> Sandbox:
+    """One sandbox (bench/scale_sandbox.py) for every scale test."""
+    sb = start_sandbox(tmp_path_factory.mktemp("scale-sandbox"))
+    yield sb
+    stop(sb.proc)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory, scale_sandbox) -> Fleet:
+    """redis-server, the sandbox, and two replicas A and B of the sandbox's user, sharing Redis."""
     root = tmp_path_factory.mktemp("scale")
     procs: list[subprocess.Popen] = []
+    sb = scale_sandbox
+    sandbox_json = Path(sb.admin_json)
     try:
         redis_url, redis_proc = start_redis(root / "redis")
         procs.append(redis_proc)
-        sb = start_sandbox(root / "sandbox")
-        procs.append(sb.proc)
         urls = []
         for name in ("a", "b"):
-            config, port = replica_config(root / name, root / "sandbox" / "sandbox.json", redis_url=redis_url)
+            config, port = replica_config(root / name, sandbox_json, redis_url=redis_url)
             login(config, sb.info)
             url, proc = serve(config, port, root / f"serve-{name}")
             procs.append(proc)

@@ -88,7 +88,7 @@ class RedisStore(Store):
     def account_prefix(self) -> str:
         if self._account is None:
             raise RuntimeError("RedisStore: bind_account() first")
-        return f"{PREFIX}acct:{self._account}:"
+        return account_prefix(self._account)
 
     def _run(self, op: Callable[[Any], Any], default: Any) -> Any:
         import redis
@@ -107,14 +107,14 @@ class RedisStore(Store):
         self._run(lambda r: r.set(f"{PREFIX}dc:{file_key}", int(dc)), None)
 
     # ---- one account's ----
-    def dc_auth(self, dc: int) -> bytes | None:
-        return self._run(lambda r: r.get(f"{self.account_prefix}auth:{int(dc)}"), None)
+    def dc_auth(self, dc: int, *, prefix: str | None = None) -> bytes | None:
+        return self._run(lambda r: r.get(f"{prefix or self.account_prefix}auth:{int(dc)}"), None)
 
-    def remember_dc_auth(self, dc: int, key: bytes) -> None:
-        self._run(lambda r: r.set(f"{self.account_prefix}auth:{int(dc)}", bytes(key)), None)
+    def remember_dc_auth(self, dc: int, key: bytes, *, prefix: str | None = None) -> None:
+        self._run(lambda r: r.set(f"{prefix or self.account_prefix}auth:{int(dc)}", bytes(key)), None)
 
-    def forget_dc_auth(self, dc: int) -> None:
-        self._run(lambda r: r.delete(f"{self.account_prefix}auth:{int(dc)}"), None)
+    def forget_dc_auth(self, dc: int, *, prefix: str | None = None) -> None:
+        self._run(lambda r: r.delete(f"{prefix or self.account_prefix}auth:{int(dc)}"), None)
 
     def listing(self, key: Any) -> Any:
         raw = self._run(lambda r: r.get(f"{self.account_prefix}listing:{key}"), None)
@@ -130,12 +130,51 @@ class RedisStore(Store):
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         self._run(lambda r: r.set(f"{self.account_prefix}listing:{key}", data), None)
 
-    def flood_board(self) -> "FloodBoard":
-        return FloodBoard(self.url, self.account_prefix)
+    def flood_board(self, account_id: int | None = None) -> "FloodBoard":
+        return FloodBoard(self.url, self.account_prefix if account_id is None else account_prefix(account_id))
 
     def close(self) -> None:
         super().close()
         self._redis.close()
+
+
+def account_prefix(account_id: int) -> str:
+    return f"{PREFIX}acct:{int(account_id)}:"
+
+
+class AccountView:
+    """A helper account's view of the store: the DC map and chunks are everyone's; the auth keys its
+    DCs accepted are its own (secrets, never used by another account). Everything else is the
+    store's. Flood deadlines shared through Redis are per account too (flood_board)."""
+
+    def __init__(self, store: Store, account_id: int) -> None:
+        self._store = store
+        self.account_id = int(account_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def dc_auth(self, dc: int) -> bytes | None:
+        if isinstance(self._store, RedisStore):
+            return self._store.dc_auth(dc, prefix=account_prefix(self.account_id))
+        return self._store._get(("auth", self.account_id, int(dc)))
+
+    def remember_dc_auth(self, dc: int, key: bytes) -> None:
+        if isinstance(self._store, RedisStore):
+            self._store.remember_dc_auth(dc, key, prefix=account_prefix(self.account_id))
+        else:
+            self._store._set(("auth", self.account_id, int(dc)), bytes(key))
+
+    def forget_dc_auth(self, dc: int) -> None:
+        if isinstance(self._store, RedisStore):
+            self._store.forget_dc_auth(dc, prefix=account_prefix(self.account_id))
+        else:
+            self._store._meta.run(lambda c: c.delete(("auth", self.account_id, int(dc))), False)
+
+    def flood_board(self) -> "FloodBoard | None":
+        if isinstance(self._store, RedisStore):
+            return self._store.flood_board(self.account_id)
+        return None
 
 
 class FloodBoard:

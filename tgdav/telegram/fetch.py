@@ -57,6 +57,10 @@ class FileFetcher:
         """Measured bytes/s of one connection to the file's DC (0 while unknown)."""
         return self._pool.speed(self._dcs.get(loc.file_key) or loc.dc_id)
 
+    def known_dc(self, file_key: str) -> int | None:
+        """The DC this fetcher knows holds the file (None while unknown); for telegram/accounts.py."""
+        return self._dcs.get(file_key)
+
     async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
         key = loc.file_key
         dc = await self._dc_for(loc)

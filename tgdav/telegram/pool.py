@@ -406,6 +406,22 @@ class DcPool:
         for s in senders:
             await _disconnect(s)
 
+    def wait_seconds(self) -> float:
+        """How long a request sent now would wait for a flood gate (0: a sender is usable or can open);
+        helper accounts (telegram/accounts.py) route around an account that would wait."""
+        now = self._clock()
+        if self._dc_gate() > now:
+            return self._dc_gate() - now
+        gated = [s.gated_until for s in self.senders if s.gated_until > now]
+        if gated and len(gated) == len(self.senders) and len(self.senders) + len(self._opening) >= self._limit:
+            return min(gated) - now
+        return 0.0
+
+    @property
+    def load(self) -> int:
+        """Requests in flight and answers draining on this DC's senders."""
+        return sum(s.load for s in self.senders)
+
     def stats(self) -> dict:
         now = self._clock()
         gate = max([self._dc_gate()] + [s.gated_until for s in self.senders])
