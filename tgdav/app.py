@@ -73,7 +73,8 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
     pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
                 idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
-                request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board)
+                request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
+                hand_back_floods=bool(helpers))
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
@@ -98,12 +99,12 @@ def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> 
         h_factory = SenderFactory(client, view)
         h_pool = Pool(h_factory.open, forget_auth=h_factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
                       idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
-                      request_timeout=pool_cfg.request_timeout, flood_board=board)
+                      request_timeout=pool_cfg.request_timeout, flood_board=board, hand_back_floods=True)
         resolver = Resolver(client, _who(me), is_bot=bool(me.bot))
         closers = [client.disconnect] + ([board.close] if board is not None else [])
         accounts.append(Account(_who(me), h_pool, FileFetcher(h_pool, view, resolver.refresh), resolver,
                                 extra=closers))
-    return Accounts(accounts)
+    return Accounts(accounts, max_wait=pool_cfg.max_wait_seconds)
 
 
 class Engine:

@@ -2,14 +2,14 @@
 
 The main account lists the channels (catalog) and its file locations are what the reader asks for.
 Each account has its own Telethon client, SenderFactory, Pool and FileFetcher; `Accounts.fetch` has
-the reader's fetch signature and sends each part through one account, chosen by:
-1. not gated: an account whose pool would wait on a flood gate for the file's DC (FLOOD_WAIT on every
-   sender it may use, FLOOD_PREMIUM_WAIT, or a deadline another replica published) is routed around
-   while another account can serve;
-2. not recently flooded there (some of its senders to that DC are gated);
-3. least loaded (requests in flight and draining on that DC), then the main account.
-A part that meets RetryLater on one account (the flood came while it waited) is sent through the next
-usable account; only when every account is gated is the client told to come back (503).
+the reader's fetch signature and sends each part through the least loaded account that Telegram
+has not asked to wait on the file's DC (FLOOD_WAIT on any of its senders there, FLOOD_PREMIUM_WAIT, or
+a deadline another replica published): Telegram's flood limits are per account, so a flooded
+account's other senders would meet the flood too. The pools of an account set hand a flooded
+request back (RetryLater) instead of trying their other senders, and it is sent again through
+another account. When every account is flooded there, a short wait (<= max_wait) is waited out, as
+the pool does for one account; a longer one raises RetryLater, so the client is told when to come
+back (503).
 
 A location (file reference, channel access hash) belongs to the account that fetched it: a helper
 resolves each file once with its own channels.getMessages and refreshes it the same way; a
@@ -101,7 +101,7 @@ class Account:
     fetcher: object            # telegram.fetch.FileFetcher of this account
     resolver: Resolver | None  # None for the main account (its locations are the catalog's)
     parts: int = 0             # parts fetched through it (stats)
-    rerouted: int = 0          # parts it could not take because of a flood gate
+    rerouted: int = 0          # parts it handed back because Telegram asked it to wait
     extra: list = field(default_factory=list)   # what close() must close besides the pool
 
     async def location(self, loc: Location) -> Location:
@@ -111,10 +111,11 @@ class Account:
 class Accounts:
     """fetch(loc, offset, limit, urgent=) over several accounts (see the module docstring)."""
 
-    def __init__(self, accounts: list[Account]) -> None:
+    def __init__(self, accounts: list[Account], *, max_wait: float = 10.0) -> None:
         if not accounts:
             raise ValueError("at least the main account")
         self.accounts = accounts
+        self._max_wait = max_wait
         self._dcs: dict[str, int] = {}      # file -> DC as the accounts' fetchers found it
 
     def speed(self, loc: Location) -> float:
@@ -123,23 +124,31 @@ class Accounts:
     def _dc(self, loc: Location) -> int:
         return self._dcs.get(loc.file_key) or loc.dc_id
 
-    def _order(self, dc: int) -> list[Account]:
-        def rank(item):
-            i, a = item
+    def _choose(self, dc: int) -> tuple[Account | None, float]:
+        """The least loaded account not flooded on `dc` (None if every one is), and the shortest
+        time until one is free again."""
+        best, best_rank, soonest = None, None, float("inf")
+        for i, a in enumerate(self.accounts):
             pool = a.pool.dc(dc)
-            stats = pool.stats()
-            return (pool.wait_seconds() > 0, stats["gated"] > 0, pool.load, i)
-        return [a for _, a in sorted(enumerate(self.accounts), key=rank)]
+            flooded = pool.stats()["gate_seconds"]
+            if flooded > 0:
+                soonest = min(soonest, flooded)
+                continue
+            rank = (pool.load, i)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = a, rank
+        return best, soonest
 
     async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
         dc = self._dc(loc)
-        order = self._order(dc)
-        usable = [a for a in order if a.pool.dc(dc).wait_seconds() <= 0]
-        for account in order:
-            if account not in usable:
-                account.rerouted += bool(usable)
-        last: RetryLater | None = None
-        for account in usable or order[:1]:    # all gated: the one that waits least decides (wait or 503)
+        while True:
+            account, soonest = self._choose(dc)
+            if account is None:     # every account flooded here: wait out a short gate, else 503
+                if soonest > self._max_wait:
+                    raise RetryLater(soonest, f"Telegram asked every account to wait on DC {dc} "
+                                              f"({soonest:.0f} s, FLOOD_WAIT); try again then")
+                await asyncio.sleep(soonest)
+                continue
             try:
                 mine = await account.location(loc)
             except errors.RPCError as e:
@@ -149,7 +158,8 @@ class Accounts:
             try:
                 data = await account.fetcher.fetch(mine, offset, limit, urgent=urgent)
             except RetryLater as e:
-                last = e
+                if account.pool.dc(dc).stats()["gate_seconds"] <= 0:
+                    raise          # not a flood gate of this account on this DC: nothing to route around
                 account.rerouted += 1
                 log.info("%s is flooded on DC %d (%s); trying another account", account.name, dc, e)
                 continue
@@ -158,8 +168,6 @@ class Accounts:
             if known is not None:
                 self._dcs[loc.file_key] = known
             return data
-        assert last is not None
-        raise last
 
     def stats(self) -> dict:
         return {a.name: {"parts": a.parts, "rerouted": a.rerouted, "pool": a.pool.stats()}

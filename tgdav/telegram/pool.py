@@ -84,9 +84,12 @@ class Sender:
 class DcPool:
     def __init__(self, dc_id: int, open_sender, *, max_senders: int, slots_per_sender: int,
                  max_wait: float, request_timeout: float, clock: Callable[[], float],
-                 forget_auth=None, metrics=None, flood_board=None) -> None:
+                 forget_auth=None, metrics=None, flood_board=None, hand_back_floods=False) -> None:
         self._forget_auth = forget_auth
         self._board = flood_board        # shared flood deadlines of this account (cache/shared.py)
+        # with helper accounts (telegram/accounts.py): a request that meets FLOOD_WAIT raises
+        # RetryLater at once, so it goes to another account rather than this account's other senders
+        self._hand_back_floods = hand_back_floods
         self.dc_id = dc_id
         self._open_sender = open_sender
         self.max_senders = max_senders
@@ -123,6 +126,9 @@ class DcPool:
                 self._gate(sender, e.seconds, account_wide)
                 if self._board is not None:
                     await self._board.publish(self.dc_id, e.seconds)
+                if self._hand_back_floods:
+                    raise RetryLater(e.seconds, f"Telegram DC {self.dc_id} asked this account to wait "
+                                                f"{e.seconds} s (FLOOD_WAIT)") from None
             except errors.UnauthorizedError:
                 if sender.generation != self._generation:
                     await self._drop(sender)   # opened before the renewal: retry on a fresh sender
@@ -419,7 +425,7 @@ class DcPool:
 
     @property
     def load(self) -> int:
-        """Requests in flight and answers draining on this DC's senders."""
+        """Requests in flight and answers draining on this DC's senders (telegram/accounts.py)."""
         return sum(s.load for s in self.senders)
 
     def stats(self) -> dict:
@@ -448,13 +454,14 @@ class Pool:
     def __init__(self, open_sender, *, senders_per_dc: int = 4, slots_per_sender: int = 2,
                  idle_seconds: float = 120.0, max_wait: float = 10.0, request_timeout: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, forget_auth=None, metrics=None,
-                 flood_board=None) -> None:
+                 flood_board=None, hand_back_floods: bool = False) -> None:
         if not 1 <= senders_per_dc <= MAX_SENDERS_PER_DC:
             raise ValueError(f"senders_per_dc must be 1..{MAX_SENDERS_PER_DC}")
         self._open_sender = open_sender
         self._settings = dict(max_senders=senders_per_dc, slots_per_sender=slots_per_sender,
                               max_wait=max_wait, request_timeout=request_timeout, clock=clock,
-                              forget_auth=forget_auth, metrics=metrics, flood_board=flood_board)
+                              forget_auth=forget_auth, metrics=metrics, flood_board=flood_board,
+                              hand_back_floods=hand_back_floods)
         self.idle_seconds = idle_seconds
         self._dcs: dict[int, DcPool] = {}
         self._reaper: asyncio.Task | None = None
