@@ -196,6 +196,7 @@ async def tgdav_phases(args, info: SandboxInfo, state: Path, results: dict) -> N
     c = p.counters
     results["tgdav_sequential"] = {
         "bytes": n, "seconds": secs, "mib_s": n / MIB / secs, "ttfb_ms": ttfb * 1000,
+        "mib_s_after_first_byte": n / MIB / (secs - ttfb),
         "sha256_ok": h.hexdigest() == results["expected_sha256"]["big.bin"],
         "cpu_seconds": p.cpu, "cpu_s_per_gib": p.cpu / (n / GIB),
         "getfile_calls": total(c, "requests:GetFile"), "getfile_bytes": total(c, "getfile_bytes"),
@@ -471,6 +472,8 @@ def table(r: dict) -> str:
     add(("tgdav sequential read", f"{seq['seconds']:.1f} s, {seq['mib_s']:.2f} MiB/s", ""))
     add(("  % of link limit", f"{100 * seq['mib_s'] / lim:.0f} % of {lim:.0f} MiB/s "
          f"({r['args']['senders']} x {r['link']['bandwidth_mib_s']:.0f} MiB/s)", "high"))
+    add(("  after the first byte (cold start excluded)", f"{seq['mib_s_after_first_byte']:.2f} MiB/s = "
+         f"{100 * seq['mib_s_after_first_byte'] / lim:.0f} % of the link limit", ">= 90 %"))
     if tl:
         add(("  ratio to plain Telethon", f"{seq['mib_s'] / tl['mib_s']:.2f} x", "> 1"))
     add(("  SHA-256 vs pattern", "ok" if seq["sha256_ok"] else "MISMATCH", "ok"))

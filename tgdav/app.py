@@ -81,9 +81,10 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                               progress=metrics.scan_progress if metrics is not None else None)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
-    fetch, speed = (accounts.fetch, accounts.speed) if accounts else (fetcher.fetch, fetcher.speed)
-    reader = PartReader(fetch, store, first_part=pool_cfg.first_part,
-                        max_ahead=max(1, pool_cfg.read_ahead_parts) * MIB, speed=speed,
+    reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
+                        # at least two parts in flight per sender, or the senders idle a round trip
+                        max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
+                        part_limit=accounts.part_limit if accounts else fetcher.part_limit,
                         metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
 
@@ -119,6 +120,7 @@ class Engine:
         self.read_path: ReadPath | None = None
         self.catalog: SyncCatalog | None = None
         self.reader: SyncReader | None = None
+        self.drive = None          # telegram.writer.SyncWriter when [write] enabled
 
     @property
     def pool(self) -> Pool | None:
@@ -160,6 +162,13 @@ class Engine:
             log.info("helper account %s reads too", _who(helper))
         self.catalog = SyncCatalog(self.bridge, self.read_path.catalog)
         self.reader = SyncReader(self.bridge, self.read_path.reader)
+        if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders
+            from tgdav.telegram.writer import SyncWriter, Writer, max_parts_for
+            home, pool = self.client.session.dc_id, self.read_path.pool
+            self.drive = SyncWriter(self.bridge, Writer(
+                self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
+                parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
+                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False)))))
         if self.metrics is not None:
             self.metrics.set_pool_source(self.read_path.pool.stats)
             self.metrics.set_account(_who(me), self.client.session.dc_id)
@@ -204,13 +213,15 @@ def serve(config: Config, ready: threading.Event | None = None) -> int:
         metrics.set_cache_source(engine.store.chunk_stats)
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
-                        block_size=config.server.block_size, metrics=metrics)
+                        block_size=config.server.block_size, metrics=metrics, drive=engine.drive,
+                        state_dir=config.state.dir, lock_redis=config.state.redis)
         if config.metrics.listen:
             metrics_server, metrics_url = serve_metrics(config.metrics.listen, metrics)
             print(f"tgdav: serving metrics on {metrics_url}", flush=True)
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
-                             tls_cert=config.server.tls_cert, tls_key=config.server.tls_key)
+                             tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
+                             writable=engine.drive is not None)
         server.prepare()   # binds now, so a port in use is reported before anything else
         scheme = "https" if config.server.tls_cert else "http"
         host, port = server.bind_addr[:2]
@@ -279,12 +290,12 @@ def ls(config: Config, path: str) -> int:
         folder = catalog.folder(parts[0])
         if folder is None:
             raise TgdavError(f"no channel named {parts[0]!r} — `tgdav ls /` lists them")
-        entries = catalog.entries(folder)
-        if len(parts) > 1:
-            entries = [e for e in entries if e.name == "/".join(parts[1:])]
-            if not entries:
-                raise TgdavError(f"no file {path!r}")
-        for e in entries:
+        node = catalog.node(folder, tuple(parts[1:]))     # a folder inside the channel, or a file
+        if node is None:
+            raise TgdavError(f"no file or folder {path!r}")
+        for name in getattr(node, "dirs", {}):
+            print(f"{'':>14}  {name}/")
+        for e in node.files.values() if hasattr(node, "files") else [node]:
             print(f"{e.size:>14}  {e.name}")
         return 0
     finally:

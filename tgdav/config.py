@@ -105,6 +105,12 @@ class CacheConfig(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class WriteConfig(_Section):
+    enabled: bool = True                     # false: the whole share is read-only (DAV: 1)
+    create_channels: bool = True             # MKCOL at the root creates a private channel
+
+
+@dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
     level: str = "info"
     telethon: str = "warning"                # Telethon's own loggers (packet-level chatter below this)
@@ -124,6 +130,7 @@ class Config:
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    write: WriteConfig = field(default_factory=WriteConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None               # the file this came from, None = defaults and env only
@@ -356,6 +363,14 @@ def _part_size(value: Any) -> int:
     return n
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise _Invalid("is not true or false", "write true or false")
+
+
 def _text(pattern: str = r".+", fix: str = "write a non-empty string") -> Callable:
     def check(value: Any) -> str:
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
@@ -459,13 +474,14 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "request_timeout": _number(float, 1, note=" (seconds)"),
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
+    "write": {"enabled": _bool, "create_channels": _bool},
     "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
     "metrics": {"listen": _listen},
 }
 
 _SECTIONS = {"telegram": TelegramConfig, "state": StateConfig, "server": ServerConfig, "auth": AuthConfig,
-             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "log": LogConfig,
-             "metrics": MetricsConfig}
+             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "write": WriteConfig,
+             "log": LogConfig, "metrics": MetricsConfig}
 _PATH_KEYS = {("telegram", "sandbox"), ("state", "dir"), ("server", "tls_cert"), ("server", "tls_key")}
 
 

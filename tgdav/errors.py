@@ -28,6 +28,14 @@ class UpstreamUnavailable(TgdavError):
     """Telegram (or one of its DCs) cannot be reached or keeps failing."""
 
 
+class ConnectionsLost(UpstreamUnavailable):
+    """A request lost its connection (or met only silence) on every sender it was tried on."""
+
+
+class Forbidden(TgdavError):
+    """The account may not do this here (a read-only channel, writes switched off); HTTP 403."""
+
+
 class ConfigError(TgdavError):
     """A configuration value is missing or wrong; the message names it and the fix."""
 

@@ -70,10 +70,10 @@ def plan_missing(start: int, end: int, size: int, max_part: int = MIB) -> list[P
     return parts
 
 
-def part_cap(speed: float, seconds: float, first_part: int, max_part: int = MIB) -> int:
+def part_cap(speed: float, seconds: float, smallest: int, max_part: int = MIB) -> int:
     """The largest part worth asking of a connection that carries `speed` bytes/s: one that arrives
     within `seconds` (a slow DC gets small parts, so a part never outlives the request timeout),
-    between first_part and max_part. Unknown speed (0): max_part."""
+    between smallest and max_part. Unknown speed (0): max_part."""
     if speed <= 0:
         return max_part
-    return max(first_part, min(max_part, _floor_pow2(max(ALIGN, int(speed * seconds)))))
+    return max(smallest, min(max_part, _floor_pow2(max(ALIGN, int(speed * seconds)))))

@@ -365,3 +365,19 @@ def test_down_dc_through_sync_reader(engine, sandbox):
             stream.read(8192)
     finally:
         stream.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_flooded_upload_method_does_not_stop_downloads_on_the_same_senders(engine, sandbox):
+    """Telegram floods per method: senders gated for saveFilePart still carry getFile."""
+    from telethon.tl.functions.upload import SaveFilePartRequest
+    assert engine.read("home.bin", 0, MIB) == sandbox.expected("home.bin", 0, MIB)   # DC 2 senders open
+    sandbox.faults({"flood_wait": [{"dc": HOME_DC, "method": "SaveFilePart", "seconds": 60, "count": 1000}]})
+    with pytest.raises(RetryLater):
+        engine.call(engine.pool.invoke(HOME_DC, SaveFilePartRequest(file_id=7, file_part=0, bytes=b"x" * 1024)))
+    stats = engine.stats()[str(HOME_DC)]
+    assert stats["gated"] == stats["senders"] > 0              # every sender is gated for uploads
+    engine.store.clear_chunks()
+    before = sandbox.snapshot()
+    assert engine.read("home.bin", 0, 2 * MIB) == sandbox.expected("home.bin", 0, 2 * MIB)
+    assert delta(before, sandbox.snapshot(), "requests:GetFile", dc=HOME_DC) > 0

@@ -24,8 +24,8 @@ def _record_urgent_loads(engine, dc: int) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     choose = pool._choose
 
-    def recording(urgent):
-        sender = choose(urgent)
+    def recording(urgent, kind):
+        sender = choose(urgent, kind)
         if urgent and isinstance(sender, Sender):
             seen.append((sender.in_flight, sender.draining))
         return sender
@@ -150,3 +150,58 @@ def test_reordered_answers_and_a_revoked_authorisation_cost_the_readers_nothing(
     assert got[3] == sandbox.expected("big.bin", 0, 2 * MIB)
     after = sandbox.snapshot()
     assert delta(before, after, "exports", HOME_DC) == 1, after
+
+
+@pytest.mark.timeout(120)
+def test_a_crawling_dc_delivers_the_file_slowly(make_engine, sandbox):
+    """The hardening issue's slow DC (300 ms, 24 KiB/s per connection) with a short timeout: parts
+    shrink to what the connection carries, time queued behind other parts is not counted, and every
+    byte arrives once."""
+    engine = make_engine(request_timeout=5)
+    assert engine.read("mid.bin", 0, 100) == sandbox.expected("mid.bin", 0, 100)     # DC 3 known
+    sandbox.controls.apply_link({"dc": 3, "latency_ms": 300, "bandwidth": 24 * 1024})
+    before = sandbox.snapshot()
+    assert engine.sync_read("mid.bin", MIB, 2 * MIB - 1) == sandbox.expected("mid.bin", MIB, 2 * MIB - 1)
+    after = sandbox.snapshot()
+    fetched = delta(before, after, "getfile_bytes", 3)
+    assert fetched <= 1.25 * MIB, fetched
+    assert delta(before, after, "errors:LIMIT_INVALID") == delta(before, after, "errors:OFFSET_INVALID") == 0
+
+
+@pytest.mark.timeout(120)
+def test_connections_cut_every_mib_refetch_only_what_was_lost(engine, sandbox):
+    assert engine.read("big.bin", 0, 100) == sandbox.expected("big.bin", 0, 100)    # DC 4 known
+    engine.call(engine.pool.close())                 # new connections from here on: each one cut
+    sandbox.faults({"drop_after_bytes": {"4": {"bytes": MIB, "count": 1000}}})
+    before = sandbox.snapshot()
+    got = engine.read("big.bin", 2 * MIB, 10 * MIB - 1)
+    after = sandbox.snapshot()
+    assert got == sandbox.expected("big.bin", 2 * MIB, 10 * MIB - 1)
+    fetched = delta(before, after, "getfile_bytes", 4)
+    print(f"\nconnections cut every MiB: {delta(before, after, 'dropped', 4)} cuts, "
+          f"{fetched / (8 * MIB):.2f} bytes fetched per byte served")
+    assert delta(before, after, "dropped", 4) >= 4
+    assert fetched <= 2.5 * 8 * MIB, fetched
+
+
+@pytest.mark.timeout(120)
+def test_a_seek_right_after_twenty_readers_left_is_not_behind_their_bytes(engine, sandbox):
+    sandbox.controls.apply_link({"latency_ms": 50, "bandwidth": 2 * MIB})
+    loc = engine.loc("big.bin")
+    seen = _record_urgent_loads(engine, 4)
+
+    async def crowd_then_seek():
+        streams = [engine.reader.stream(loc, i * MIB // 2, loc.size - 1) for i in range(20)]
+        await asyncio.gather(*(s.__anext__() for s in streams))       # twenty players start
+        await asyncio.gather(*(s.__anext__() for s in streams))       # and keep reading
+        for s in streams:
+            await s.aclose()                                         # ... and all leave
+        mark = len(seen)
+        seek = engine.reader.stream(loc, 17 * MIB + 4096, loc.size - 1)
+        first = await seek.__anext__()
+        await seek.aclose()
+        return seen[mark:], first
+
+    seen, first = engine.call(crowd_then_seek(), timeout=100)
+    assert first == sandbox.expected("big.bin", 17 * MIB + 4096, 17 * MIB + 4096 + len(first) - 1)
+    assert seen and seen[0] == (0, 0), seen

@@ -78,3 +78,37 @@ def test_a_flood_wait_seen_by_a_keeps_b_off_that_dc_until_it_ends(fleet):
     status, body, _ = get(fleet.file_url(1, "flood.bin"), "200000-299999")
     assert status == 206 and sha256(body) == sb.sha("flood.bin", 200000, 299999)
     assert delta(after, sb.counters(), "requests:GetFile", dc=3) > 0
+
+
+LOCK_BODY = (b'<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+             b'</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>alice</D:owner></D:lockinfo>')
+
+
+def dav(url: str, method: str, headers: dict | None = None, body: bytes | None = None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def test_a_lock_taken_through_a_is_seen_through_b(fleet):
+    a, b = fleet.file_url(0, "hot.bin"), fleet.file_url(1, "hot.bin")
+    status, _, headers = dav(a, "LOCK", {"Content-Type": "application/xml", "Timeout": "Second-600"},
+                             LOCK_BODY)
+    assert status == 200, status
+    token = headers["Lock-Token"]
+    try:
+        status, body, _ = dav(b, "PROPFIND", {"Depth": "0", "Content-Type": "application/xml"},
+                              b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/>'
+                              b'</D:prop></D:propfind>')
+        assert status == 207 and token.strip("<>").encode() in body
+        status, _, _ = dav(b, "LOCK", {"Content-Type": "application/xml"}, LOCK_BODY)
+        assert status == 423                       # B refuses a second exclusive lock
+    finally:
+        status, _, _ = dav(b, "UNLOCK", {"Lock-Token": token})
+    assert status == 204                           # and B can release A's lock by its token
+    status, _, headers = dav(a, "LOCK", {"Content-Type": "application/xml"}, LOCK_BODY)
+    assert status == 200                           # released for A too
+    dav(a, "UNLOCK", {"Lock-Token": headers["Lock-Token"]})

@@ -15,8 +15,9 @@ connection), which makes the pool drop its answer.
 Read-ahead follows consumption: a stream starts with `first_part` bytes requested, the part at its
 position urgent (the pool gives it an idle sender); each piece the client takes grows the window by
 its size (slow start: the window doubles per window consumed), up to `max_ahead`. Parts are at most
-as big as one connection delivers in `part_seconds` at the DC's measured speed, so a slow DC gets
-small parts. The window never reaches past the end of the range the caller asked for.
+`part_limit(location)` (the fetcher's: what one connection to the file's DC delivers in a couple of
+seconds, smaller while parts keep losing their connections), so a slow DC gets small parts. The
+window never reaches past the end of the range the caller asked for.
 
 SyncReader adapts the async reader to the blocking model.Reader interface over the bridge.
 
@@ -98,8 +99,8 @@ class _File:
 
 class PartReader:
     def __init__(self, fetch: Fetch, store, *, first_part: int = 64 * 1024, max_ahead: int = 8 * MIB,
-                 max_part: int = MIB, part_seconds: float = 2.0,
-                 speed: Callable[[Location], float] | None = None, metrics=None) -> None:
+                 max_part: int = MIB, part_limit: Callable[[Location], int] | None = None,
+                 metrics=None) -> None:
         check_part_size("first_part", first_part)
         check_part_size("max_part", max_part)
         self._fetch = fetch
@@ -107,8 +108,7 @@ class PartReader:
         self.first_part = first_part
         self.max_ahead = max(first_part, max_ahead)
         self.max_part = max_part
-        self._part_seconds = part_seconds
-        self._speed = speed or (lambda loc: 0.0)
+        self._part_limit = part_limit or (lambda loc: max_part)
         self._metrics = metrics
         self._files: dict[str, _File] = {}
         self._loading: dict[str, asyncio.Future] = {}
@@ -177,14 +177,7 @@ class PartReader:
                 held.add(flight)
 
     def _part_cap(self, loc: Location) -> int:
-        speed = self._speed(loc)
-        if speed <= 0:
-            return self.max_part
-        size = int(speed * self._part_seconds)
-        cap = self.max_part
-        while cap > self.first_part and cap > size:
-            cap //= 2
-        return cap
+        return max(self.first_part, min(self.max_part, self._part_limit(loc)))
 
     async def _piece(self, loc: Location, f: _File, pos: int, stop: int, held: set[_Flight]) -> bytes | None:
         """Bytes from pos to the end of whatever holds them (bounded by stop), or None to re-plan."""

@@ -185,7 +185,8 @@ class FloodBoard:
     the whole DC here: we cannot tell which of its connections it was, and Telegram's flood limits
     are per account. Deadlines travel as wall-clock times and are kept here on `clock` (monotonic),
     so replicas agree as far as their clocks do. Uses redis-py's asyncio client on the caller's loop.
-    Redis keeps one hash per DC (replica -> deadline) that expires with its last deadline."""
+    Deadlines are per DC and method (GetFile...), as Telegram floods them. Redis keeps one hash per
+    DC and method (replica -> deadline) that expires with its last deadline."""
 
     def __init__(self, url: str, prefix: str, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
@@ -194,7 +195,7 @@ class FloodBoard:
         self._clock = clock
         self._wall = wall
         self._redis = None
-        self._until: dict[int, float] = {}
+        self._until: dict[tuple[int, str], float] = {}
         self.replica = uuid.uuid4().hex
 
     def _client(self):
@@ -203,31 +204,32 @@ class FloodBoard:
             self._redis = redis.asyncio.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
         return self._redis
 
-    def _key(self, dc: int) -> str:
-        return f"{self._prefix}flood:{int(dc)}"
+    def _key(self, dc: int, method: str) -> str:
+        return f"{self._prefix}flood:{int(dc)}:{method}"
 
-    def until(self, dc: int) -> float:
-        """The latest deadline another replica published for `dc`, on this process's clock (0: none)."""
-        return self._until.get(dc, 0.0)
+    def until(self, dc: int, method: str) -> float:
+        """The latest deadline another replica published for `method` on `dc`, on this process's
+        clock (0: none)."""
+        return self._until.get((dc, method), 0.0)
 
-    async def sync(self, dc: int) -> float:
+    async def sync(self, dc: int, method: str) -> float:
         import redis
         try:
-            entries = await self._client().hgetall(self._key(dc))
+            entries = await self._client().hgetall(self._key(dc, method))
         except redis.RedisError as e:
             log.warning("Redis: cannot read the flood deadline of DC %d: %s", dc, e)
-            return self.until(dc)
+            return self.until(dc, method)
         mine = self.replica.encode()
         latest = max((float(v) for k, v in entries.items() if k != mine), default=0.0)
         left = latest - self._wall()
-        self._until[dc] = self._clock() + left if left > 0 else 0.0
-        return self._until[dc]
+        self._until[dc, method] = self._clock() + left if left > 0 else 0.0
+        return self._until[dc, method]
 
-    async def publish(self, dc: int, seconds: float) -> None:
+    async def publish(self, dc: int, method: str, seconds: float) -> None:
         import redis
         deadline = self._wall() + seconds
         try:
-            await self._client().eval(_KEEP_LATER, 1, self._key(dc), repr(deadline),
+            await self._client().eval(_KEEP_LATER, 1, self._key(dc, method), repr(deadline),
                                       int(seconds * 1000) + 1000, self.replica)
         except redis.RedisError as e:
             log.warning("Redis: cannot share the flood deadline of DC %d: %s", dc, e)

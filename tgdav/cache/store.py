@@ -13,6 +13,7 @@ memory, and forgetting is always allowed. diskcache is thread-safe (a connection
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from diskcache import Cache, Timeout
+from diskcache import Cache, Disk, Timeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +38,17 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
     except PermissionError:
         log.warning("cannot make %s private (0700): not its owner", path)
+
+
+class WholeWrites(Disk):
+    """diskcache's Disk, writing a bytes value to its file in one call. Disk.store hands _write an
+    io.BytesIO and _write iterates it, which yields LINES: ~4000 write calls per MiB of file bytes,
+    3 s of CPU per GiB cached (as much as decrypting it)."""
+
+    def _write(self, full_path, iterator, mode, encoding=None):
+        if isinstance(iterator, io.BytesIO):
+            iterator = (iterator.getbuffer(),)
+        return super()._write(full_path, iterator, mode, encoding)
 
 
 class _HealingCache:
@@ -108,7 +120,7 @@ class Store:
         # evict one chunk per put (cull_limit=1) so that eviction follows recency exactly
         self._chunks = _HealingCache(
             self.directory / "chunks", keep_broken=False, eviction_policy="least-recently-used",
-            size_limit=chunk_limit_bytes, cull_limit=1, disk_min_file_size=0)
+            size_limit=chunk_limit_bytes, cull_limit=1, disk_min_file_size=0, disk=WholeWrites)
         self._stats_lock = threading.Lock()
         self._hits = self._misses = 0
 

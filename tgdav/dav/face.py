@@ -4,6 +4,7 @@
     /:tgdav/status.json    the same data as JSON
     /:tgdav/metrics        Prometheus text format (prometheus_client's generate_latest)
     GET /  and  /<folder>/ a listing: name, size, date, kind; sortable; readable on a phone
+    /<folder>/<sub>/...    a folder inside a channel (tgdav/telegram/tree.py), listed the same way
     /<folder>/?view=<name> a video or audio file in an HTML5 player, an image shown, with prev/next
 
 The reserved prefix ":tgdav" cannot be a folder name: names.clean turns ':' into '_' in every
@@ -104,6 +105,10 @@ class ReservedNames:
     def entry(self, folder: Folder, name: str) -> FileEntry | None:
         return self._catalog.entry(folder, name)
 
+    def __getattr__(self, name: str):
+        """node() (folders inside channels) and whatever else the wrapped catalog offers."""
+        return getattr(self._catalog, name)
+
 
 class Face:
     """WSGI middleware (inside auth and policy, before StreamApp and WsgiDAV): the reserved paths,
@@ -127,6 +132,12 @@ class Face:
             folder = self.catalog.folder(names[0])
             if folder is not None:
                 return self.folder_page(folder, query).send(environ, start_response)
+        elif method in ("GET", "HEAD") and hasattr(self.catalog, "node"):   # a folder inside a channel
+            folder = self.catalog.folder(names[0])
+            node = self.catalog.node(folder, tuple(names[1:])) if folder is not None else None
+            if node is not None and not isinstance(node, FileEntry):
+                query = parse_qs(environ.get("QUERY_STRING", ""))
+                return self.folder_page(folder, query, tuple(names[1:])).send(environ, start_response)
         return self.app(environ, start_response)
 
     # --- reserved paths -----------------------------------------------------------------------
@@ -165,21 +176,31 @@ class Face:
         body.append("</ul>")
         return _html(page("tgdav", "".join(body)))
 
-    def folder_page(self, folder: Folder, query: dict) -> Reply:
-        entries = self.catalog.entries(folder)
+    def folder_page(self, folder: Folder, query: dict, rel: tuple[str, ...] = ()) -> Reply:
+        """A channel (rel ()) or a folder inside it: its folders, then its files."""
+        node = self.catalog.node(folder, rel) if hasattr(self.catalog, "node") else None
+        entries = list(node.files.values()) if node is not None else self.catalog.entries(folder)
+        dirs = [{"name": name, "size": 0, "modified": d.modified, "kind": "folder", "mime": ""}
+                for name, d in (node.dirs.items() if node is not None else [])]
         rows = [{"name": x.name, "size": x.size, "modified": x.modified, "kind": kind_of(x.mime),
                  "mime": x.mime} for x in entries]
         sort, descending = _sort_of(query, default="date")
         rows.sort(key=SORTS.get(sort, SORTS["date"]), reverse=descending)
         viewing = (query.get("view") or [""])[0]
-        body = [f'<header><a class="up" href="/" aria-label="all channels">&#8592;</a>'
-                f'<h1>{e(folder.name)}</h1><a class="status" href="{STATUS_PATH}">status</a></header>']
+        up = href(folder.name, *rel[:-1], folder=True) if rel else "/"
+        title = "/".join((folder.name, *rel))
+        body = [f'<header><a class="up" href="{e(up)}" aria-label="up">&#8592;</a>'
+                f'<h1>{e(title)}</h1><a class="status" href="{STATUS_PATH}">status</a></header>']
         current = next((r for r in rows if r["name"] == viewing), None)
         if current is not None:
-            body.append(self._viewer(folder, current, rows, sort, descending))
+            body.append(self._viewer(folder, current, rows, sort, descending, rel))
         body += [_sort_bar(sort, descending, ("name", "date", "size", "kind")), '<ul class="list">']
+        for r in sorted(dirs, key=lambda d: d["name"].casefold()):
+            body.append(f'<li><a class="item folder" href="{e(href(folder.name, *rel, r["name"], folder=True))}">'
+                        f'<span class="icon">{ICONS["folder"]}</span><span class="name">{e(r["name"])}</span>'
+                        f'<span class="meta">{e(human_date(r["modified"]))}</span></a></li>')
         for r in rows:
-            url = href(folder.name, r["name"])
+            url = href(folder.name, *rel, r["name"])
             viewable = r["kind"] in ("video", "audio", "image")
             link = (f"?view={quote(r['name'], safe='')}" + _sort_query(sort, descending)) if viewable else url
             chosen = ' aria-current="true"' if r is current else ""
@@ -190,13 +211,14 @@ class Face:
                 f'<span class="meta">{e(human_size(r["size"]))} · {e(human_date(r["modified"]))} · '
                 f'{e(r["kind"])}</span></a>'
                 f'<a class="get" href="{e(url)}" download title="download">&#8595;</a></li>')
-        if not rows:
-            body.append('<li class="empty">No files in this channel.</li>')
+        if not rows and not dirs:
+            body.append(f'<li class="empty">No files in this {"folder" if rel else "channel"}.</li>')
         body.append("</ul>")
-        return _html(page(f"{folder.name} — tgdav", "".join(body)))
+        return _html(page(f"{title} — tgdav", "".join(body)))
 
-    def _viewer(self, folder: Folder, current: dict, rows: list[dict], sort: str, descending: bool) -> str:
-        url = e(href(folder.name, current["name"]))
+    def _viewer(self, folder: Folder, current: dict, rows: list[dict], sort: str, descending: bool,
+                rel: tuple[str, ...] = ()) -> str:
+        url = e(href(folder.name, *rel, current["name"]))
         if current["kind"] == "video":
             media = (f'<video id="player" controls autoplay playsinline preload="metadata" '
                      f'src="{url}"></video>')

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Callable
 
 from cheroot import wsgi
@@ -53,17 +54,21 @@ def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
 
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
-              realm: str = "tgdav", block_size: int = 256 * 1024, metrics: Metrics | None = None) -> Callable:
-    """The whole WSGI app for one catalog and reader (metrics: the composition root's, else a fresh one)."""
+              realm: str = "tgdav", block_size: int = 256 * 1024, metrics: Metrics | None = None,
+              drive=None, state_dir: Path | None = None, lock_redis: str = "") -> Callable:
+    """The whole WSGI app for one catalog and reader (metrics: the composition root's, else a fresh one).
+    `drive` (a telegram.writer.SyncWriter) makes it writable, with locks, dead properties and desktop
+    clients' own files kept in `state_dir` (locks in Redis when `lock_redis` is set: replicas share them)."""
     metrics = metrics if metrics is not None else Metrics()
     catalog = ReservedNames(catalog)
     for name in ("wsgidav", "wsgidav.wsgidav_app"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    writes = _write_options(drive, state_dir, lock_redis)
     dav = WsgiDAVApp({
-        "provider_mapping": {"/": CatalogProvider(catalog)},
+        "provider_mapping": {"/": CatalogProvider(catalog, drive, writes.get("local"))},
         "middleware_stack": [RequestResolver],
-        "lock_storage": False,
-        "property_manager": None,
+        "lock_storage": writes.get("locks", False),
+        "property_manager": writes.get("props"),
         "verbose": 1,
         "suppress_version_info": True,
         "logging": {"enable": False},
@@ -71,9 +76,26 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
     })
     app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
     app = Face(app, catalog, metrics)
-    app = PolicyMiddleware(app)
+    app = PolicyMiddleware(app, writable=drive is not None)
     app = Authenticator(app, users, auth, realm)
     return AccessLog(ErrorMiddleware(app), metrics)
+
+
+def _write_options(drive, state_dir: Path | None, lock_redis: str = "") -> dict:
+    """Writes on: WsgiDAV's shelve-backed lock storage and property manager, and the local store of
+    desktop clients' own files, all in the state directory (a restart keeps them)."""
+    if drive is None:
+        return {}
+    from wsgidav.prop_man.property_manager import ShelvePropertyManager
+    from tgdav.cache.shared import lock_storage
+    from tgdav.dav.provider import LocalFiles
+    if state_dir is None:
+        raise ConfigError("writes need a state directory for locks and properties")
+    dav_dir = Path(state_dir) / "dav"
+    dav_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return {"locks": lock_storage(lock_redis, state_dir),     # shelve in dav/, or Redis for replicas
+            "props": ShelvePropertyManager(str(dav_dir / "props.shelve")),
+            "local": LocalFiles(dav_dir / "local")}
 
 
 class _Server(wsgi.Server):
@@ -83,11 +105,13 @@ class _Server(wsgi.Server):
 
 
 def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 64,
-                timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None) -> wsgi.Server:
-    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start())."""
+                timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None,
+                writable: bool = False) -> wsgi.Server:
+    """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()).
+    `writable`: PUT bodies of any size (the policy then bounds every other body)."""
     server = _Server((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav")
     server.max_request_header_size = MAX_HEADER_BYTES
-    server.max_request_body_size = MAX_BODY_BYTES
+    server.max_request_body_size = 0 if writable else MAX_BODY_BYTES
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
             raise ConfigError("TLS needs both a certificate and a key file")

@@ -118,8 +118,9 @@ class Accounts:
         self._max_wait = max_wait
         self._dcs: dict[str, int] = {}      # file -> DC as the accounts' fetchers found it
 
-    def speed(self, loc: Location) -> float:
-        return self.accounts[0].fetcher.speed(loc)
+    def part_limit(self, loc: Location) -> int:
+        """The main account's part size for the file (FileFetcher.part_limit)."""
+        return self.accounts[0].fetcher.part_limit(loc)
 
     def _dc(self, loc: Location) -> int:
         return self._dcs.get(loc.file_key) or loc.dc_id
@@ -130,7 +131,7 @@ class Accounts:
         best, best_rank, soonest = None, None, float("inf")
         for i, a in enumerate(self.accounts):
             pool = a.pool.dc(dc)
-            flooded = pool.stats()["gate_seconds"]
+            flooded = pool.flooded_for("GetFile")
             if flooded > 0:
                 soonest = min(soonest, flooded)
                 continue
@@ -158,7 +159,7 @@ class Accounts:
             try:
                 data = await account.fetcher.fetch(mine, offset, limit, urgent=urgent)
             except RetryLater as e:
-                if account.pool.dc(dc).stats()["gate_seconds"] <= 0:
+                if account.pool.dc(dc).flooded_for("GetFile") <= 0:
                     raise          # not a flood gate of this account on this DC: nothing to route around
                 account.rerouted += 1
                 log.info("%s is flooded on DC %d (%s); trying another account", account.name, dc, e)

@@ -21,14 +21,18 @@ from typing import Awaitable, Callable
 
 from telethon import errors, functions, types
 
-from tgdav.errors import TgdavError, UpstreamUnavailable, user_error
+from tgdav.errors import ConnectionsLost, TgdavError, UpstreamUnavailable, user_error
 from tgdav.model import Location
+from tgdav.plan import MIB, part_cap
 from tgdav.telegram.rpc import record_of
 
 log = logging.getLogger("tgdav.fetch")
 
 Refresh = Callable[[Location], Awaitable[Location]]
 REFERENCE_ERRORS = frozenset({"FILE_REFERENCE_EXPIRED", "FILE_REFERENCE_INVALID"})
+SMALLEST_SPLIT = 16 * 1024      # a part that keeps losing its connection is asked in halves down to this
+PART_SECONDS = 2.0              # a part should arrive within this at the DC's measured speed
+REGROW_AFTER = 16               # parts that arrive whole before a DC's failure cap doubles again
 
 
 def input_location(loc: Location, file_reference: bytes):
@@ -52,16 +56,49 @@ class FileFetcher:
         self._refreshing: dict[str, asyncio.Lock] = {}
         self._probes: dict[str, asyncio.Future] = {}      # files whose DC is being found out
         self._background: set[asyncio.Task] = set()
+        self._failure_cap: dict[int, list[int]] = {}      # DC -> [largest part to ask, successes since]
 
-    def speed(self, loc: Location) -> float:
-        """Measured bytes/s of one connection to the file's DC (0 while unknown)."""
-        return self._pool.speed(self._dcs.get(loc.file_key) or loc.dc_id)
+    def part_limit(self, loc: Location) -> int:
+        """The largest part worth asking for this file now: what one connection to its DC delivers
+        in PART_SECONDS at the measured speed, and no bigger than parts that lately lost their
+        connections (halved on each such loss, doubled again after REGROW_AFTER whole ones)."""
+        dc = self._dcs.get(loc.file_key) or loc.dc_id
+        cap = self._failure_cap.get(dc, [MIB])[0]
+        return min(cap, part_cap(self._pool.speed(dc), PART_SECONDS, SMALLEST_SPLIT))
+
+    def _part_arrived(self, dc: int, limit: int) -> None:
+        state = self._failure_cap.get(dc)
+        if state is not None and limit >= state[0]:
+            state[1] += 1
+            if state[1] >= REGROW_AFTER:
+                state[0], state[1] = min(MIB, state[0] * 2), 0
+                if state[0] == MIB:
+                    del self._failure_cap[dc]
 
     def known_dc(self, file_key: str) -> int | None:
         """The DC this fetcher knows holds the file (None while unknown); for telegram/accounts.py."""
         return self._dcs.get(file_key)
 
     async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
+        """The bytes of part (offset, limit). A part whose connections keep failing under it (cut
+        after N bytes, silent) is asked for in two halves: what arrives is kept."""
+        try:
+            return await self._fetch(loc, offset, limit, urgent)
+        except ConnectionsLost:
+            if limit < 2 * SMALLEST_SPLIT:
+                raise
+            half = limit // 2
+            dc = self._dcs.get(loc.file_key) or loc.dc_id
+            state = self._failure_cap.setdefault(dc, [MIB, 0])
+            state[0], state[1] = min(state[0], half), 0
+            log.info("file %s: part %d+%d keeps losing its connection; asking in halves",
+                     loc.file_key, offset, limit)
+            first = await self.fetch(loc, offset, half, urgent=urgent)
+            if len(first) < half:         # the end of the file
+                return first
+            return first + await self.fetch(loc, offset + half, half, urgent=urgent)
+
+    async def _fetch(self, loc: Location, offset: int, limit: int, urgent: bool) -> bytes:
         key = loc.file_key
         dc = await self._dc_for(loc)
         probe = None
@@ -145,6 +182,7 @@ class FileFetcher:
                 raise UpstreamUnavailable(f"file {key}: unexpected answer {type(result).__name__}")
             if self._metrics is not None:
                 self._metrics.getfile_done(dc, len(result.bytes), asyncio.get_running_loop().time() - started)
+            self._part_arrived(dc, limit)
             return result.bytes
 
     async def _refresh_reference(self, loc: Location, stale: bytes) -> None:

@@ -22,7 +22,9 @@ Opening senders (DH, export/import) runs in tasks the pool owns: a caller that i
 stops waiting, the open completes and the sender joins the pool.
 
 FLOOD_WAIT is a deadline, not an error to retry at once: the sender (FLOOD_WAIT) or the whole DC
-(FLOOD_PREMIUM_WAIT, account-wide; a flooded export) is gated until then and new work goes elsewhere.
+(FLOOD_PREMIUM_WAIT, account-wide) is gated until then for the method that was flooded (Telegram
+floods per method: a flooded saveBigFilePart does not stop getFile), and new work goes elsewhere. A
+flooded export gates every method of the DC.
 When every sender of a DC is gated, a short wait (<= max_wait) is waited out, a long one raises
 RetryLater so the HTTP client is told when to come back.
 
@@ -50,13 +52,14 @@ from telethon import errors
 from telethon.tl.functions import RpcDropAnswerRequest
 from telethon.tl.types import RpcAnswerDropped
 
-from tgdav.errors import RetryLater, UpstreamUnavailable
+from tgdav.errors import ConnectionsLost, RetryLater, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.pool")
 
 MAX_SENDERS_PER_DC = 20   # Telegram tolerates about this many connections per DC per account
 SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first part (within the 20)
-MAX_ATTEMPTS = 4          # sends of one request on senders that died under it
+MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
+                          # fetcher asks for it in halves: a part too big for the link fits then)
 SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
 
 
@@ -71,9 +74,10 @@ class Sender:
     in_flight: int = 0
     draining: int = 0           # answers nobody awaits any more, still arriving
     bulk: int = 0               # of in_flight, read-ahead requests
-    gated_until: float = 0.0
+    gates: dict = field(default_factory=dict)   # method -> flood deadline on this sender
     last_used: float = field(default_factory=time.monotonic)
     last_answer: float = 0.0    # when it last delivered an answer (progress)
+    queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
     generation: int = 0         # the DC's authorisation generation it was opened under
 
     @property
@@ -86,8 +90,8 @@ class DcPool:
                  max_wait: float, request_timeout: float, clock: Callable[[], float],
                  forget_auth=None, metrics=None, flood_board=None, hand_back_floods=False) -> None:
         self._forget_auth = forget_auth
-        self._board = flood_board        # shared flood deadlines of this account (cache/shared.py)
-        # with helper accounts (telegram/accounts.py): a request that meets FLOOD_WAIT raises
+        self._board = flood_board        # flood deadlines other replicas saw (cache/shared.py)
+        # with helper accounts (telegram/accounts.py): a getFile that meets FLOOD_WAIT raises
         # RetryLater at once, so it goes to another account rather than this account's other senders
         self._hand_back_floods = hand_back_floods
         self.dc_id = dc_id
@@ -101,7 +105,7 @@ class DcPool:
         self._metrics = metrics
         self.senders: list[Sender] = []
         self._opening: set[asyncio.Task] = set()
-        self._gated_until = 0.0          # DC-wide (account-wide) flood deadline
+        self._gates: dict[str, float] = {}   # method ("*": all) -> DC-wide (account-wide) flood deadline
         self._cond = asyncio.Condition()
         self._numbers = 0
         self._generation = 0             # bumped each time the DC's authorisation is renewed
@@ -115,18 +119,19 @@ class DcPool:
         """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
         attempts = 0
         reauthorised = False
+        kind = _method(request)
         while True:
             if self._board is not None:      # another replica's FLOOD_WAIT gates this DC here too
-                await self._board.sync(self.dc_id)
-            sender = await self._acquire(urgent)
+                await self._board.sync(self.dc_id, kind)
+            sender = await self._acquire(urgent, kind)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
-                self._gate(sender, e.seconds, account_wide)
+                self._gate(sender, e.seconds, account_wide, kind)
                 if self._board is not None:
-                    await self._board.publish(self.dc_id, e.seconds)
-                if self._hand_back_floods:
+                    await self._board.publish(self.dc_id, kind, e.seconds)
+                if self._hand_back_floods and kind == "GetFile":
                     raise RetryLater(e.seconds, f"Telegram DC {self.dc_id} asked this account to wait "
                                                 f"{e.seconds} s (FLOOD_WAIT)") from None
             except errors.UnauthorizedError:
@@ -144,7 +149,9 @@ class DcPool:
                     self._cond.notify_all()
                 for s in dead:
                     await _disconnect(s)
-            except (ConnectionError, asyncio.TimeoutError, TimeoutError) as e:
+            except (ConnectionError, OSError, EOFError, asyncio.TimeoutError) as e:
+                # EOFError: asyncio.IncompleteReadError, which Telethon sets on pending requests
+                # when the connection ends in the middle of a frame
                 attempts += 1
                 if self._metrics is not None:
                     self._metrics.getfile_failed(self.dc_id, "DISCONNECTED" if isinstance(e, ConnectionError)
@@ -154,7 +161,7 @@ class DcPool:
                                 self.dc_id, sender.number, type(e).__name__)
                     await self._drop(sender)
                 if attempts >= MAX_ATTEMPTS:
-                    raise UpstreamUnavailable(
+                    raise ConnectionsLost(
                         f"Telegram DC {self.dc_id} is not answering ({type(e).__name__}); "
                         "check the network, tgdav retries on the next request") from None
             finally:
@@ -171,12 +178,19 @@ class DcPool:
         assert state.future is answer
         sent_at = self._clock()
         dead = mtp.disconnected
-        expected = getattr(request, "limit", 0) / self.speed if self.speed else 0.0
+        size = getattr(request, "limit", 0)
+        sender.queued_bytes += size
+        answer.add_done_callback(lambda _f: setattr(sender, "queued_bytes", sender.queued_bytes - size))
         try:
             while not answer.done():
                 quiet_since = max(sent_at, sender.last_answer)
+                # silence allowed: the timeout, plus the time the bytes queued on it take to arrive
+                expected = sender.queued_bytes / self.speed if self.speed else 0.0
                 left = quiet_since + self._timeout + expected - self._clock()
                 if left <= 0:
+                    silent = self._clock() - quiet_since
+                    if sender.queued_bytes and silent > 0:      # it is at most this fast
+                        self.speed = min(self.speed or float("inf"), sender.queued_bytes / silent)
                     self._abandon(sender, state)
                     raise asyncio.TimeoutError()
                 done, _ = await asyncio.wait({answer, dead}, timeout=left,
@@ -195,7 +209,10 @@ class DcPool:
         if nbytes:
             busy = max(now - max(sent_at, sender.last_answer), 1e-3)
             sample = nbytes / busy
-            self.speed = sample if not self.speed else (1 - SPEED_WEIGHT) * self.speed + SPEED_WEIGHT * sample
+            if not self.speed or sample < self.speed / 2:     # down at once (a DC turned slow)
+                self.speed = sample
+            else:                                             # up gently
+                self.speed = (1 - SPEED_WEIGHT) * self.speed + SPEED_WEIGHT * sample
         sender.last_answer = now
         return answer.result()
 
@@ -254,13 +271,13 @@ class DcPool:
         task.add_done_callback(self._background.discard)
 
     # --- choosing a sender --------------------------------------------------------------------
-    async def _acquire(self, urgent: bool) -> Sender:
+    async def _acquire(self, urgent: bool, kind: str) -> Sender:
         async with self._cond:
             if urgent:
                 self._urgent_waiting += 1
             try:
                 while True:
-                    sender = self._choose(urgent)
+                    sender = self._choose(urgent, kind)
                     if isinstance(sender, Sender):
                         sender.in_flight += 1
                         sender.bulk += not urgent
@@ -275,17 +292,17 @@ class DcPool:
                         finally:
                             await self._cond.acquire()
                         continue
-                    await self._wait_for_gates_or_slots()
+                    await self._wait_for_gates_or_slots(kind)
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
 
-    def _choose(self, urgent: bool):
+    def _choose(self, urgent: bool, kind: str):
         """A sender to use now, "open" to open one first, or None to wait."""
         now = self._clock()
-        if self._dc_gate() > now:
+        if self._dc_gate(kind) > now:
             return None
-        usable = [s for s in self.senders if s.gated_until <= now]
+        usable = [s for s in self.senders if _until(s.gates, kind) <= now]
         idle = [s for s in usable if s.load == 0]
         count = len(self.senders) + len(self._opening)
         if urgent:
@@ -303,11 +320,6 @@ class DcPool:
         free = [s for s in usable if s.load and s.bulk and s.load < self._slots]
         return min(free, key=lambda s: s.load) if free else None
 
-    def _dc_gate(self) -> float:
-        """Until when the whole DC is gated: by this account's own flood, or one another replica saw."""
-        shared = self._board.until(self.dc_id) if self._board is not None else 0.0
-        return max(self._gated_until, shared)
-
     def _open_spare_if_needed(self) -> None:
         carrying = sum(1 for s in self.senders if s.bulk or s.draining)
         idle = any(s.load == 0 for s in self.senders)
@@ -315,14 +327,31 @@ class DcPool:
                 and len(self.senders) < self._limit):
             self._start_open()
 
-    async def _wait_for_gates_or_slots(self) -> None:
+    def _dc_gate(self, kind: str) -> float:
+        """Until when `kind` is gated on the whole DC: by this account's own flood, or one another
+        replica of the account saw."""
+        shared = self._board.until(self.dc_id, kind) if self._board is not None else 0.0
+        return max(_until(self._gates, kind), shared)
+
+    def flooded_for(self, kind: str) -> float:
+        """Seconds until neither the DC nor any sender is gated for `kind` (telegram/accounts.py)."""
         now = self._clock()
-        dc_gate = self._dc_gate()
-        usable = dc_gate <= now and any(s.gated_until <= now for s in self.senders)
+        gate = max([self._dc_gate(kind)] + [_until(s.gates, kind) for s in self.senders])
+        return max(0.0, gate - now)
+
+    @property
+    def load(self) -> int:
+        """Requests in flight and answers draining on this DC's senders (telegram/accounts.py)."""
+        return sum(s.load for s in self.senders)
+
+    async def _wait_for_gates_or_slots(self, kind: str) -> None:
+        now = self._clock()
+        dc_gate = self._dc_gate(kind)
+        usable = dc_gate <= now and any(_until(s.gates, kind) <= now for s in self.senders)
         if usable or self._opening or not self.senders and dc_gate <= now:
             await self._wait(None)
             return
-        deadline = dc_gate if dc_gate > now else min(s.gated_until for s in self.senders)
+        deadline = dc_gate if dc_gate > now else min(_until(s.gates, kind) for s in self.senders)
         wait = deadline - now
         if wait > self._max_wait:
             raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
@@ -355,7 +384,7 @@ class DcPool:
                                           f"{e or type(e).__name__}") from None
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 # exporting/importing the authorisation was flooded: no sender can open until then
-                self._gated_until = max(self._gated_until, self._clock() + e.seconds)
+                self._gates["*"] = max(self._gates.get("*", 0.0), self._clock() + e.seconds)
                 raise RetryLater(e.seconds, f"Telegram asked tgdav to wait {e.seconds} s before "
                                             f"connecting to DC {self.dc_id} (FLOOD_WAIT)") from None
             async with self._cond:
@@ -372,17 +401,17 @@ class DcPool:
             sender.last_used = self._clock()
             self._cond.notify_all()
 
-    def _gate(self, sender: Sender, seconds: float, account_wide: bool) -> None:
+    def _gate(self, sender: Sender, seconds: float, account_wide: bool, kind: str) -> None:
         until = self._clock() + seconds
         if self._metrics is not None:
             self._metrics.flood_wait(self.dc_id, seconds, account_wide)
         if account_wide:
-            self._gated_until = max(self._gated_until, until)
-            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s for the whole account", self.dc_id, seconds)
+            self._gates[kind] = max(self._gates.get(kind, 0.0), until)
+            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s on %s for the whole account", self.dc_id, seconds, kind)
         else:
-            sender.gated_until = max(sender.gated_until, until)
-            log.warning("DC %d: sender %d must wait %d s (FLOOD_WAIT); routing around it",
-                        self.dc_id, sender.number, seconds)
+            sender.gates[kind] = max(sender.gates.get(kind, 0.0), until)
+            log.warning("DC %d: sender %d must wait %d s on %s (FLOOD_WAIT); routing around it",
+                        self.dc_id, sender.number, seconds, kind)
 
     async def _drop(self, sender: Sender) -> None:
         async with self._cond:
@@ -412,33 +441,29 @@ class DcPool:
         for s in senders:
             await _disconnect(s)
 
-    def wait_seconds(self) -> float:
-        """How long a request sent now would wait for a flood gate (0: a sender is usable or can open);
-        helper accounts (telegram/accounts.py) route around an account that would wait."""
-        now = self._clock()
-        if self._dc_gate() > now:
-            return self._dc_gate() - now
-        gated = [s.gated_until for s in self.senders if s.gated_until > now]
-        if gated and len(gated) == len(self.senders) and len(self.senders) + len(self._opening) >= self._limit:
-            return min(gated) - now
-        return 0.0
-
-    @property
-    def load(self) -> int:
-        """Requests in flight and answers draining on this DC's senders (telegram/accounts.py)."""
-        return sum(s.load for s in self.senders)
-
     def stats(self) -> dict:
         now = self._clock()
-        gate = max([self._dc_gate()] + [s.gated_until for s in self.senders])
+        dc_gate = max(self._gates.values(), default=0.0)
+        gate = max([dc_gate] + [max(s.gates.values(), default=0.0) for s in self.senders])
         return {"senders": len(self.senders),
                 "busy": sum(1 for s in self.senders if s.in_flight),
                 "in_flight": sum(s.in_flight for s in self.senders),
                 "draining": sum(1 for s in self.senders if s.draining),
-                "gated": sum(1 for s in self.senders if max(s.gated_until, self._dc_gate()) > now),
+                "gated": sum(1 for s in self.senders
+                             if max(dc_gate, max(s.gates.values(), default=0.0)) > now),
                 "gate_seconds": max(0.0, gate - now),
                 "speed": self.speed,
                 "dropped_answers": self.dropped_answers}
+
+
+def _method(request) -> str:
+    """GetFileRequest -> "GetFile": what Telegram floods separately."""
+    return type(request).__name__.removesuffix("Request")
+
+
+def _until(gates: dict, kind: str) -> float:
+    """The deadline gating `kind` (its own or one on every method)."""
+    return max(gates.get(kind, 0.0), gates.get("*", 0.0))
 
 
 async def _disconnect(sender: Sender) -> None:
