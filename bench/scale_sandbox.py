@@ -1,6 +1,7 @@
 """The sandbox of the scale tests and bench/scale_bench.py, in its own process.
 
-One user (home DC 2) and --bots bots (helper accounts, home DC 2), all members of channel "Scale":
+One user (home DC 2), a second user (a helper account, home DC 2, phone in "helper_phone") and
+--bots bots (helper accounts, home DC 2), all members of channel "Scale":
     stale.bin  advertised on DC 2, really on DC 5: the first getFile answers FILE_MIGRATE_5
     next.bin   on DC 5 (stale.bin and next.bin are the only files there: the first read of
                stale.bin is what authorises an account on DC 5)
@@ -38,7 +39,8 @@ def build_world(bots: int, big: int, seed: int) -> tuple[World, list, dict]:
     w = World(seed=seed)
     user = w.add_user("+15550002", "Scale", home_dc=2)
     helpers = [w.add_bot(f"Helper {i}", f"tgdav_helper{i}_bot", home_dc=2) for i in range(1, bots + 1)]
-    ch = w.add_channel(CHANNEL, members=[user, *helpers])
+    second = w.add_user("+15550003", "Helper user", home_dc=2)
+    ch = w.add_channel(CHANNEL, members=[user, second, *helpers])
     specs = [("stale.bin", 3 * MIB + 333, 2), ("next.bin", MIB + 3, 5), ("far.bin", 2 * MIB + 7, 4), ("hot.bin", 3 * MIB + 5, 3),
              ("flood.bin", 2 * MIB + 11, 3), ("big.bin", big, 4)]
     files = {}
@@ -47,7 +49,7 @@ def build_world(bots: int, big: int, seed: int) -> tuple[World, list, dict]:
         if name == "stale.bin":
             w.make_stale(m.media, true_dc=5)
         files[name] = {"document_id": m.media.id, "size": m.media.size, "dc": m.media.true_dc}
-    return w, helpers, files
+    return w, helpers + [second], files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="sandbox %(asctime)s %(name)s %(levelname)s %(message)s")
-    world, helpers, files = build_world(args.bots, int(args.size_mib * MIB), args.seed)
+    world, accounts, files = build_world(args.bots, int(args.size_mib * MIB), args.seed)
+    helpers, second = accounts[:-1], accounts[-1]
     sandbox = Sandbox(world, state_dir=Path(args.state) if args.state else None, profile=args.profile)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     with sandbox:
         info = sandbox.info()
         info.update(bots=[b.bot_token for b in helpers], bot_ids=[b.id for b in helpers],
-                    user_id=sandbox.user.id, files=files, channel=CHANNEL, profile=args.profile)
+                    user_id=sandbox.user.id, helper_phone=second.phone, helper_user_id=second.id, files=files, channel=CHANNEL, profile=args.profile)
         print(json.dumps(info), flush=True)
         stop.wait()
     return 0

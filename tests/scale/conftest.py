@@ -132,8 +132,10 @@ max_wait_seconds = 1
     return config, port
 
 
-def login(config: Path, info: dict, *, bot_token: str | None = None) -> None:
-    args = ["--bot-token", bot_token] if bot_token else ["--phone", str(info["user_phone"])]
+def login(config: Path, info: dict, *, bot_token: str | None = None, phone: str | None = None,
+          session: str | None = None) -> None:
+    args = ["--bot-token", bot_token] if bot_token else ["--phone", str(phone or info["user_phone"])]
+    args += ["--session", session] if session else []
     done = subprocess.run(TGDAV + ["--config", str(config), "login", *args],
                           input=f"{info['login_code']}\n{info.get('user_password', '')}\n",
                           capture_output=True, text=True, timeout=90)
