@@ -112,6 +112,13 @@ def test_a_cold_range_is_fetched_once_then_served_from_nginx(fleet, nginx):
     assert delta(middle, sb.counters(), "requests:GetFile") == 0
 
 
+def test_head_through_nginx_gives_the_size(fleet, nginx):
+    sb = fleet.sandbox
+    status, body, headers = request(f"{nginx}{sb.info['channel']}/far.bin", "HEAD")
+    assert status == 200 and body == b""
+    assert int(headers["Content-Length"]) == sb.info["files"]["far.bin"]["size"]
+
+
 def test_webdav_methods_pass_through_uncached(fleet, nginx):
     status, body, headers = request(f"{nginx}{fleet.sandbox.info['channel']}/", "PROPFIND", {"Depth": "1"})
     assert status == 207 and b"hot.bin" in body
