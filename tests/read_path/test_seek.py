@@ -205,3 +205,20 @@ def test_a_seek_right_after_twenty_readers_left_is_not_behind_their_bytes(engine
     seen, first = engine.call(crowd_then_seek(), timeout=100)
     assert first == sandbox.expected("big.bin", 17 * MIB + 4096, 17 * MIB + 4096 + len(first) - 1)
     assert seen and seen[0] == (0, 0), seen
+
+
+@pytest.mark.timeout(60)
+def test_a_stale_listing_is_served_at_once_and_refreshed_behind(engine, sandbox):
+    """A GET of a known file never waits for Telegram's message list (the seek issue, cause 6)."""
+    folder = next(f for f in engine.call(engine.catalog.folders()) if f.title == "Read path")
+    engine.catalog._refresh_seconds = 0           # every listing is stale from now on
+
+    async def look():
+        before = sandbox.snapshot()
+        entry = await engine.catalog.entry(folder, "mid.bin")
+        asked_before_answer = delta(before, sandbox.snapshot(), "requests:GetHistory")
+        return entry, before, asked_before_answer
+    entry, before, asked = engine.call(look())
+    assert entry is not None and entry.name == "mid.bin"
+    assert asked == 0                             # answered from what was known
+    assert wait_until(lambda: delta(before, sandbox.snapshot(), "requests:GetHistory") >= 1, timeout=10)

@@ -1,8 +1,10 @@
 """Channels -> folders, messages -> file entries, with listings kept in the store.
 
 The first listing of a channel pages through its history once (100 messages a request, newest
-first). After that a listing is served from memory; when it is older than `refresh_seconds`, only
-messages newer than the newest known are asked for (one request when nothing changed), and every
+first). After that a listing is served from memory; when it is older than `refresh_seconds`, it is
+still served at once and refreshed in the background (a GET of a known file never waits for the
+message list): only messages newer than the newest known are asked for (one request when nothing
+changed), and every
 `full_check_every` refreshes the whole history is read again to notice edits and deletions.
 Listings persist in the store, so a restart starts from what it knew.
 
@@ -156,13 +158,38 @@ class TelegramCatalog:
         self._channels: dict[str, _Channel] | None = None
         self._folders_checked = 0.0
         self._locks: dict[object, asyncio.Lock] = {}
+        self._refreshing: dict[object, asyncio.Task] = {}
 
     # --- folders ----------------------------------------------------------------------------------
     async def folders(self) -> list[Folder]:
-        async with self._lock("folders"):
-            if self._channels is None or self._clock() - self._folders_checked > self._refresh_seconds:
-                await self._load_folders()
+        """The channels. Known ones are answered at once; a stale list is refreshed in the background."""
+        if self._channels is not None and self._clock() - self._folders_checked > self._refresh_seconds:
+            self._in_background("folders", self._refresh_folders)
+        if self._channels is None:
+            async with self._lock("folders"):
+                if self._channels is None:
+                    await self._load_folders()
         return [c.folder for c in self._channels.values()]
+
+    async def _refresh_folders(self) -> None:
+        async with self._lock("folders"):
+            if self._clock() - self._folders_checked > self._refresh_seconds:
+                await self._load_folders()
+
+    def _in_background(self, key, refresh) -> None:
+        """Run refresh() once at a time per key, off the request that noticed the staleness: a GET of
+        a known file never waits for Telegram's message list."""
+        if key in self._refreshing:
+            return
+
+        async def run():
+            try:
+                await refresh()
+            except Exception as e:      # the next look tries again; what is known stays served
+                log.warning("refreshing %s failed: %s", key, e)
+            finally:
+                self._refreshing.pop(key, None)
+        self._refreshing[key] = asyncio.get_running_loop().create_task(run())
 
     async def folder(self, name: str) -> Folder | None:
         await self.folders()
@@ -262,12 +289,23 @@ class TelegramCatalog:
         channel = self._channels.get(folder.name)
         if channel is None or channel.folder.channel_id != folder.channel_id:
             raise NotFound(f"channel {folder.name!r} is not available")
+        if channel.refreshes and self._clock() - channel.checked > self._refresh_seconds:
+            self._in_background(folder.channel_id, lambda: self._refresh_stale(folder))
+            return channel
         async with self._lock(folder.channel_id):
             if not channel.checked:
                 self._load_listing(channel)
-            if self._clock() - channel.checked > self._refresh_seconds or not channel.refreshes:
+            if not channel.refreshes:          # nothing to show yet: this look waits for it
                 await self._refresh(channel)
         return channel
+
+    async def _refresh_stale(self, folder: Folder) -> None:
+        channel = (self._channels or {}).get(folder.name)
+        if channel is None:
+            return
+        async with self._lock(folder.channel_id):
+            if self._clock() - channel.checked > self._refresh_seconds:
+                await self._refresh(channel)
 
     async def _refresh(self, channel: _Channel) -> None:
         full = channel.refreshes % self._full_check_every == 0
