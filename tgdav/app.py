@@ -24,11 +24,14 @@ from pathlib import Path
 
 from tgdav.bridge import Bridge
 from tgdav.cache.reader import PartReader, SyncReader
+from tgdav.cache.shared import open_store
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
 from tgdav.metrics import Metrics, serve_metrics
 from tgdav.plan import MIB
+from tgdav.cache.shared import AccountView
+from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
@@ -46,33 +49,63 @@ class ReadPath:
     catalog: TelegramCatalog
     fetcher: FileFetcher
     reader: PartReader
+    flood_board: object = None       # shared flood deadlines (cache/shared.py) when replicas share Redis
+    accounts: Accounts | None = None  # with [telegram] helpers: every account's pool (telegram/accounts.py)
 
     async def close(self) -> None:
+        if self.accounts is not None:
+            await self.accounts.close()
         await self.pool.close()
+        if self.flood_board is not None:
+            await self.flood_board.close()
         await asyncio.to_thread(self.reader.close)
 
 
 def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_sender=None,
-                    metrics=None) -> ReadPath:
+                    metrics=None, helpers=()) -> ReadPath:
     """Wire pool, fetcher, reader and catalog for `client` (connected and logged in) on the running
-    loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens)."""
+    loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens).
+    helpers: (client, get_me()) of helper accounts (connected, logged in); reads spread over all."""
     pool_cfg = config.pool
+    # replicas sharing Redis (cache/shared.py): the store must know the account before it is used
+    flood_board = store.flood_board() if hasattr(store, "flood_board") else None
     factory = SenderFactory(client, store, metrics=metrics)
     opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
     pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
                 idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
-                request_timeout=pool_cfg.request_timeout, metrics=metrics)
+                request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
+                hand_back_floods=bool(helpers))
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
                               progress=metrics.scan_progress if metrics is not None else None)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
-    reader = PartReader(fetcher.fetch, store, first_part=pool_cfg.first_part,
+    accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
+    reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
                         # at least two parts in flight per sender, or the senders idle a round trip
                         max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
-                        part_limit=fetcher.part_limit,
+                        part_limit=accounts.part_limit if accounts else fetcher.part_limit,
                         metrics=metrics)
-    return ReadPath(factory, pool, catalog, fetcher, reader)
+    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
+
+
+def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> Accounts:
+    """The main account and each helper with its own SenderFactory, Pool and FileFetcher (its own
+    DC authorisations and file references; the DC map and chunks are shared)."""
+    pool_cfg = config.pool
+    accounts = [Account("main", pool, fetcher, None)]
+    for client, me in helpers:
+        view = AccountView(store, me.id)
+        board = view.flood_board()
+        h_factory = SenderFactory(client, view)
+        h_pool = Pool(h_factory.open, forget_auth=h_factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
+                      idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
+                      request_timeout=pool_cfg.request_timeout, flood_board=board, hand_back_floods=True)
+        resolver = Resolver(client, _who(me), is_bot=bool(me.bot))
+        closers = [client.disconnect] + ([board.close] if board is not None else [])
+        accounts.append(Account(_who(me), h_pool, FileFetcher(h_pool, view, resolver.refresh), resolver,
+                                extra=closers))
+    return Accounts(accounts, max_wait=pool_cfg.max_wait_seconds)
 
 
 class Engine:
@@ -96,7 +129,7 @@ class Engine:
     def start(self) -> "Engine":
         cfg = self.config
         state = cfg.ensure_state_dir()
-        self.store = Store(state / "cache", chunk_limit_bytes=cfg.cache.size)
+        self.store = open_store(state / "cache", chunk_limit_bytes=cfg.cache.size, redis_url=cfg.state.redis)
         self.bridge.start()
         try:
             self.bridge.call(self._start(state), timeout=cfg.pool.request_timeout * 2)
@@ -119,8 +152,14 @@ class Engine:
         if not await self.client.is_user_authorized():
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
+        if hasattr(self.store, "bind_account"):    # shared state: this account's keys, floods, listings
+            self.store.bind_account(me.id)
+        helpers = [await connect_helper(spec, lambda name: _client(cfg, state, name))
+                   for spec in cfg.telegram.helpers]
         self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
-                                         metrics=self.metrics)
+                                         metrics=self.metrics, helpers=helpers)
+        for _, helper in helpers:
+            log.info("helper account %s reads too", _who(helper))
         self.catalog = SyncCatalog(self.bridge, self.read_path.catalog)
         self.reader = SyncReader(self.bridge, self.read_path.reader)
         if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders
@@ -152,9 +191,10 @@ class Engine:
             await self.client.disconnect()
 
 
-def _client(cfg: Config, state: Path):
+def _client(cfg: Config, state: Path, session: str | None = None):
     sandbox = SandboxInfo.load(cfg.telegram.sandbox) if cfg.telegram.sandbox else None
-    return make_client(state, cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash, sandbox)
+    return make_client(state, session or cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash,
+                       sandbox)
 
 
 def _who(me) -> str:
@@ -180,7 +220,7 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
                         block_size=config.server.block_size, metrics=metrics, drive=engine.drive,
-                        state_dir=config.state.dir)
+                        state_dir=config.state.dir, lock_redis=config.state.redis)
         if config.metrics.listen:
             metrics_server, metrics_url = serve_metrics(config.metrics.listen, metrics)
             print(f"tgdav: serving metrics on {metrics_url}", flush=True)

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log in as a bot; `-` reads the token from standard input (or set TGDAV_BOT_TOKEN), "
                         "which keeps it out of the process list")
     p.add_argument("--phone", metavar="P", help="phone number in international form, e.g. +4912345678")
+    p.add_argument("--session", metavar="NAME", type=_session_name,
+                   help="log in to this session instead of [telegram] session (a helper account)")
 
     p = sub.add_parser("serve", parents=[common], help="serve the channels over WebDAV until Ctrl-C")
     p.add_argument("--host", help="override [server] host")
@@ -125,21 +128,33 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "cache":
         return app.cache_stats(config) if args.action == "stats" else app.cache_clear(config)
     if args.command == "login":
-        return app.login(config, bot_token=_bot_token(args.bot_token, config), phone=args.phone)
+        token = _bot_token(args.bot_token, config)
+        if args.session:     # a helper account's session ([telegram] helpers): only its own token
+            config = dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
+                                                                              session=args.session))
+            token = _bot_token(args.bot_token, None)
+        return app.login(config, bot_token=token, phone=args.phone)
     if args.command == "ls":
         return app.ls(config, args.path)
     return app.serve(config)
 
 
-def _bot_token(option: str | None, config: Config) -> str | None:
-    """--bot-token T, `--bot-token -` (first line of standard input), else TGDAV_BOT_TOKEN / [telegram]."""
+def _session_name(value: str) -> str:
+    if not re.fullmatch(r"[\w-][\w.-]*", value):
+        raise argparse.ArgumentTypeError("use a plain file name such as helper1 (letters, digits, . _ -)")
+    return value
+
+
+def _bot_token(option: str | None, config: Config | None) -> str | None:
+    """--bot-token T, `--bot-token -` (first line of standard input), else TGDAV_BOT_TOKEN / [telegram]
+    (config None: the option alone)."""
     if option == "-":
         token = sys.stdin.readline().strip()
         if not token:
             raise TgdavError("`--bot-token -` read no token from standard input — pipe it in, e.g. "
                              "`tgdav login --bot-token - < token.txt`, or set TGDAV_BOT_TOKEN")
         return token
-    return option or config.telegram.bot_token or None
+    return option or (config.telegram.bot_token if config is not None else None) or None
 
 
 def check_state_dir(path: Path) -> None:

@@ -55,11 +55,13 @@ class TelegramConfig(_Section):
     bot_token: str = field(default="", metadata=SECRET)
     session: str = "tgdav"                   # file name (in the state dir) of the login session
     sandbox: Path | None = None              # JSON file with a local sandbox's line: talk to it instead
+    helpers: tuple[str, ...] = field(default=(), metadata=SECRET)  # helper accounts: bot tokens, session names
 
 
 @dataclass(frozen=True, repr=False)
 class StateConfig(_Section):
     dir: Path = field(default_factory=lambda: _default_state_dir(os.environ))
+    redis: str = field(default="", metadata=SECRET)   # "redis://host:port/db": state shared by replicas
 
 
 @dataclass(frozen=True, repr=False)
@@ -281,6 +283,7 @@ _ENV = {
     "TGDAV_TLS_KEY": ("server", "tls_key"), "TGDAV_AUTH": ("auth", "mode"),
     "TGDAV_CACHE_SIZE": ("cache", "size"), "TGDAV_SENDERS_PER_DC": ("pool", "senders_per_dc"),
     "TGDAV_LOG_LEVEL": ("log", "level"), "TGDAV_METRICS_LISTEN": ("metrics", "listen"),
+    "TGDAV_REDIS": ("state", "redis"),
 }
 
 
@@ -426,15 +429,36 @@ def _listen(value: Any) -> str:
     return value
 
 
+def _helpers(value: Any) -> tuple[str, ...]:
+    """Helper accounts: bot tokens ("123:abc...") and names of sessions made by `tgdav login --session`."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Invalid("is not a list of strings", 'write helpers = ["<bot token>", "<session name>"]')
+    for v in value:
+        if not (re.fullmatch(r"\d+:[\w-]+", v) or re.fullmatch(r"[\w-][\w.-]*", v)):
+            raise _Invalid("holds an entry that is neither a bot token nor a session name",
+                           "give bot tokens from @BotFather or plain session names (letters, digits, . _ -)")
+    return tuple(value)
+
+
+def _redis_url(value: Any) -> str:
+    """"redis://[:password@]host:port/db" (or rediss://, unix://) or "" for none."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+", value):
+        raise _Invalid("is not a Redis URL", 'write it as "redis://host:6379/0", or "" to keep state in '
+                                             'this process')
+    return value
+
+
 # section -> key -> validator; the dataclass field default is the default
 _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "telegram": {
         "api_id": _number(int, 1), "api_hash": _text(r"\S+", "paste the api_hash from my.telegram.org"),
         "bot_token": _text(r"\d+:[\w-]+", "paste the token @BotFather gave you (digits:letters)"),
         "session": _text(r"[\w-][\w.-]*", "use a plain file name such as tgdav (letters, digits, . _ -)"),
-        "sandbox": _path(optional=True),
+        "sandbox": _path(optional=True), "helpers": _helpers,
     },
-    "state": {"dir": _path(optional=False)},
+    "state": {"dir": _path(optional=False), "redis": _redis_url},
     "server": {
         "host": _text(r"\S+", 'write a host name or address such as "127.0.0.1" or "0.0.0.0"'),
         "port": _number(int, 0, 65535), "threads": _number(int, 1, 1000),

@@ -72,15 +72,15 @@ def bind_errors(host: str, port: int) -> Iterator[None]:
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
               realm: str = "tgdav", block_size: int = 256 * 1024, metrics: Metrics | None = None,
-              drive=None, state_dir: Path | None = None) -> Callable:
+              drive=None, state_dir: Path | None = None, lock_redis: str = "") -> Callable:
     """The whole WSGI app for one catalog and reader (metrics: the composition root's, else a fresh one).
     `drive` (a telegram.writer.SyncWriter) makes it writable, with locks, dead properties and desktop
-    clients' own files kept in `state_dir`."""
+    clients' own files kept in `state_dir` (locks in Redis when `lock_redis` is set: replicas share them)."""
     metrics = metrics if metrics is not None else Metrics()
     catalog = ReservedNames(catalog)
     for name in ("wsgidav", "wsgidav.wsgidav_app"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    writes = _write_options(drive, state_dir)
+    writes = _write_options(drive, state_dir, lock_redis)
     dav = WsgiDAVApp({
         "provider_mapping": {"/": CatalogProvider(catalog, drive, writes.get("local"))},
         "middleware_stack": [RequestResolver],
@@ -98,19 +98,19 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
     return AccessLog(ErrorMiddleware(app), metrics)
 
 
-def _write_options(drive, state_dir: Path | None) -> dict:
+def _write_options(drive, state_dir: Path | None, lock_redis: str = "") -> dict:
     """Writes on: WsgiDAV's shelve-backed lock storage and property manager, and the local store of
     desktop clients' own files, all in the state directory (a restart keeps them)."""
     if drive is None:
         return {}
-    from wsgidav.lock_man.lock_storage import LockStorageShelve
     from wsgidav.prop_man.property_manager import ShelvePropertyManager
+    from tgdav.cache.shared import lock_storage
     from tgdav.dav.provider import LocalFiles
     if state_dir is None:
         raise ConfigError("writes need a state directory for locks and properties")
     dav_dir = Path(state_dir) / "dav"
     dav_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return {"locks": LockStorageShelve(str(dav_dir / "locks.shelve")),
+    return {"locks": lock_storage(lock_redis, state_dir),     # shelve in dav/, or Redis for replicas
             "props": ShelvePropertyManager(str(dav_dir / "props.shelve")),
             "local": LocalFiles(dav_dir / "local")}
 

@@ -13,7 +13,8 @@ JSON accepted by POST /link (and `apply_link`):
     either form may add "dc": N to set one DC only (a slow DC)
 
 JSON accepted by POST /faults (and `apply_faults`); every key optional, absent keys unchanged:
-    {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5, "count": 1, "premium": false}],
+    {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5, "count": 1, "premium": false,
+                     "account": 0}],                            # account: only this user id (0 = any)
      "getfile_rate_limit": {"per_second": 10, "seconds": 3},   # rule: > N getFile/s per account and DC
      "file_reference_ttl": 30,                                  # seconds a file reference lives; null = forever
      "expire_file_references": true,                            # every reference handed out so far expires now
@@ -66,6 +67,7 @@ class FloodInjection:
     seconds: int
     count: int = 1
     premium: bool = False
+    account: int = 0     # user id of the one account it floods (Telegram's limits are per account); 0 = any
 
 
 @dataclass
@@ -147,11 +149,13 @@ class Controls:
             return entry[0]
 
     # --- faults read by the services ------------------------------------------------------
-    def take_flood(self, dc_id: int, method: str) -> FloodInjection | None:
-        """An injected FLOOD_WAIT for this call, consuming one of its count."""
+    def take_flood(self, dc_id: int, method: str, account_id: int | None = None) -> FloodInjection | None:
+        """An injected FLOOD_WAIT for this call (by `account_id`, None: not logged in), consuming one
+        of its count."""
         with self._lock:
             for inj in self._faults.flood_wait:
-                if inj.dc in (dc_id, 0) and inj.method in (method, "*"):
+                if (inj.dc in (dc_id, 0) and inj.method in (method, "*")
+                        and inj.account in (account_id, 0)):
                     inj.count -= 1
                     if inj.count <= 0:
                         self._faults.flood_wait.remove(inj)
@@ -209,7 +213,7 @@ class Controls:
                     f.flood_wait.append(FloodInjection(
                         dc=int(item.get("dc", 0)), method=str(item.get("method", "*")),
                         seconds=int(item["seconds"]), count=int(item.get("count", 1)),
-                        premium=bool(item.get("premium", False))))
+                        premium=bool(item.get("premium", False)), account=int(item.get("account", 0))))
                 if "getfile_rate_limit" in body:
                     rule = body["getfile_rate_limit"] or {}
                     f.getfile_per_second = int(rule.get("per_second", 0))

@@ -75,6 +75,10 @@ class FileFetcher:
                 if state[0] == MIB:
                     del self._failure_cap[dc]
 
+    def known_dc(self, file_key: str) -> int | None:
+        """The DC this fetcher knows holds the file (None while unknown); for telegram/accounts.py."""
+        return self._dcs.get(file_key)
+
     async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
         """The bytes of part (offset, limit). A part whose connections keep failing under it (cut
         after N bytes, silent) is asked for in two halves: what arrives is kept."""

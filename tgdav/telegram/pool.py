@@ -88,8 +88,12 @@ class Sender:
 class DcPool:
     def __init__(self, dc_id: int, open_sender, *, max_senders: int, slots_per_sender: int,
                  max_wait: float, request_timeout: float, clock: Callable[[], float],
-                 forget_auth=None, metrics=None) -> None:
+                 forget_auth=None, metrics=None, flood_board=None, hand_back_floods=False) -> None:
         self._forget_auth = forget_auth
+        self._board = flood_board        # flood deadlines other replicas saw (cache/shared.py)
+        # with helper accounts (telegram/accounts.py): a getFile that meets FLOOD_WAIT raises
+        # RetryLater at once, so it goes to another account rather than this account's other senders
+        self._hand_back_floods = hand_back_floods
         self.dc_id = dc_id
         self._open_sender = open_sender
         self.max_senders = max_senders
@@ -117,12 +121,19 @@ class DcPool:
         reauthorised = False
         kind = _method(request)
         while True:
+            if self._board is not None:      # another replica's FLOOD_WAIT gates this DC here too
+                await self._board.sync(self.dc_id, kind)
             sender = await self._acquire(urgent, kind)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
                 self._gate(sender, e.seconds, account_wide, kind)
+                if self._board is not None:
+                    await self._board.publish(self.dc_id, kind, e.seconds)
+                if self._hand_back_floods and kind == "GetFile":
+                    raise RetryLater(e.seconds, f"Telegram DC {self.dc_id} asked this account to wait "
+                                                f"{e.seconds} s (FLOOD_WAIT)") from None
             except errors.UnauthorizedError:
                 if sender.generation != self._generation:
                     await self._drop(sender)   # opened before the renewal: retry on a fresh sender
@@ -289,7 +300,7 @@ class DcPool:
     def _choose(self, urgent: bool, kind: str):
         """A sender to use now, "open" to open one first, or None to wait."""
         now = self._clock()
-        if _until(self._gates, kind) > now:
+        if self._dc_gate(kind) > now:
             return None
         usable = [s for s in self.senders if _until(s.gates, kind) <= now]
         idle = [s for s in usable if s.load == 0]
@@ -316,9 +327,26 @@ class DcPool:
                 and len(self.senders) < self._limit):
             self._start_open()
 
+    def _dc_gate(self, kind: str) -> float:
+        """Until when `kind` is gated on the whole DC: by this account's own flood, or one another
+        replica of the account saw."""
+        shared = self._board.until(self.dc_id, kind) if self._board is not None else 0.0
+        return max(_until(self._gates, kind), shared)
+
+    def flooded_for(self, kind: str) -> float:
+        """Seconds until neither the DC nor any sender is gated for `kind` (telegram/accounts.py)."""
+        now = self._clock()
+        gate = max([self._dc_gate(kind)] + [_until(s.gates, kind) for s in self.senders])
+        return max(0.0, gate - now)
+
+    @property
+    def load(self) -> int:
+        """Requests in flight and answers draining on this DC's senders (telegram/accounts.py)."""
+        return sum(s.load for s in self.senders)
+
     async def _wait_for_gates_or_slots(self, kind: str) -> None:
         now = self._clock()
-        dc_gate = _until(self._gates, kind)
+        dc_gate = self._dc_gate(kind)
         usable = dc_gate <= now and any(_until(s.gates, kind) <= now for s in self.senders)
         if usable or self._opening or not self.senders and dc_gate <= now:
             await self._wait(None)
@@ -450,13 +478,15 @@ class Pool:
 
     def __init__(self, open_sender, *, senders_per_dc: int = 4, slots_per_sender: int = 2,
                  idle_seconds: float = 120.0, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, forget_auth=None, metrics=None) -> None:
+                 clock: Callable[[], float] = time.monotonic, forget_auth=None, metrics=None,
+                 flood_board=None, hand_back_floods: bool = False) -> None:
         if not 1 <= senders_per_dc <= MAX_SENDERS_PER_DC:
             raise ValueError(f"senders_per_dc must be 1..{MAX_SENDERS_PER_DC}")
         self._open_sender = open_sender
         self._settings = dict(max_senders=senders_per_dc, slots_per_sender=slots_per_sender,
                               max_wait=max_wait, request_timeout=request_timeout, clock=clock,
-                              forget_auth=forget_auth, metrics=metrics)
+                              forget_auth=forget_auth, metrics=metrics, flood_board=flood_board,
+                              hand_back_floods=hand_back_floods)
         self.idle_seconds = idle_seconds
         self._dcs: dict[int, DcPool] = {}
         self._reaper: asyncio.Task | None = None

@@ -60,7 +60,8 @@ class Services:
         if handler is None:
             log.warning("DC %d: no handler for %s", ctx.dc_id, name)
             raise RpcError(400, "INPUT_METHOD_INVALID")
-        flood = self.controls.take_flood(ctx.dc_id, name)
+        key = self.state.keys.get(ctx.auth_key_id)
+        flood = self.controls.take_flood(ctx.dc_id, name, key.user_id if key is not None else None)
         if flood is not None:
             raise RpcError(420, f"FLOOD_{'PREMIUM_' if flood.premium else ''}WAIT_{flood.seconds}")
         return handler(self.state, ctx, request)
