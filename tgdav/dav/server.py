@@ -7,7 +7,9 @@ Request path, outermost first:
 WsgiDAV (dir browser + request resolver only: no locks, no dead properties, its own error printer and
 authenticator replaced by ours) answers PROPFIND and GET of collections; StreamApp answers GET/HEAD of
 files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
-(a paused player keeps its connection).
+(a paused player keeps its connection), hardened in tgdav.dav.http: a deadline for each request
+head, a per-address limit of connections served at once, the kernel's listen backlog, and request
+bodies always consumed or the connection closed.
 """
 
 from __future__ import annotations
