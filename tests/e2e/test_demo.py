@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import subprocess
@@ -44,20 +45,27 @@ def _propfind(url: str, depth: str) -> ET.Element:
 
 
 def _read_until(proc: subprocess.Popen, needle: bytes, timeout: float = 90) -> list[bytes]:
+    """Lines of proc's stdout up to the one holding `needle`. Reads the pipe's fd directly: select()
+    on the buffered file would not see lines already pulled into its buffer."""
     lines: list[bytes] = []
+    pending = b""
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            lines.append(line)
-            if needle in line:
-                return lines
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                lines.append(line + b"\n")
+                if needle in line:
+                    return lines
         elif proc.poll() is not None:
             break
-    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {b''.join(lines)[-2000:]!r}")
+    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {b''.join(lines + [pending])[-2000:]!r}")
 
 
 def test_demo_serves_and_stops_cleanly(tmp_path):
