@@ -38,7 +38,7 @@ def test_meta_and_chunks_survive_reopen(tmp_path):
     s.remember_dc_auth(2, b"\x02" * 256)
     s.forget_dc_auth(2)
     s.remember_listing(("channel", 7), ["a.mkv", "b.mp3"])
-    s.set("home_dc", 2)
+    s.remember_chunk_index("document:1", [(0, 64 * KIB), (MIB, 11)])
     s.put_chunk("document:1", 0, 64 * KIB, pattern("document:1", 0, 64 * KIB))
     s.put_chunk("document:1", MIB, MIB, b"end of file")    # short chunk stored as is
     s.close()
@@ -47,7 +47,7 @@ def test_meta_and_chunks_survive_reopen(tmp_path):
     assert s.dc_for("document:1") == 4 and s.dc_for("document:2") is None
     assert s.dc_auth(4) == b"\x01" * 256 and s.dc_auth(2) is None
     assert s.listing(("channel", 7)) == ["a.mkv", "b.mp3"] and s.listing(("channel", 8)) is None
-    assert s.get("home_dc") == 2 and s.get("missing", "dflt") == "dflt"
+    assert s.chunk_index("document:1") == [(0, 64 * KIB), (MIB, 11)] and s.chunk_index("document:2") == []
     assert s.chunk("document:1", 0, 64 * KIB) == pattern("document:1", 0, 64 * KIB)
     assert s.chunk("document:1", MIB, MIB) == b"end of file"
     assert s.chunk("document:1", 0, 128 * KIB) is None                  # keyed by the exact part
@@ -79,8 +79,11 @@ def test_lru_eviction_honours_the_bound_and_keeps_recent_reads(tmp_path):
     s.put_chunk("big", 0, 1 << 20, pattern("big", 0, 1 << 20))   # one put may need many evictions
     assert s.chunk_stats()["bytes"] <= limit
     assert s.chunk("big", 0, 1 << 20) == pattern("big", 0, 1 << 20)
+    s.remember_chunk_index("big", [(0, 1 << 20)])
+    s.remember_dc("big", 3)
     s.clear_chunks()
     assert s.chunk_stats()["count"] == 0 and s.chunk("big", 0, 1 << 20) is None
+    assert s.chunk_index("big") == [] and s.dc_for("big") == 3      # the index goes, the DC map stays
     s.close()
 
 

@@ -10,6 +10,7 @@ but the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import getpass
 import json
@@ -27,6 +28,8 @@ from tgdav.cache.reader import PartReader, SyncReader
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
+from tgdav.metrics import Metrics, serve_metrics
+from tgdav.plan import MIB
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
@@ -36,17 +39,60 @@ from tgdav.telegram.senders import SenderFactory
 log = logging.getLogger("tgdav")
 
 
+@dataclasses.dataclass
+class ReadPath:
+    """The read path of one logged-in account: what serve, the tests and the benchmarks all read through."""
+    factory: SenderFactory
+    pool: Pool
+    catalog: TelegramCatalog
+    fetcher: FileFetcher
+    reader: PartReader
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await asyncio.to_thread(self.reader.close)
+
+
+def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_sender=None,
+                    metrics=None) -> ReadPath:
+    """Wire pool, fetcher, reader and catalog for `client` (connected and logged in) on the running
+    loop. open_sender(factory, dc) may wrap SenderFactory.open (tests count the opens)."""
+    pool_cfg = config.pool
+    factory = SenderFactory(client, store, metrics=metrics)
+    opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
+    pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
+                idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
+                request_timeout=pool_cfg.request_timeout, metrics=metrics)
+    catalog = TelegramCatalog(client, store,
+                              channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
+                              refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
+                              progress=metrics.scan_progress if metrics is not None else None)
+    fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
+    reader = PartReader(fetcher.fetch, store, first_part=pool_cfg.first_part,
+                        # at least two parts in flight per sender, or the senders idle a round trip
+                        max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
+                        part_limit=fetcher.part_limit,
+                        metrics=metrics)
+    return ReadPath(factory, pool, catalog, fetcher, reader)
+
+
 class Engine:
     """The read path of one logged-in account, running on a bridge loop."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics=None) -> None:
         self.config = config
+        self.metrics = metrics
         self.bridge = Bridge()
         self.store: Store | None = None
         self.client = None
-        self.pool: Pool | None = None
+        self.read_path: ReadPath | None = None
         self.catalog: SyncCatalog | None = None
         self.reader: SyncReader | None = None
+        self.drive = None          # telegram.writer.SyncWriter when [write] enabled
+
+    @property
+    def pool(self) -> Pool | None:
+        return self.read_path.pool if self.read_path else None
 
     def start(self) -> "Engine":
         cfg = self.config
@@ -69,23 +115,25 @@ class Engine:
         self.client = _client(cfg, state)
         try:
             await self.client.connect()
-        except (ConnectionError, OSError) as e:
-            raise UpstreamUnavailable(f"cannot reach Telegram: {e}") from None
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
+            raise UpstreamUnavailable(f"cannot reach Telegram: {e or type(e).__name__}") from None
         if not await self.client.is_user_authorized():
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
-        factory = SenderFactory(self.client, self.store)
-        self.pool = Pool(factory.open, forget_auth=factory.forget,
-                         senders_per_dc=cfg.pool.senders_per_dc, idle_seconds=cfg.pool.idle_seconds,
-                         max_wait=cfg.pool.max_wait_seconds, request_timeout=cfg.pool.request_timeout)
-        catalog = TelegramCatalog(self.client, self.store,
-                                  channel_filter=ChannelFilter(cfg.channels.include, cfg.channels.exclude),
-                                  refresh_seconds=cfg.cache.listing_refresh, is_bot=bool(me.bot))
-        fetcher = FileFetcher(self.pool, self.store, catalog.refresh_location)
-        reader = PartReader(fetcher.fetch, self.store, first_part=cfg.pool.first_part,
-                            read_ahead=cfg.pool.read_ahead_parts)
-        self.catalog = SyncCatalog(self.bridge, catalog)
-        self.reader = SyncReader(self.bridge, reader)
+        self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
+                                         metrics=self.metrics)
+        self.catalog = SyncCatalog(self.bridge, self.read_path.catalog)
+        self.reader = SyncReader(self.bridge, self.read_path.reader)
+        if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders
+            from tgdav.telegram.writer import SyncWriter, Writer, max_parts_for
+            home, pool = self.client.session.dc_id, self.read_path.pool
+            self.drive = SyncWriter(self.bridge, Writer(
+                self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
+                parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
+                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False)))))
+        if self.metrics is not None:
+            self.metrics.set_pool_source(self.read_path.pool.stats)
+            self.metrics.set_account(_who(me), self.client.session.dc_id)
         log.info("logged in as %s; home DC %d", _who(me), self.client.session.dc_id)
 
     def close(self) -> None:
@@ -99,8 +147,8 @@ class Engine:
             self.store.close()
 
     async def _stop(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
+        if self.read_path is not None:
+            await self.read_path.close()
         if self.client is not None:
             await self.client.disconnect()
 
@@ -125,14 +173,22 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
               f"can reach this machine can read your channels — add users to [auth] unless that is "
               f"what you want", file=sys.stderr, flush=True)
     _require_session(config)
-    engine = Engine(config).start()
+    metrics = Metrics()
+    engine = Engine(config, metrics).start()
+    metrics_server = None
     try:
+        metrics.set_cache_source(engine.store.chunk_stats)
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
-                        block_size=config.server.block_size)
+                        block_size=config.server.block_size, metrics=metrics, drive=engine.drive,
+                        state_dir=config.state.dir)
+        if config.metrics.listen:
+            metrics_server, metrics_url = serve_metrics(config.metrics.listen, metrics)
+            print(f"tgdav: serving metrics on {metrics_url}", flush=True)
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
                              tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
+                             writable=engine.drive is not None,
                              head_timeout=config.server.head_timeout,
                              per_ip_limit=config.server.per_ip_limit)
         with bind_errors(config.server.host, config.server.port):
@@ -147,6 +203,9 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
             ready.set()
         server.serve()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         engine.close()
     return 0
 
@@ -229,12 +288,12 @@ def ls(config: Config, path: str) -> int:
         folder = catalog.folder(parts[0])
         if folder is None:
             raise TgdavError(f"no channel named {parts[0]!r} — `tgdav ls /` lists them")
-        entries = catalog.entries(folder)
-        if len(parts) > 1:
-            entries = [e for e in entries if e.name == "/".join(parts[1:])]
-            if not entries:
-                raise TgdavError(f"no file {path!r}")
-        for e in entries:
+        node = catalog.node(folder, tuple(parts[1:]))     # a folder inside the channel, or a file
+        if node is None:
+            raise TgdavError(f"no file or folder {path!r}")
+        for name in getattr(node, "dirs", {}):
+            print(f"{'':>14}  {name}/")
+        for e in node.files.values() if hasattr(node, "files") else [node]:
             print(f"{e.size:>14}  {e.name}")
         return 0
     finally:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tgdav import __version__
+from tgdav import __version__, logs
 from tgdav.config import LOG_LEVELS, Config, load_config
 from tgdav.errors import TgdavError
 
@@ -86,19 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
-    # Telethon narrates every connect and disconnect at INFO, and each reconnect at WARNING; our pool
-    # and this CLI say what matters (one line per user error)
-    if level.lower() != "debug":
-        logging.getLogger("telethon").setLevel(logging.ERROR)
+def setup_logging(level: str, telethon: str | None = None) -> None:
+    """tgdav at `level`; Telethon at `telethon` ([log] telethon, default warning): see tgdav.logs."""
+    logs.setup(level, LOG_FORMAT, telethon)
 
 
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     if args.log_level:
         config = dataclasses.replace(config, log=dataclasses.replace(config.log, level=args.log_level))
-    setup_logging(config.log.level)
+    setup_logging(config.log.level, config.log.telethon)
     logging.getLogger("tgdav.cli").debug("configuration: %s", config.redacted())
     return config
 

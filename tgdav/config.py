@@ -105,8 +105,20 @@ class CacheConfig(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class WriteConfig(_Section):
+    enabled: bool = True                     # false: the whole share is read-only (DAV: 1)
+    create_channels: bool = True             # MKCOL at the root creates a private channel
+
+
+@dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
     level: str = "info"
+    telethon: str = "warning"                # Telethon's own loggers (packet-level chatter below this)
+
+
+@dataclass(frozen=True, repr=False)
+class MetricsConfig(_Section):
+    listen: str = ""                         # "127.0.0.1:9108": /metrics there too, without auth
 
 
 @dataclass(frozen=True, repr=False)
@@ -118,7 +130,9 @@ class Config:
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    write: WriteConfig = field(default_factory=WriteConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None               # the file this came from, None = defaults and env only
 
     def redacted(self) -> dict[str, Any]:
@@ -266,7 +280,7 @@ _ENV = {
     "TGDAV_THREADS": ("server", "threads"), "TGDAV_TLS_CERT": ("server", "tls_cert"),
     "TGDAV_TLS_KEY": ("server", "tls_key"), "TGDAV_AUTH": ("auth", "mode"),
     "TGDAV_CACHE_SIZE": ("cache", "size"), "TGDAV_SENDERS_PER_DC": ("pool", "senders_per_dc"),
-    "TGDAV_LOG_LEVEL": ("log", "level"),
+    "TGDAV_LOG_LEVEL": ("log", "level"), "TGDAV_METRICS_LISTEN": ("metrics", "listen"),
 }
 
 
@@ -348,6 +362,14 @@ def _part_size(value: Any) -> int:
     return n
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise _Invalid("is not true or false", "write true or false")
+
+
 def _text(pattern: str = r".+", fix: str = "write a non-empty string") -> Callable:
     def check(value: Any) -> str:
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
@@ -394,6 +416,16 @@ def _users(value: Any) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _listen(value: Any) -> str:
+    """"host:port" ("[::1]:9108" for IPv6) or "" for none."""
+    if value == "":
+        return ""
+    host, sep, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not (sep and host.strip("[]") and port.isdigit() and int(port) <= 65535):
+        raise _Invalid("is not host:port", 'write an address and port such as "127.0.0.1:9108", or ""')
+    return value
+
+
 # section -> key -> validator; the dataclass field default is the default
 _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "telegram": {
@@ -421,11 +453,14 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "request_timeout": _number(float, 1, note=" (seconds)"),
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
-    "log": {"level": _choice(LOG_LEVELS)},
+    "write": {"enabled": _bool, "create_channels": _bool},
+    "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
+    "metrics": {"listen": _listen},
 }
 
 _SECTIONS = {"telegram": TelegramConfig, "state": StateConfig, "server": ServerConfig, "auth": AuthConfig,
-             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "log": LogConfig}
+             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "write": WriteConfig,
+             "log": LogConfig, "metrics": MetricsConfig}
 _PATH_KEYS = {("telegram", "sandbox"), ("state", "dir"), ("server", "tls_cert"), ("server", "tls_key")}
 
 

@@ -5,7 +5,7 @@ upward. The WebDAV layer maps the typed errors to HTTP (one table, in dav/policy
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class TgdavError(Exception):
@@ -28,6 +28,14 @@ class UpstreamUnavailable(TgdavError):
     """Telegram (or one of its DCs) cannot be reached or keeps failing."""
 
 
+class ConnectionsLost(UpstreamUnavailable):
+    """A request lost its connection (or met only silence) on every sender it was tried on."""
+
+
+class Forbidden(TgdavError):
+    """The account may not do this here (a read-only channel, writes switched off); HTTP 403."""
+
+
 class ConfigError(TgdavError):
     """A configuration value is missing or wrong; the message names it and the fix."""
 
@@ -41,11 +49,32 @@ class RpcErrorRecord:
     code: int
     type: str
     argument: int | None = None
+    message: str = field(default="", compare=False)    # as Telegram sent it
 
     @classmethod
     def parse(cls, code: int, message: str) -> "RpcErrorRecord":
         message = message or "UNKNOWN"
         m = _NUMBER.search(message)
         if m is None:
-            return cls(code, message, None)
-        return cls(code, message[:m.start()] + message[m.end():], int(m.group(1)))
+            return cls(code, message, None, message)
+        return cls(code, message[:m.start()] + message[m.end():], int(m.group(1)), message)
+
+    def __str__(self) -> str:
+        return self.message or self.type
+
+
+# Telegram errors that mean "this file/channel/message is gone for this account".
+GONE = frozenset({"FILE_ID_INVALID", "LOCATION_INVALID", "CHANNEL_PRIVATE", "CHANNEL_INVALID",
+                  "MSG_ID_INVALID", "PEER_ID_INVALID", "CHAT_FORBIDDEN"})
+FLOODS = frozenset({"FLOOD_WAIT", "FLOOD_PREMIUM_WAIT"})
+
+
+def user_error(record: RpcErrorRecord, what: str) -> TgdavError:
+    """The one table from a Telegram error that no caller's policy handled to what a user is told
+    (dav/policy.py maps these to HTTP): wait and retry, gone, or unavailable."""
+    if record.type in FLOODS:
+        return RetryLater(record.argument or 1, f"Telegram asked tgdav to wait {record.argument} s "
+                                                f"({record.type}) while {what}; try again then")
+    if record.type in GONE:
+        return NotFound(f"{what}: Telegram says {record}")
+    return UpstreamUnavailable(f"Telegram refused {what} ({record}); try again later")

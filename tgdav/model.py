@@ -11,7 +11,7 @@ from typing import Iterator, Protocol
 @dataclass(frozen=True)
 class Location:
     """Everything needed to fetch a file's bytes with upload.getFile and to refresh its reference."""
-    kind: str                 # "document" or "photo"
+    kind: str                 # "document", "photo", or "empty" (a 0-byte file: a text message, no bytes)
     id: int                   # document id or photo id
     access_hash: int
     file_reference: bytes
@@ -35,6 +35,7 @@ class Folder:
     title: str
     username: str | None
     modified: float           # unix time of the newest message known
+    writable: bool = False    # the account may post here (creator, or admin with post_messages)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,26 @@ class FileEntry:
     created: float            # unix time: post date
     etag: str                 # from document id, size and edit date
     location: Location = field(repr=False)
+    # written by tgdav (see tgdav/telegram/tree.py): the file's directory inside its channel, the
+    # user's caption text above tgdav's tag line, and every message holding its bytes in order
+    # (a file larger than one message can hold is stored as several "pieces", all the same size but
+    # the last; `location` is then the first piece and `pieces` all of them).
+    dir: tuple[str, ...] = ()
+    caption: str = ""
+    pieces: tuple[Location, ...] = field(default=(), repr=False)
+
+    @property
+    def spans(self) -> tuple[tuple[int, Location], ...]:
+        """(offset of the piece in the file, piece) for each message holding the bytes."""
+        out, offset = [], 0
+        for loc in self.pieces or (self.location,):
+            out.append((offset, loc))
+            offset += loc.size
+        return tuple(out)
+
+    @property
+    def message_ids(self) -> tuple[int, ...]:
+        return tuple(loc.message_id for loc in self.pieces or (self.location,))
 
 
 class ByteStream(Protocol):

@@ -1,28 +1,23 @@
-"""Part planning: a byte range of a file -> the upload.getFile requests (parts) that fetch it.
+"""Part planning: bytes of a file that are missing -> the upload.getFile requests (parts) that fetch
+them. Pure code, no I/O.
 
-Parts live on a fixed buddy grid so that a part fetched for one read is found again by any later
-read (the chunk cache keys on the part): every part has a power-of-two size s, first_part <= s <=
-max_part <= 1 MiB, and an offset that is a multiple of s. Such a part always obeys Telegram's rules
-for getFile without `precise` (see valid_request).
-
-A read begins with a first_part-sized part (fast first byte) and doubles while alignment allows
-(a part of size s can only start at a multiple of s): each size takes one or two parts, so a long
-read reaches max_part after at most 2 * log2(max_part / first_part) parts and stays there. Near the end of the range sizes shrink again so that no part carries bytes
-past `end` unless it is a single first_part-sized part: bytes past the end of the FILE are free (the
-reply is short), bytes past `end` are not. Hence, with last = min(end, size - 1):
-
-    bytes of the file covered by the parts < (last - start + 1) + 2 * first_part
-
-(alignment slack before start < first_part, overshoot past last < first_part).
+Telegram's rule for getFile without `precise` (valid_request): offset and limit multiples of 4 KiB,
+1 MiB divisible by limit (so limit is 4 KiB * 2^k, at most 1 MiB), and the request stays inside one
+MiB. The offset need NOT be a multiple of the limit, so a missing range is covered exactly, in order:
+its start is aligned down to 4 KiB and its end up to 4 KiB (or left open past the end of the file,
+where bytes are free: the reply is short), it is cut at MiB boundaries, and each piece is taken
+greedily in the largest allowed size that fits. Hence every byte the parts carry beyond the missing
+range is alignment slack (< 4 KiB each side) or lies past the end of the file, and a piece of n KiB
+takes at most log2(n/4)+1 parts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 KIB = 1 << 10
 MIB = 1 << 20
+ALIGN = 4 * KIB
 
 
 @dataclass(frozen=True, order=True)
@@ -38,49 +33,47 @@ class Part:
 
 def valid_request(offset: int, limit: int) -> bool:
     """Telegram's rules for upload.getFile without `precise`."""
-    return (offset >= 0 and limit > 0 and offset % (4 * KIB) == 0 and limit % (4 * KIB) == 0
+    return (offset >= 0 and limit > 0 and offset % ALIGN == 0 and limit % ALIGN == 0
             and MIB % limit == 0 and offset // MIB == (offset + limit - 1) // MIB)
 
 
-def _check_sizes(first_part: int, max_part: int) -> None:
-    for name, value in (("first_part", first_part), ("max_part", max_part)):
-        if value < 4 * KIB or value > MIB or value & (value - 1):
-            raise ValueError(f"{name}={value}: must be a power of two from 4 KiB to 1 MiB")
-    if first_part > max_part:
-        raise ValueError(f"first_part={first_part} > max_part={max_part}")
+def check_part_size(name: str, value: int) -> None:
+    if value < ALIGN or value > MIB or value & (value - 1):
+        raise ValueError(f"{name}={value}: must be a power of two from 4 KiB to 1 MiB")
 
 
-def plan(start: int, end: int, size: int, first_part: int = 64 * KIB, max_part: int = MIB) -> Iterator[Part]:
-    """Lazily, the parts covering bytes start..end (inclusive) of a file of `size` bytes, in order.
+def _floor_pow2(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
 
-    No part starts at or beyond `size`; the last part may extend past end or size.
+
+def plan_missing(start: int, end: int, size: int, max_part: int = MIB) -> list[Part]:
+    """The parts that fetch bytes start <= i < end (half-open) of a file of `size` bytes, in order.
+
+    No part starts at or beyond `size`; the last part may reach past `size` (its reply is short).
     """
-    _check_sizes(first_part, max_part)
+    check_part_size("max_part", max_part)
     if start < 0 or end < start:
-        raise ValueError(f"bad range {start}..{end}")
-    last = min(end, size - 1)
-    if start > last:
-        return
-    offset = start - start % first_part
-    cap = first_part                       # the largest size the next part may have (growth)
-    while offset <= last:
-        s = cap
-        while offset % s:                  # alignment: shrink to the largest s dividing offset
-            s //= 2
-        # near the end: shrink while the part would carry bytes of the file past `last`
-        while s > first_part and offset + s - 1 > last and last < size - 1:
-            s //= 2
-        yield Part(offset, s)
-        offset += s
-        cap = min(2 * s, max_part)
+        raise ValueError(f"bad range [{start}, {end})")
+    end = min(end, size)
+    if start >= end:
+        return []
+    pos = start - start % ALIGN
+    stop = -(-end // ALIGN) * ALIGN
+    parts = []
+    while pos < stop:
+        room = min(stop, (pos // MIB + 1) * MIB) - pos      # to the range's end or the MiB boundary
+        s = min(_floor_pow2(room), max_part)
+        if stop >= size and pos + 2 * s <= (pos // MIB + 1) * MIB and s < max_part and room > s:
+            s *= 2     # past the end of the file bytes are free: one part instead of several
+        parts.append(Part(pos, s))
+        pos += s
+    return parts
 
 
-def containing_parts(part: Part, max_part: int = MIB) -> list[Part]:
-    """The grid parts that contain `part` (sizes 2s, 4s, ... max_part, smallest first): a cache
-    lookup for `part` may find its bytes inside any of them."""
-    out = []
-    s = 2 * part.limit
-    while s <= max_part:
-        out.append(Part(part.offset - part.offset % s, s))
-        s *= 2
-    return out
+def part_cap(speed: float, seconds: float, smallest: int, max_part: int = MIB) -> int:
+    """The largest part worth asking of a connection that carries `speed` bytes/s: one that arrives
+    within `seconds` (a slow DC gets small parts, so a part never outlives the request timeout),
+    between smallest and max_part. Unknown speed (0): max_part."""
+    if speed <= 0:
+        return max_part
+    return max(smallest, min(max_part, _floor_pow2(max(ALIGN, int(speed * seconds)))))

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 from telethon import TelegramClient
 
+from tgdav.app import build_read_path
 from tgdav.bridge import Bridge
-from tgdav.cache.reader import PartReader, SyncReader
+from tgdav.cache.reader import SyncReader
 from tgdav.cache.store import Store
 from tgdav.model import FileEntry
 from tgdav.sandbox.cluster import ClusterThread
@@ -34,11 +35,8 @@ from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import load_or_create
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import PatternSource, PhotoSize, World
-from tgdav.telegram.catalog import TelegramCatalog
-from tgdav.telegram.fetch import FileFetcher
+from tgdav.config import Config, PoolConfig
 from tgdav.telegram.login import SandboxInfo, login, make_client
-from tgdav.telegram.pool import Pool
-from tgdav.telegram.senders import SenderFactory
 
 logging.getLogger("telethon").setLevel(logging.ERROR)
 
@@ -149,18 +147,17 @@ class Engine:
 
     def __init__(self, sb: Sandbox, state: Path, *, senders_per_dc: int = 4, read_ahead: int = 8,
                  first_part: int = 64 * 1024, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 slots_per_sender: int = 2, idle_seconds: float = 120.0) -> None:
+                 idle_seconds: float = 120.0) -> None:
         self.sb = sb
         self.state = Path(state)
-        self._settings = dict(senders_per_dc=senders_per_dc, max_wait=max_wait,
-                              request_timeout=request_timeout, slots_per_sender=slots_per_sender,
-                              idle_seconds=idle_seconds)
-        self._reader_settings = dict(first_part=first_part, read_ahead=read_ahead)
+        self.config = Config(pool=PoolConfig(
+            senders_per_dc=senders_per_dc, idle_seconds=idle_seconds, max_wait_seconds=max_wait,
+            first_part=first_part, read_ahead_parts=read_ahead, request_timeout=request_timeout))
         self.bridge = Bridge()
         self.bridge.start()
         self.store: Store | None = None
         self.client = None
-        self.pool: Pool | None = None
+        self.read_path = None
         self.opens: Counter[int] = Counter()        # sender open attempts per DC
         try:
             self.call(self._start(), timeout=60)
@@ -173,21 +170,21 @@ class Engine:
         self.client = make_client(self.state, "reader", 1, "x", sb.info)
         await login(self.client, bot_token=None, phone=sb.user.phone, ask=lambda p, s: sb.world.login_code)
         self.store = Store(self.state / "cache")
-        self.factory = SenderFactory(self.client, self.store)
-        self.pool = Pool(self._open_sender, forget_auth=self.factory.forget, **self._settings)
-        self.catalog = TelegramCatalog(self.client, self.store)
-        self.fetcher = FileFetcher(self.pool, self.store, self.catalog.refresh_location)
-        self.reader = PartReader(self.fetcher.fetch, self.store, **self._reader_settings)
+        # wired by the same code as `tgdav serve`
+        rp = self.read_path = build_read_path(self.client, self.store, self.config, is_bot=False,
+                                              open_sender=self._open_sender)
+        self.factory, self.pool, self.catalog, self.fetcher, self.reader = (
+            rp.factory, rp.pool, rp.catalog, rp.fetcher, rp.reader)
         self.sync_reader = SyncReader(self.bridge, self.reader)
         folder = next(f for f in await self.catalog.folders() if f.title == CHANNEL)
         self.entries: dict[str, FileEntry] = {}
         for e in await self.catalog.entries(folder):
             self.entries["photo" if e.location.kind == "photo" else e.name] = e
 
-    async def _open_sender(self, dc_id: int):
+    async def _open_sender(self, factory, dc_id: int):
         """factory.open, counting the attempts per DC (engine.opens) for the tests."""
         self.opens[dc_id] += 1
-        return await self.factory.open(dc_id)
+        return await factory.open(dc_id)
 
     def call(self, coro, timeout: float = 60):
         return self.bridge.call(coro, timeout=timeout)
@@ -229,8 +226,8 @@ class Engine:
     def close(self) -> None:
         if self.bridge.running:
             async def stop():
-                if self.pool is not None:
-                    await self.pool.close()
+                if self.read_path is not None:
+                    await self.read_path.close()
                 if self.client is not None:
                     await self.client.disconnect()
             try:

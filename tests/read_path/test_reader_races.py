@@ -1,5 +1,6 @@
-"""PartReader's single flight and cancellation with a scripted fetch (no network): the interleavings
-the sandbox makes too rare to hit on purpose."""
+"""PartReader with a scripted fetch (no network): single flight on byte ranges, cancellation, and a
+read-ahead that follows the reader -- the interleavings the sandbox makes too rare to hit on purpose.
+Every fetch is recorded, so "no byte fetched twice" is checked on the requests themselves."""
 
 from __future__ import annotations
 
@@ -10,34 +11,51 @@ import pytest
 from tgdav.cache.reader import PartReader
 from tgdav.cache.store import Store
 from tgdav.model import Location
-from tgdav.plan import Part
+from tgdav.plan import valid_request
+from tgdav.ranges import Range, Ranges
 from tgdav.sandbox.content import pattern
 
 MIB = 1 << 20
+KIB = 1 << 10
 SEED = 99
-SIZE = 4 * MIB + 10
+SIZE = 8 * MIB + 10
 
 
 def _loc() -> Location:
     return Location("document", SEED, 1, b"ref", 2, SIZE, 1, 1, 1)
 
 
-class SlowCancelFetch:
-    """A fetch whose requests take `delay` and whose cancellation takes `cleanup` seconds to finish,
-    as pool.invoke's does (its finally awaits the DC's condition to release the sender)."""
+class ScriptedFetch:
+    """Requests take `delay`; cancelling one takes `cleanup` to unwind (as pool.invoke's finally does).
+    Records (offset, limit, urgent) of every request and which were cancelled."""
 
-    def __init__(self, delay: float = 0.5, cleanup: float = 0.2) -> None:
+    def __init__(self, delay: float = 0.2, cleanup: float = 0.05) -> None:
         self.delay, self.cleanup = delay, cleanup
-        self.calls: list[tuple[int, int]] = []
+        self.calls: list[tuple[int, int, bool]] = []
+        self.cancelled: list[tuple[int, int]] = []
 
-    async def __call__(self, loc: Location, offset: int, limit: int) -> bytes:
-        self.calls.append((offset, limit))
+    async def __call__(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
+        assert valid_request(offset, limit), (offset, limit)
+        self.calls.append((offset, limit, urgent))
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay(offset) if callable(self.delay) else self.delay)
         except asyncio.CancelledError:
+            self.cancelled.append((offset, limit))
             await asyncio.sleep(self.cleanup)
             raise
         return pattern(SEED, offset, max(0, min(limit, SIZE - offset)))
+
+    def fetched_bytes(self) -> int:
+        return sum(min(limit, SIZE - offset) for offset, limit, _ in self.calls)
+
+    def overlaps(self) -> int:
+        """Bytes asked for more than once (completed or not)."""
+        seen, twice = Ranges(), 0
+        for offset, limit, _ in self.calls:
+            r = Range(offset, min(offset + limit, SIZE))
+            twice += r.size - sum(m.size for m in seen.find_missing(r))
+            seen.insert(r)
+        return twice
 
 
 @pytest.fixture
@@ -47,67 +65,166 @@ def store(tmp_path):
     s.close()
 
 
+def reader_for(fetch, store, **kw) -> PartReader:
+    return PartReader(fetch, store, first_part=64 * KIB, max_ahead=kw.pop("max_ahead", 4 * MIB), **kw)
+
+
+async def read_all(reader, loc, start, end) -> bytes:
+    out = bytearray()
+    async for piece in reader.stream(loc, start, end):
+        out += piece
+    return bytes(out)
+
+
+@pytest.mark.timeout(30)
+def test_a_stream_starts_with_one_small_urgent_part_and_grows_while_read(store):
+    fetch = ScriptedFetch(delay=0.01)
+    reader = reader_for(fetch, store)
+    got = asyncio.run(read_all(reader, _loc(), 0, 6 * MIB))
+    assert got == pattern(SEED, 0, 6 * MIB + 1)
+    first = fetch.calls[0]
+    assert first == (0, 64 * KIB, True)
+    # only what the reader waits for is urgent, and that is never more than one small first part
+    assert all(limit <= 64 * KIB for _, limit, urgent in fetch.calls if urgent)
+    assert max(limit for _, limit, _ in fetch.calls) == MIB        # grew to full parts
+    assert fetch.overlaps() == 0
+
+
+@pytest.mark.timeout(30)
+def test_reading_8_kib_of_an_open_range_then_closing_costs_at_most_two_requests(store):
+    fetch = ScriptedFetch(delay=0.01)
+    reader = reader_for(fetch, store)
+
+    async def scenario():
+        stream = reader.stream(_loc(), 3 * MIB + 100, SIZE - 1)
+        piece = await stream.__anext__()
+        await stream.aclose()
+        await asyncio.sleep(0.1)
+        return piece
+    piece = asyncio.run(scenario())
+    assert piece[:8192] == pattern(SEED, 3 * MIB + 100, 8192)
+    assert len(fetch.calls) <= 2 and fetch.fetched_bytes() <= 512 * KIB, fetch.calls
+
+
+@pytest.mark.timeout(30)
+def test_reads_inside_a_mib_then_the_whole_mib_fetch_only_what_is_missing(store):
+    fetch = ScriptedFetch(delay=0.01)
+    reader = reader_for(fetch, store)
+    loc = _loc()
+
+    async def scenario():
+        for a in (5 * MIB + 10_000, 5 * MIB + 300_000, 5 * MIB + 700_000):
+            assert await read_all(reader, loc, a, a + 1000) == pattern(SEED, a, 1001)
+        return await read_all(reader, loc, 5 * MIB, 6 * MIB - 1)
+    assert asyncio.run(scenario()) == pattern(SEED, 5 * MIB, MIB)
+    assert fetch.overlaps() == 0, fetch.calls
+    assert fetch.fetched_bytes() == MIB
+
+
+@pytest.mark.timeout(30)
+def test_a_read_inside_a_flight_waits_for_it_instead_of_asking_again(store):
+    fetch = ScriptedFetch(delay=0.3)
+    reader = reader_for(fetch, store)
+    loc = _loc()
+
+    async def scenario():
+        big = asyncio.ensure_future(read_all(reader, loc, 2 * MIB, 3 * MIB - 1))
+        await asyncio.sleep(0.35)          # its first part is in; the rest is in flight
+        inside = await read_all(reader, loc, 2 * MIB + 500_000, 2 * MIB + 600_000)
+        return await big, inside
+    big, inside = asyncio.run(scenario())
+    assert big == pattern(SEED, 2 * MIB, MIB)
+    assert inside == pattern(SEED, 2 * MIB + 500_000, 100_001)
+    assert fetch.overlaps() == 0, fetch.calls
+
+
+@pytest.mark.timeout(30)
+def test_overlapping_reads_of_different_shapes_fetch_each_byte_once(store):
+    fetch = ScriptedFetch(delay=0.05)
+    reader = reader_for(fetch, store)
+    loc = _loc()
+    shapes = [(0, 3 * MIB), (MIB // 2, 2 * MIB + 7), (100, 200), (2 * MIB - 5, 4 * MIB),
+              (3 * MIB + 4096, 3 * MIB + 8191), (0, SIZE - 1)]
+
+    async def scenario():
+        return await asyncio.gather(*(read_all(reader, loc, a, b) for a, b in shapes))
+    for (a, b), got in zip(shapes, asyncio.run(scenario())):
+        assert got == pattern(SEED, a, b - a + 1)
+    assert fetch.overlaps() == 0, fetch.calls
+
+
 @pytest.mark.timeout(30)
 def test_reader_joining_a_flight_being_cancelled_gets_its_bytes(store):
-    """Reader A closes (its read-ahead is cancelled); reader B asks for one of those parts while the
+    """Reader A closes (its read-ahead is cancelled); reader B asks for those bytes while the
     cancellation is still unwinding. B must get the bytes (a new request), not CancelledError."""
-    fetch = SlowCancelFetch()
-    reader = PartReader(fetch, store, first_part=64 * 1024, read_ahead=4)
+    fetch = ScriptedFetch(delay=0.5, cleanup=0.2)
+    reader = reader_for(fetch, store)
     loc = _loc()
 
     async def scenario():
         a = reader.stream(loc, 0, SIZE - 1)
-        read_ahead = asyncio.ensure_future(a.__anext__())
-        await asyncio.sleep(0.05)                 # A's window is in flight
-        assert len(fetch.calls) == 4
-        read_ahead.cancel()
+        first = asyncio.ensure_future(a.__anext__())
+        await asyncio.sleep(0.05)
+        first.cancel()
         try:
-            await read_ahead
+            await first
         except asyncio.CancelledError:
             pass
         await a.aclose()
-        await asyncio.sleep(0.01)                 # A's parts have let go; their flights unwind
-        wanted = Part(*fetch.calls[1])
-        return wanted, await reader.part(loc, wanted)
+        await asyncio.sleep(0.01)                 # A's flight unwinds
+        return await read_all(reader, loc, 0, 64 * KIB - 1)
 
-    wanted, (offset, data) = asyncio.run(scenario())
-    assert offset == wanted.offset
-    assert data == pattern(SEED, wanted.offset, wanted.limit)
-
-
-@pytest.mark.timeout(30)
-def test_single_flight_shares_one_request(store):
-    fetch = SlowCancelFetch(delay=0.2)
-    reader = PartReader(fetch, store, first_part=64 * 1024, read_ahead=4)
-    loc = _loc()
-
-    async def scenario():
-        async def read(start, end):
-            out = bytearray()
-            async for piece in reader.stream(loc, start, end):
-                out += piece
-            return bytes(out)
-        return await asyncio.gather(read(0, 3 * MIB), read(0, 3 * MIB), read(0, 3 * MIB))
-
-    results = asyncio.run(scenario())
-    for got in results:
-        assert got == pattern(SEED, 0, 3 * MIB + 1)
-    assert len(fetch.calls) == len(set(fetch.calls)), fetch.calls        # no part asked twice
+    assert asyncio.run(scenario()) == pattern(SEED, 0, 64 * KIB)
+    assert fetch.cancelled == [(0, 64 * KIB)]
 
 
 @pytest.mark.timeout(30)
 def test_one_reader_leaving_does_not_cancel_a_shared_flight(store):
-    fetch = SlowCancelFetch(delay=0.3)
-    reader = PartReader(fetch, store, first_part=64 * 1024, read_ahead=4)
+    fetch = ScriptedFetch(delay=0.3)
+    reader = reader_for(fetch, store)
     loc = _loc()
 
     async def scenario():
-        b_task = asyncio.ensure_future(reader.part(loc, Part(0, 65536)))
-        a_task = asyncio.ensure_future(reader.part(loc, Part(0, 65536)))
+        b_task = asyncio.ensure_future(read_all(reader, loc, 0, 65535))
+        a_task = asyncio.ensure_future(read_all(reader, loc, 0, 65535))
         await asyncio.sleep(0.05)
         a_task.cancel()
         return await b_task
 
-    offset, data = asyncio.run(scenario())
-    assert data == pattern(SEED, 0, 65536)
-    assert fetch.calls == [(0, 65536)]
+    assert asyncio.run(scenario()) == pattern(SEED, 0, 65536)
+    assert [c[:2] for c in fetch.calls] == [(0, 65536)] and fetch.cancelled == []
+
+
+@pytest.mark.timeout(30)
+def test_a_seek_cancels_the_read_ahead_it_made_useless(store):
+    fetch = ScriptedFetch(delay=lambda offset: 0.02 if offset < MIB else 2.0)   # past 1 MiB: in flight
+    reader = reader_for(fetch, store)
+    loc = _loc()
+
+    async def scenario():
+        a = reader.stream(loc, 0, SIZE - 1)
+        got = 0
+        async for piece in a:               # a player reads a while: read-ahead grows
+            got += len(piece)
+            if got >= MIB:
+                break
+        await a.aclose()                     # the player drops the connection and seeks
+        await asyncio.sleep(0.1)
+        return await read_all(reader, loc, 6 * MIB, 6 * MIB + 9)
+
+    assert asyncio.run(scenario()) == pattern(SEED, 6 * MIB, 10)
+    ahead = {(o, l) for o, l, _ in fetch.calls if MIB <= o < 6 * MIB}
+    assert ahead and set(fetch.cancelled) == ahead, "the read-ahead the seek made useless goes on"
+
+
+@pytest.mark.timeout(30)
+def test_a_second_read_comes_from_the_cache_even_after_a_restart(store, tmp_path):
+    fetch = ScriptedFetch(delay=0.01)
+    reader = reader_for(fetch, store)
+    loc = _loc()
+    assert asyncio.run(read_all(reader, loc, 1000, 2 * MIB)) == pattern(SEED, 1000, 2 * MIB - 999)
+    reader.close()
+    calls = len(fetch.calls)
+    again = reader_for(fetch, store)         # a new process on the same store
+    assert asyncio.run(read_all(again, loc, 4096, 2 * MIB - 1)) == pattern(SEED, 4096, 2 * MIB - 4096)
+    assert len(fetch.calls) == calls

@@ -17,6 +17,7 @@ from tgdav.sandbox.context import CallContext, RpcError
 from tgdav.sandbox.controls import Controls
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
+from tgdav.sandbox.proto.messages import serialize_result
 from tgdav.sandbox.server import error_counter
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import Audio, Channel, Document, PatternSource, PhotoSize, Video, World
@@ -77,13 +78,14 @@ class Sim:
     """Calls Services as the server does: per-DC auth keys, requests and answers through TL bytes,
     errors counted."""
 
-    def __init__(self, world: World, clock: FakeClock) -> None:
+    def __init__(self, world: World, clock: FakeClock, state_dir=None) -> None:
         self.world = world
         self.clock = clock
         self.keys = AuthKeyStore()
         self.counters = Counters()
         self.controls = Controls()
-        self.services = Services(world, self.keys, self.counters, self.controls, clock=clock)
+        self.services = Services(world, self.keys, self.counters, self.controls, clock=clock,
+                                 state_dir=state_dir)
         self._loop = asyncio.new_event_loop()
         self._conn = itertools.count(1)
 
@@ -107,7 +109,7 @@ class Sim:
             raise
         if isinstance(answer, list):
             return [BinaryReader(bytes(x)).tgread_object() for x in answer]
-        return BinaryReader(bytes(answer)).tgread_object()
+        return BinaryReader(serialize_result(answer)).tgread_object()
 
     def error(self, ctx: CallContext, request) -> tuple[int, str]:
         with pytest.raises(RpcError) as e:

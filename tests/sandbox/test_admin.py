@@ -49,11 +49,29 @@ def test_post_faults_applies_them_with_the_services_clock(admin):
     assert admin.controls.take_flood(2, "GetFile").seconds == 5
 
 
+def test_post_faults_for_uploads(admin):
+    body = {"upload_rate_limit": {"per_second": 20, "seconds": 5}, "upload_part_ttl": 60,
+            "expire_upload_parts": True, "file_part_missing": [{"part": 3, "count": 2}],
+            "upload_max_fileparts": {"default": 10}}
+    assert request(admin, "POST", "/faults", json.dumps(body).encode()) == (200, {"ok": True})
+    assert admin.controls.upload_rate_rule() == (20, 5)
+    assert admin.controls.upload_part_policy() == (60.0, 500.0)
+    assert (admin.controls.max_file_parts(False), admin.controls.max_file_parts(True)) == (10, 20)
+    status, snapshot = request(admin, "GET", "/faults")
+    assert snapshot["faults"]["file_part_missing"] == [{"part": 3, "count": 2}]
+    assert [admin.controls.take_lost_part(3) for _ in range(3)] == [True, True, False]
+    assert request(admin, "POST", "/faults", b'{"clear": true}')[0] == 200
+    assert admin.controls.max_file_parts(False) == 4000 and admin.controls.upload_rate_rule()[0] == 0
+
+
 def test_post_link(admin):
     assert request(admin, "POST", "/link", b'{"latency_ms": 50, "bandwidth": 1000, "dc": 3}')[0] == 200
     assert admin.controls.link_for(3) == Link(50.0, 1000)
     assert request(admin, "POST", "/link", b'{"profile": "telegram-like"}')[0] == 200
     assert admin.controls.link_for(3).latency_ms == 100.0
+    assert admin.controls.link_for(3).upload_bandwidth == 2 * 1024 * 1024
+    assert request(admin, "POST", "/link", b'{"dc": 2, "upload_bandwidth": 2097152}')[0] == 200
+    assert admin.controls.link_for(2) == Link(upload_bandwidth=2097152)
 
 
 @pytest.mark.parametrize("method,path,body,status", [
@@ -63,6 +81,9 @@ def test_post_link(admin):
     ("POST", "/faults", b"\xff\xfe", 400),
     ("POST", "/link", b'{"profile": "moon"}', 400),
     ("POST", "/link", b'{"latency_ms": -1}', 400),
+    ("POST", "/link", b'{"upload_bandwidth": -5}', 400),
+    ("POST", "/faults", b'{"file_part_missing": [{"count": 1}]}', 400),
+    ("POST", "/faults", b'{"upload_max_fileparts": {"default": 0}}', 400),
     ("GET", "/nothing", None, 404),
     ("POST", "/counters", b"{}", 404),
 ])

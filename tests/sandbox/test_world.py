@@ -214,3 +214,27 @@ def test_demo_world_fits_any_set_of_dcs(dc_ids):
     w = build_demo_world(dc_ids=dc_ids, big_size=1 << 20)
     assert w.users()[0].home_dc == dc_ids[0]
     assert {d.true_dc for d in w.documents.values()} == set(dc_ids)
+
+
+def test_seeded_world_makes_only_the_writable_channels_postable(tmp_path):
+    (tmp_path / "Films").mkdir()
+    (tmp_path / "Films" / "a.bin").write_bytes(b"x" * 10)
+    (tmp_path / "Inbox").mkdir()
+    w = build_world_from_folder(tmp_path, writable=("Inbox", "New"))
+    user, bot = w.users()[0], w.bots()[0]
+    by_title = {c.title: c for c in w.channels.values()}
+    assert {t for t, c in by_title.items() if c.may_post(user)} == {"Inbox", "New"}
+    assert by_title["Inbox"].creator_id == user.id and by_title["New"].may_delete(bot)
+    assert not by_title["Films"].may_post(bot) and by_title["Films"].readable_by(user)
+
+
+def test_deleted_message_ids_are_never_given_again():
+    w = World()
+    ch = w.add_channel("C")
+    for i in range(3):
+        w.add_text(ch, f"m{i}")
+    pts = ch.pts
+    assert w.delete(ch, [3, 99]) == [3] and ch.pts == pts + 1
+    assert w.post(ch, "new", None, 0).id == 4 and ch.pts == pts + 2
+    with pytest.raises(ValueError):
+        w.post(ch, "again", None, 0, message_id=4)

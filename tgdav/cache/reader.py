@@ -1,142 +1,305 @@
-"""Ranged reads: a byte range -> a plan of aligned parts -> parts from the chunk cache or the network,
-yielded in order, with read-ahead.
+"""Ranged reads: a byte range -> bytes from memory, the chunk cache or Telegram, in order, with a
+read-ahead that follows the reader (after rclone's vfs/vfscache and tdesktop's streaming loader).
 
-The reader sees the network as one callable, fetch(location, offset, limit) -> bytes (cf. fsspec's
-Fetcher), and the cache through the store's chunk methods. Parts sit on plan.py's fixed grid, so a
-part fetched for one range is found again by any later range (exactly, or inside a cached ancestor).
+What a file holds is tracked as byte ranges, not as parts on a grid:
+- chunks: what the cache stores, per file an index {offset: length} (kept in the store's meta, so it
+  outlives the process); a chunk the cache evicted is noticed when read and fetched again;
+- pending: chunks fetched but not yet written to the cache (a writer thread writes them off the
+  path to the client; until then they are served from memory);
+- flights: requests in the air, each a byte range with the streams waiting on it.
+A stream asks only for what none of these cover (Ranges.find_missing), planned into valid getFile
+parts by plan.plan_missing, and waits on a flight that covers its bytes instead of asking again: each
+byte is fetched once. A flight is cancelled when its last stream goes away (a seek, a closed
+connection), which makes the pool drop its answer.
 
-- Read-ahead: up to `read_ahead` parts are requested ahead of the consumer, never past the range end
-  the caller asked for (the WebDAV layer passes the client's exact range).
-- Single flight: concurrent readers of the same part share one request; a request is cancelled only
-  when its last waiter goes away (a seek or close cancels the read-ahead it made useless).
-- SyncReader adapts the async reader to the blocking model.Reader interface over the bridge.
+Read-ahead follows consumption: a stream starts with `first_part` bytes requested, the part at its
+position urgent (the pool gives it an idle sender); each piece the client takes grows the window by
+its size (slow start: the window doubles per window consumed), up to `max_ahead`. Parts are at most
+`part_limit(location)` (the fetcher's: what one connection to the file's DC delivers in a couple of
+seconds, smaller while parts keep losing their connections), so a slow DC gets small parts. The
+window never reaches past the end of the range the caller asked for.
+
+SyncReader adapts the async reader to the blocking model.Reader interface over the bridge.
+
+Everything here runs on the bridge's loop (no locks); the store is touched from worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import concurrent.futures
 import logging
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 from tgdav.errors import UpstreamUnavailable
 from tgdav.model import Location
-from tgdav.plan import MIB, Part, containing_parts, plan
+from tgdav.plan import MIB, Part, check_part_size, plan_missing
+from tgdav.ranges import Range, Ranges
 
 log = logging.getLogger("tgdav.reader")
 
-Fetch = Callable[[Location, int, int], Awaitable[bytes]]
+Fetch = Callable[..., Awaitable[bytes]]        # fetch(location, offset, limit, urgent=False)
+MAX_PENDING = 64 * MIB                          # bytes waiting for the cache writer; beyond, not cached
+INDEX_EVERY = 32                                # chunks written between two writes of a file's index
 
 
 @dataclass(eq=False)
 class _Flight:
+    range: Range
     task: asyncio.Task
     waiters: int = 0
 
 
+@dataclass(eq=False)
+class _File:
+    """What is known of one file's bytes in this process."""
+    starts: list[int] = field(default_factory=list)       # sorted chunk offsets
+    lengths: dict[int, int] = field(default_factory=dict)
+    pending: dict[int, bytes] = field(default_factory=dict)
+    flights: list[_Flight] = field(default_factory=list)
+    unindexed: int = 0            # chunks written since the index was (writer thread only)
+
+    def add_chunk(self, offset: int, length: int) -> None:
+        if offset not in self.lengths:
+            bisect.insort(self.starts, offset)
+        self.lengths[offset] = length
+
+    def remove_chunk(self, offset: int) -> None:
+        if self.lengths.pop(offset, None) is not None:
+            self.starts.remove(offset)
+
+    def chunk_at(self, pos: int) -> tuple[int, int] | None:
+        i = bisect.bisect_right(self.starts, pos) - 1
+        if i >= 0:
+            offset = self.starts[i]
+            if pos < offset + self.lengths[offset]:
+                return offset, self.lengths[offset]
+        return None
+
+    def covered(self, want: Range) -> Ranges:
+        """The bytes of `want` that chunks, pending chunks or flights hold or will hold."""
+        have = Ranges()
+        i = max(0, bisect.bisect_right(self.starts, want.start) - 1)
+        while i < len(self.starts) and self.starts[i] < want.end:
+            have.insert(Range(self.starts[i], self.starts[i] + self.lengths[self.starts[i]]))
+            i += 1
+        for f in self.flights:
+            if f.range.start < want.end and want.start < f.range.end:
+                have.insert(f.range)
+        return have
+
+    def flight_at(self, pos: int) -> _Flight | None:
+        for f in self.flights:
+            if f.range.start <= pos < f.range.end:
+                return f
+        return None
+
+
 class PartReader:
-    def __init__(self, fetch: Fetch, store, *, first_part: int = 64 * 1024, read_ahead: int = 8) -> None:
+    def __init__(self, fetch: Fetch, store, *, first_part: int = 64 * 1024, max_ahead: int = 8 * MIB,
+                 max_part: int = MIB, part_limit: Callable[[Location], int] | None = None,
+                 metrics=None) -> None:
+        check_part_size("first_part", first_part)
+        check_part_size("max_part", max_part)
         self._fetch = fetch
         self._store = store
         self.first_part = first_part
-        self.read_ahead = max(1, read_ahead)
-        self._flights: dict[tuple[str, int, int], _Flight] = {}
+        self.max_ahead = max(first_part, max_ahead)
+        self.max_part = max_part
+        self._part_limit = part_limit or (lambda loc: max_part)
+        self._metrics = metrics
+        self._files: dict[str, _File] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tgdav-cache")
+        self._pending_bytes = 0
+        self.fetched = 0            # bytes received from Telegram
+        self.requests = 0           # getFile parts sent
 
     async def stream(self, loc: Location, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes start..end (inclusive) of the file, in order, in part-sized pieces."""
+        """Bytes start..end (inclusive) of the file, in order, in pieces of at most one part."""
         if not 0 <= start <= end < loc.size:
             raise ValueError(f"range {start}-{end} outside a file of {loc.size} bytes")
-        parts = plan(start, end, loc.size, first_part=self.first_part, max_part=MIB)
-        window: deque[asyncio.Task] = deque()
+        f = await self._file(loc)
+        held: set[_Flight] = set()
+        pos, stop, ahead = start, end + 1, self.first_part
         try:
+            while pos < stop:
+                self._request(loc, f, Range(pos, self._window_end(loc, pos, stop, ahead)), held)
+                piece = await self._piece(loc, f, pos, stop, held)
+                if piece is None:
+                    continue          # a flight it waited on was cancelled by its owner: ask again
+                pos += len(piece)
+                for flight in [h for h in held if h.range.end <= pos]:
+                    self._let_go(loc, f, flight, held)
+                yield piece
+                ahead = min(self.max_ahead, ahead + len(piece))
+        finally:
+            for flight in list(held):
+                self._let_go(loc, f, flight, held)
+
+    def _window_end(self, loc: Location, pos: int, stop: int, ahead: int) -> int:
+        """Where the bytes to have in flight end: pos + ahead rounded up to a grain (the largest
+        power of two <= ahead, at most a part), never past the range's end rounded up to a
+        first_part, nor past the file. So chunks start and end on first_part multiples, and a
+        window of several MiB asks in whole, MiB-aligned parts."""
+        grain = min(self._part_cap(loc), 1 << (max(ahead, self.first_part).bit_length() - 1))
+        end = -(-(pos + ahead) // grain) * grain
+        last = -(-stop // self.first_part) * self.first_part
+        return min(end, last, loc.size)
+
+    def _request(self, loc: Location, f: _File, want: Range, held: set[_Flight]) -> None:
+        """Start flights for the bytes of `want` nothing covers; hold every flight `want` overlaps.
+        The part at want.start (what the reader waits for now) is urgent and one first_part."""
+        cap = self._part_cap(loc)
+        for gap in f.covered(want).find_missing(want):
+            parts: list[Part] = []
+            if gap.start == want.start:
+                block = Part(gap.start - gap.start % self.first_part, self.first_part)
+                head = Range(block.offset, gap.start)
+                if f.covered(head).find_missing(head) != ([head] if head else []):
+                    # bytes before pos in its block are held already: one part from pos instead
+                    block = plan_missing(gap.start, min(gap.end, block.end), loc.size, cap)[0]
+                parts.append(block)
+                gap = Range(min(gap.end, block.end), gap.end)
+            if gap:
+                parts += plan_missing(gap.start, gap.end, loc.size, cap)
             for part in parts:
-                # cache lookups in stream order: the first missing part is the first request out,
-                # so it is the one that finds the file's DC (fetch.py's probe), not a racing later one
-                cached = await asyncio.to_thread(self._cached, loc, part)
-                window.append(_done(part.offset, cached) if cached is not None
-                              else asyncio.ensure_future(self._shared(loc, part)))
-                if len(window) < self.read_ahead:
-                    continue
-                async for piece in self._emit(window.popleft(), start, end):
-                    yield piece
-            while window:
-                async for piece in self._emit(window.popleft(), start, end):
-                    yield piece
-        finally:
-            for task in window:
-                task.cancel()
+                urgent = part.offset <= want.start < part.end
+                task = asyncio.ensure_future(self._fetch_part(loc, f, part, urgent))
+                flight = _Flight(Range(part.offset, min(part.end, loc.size)), task)
+                f.flights.append(flight)
+                task.add_done_callback(lambda _t, fl=flight: f.flights.remove(fl) if fl in f.flights else None)
+        for flight in f.flights:
+            if flight not in held and flight.range.start < want.end and want.start < flight.range.end:
+                flight.waiters += 1
+                held.add(flight)
 
-    @staticmethod
-    async def _emit(task: asyncio.Task, start: int, end: int) -> AsyncIterator[bytes]:
-        offset, data = await task
-        lo = max(start - offset, 0)
-        hi = min(end + 1 - offset, len(data))
-        if hi <= lo:
-            if offset <= end:
-                raise UpstreamUnavailable(f"Telegram returned no bytes at offset {offset}: "
-                                          "the file is shorter than its message says")
-            return
-        yield data[lo:hi]
+    def _part_cap(self, loc: Location) -> int:
+        return max(self.first_part, min(self.max_part, self._part_limit(loc)))
 
-    async def part(self, loc: Location, part: Part) -> tuple[int, bytes]:
-        """(part.offset, the part's bytes), from the cache, a running request, or a new one."""
-        cached = await asyncio.to_thread(self._cached, loc, part)
-        if cached is not None:
-            return part.offset, cached
-        return await self._shared(loc, part)
-
-    async def _shared(self, loc: Location, part: Part) -> tuple[int, bytes]:
-        """(part.offset, bytes) from a running request for this part, or a new one (single flight)."""
-        key = (loc.file_key, part.offset, part.limit)
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = _Flight(asyncio.ensure_future(self._fetch_and_keep(loc, part)))
-            self._flights[key] = flight
-            flight.task.add_done_callback(lambda _t, k=key, f=flight: self._forget(k, f))
-        flight.waiters += 1
-        try:
-            return part.offset, await asyncio.shield(flight.task)
-        finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
-                flight.task.cancel()
-                self._forget(key, flight)   # a reader arriving now starts afresh, not on a cancelled task
-
-    def _forget(self, key, flight: _Flight) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-
-    def _cached(self, loc: Location, part: Part) -> bytes | None:
-        """The part's bytes if the cache holds it, or holds an aligned ancestor containing it."""
-        key = loc.file_key
-        data = self._store.chunk(key, part.offset, part.limit)
-        if data is not None:
-            return data
-        for parent in containing_parts(part):
-            data = self._store.chunk(key, parent.offset, parent.limit)
+    async def _piece(self, loc: Location, f: _File, pos: int, stop: int, held: set[_Flight]) -> bytes | None:
+        """Bytes from pos to the end of whatever holds them (bounded by stop), or None to re-plan."""
+        flight = f.flight_at(pos)
+        if flight is not None:
+            if flight not in held:
+                flight.waiters += 1
+                held.add(flight)
+            try:
+                offset, data = await asyncio.shield(flight.task)
+            except asyncio.CancelledError:
+                if flight.task.cancelled() and not _cancelling():
+                    self._let_go(loc, f, flight, held)
+                    return None
+                raise
+            return _slice(data, offset, pos, stop)
+        chunk = f.chunk_at(pos)
+        if chunk is not None:
+            offset, length = chunk
+            data = f.pending.get(offset)
+            if data is None:
+                data = await asyncio.to_thread(self._store.chunk, loc.file_key, offset, length)
             if data is not None:
-                lo = part.offset - parent.offset
-                return data[lo:lo + part.limit]
+                piece = _slice(data, offset, pos, stop)
+                if self._metrics is not None:
+                    self._metrics.cache_read(len(piece), 0)
+                return piece
+            f.remove_chunk(offset)     # evicted from the cache: fetch it again
         return None
 
-    async def _fetch_and_keep(self, loc: Location, part: Part) -> bytes:
-        data = await self._fetch(loc, part.offset, part.limit)
-        await asyncio.to_thread(self._store.put_chunk, loc.file_key, part.offset, part.limit, data)
-        return data
+    def _let_go(self, loc: Location, f: _File, flight: _Flight, held: set[_Flight]) -> None:
+        held.discard(flight)
+        flight.waiters -= 1
+        if flight.waiters == 0 and not flight.task.done():
+            flight.task.cancel()      # nobody wants these bytes any more: the pool drops the answer
+            if flight in f.flights:
+                f.flights.remove(flight)
+
+    async def _fetch_part(self, loc: Location, f: _File, part: Part, urgent: bool) -> tuple[int, bytes]:
+        self.requests += 1
+        data = await self._fetch(loc, part.offset, part.limit, urgent=urgent)
+        self.fetched += len(data)
+        if self._metrics is not None:
+            self._metrics.cache_read(0, len(data))
+        if len(data) < min(part.limit, loc.size - part.offset):
+            raise UpstreamUnavailable(f"Telegram returned {len(data)} bytes at offset {part.offset}: "
+                                      "the file is shorter than its message says")
+        data = data[:loc.size - part.offset]
+        f.add_chunk(part.offset, len(data))
+        if data and self._pending_bytes + len(data) <= MAX_PENDING:
+            f.pending[part.offset] = data
+            self._pending_bytes += len(data)
+            self._writer.submit(self._keep, loc.file_key, f, part.offset, data)
+        elif data:
+            f.remove_chunk(part.offset)     # the writer is behind: serve it, do not cache it
+        return part.offset, data
+
+    def _keep(self, file_key: str, f: _File, offset: int, data: bytes) -> None:
+        """On the writer thread: store a chunk, then its file's index."""
+        try:
+            self._store.put_chunk(file_key, offset, len(data), data)
+            f.unindexed += 1
+            if f.unindexed >= INDEX_EVERY or len(f.pending) <= 1:   # caught up, or every few chunks
+                f.unindexed = 0
+                lengths = dict(f.lengths)      # a copy: the loop thread keeps adding to it
+                self._store.remember_chunk_index(file_key, sorted(lengths.items()))
+        finally:
+            f.pending.pop(offset, None)
+            self._pending_bytes -= len(data)
+
+    async def _file(self, loc: Location) -> _File:
+        key = loc.file_key
+        f = self._files.get(key)
+        if f is not None:
+            return f
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(key))
+            loading.add_done_callback(lambda _t: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: str) -> _File:
+        index = await asyncio.to_thread(self._store.chunk_index, key)
+        f = self._files.setdefault(key, _File())
+        for offset, length in index:
+            f.add_chunk(offset, length)
+        return f
+
+    def flush(self) -> None:
+        """Wait until every fetched chunk is in the cache (tests, shutdown)."""
+        self._writer.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+    def stats(self) -> dict:
+        return {"fetched_bytes": self.fetched, "requests": self.requests,
+                "flights": sum(len(f.flights) for f in self._files.values()),
+                "pending_bytes": self._pending_bytes}
 
 
-def _done(offset: int, data: bytes) -> asyncio.Future:
-    future = asyncio.get_running_loop().create_future()
-    future.set_result((offset, data))
-    return future
+def _slice(data: bytes, offset: int, pos: int, stop: int) -> bytes:
+    lo = pos - offset
+    hi = min(len(data), stop - offset)
+    if hi <= lo:
+        raise UpstreamUnavailable(f"Telegram returned no bytes at offset {pos}: "
+                                  "the file is shorter than its message says")
+    return data if lo == 0 and hi == len(data) else data[lo:hi]
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class SyncReader:
-    """model.Reader for WSGI threads: runs PartReader.stream on the bridge's loop."""
+    """model.Reader for WSGI threads: runs PartReader.stream on the bridge's loop. The stream is
+    pulled one piece ahead of the client (max_buffered=1), so read-ahead grows with what the client
+    really takes, not with what a buffer could hold."""
 
     def __init__(self, bridge, reader: PartReader, *, part_timeout: float = 120.0,
-                 max_buffered: int = 4) -> None:
+                 max_buffered: int = 1) -> None:
         self._bridge = bridge
         self._reader = reader
         self._timeout = part_timeout

@@ -6,13 +6,16 @@ the one table that turns errors into HTTP.
 - PROPFIND needs Depth 0 or 1: no Depth means infinity (RFC 4918), which WsgiDAV would walk; we
   answer 403 with DAV:propfind-finite-depth, as the RFC asks.
 - Paths are checked once: bad UTF-8, control characters and dot segments get 400; Finder/Explorer
-  probe names (._*, .DS_Store, desktop.ini, ...) and anything deeper than folder/file get 404, all
-  without asking the catalog, so probes never reach Telegram.
+  probe names (._*, .DS_Store, desktop.ini, ...) get 404 without asking the catalog, so probes never
+  reach Telegram. Any depth goes on: channels hold folders (tgdav/telegram/tree.py).
+- With writes on (`writable`), every WebDAV method is allowed, OPTIONS says `DAV: 1, 2`, and probe
+  names go on to the provider, which keeps desktop clients' own files locally.
 - ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
   bugs) to a response; the client never sees a traceback, and error bodies say what is wrong in
   words (never WsgiDAV's page with its version, a timestamp and exception reprs).
-- A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it. After the body started the exception
-  propagates and cheroot closes the connection: the client sees a short body, the server lives on.
+  After the body started the exception propagates and cheroot closes the connection: the client
+  sees a short body, the server lives on.
+- A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from typing import Callable, Iterable, Iterator
 
 from wsgidav.dav_error import DAVError, get_http_status_string
 
-from tgdav.errors import NotFound, RetryLater, UpstreamUnavailable
+from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.dav")
 
 READ_METHODS = ("OPTIONS", "GET", "HEAD", "PROPFIND")
 ALLOW = ", ".join(READ_METHODS)
-MAX_DEPTH = 2  # folder/file
+# writes on (tgdav/dav/provider.py): class 2, any depth of folders, desktop files kept locally
+WRITE_METHODS = READ_METHODS + ("PUT", "DELETE", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PROPPATCH")
+WRITE_ALLOW = ", ".join(WRITE_METHODS)
+MAX_XML_BODY = 1024 * 1024   # with writes on cheroot takes any body size; only PUT may be big
 
 PROBE_NAMES = frozenset(name.lower() for name in (
     ".DS_Store", ".localized", ".Spotlight-V100", ".metadata_never_index",
@@ -132,6 +138,10 @@ def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None 
 
 def error_reply(exc: BaseException) -> Reply:
     """The one table from errors to HTTP. Unknown errors are logged with their traceback."""
+    if isinstance(exc, DAVError) and isinstance(exc.src_exception, TgdavError):
+        return error_reply(exc.src_exception)      # raised inside WsgiDAV's handlers (writes)
+    if isinstance(exc, Forbidden):
+        return text_reply("403 Forbidden", str(exc))
     if isinstance(exc, NotFound):
         return text_reply("404 Not Found", str(exc) or "Not found")
     if isinstance(exc, RetryLater):
@@ -144,6 +154,8 @@ def error_reply(exc: BaseException) -> Reply:
         return text_reply("413 Request Entity Too Large", f"Bad request body: {exc}", [("Connection", "close")])
     if isinstance(exc, RequestBodyError):
         return text_reply("400 Bad Request", f"Bad request body: {exc}", [("Connection", "close")])
+    if isinstance(exc, TgdavError) and not isinstance(exc, ConfigError):   # bad input, said in words
+        return text_reply("400 Bad Request", str(exc))
     if isinstance(exc, DAVError):
         return _dav_error_reply(exc)
     log.error("internal error", exc_info=exc)
@@ -167,13 +179,14 @@ def _dav_error_reply(exc: DAVError) -> Reply:
     return text_reply(status, words, headers)
 
 
-def _buffer_chunked_body(environ: dict) -> None:
+def _buffer_chunked_body(environ: dict, limit: int) -> None:
     """A chunked request body (no Content-Length) as a plain one for WsgiDAV, which reads an XML body
-    only when CONTENT_LENGTH says how long it is (and would take a chunked PROPFIND for allprop).
-    cheroot's ChunkedRFile bounds it by max_request_body_size."""
+    only when CONTENT_LENGTH says how long it is (and would take a chunked PROPFIND for allprop)."""
     if environ.get("CONTENT_LENGTH", "").strip() or not environ.get("wsgi.input_terminated"):
         return
-    body = environ["wsgi.input"].read()
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise RequestBodyTooLarge(f"{environ.get('REQUEST_METHOD')} bodies are limited to {limit} bytes")
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
 
@@ -190,10 +203,13 @@ def _ignore_body(environ: dict) -> None:
 class PolicyMiddleware:
     """Answers what needs no lookup (methods, OPTIONS, Depth, hostile and probe paths)."""
 
-    def __init__(self, app: Callable) -> None:
+    def __init__(self, app: Callable, writable: bool = False) -> None:
         self.app = app
+        self.writable = writable
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if self.writable:
+            return self._writable(environ, start_response)
         method = environ.get("REQUEST_METHOD", "")
         if method not in READ_METHODS:
             return text_reply("405 Method Not Allowed", "This share is read-only",
@@ -210,13 +226,47 @@ class PolicyMiddleware:
                              FINITE_DEPTH_BODY).send(environ, start_response)
             if depth not in ("0", "1"):
                 return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
-            _buffer_chunked_body(environ)
+            _buffer_chunked_body(environ, MAX_XML_BODY)
         try:
             names = decode_path(environ)
         except BadPath as exc:
             return error_reply(exc).send(environ, start_response)
-        if len(names) > MAX_DEPTH or any(is_probe(name) for name in names):
+        if any(is_probe(name) for name in names):
             return text_reply("404 Not Found", "Not found").send(environ, start_response)
+        return self.app(environ, start_response)
+
+    def _writable(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """Writes on: every WebDAV method; probe names go on to the provider, which keeps desktop
+        clients' own files locally (never in Telegram) and answers the rest 404 from the catalog."""
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in WRITE_METHODS:
+            return text_reply("405 Method Not Allowed", f"{method} is not supported",
+                              [("Allow", WRITE_ALLOW)]).send(environ, start_response)
+        if method == "OPTIONS":
+            return Reply("200 OK", [("DAV", "1, 2"), ("Allow", WRITE_ALLOW), ("MS-Author-Via", "DAV"),
+                                    ("Accept-Ranges", "bytes")]).send(environ, start_response)
+        if method == "PROPFIND":
+            depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+            if depth == "infinity":
+                return Reply("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8")],
+                             FINITE_DEPTH_BODY).send(environ, start_response)
+            if depth not in ("0", "1"):
+                return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
+        if method in ("GET", "HEAD", "OPTIONS"):
+            _ignore_body(environ)
+        elif method != "PUT":
+            _buffer_chunked_body(environ, MAX_XML_BODY)
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > MAX_XML_BODY:
+                return text_reply("413 Payload Too Large", f"{method} bodies are limited to "
+                                  f"{MAX_XML_BODY} bytes").send(environ, start_response)
+        try:
+            decode_path(environ)
+        except BadPath as exc:
+            return error_reply(exc).send(environ, start_response)
         return self.app(environ, start_response)
 
 

@@ -1,22 +1,42 @@
-"""A read-only WsgiDAV provider over the catalog: Root -> Folder -> File, one thin class per level.
+"""The WsgiDAV provider over the catalog (and, when writes are on, the writer): Root -> Channel
+folder -> sub-folders -> File, one thin class per kind of thing.
 
 Everything shown comes from catalog metadata (names, sizes, dates, etags); listing, HEAD and PROPFIND
-never touch file bytes. Properties are kept lean (no locks, no dead properties) because Explorer
-gives up on PROPFIND replies over ~1 MB and big channels have many files. GET and HEAD of files never
-reach this provider: dav.stream serves them (see its docstring for why).
+never touch file bytes. GET and HEAD of files never reach this provider: dav.stream serves them.
+
+Writes (when a `drive` is given; see tgdav/telegram/writer.py for what each does in Telegram):
+- PUT: a new name gets a *pending* resource (nothing exists in Telegram until the upload is
+  complete); begin_write() returns the writer's streaming upload, close() makes it visible (and only
+  then removes an old version), a failure or a client that goes away leaves the old one as it was.
+- MKCOL inside a channel: a folder marker message; at the root: a new private channel (unless
+  switched off). DELETE: the messages go, a folder with everything in it.
+- MOVE inside one channel: tag edits only (move_recursive), never a re-upload; COPY, and MOVE across
+  channels: the same documents sent again at the destination, then (MOVE) WsgiDAV deletes the source.
+- A channel the account may not post in answers writes 403 with the reason.
+- Finder's and Explorer's own files (._*, .DS_Store, desktop.ini, ...) are kept in the local state
+  directory (`local_dir`), never uploaded; they are not listed, only found by name.
+Dead properties and locks are WsgiDAV's own managers (configured in dav/server.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 from wsgidav import util
+from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError,
+                               HTTP_INTERNAL_ERROR)
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
+from tgdav.dav.policy import is_probe
+from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
 
-
 _MIME = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
+_FORBIDDEN_NAME = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
 
 
 def content_type(entry: FileEntry) -> str:
@@ -29,76 +49,231 @@ def _join(*names: str) -> str:
     return "/" + "/".join(names)
 
 
+def is_local_name(name: str) -> bool:
+    """Files desktop clients write for themselves: kept locally, never uploaded."""
+    return is_probe(name)
+
+
+def dav_error(exc: BaseException) -> DAVError:
+    """tgdav's errors as WsgiDAV errors (raised inside WsgiDAV's handlers, which would make them 500)."""
+    if isinstance(exc, DAVError):
+        return exc
+    # src_exception lets dav.policy.error_reply answer with tgdav's own table (text reason, Retry-After)
+    if isinstance(exc, Forbidden):
+        return DAVError(HTTP_FORBIDDEN, str(exc), src_exception=exc)
+    if isinstance(exc, NotFound):
+        return DAVError(HTTP_NOT_FOUND, str(exc), src_exception=exc)
+    if isinstance(exc, RetryLater):
+        return DAVError(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
+    if isinstance(exc, UpstreamUnavailable):
+        return DAVError(503, f"Telegram is unavailable: {exc}", src_exception=exc)
+    if isinstance(exc, TgdavError):
+        return DAVError(HTTP_BAD_REQUEST, str(exc), src_exception=exc)
+    return DAVError(HTTP_INTERNAL_ERROR, src_exception=exc)
+
+
+class _Mapped:
+    """`with _Mapped():` turns tgdav errors into DAVErrors with the right status."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and isinstance(exc, Exception) and not isinstance(exc, DAVError):
+            raise dav_error(exc) from exc
+        return False
+
+
+def check_name(name: str) -> None:
+    if not name or name in (".", "..") or _FORBIDDEN_NAME.search(name) or name != name.strip() \
+            or name.endswith(".") or len(name.encode()) > 200:
+        raise DAVError(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
+                                       "control characters, no leading/trailing spaces or trailing dot, "
+                                       "at most 200 bytes)")
+
+
 class RootResource(DAVCollection):
     """/ : one collection per catalog folder."""
 
-    def __init__(self, catalog: Catalog, environ: dict) -> None:
+    def __init__(self, provider: "CatalogProvider", environ: dict) -> None:
         super().__init__("/", environ)
-        self.catalog = catalog
+        self.catalog, self.drive = provider.catalog, provider.drive
 
     def get_member_names(self) -> list[str]:
         return [folder.name for folder in self.catalog.folders()]
 
-    def get_member_list(self) -> list[FolderResource]:
-        return [FolderResource(self.catalog, folder, self.environ) for folder in self.catalog.folders()]
+    def get_member_list(self) -> list["FolderResource"]:
+        return [FolderResource(self.provider, folder, (), None, self.environ) for folder in self.catalog.folders()]
 
-    def get_member(self, name: str) -> FolderResource | None:
+    def get_member(self, name: str):
         folder = self.catalog.folder(name)
-        return FolderResource(self.catalog, folder, self.environ) if folder is not None else None
+        return FolderResource(self.provider, folder, (), None, self.environ) if folder is not None else None
+
+    def create_collection(self, name: str) -> None:
+        if self.drive is None:
+            raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
+        check_name(name)
+        with _Mapped():
+            self.drive.create_channel(name)
+
+    def create_empty_resource(self, name: str):
+        raise DAVError(HTTP_FORBIDDEN, "files live inside channels: put them in a channel's folder")
+
+    def delete(self):
+        raise DAVError(HTTP_FORBIDDEN, "the root cannot be deleted")
 
 
 class FolderResource(DAVCollection):
-    """/<folder> : one channel, its files as members."""
+    """/<channel>[/<folder>...] : a channel or a folder inside it."""
 
-    def __init__(self, catalog: Catalog, folder: Folder, environ: dict) -> None:
-        super().__init__(_join(folder.name), environ)
-        self.catalog, self.folder = catalog, folder
+    def __init__(self, provider: "CatalogProvider", folder: Folder, path: tuple[str, ...], node,
+                 environ: dict) -> None:
+        super().__init__(_join(folder.name, *path), environ)
+        self.catalog, self.drive, self.local = provider.catalog, provider.drive, provider.local
+        self.folder, self.rel = folder, tuple(path)
+        self._node = node
+
+    @property
+    def node(self):
+        if self._node is None:
+            node = _node(self.catalog, self.folder, self.rel)
+            self._node = node if node is not None and not isinstance(node, FileEntry) else _EmptyDir()
+        return self._node
 
     def get_display_name(self) -> str:
-        return self.folder.name
+        return self.rel[-1] if self.rel else self.folder.name
 
     def get_last_modified(self) -> float:
-        return self.folder.modified
+        return getattr(self.node, "modified", 0) or self.folder.modified
+
+    def get_etag(self):
+        return None
+
+    def _children(self):
+        return self.node.dirs, self.node.files
 
     def get_member_names(self) -> list[str]:
-        return [entry.name for entry in self.catalog.entries(self.folder)]
+        dirs, files = self._children()
+        return list(dirs) + list(files)
 
-    def get_member_list(self) -> list[FileResource]:
-        return [FileResource(self.folder, entry, self.environ) for entry in self.catalog.entries(self.folder)]
+    def get_member_list(self) -> list:
+        dirs, files = self._children()
+        return ([FolderResource(self.provider, self.folder, self.rel + (name,), d, self.environ)
+                 for name, d in dirs.items()] +
+                [FileResource(self.provider, self.folder, self.rel + (name,), e, self.environ)
+                 for name, e in files.items()])
 
-    def get_member(self, name: str) -> FileResource | None:
-        entry = self.catalog.entry(self.folder, name)
-        return FileResource(self.folder, entry, self.environ) if entry is not None else None
+    def get_member(self, name: str):
+        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+
+    # --- writes -----------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.drive is None:
+            raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
+        with _Mapped():
+            self.drive.check(self.folder)
+
+    def create_empty_resource(self, name: str):
+        check_name(name)
+        if self.local is not None and is_local_name(name):
+            return self.local.create(self.provider, self.folder, self.rel + (name,), self.environ)
+        self._check()
+        if self.environ.get("REQUEST_METHOD") == "PUT":   # nothing exists until the upload is complete
+            return FileResource(self.provider, self.folder, self.rel + (name,), None, self.environ)
+        with _Mapped():                                   # LOCK of an unmapped URL: a real empty file
+            self.drive.make_empty(self.folder, self.rel + (name,))
+        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+
+    def create_collection(self, name: str) -> None:
+        check_name(name)
+        self._check()
+        with _Mapped():
+            self.drive.mkdir(self.folder, self.rel + (name,))
+
+    def delete(self) -> None:
+        self._check()
+        if not self.rel:
+            raise DAVError(HTTP_FORBIDDEN, "tgdav does not delete channels: delete it in Telegram")
+        with _Mapped():
+            self.drive.delete(self.folder, self.rel)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def support_recursive_delete(self) -> bool:
+        return True
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        """COPY (or cross-channel MOVE) of a folder: the folder itself, its members come one by one."""
+        self._check()
+        if not self.rel:
+            raise DAVError(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
+        folder, rel = self.provider.split(dest_path)
+        if not rel:
+            raise DAVError(HTTP_FORBIDDEN, "a folder cannot become a channel")
+        if self.provider.get_resource_inst(dest_path, self.environ) is None:
+            with _Mapped():
+                self.drive.check(folder)
+                self.drive.mkdir(folder, rel)
+        _copy_props(self, dest_path, is_move, with_children=False)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        if not self.rel:
+            return False
+        try:
+            folder, rel = self.provider.split(dest_path)
+        except DAVError:
+            return False
+        return folder.channel_id == self.folder.channel_id and bool(rel)
+
+    def move_recursive(self, dest_path: str):
+        self._check()
+        _, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.move(self.folder, self.rel, rel)
+        _copy_props(self, dest_path, True, with_children=True)
+        return []
+
+
+class _EmptyDir:
+    """A folder with nothing (known) in it; or, from a flat catalog, a channel's files."""
+
+    def __init__(self, files: dict | None = None) -> None:
+        self.dirs, self.files = {}, files or {}
+        self.modified = max([e.modified for e in self.files.values()], default=0.0)
 
 
 class FileResource(DAVNonCollection):
-    """/<folder>/<file> : one file-bearing message, described from its FileEntry."""
+    """A file: one file-bearing message (or several pieces), described from its FileEntry.
+    entry None: a PUT to a new name, not in Telegram until its upload completes."""
 
-    def __init__(self, folder: Folder, entry: FileEntry, environ: dict) -> None:
-        super().__init__(_join(folder.name, entry.name), environ)
-        self.entry = entry
+    def __init__(self, provider: "CatalogProvider", folder: Folder, path: tuple[str, ...],
+                 entry: FileEntry | None, environ: dict) -> None:
+        super().__init__(_join(folder.name, *path), environ)
+        self.catalog, self.drive = provider.catalog, provider.drive
+        self.folder, self.rel, self.entry = folder, tuple(path), entry
+        self._upload = None
 
     def get_display_name(self) -> str:
-        return self.entry.name
+        return self.rel[-1]
 
     def get_content_length(self) -> int:
-        return self.entry.size
+        return self.entry.size if self.entry else 0
 
     def get_content_type(self) -> str:
-        return content_type(self.entry)
+        return content_type(self.entry) if self.entry else "application/octet-stream"
 
     def get_creation_date(self) -> float:
-        return self.entry.created
+        return self.entry.created if self.entry else 0
 
     def get_last_modified(self) -> float:
-        return self.entry.modified
+        return self.entry.modified if self.entry else 0
 
-    def get_etag(self) -> str:
+    def get_etag(self):
         """Unquoted, as WsgiDAV's header code wants it; the getetag property is quoted below."""
-        return self.entry.etag.strip('"')
+        return self.entry.etag.strip('"') if self.entry else None
 
     def get_property_value(self, name: str):
-        if name == "{DAV:}getetag":
+        if name == "{DAV:}getetag" and self.entry:
             return f'"{self.get_etag()}"'
         return super().get_property_value(name)
 
@@ -112,25 +287,247 @@ class FileResource(DAVNonCollection):
         """Never called: dav.stream answers every GET of a file before WsgiDAV sees it."""
         raise NotImplementedError("file bodies are served by tgdav.dav.stream.StreamApp")
 
+    # --- writes -----------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.drive is None:
+            raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
+        with _Mapped():
+            self.drive.check(self.folder)
+
+    def begin_write(self, *, content_type=None):
+        self._check()
+        size = None
+        if "chunked" not in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            try:
+                size = int(self.environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                raise DAVError(HTTP_BAD_REQUEST, "Content-Length is not a number") from None
+        with _Mapped():
+            self._upload = self.drive.open_upload(self.folder, self.rel, size)
+        return _MappedSink(self._upload)
+
+    def end_write(self, *, with_errors: bool) -> None:
+        if with_errors and self._upload is not None:
+            self._upload.abort()
+        self._upload = None
+        if not with_errors:   # show the new version (its etag) in PUT's answer
+            entry = _node(self.catalog, self.folder, self.rel)
+            if isinstance(entry, FileEntry):
+                self.entry = entry
+
+    def delete(self) -> None:
+        self._check()
+        with _Mapped():
+            self.drive.delete(self.folder, self.rel)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        """COPY anywhere, or MOVE to another channel (WsgiDAV deletes the source after)."""
+        folder, rel = self.provider.split(dest_path)
+        if not rel:
+            raise DAVError(HTTP_FORBIDDEN, "files live inside channels")
+        with _Mapped():
+            self.drive.check(folder)
+            self.drive.copy(self.folder, self.entry, folder, rel)
+        _copy_props(self, dest_path, is_move, with_children=False)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        try:
+            folder, rel = self.provider.split(dest_path)
+        except DAVError:
+            return False
+        return folder.channel_id == self.folder.channel_id and bool(rel)
+
+    def move_recursive(self, dest_path: str):
+        self._check()
+        _, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.move(self.folder, self.rel, rel)
+        _copy_props(self, dest_path, True, with_children=False)
+        return []
+
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing file of the same channel (Overwrite: T) in one step, so the name
+        always holds a whole file: WsgiDAV would delete the destination first. Answers 204."""
+        if self.drive is None or not self.support_recursive_move(dest_path):
+            return False
+        dest = self.provider.get_resource_inst(dest_path, self.environ)
+        if not isinstance(dest, FileResource) or dest.entry is None:
+            return False
+        self._check()
+        _, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.move(self.folder, self.rel, rel)
+        dest.remove_all_properties(recursive=False)
+        dest.remove_all_locks(recursive=False)
+        _copy_props(self, dest_path, True, with_children=False)
+        return True
+
+
+class _MappedSink:
+    """The upload WsgiDAV writes into, with tgdav errors turned into DAVErrors."""
+
+    def __init__(self, upload) -> None:
+        self._upload = upload
+
+    def write(self, data: bytes) -> None:
+        with _Mapped():
+            self._upload.write(data)
+
+    def writelines(self, chunks) -> None:
+        with _Mapped():
+            self._upload.writelines(chunks)
+
+    def close(self) -> None:
+        with _Mapped():
+            self._upload.close()
+
+
+def _copy_props(res, dest_path: str, is_move: bool, *, with_children: bool) -> None:
+    props = res.provider.prop_manager
+    if not props:
+        return
+    dest = dest_path.rstrip("/") + ("/" if res.is_collection else "")
+    dest_url = util.quote(res.provider.share_path + dest)
+    if is_move:
+        props.move_properties(res.get_ref_url(), dest_url, with_children=with_children, environ=res.environ)
+    else:
+        props.copy_properties(res.get_ref_url(), dest_url, res.environ)
+
+
+def _node(catalog, folder: Folder, rel: tuple[str, ...]):
+    if hasattr(catalog, "node"):
+        return catalog.node(folder, rel)
+    if not rel:       # a catalog without folder trees: the channel's files only
+        return _EmptyDir({e.name: e for e in catalog.entries(folder)})
+    return catalog.entry(folder, rel[0]) if len(rel) == 1 else None
+
+
+# --- the local store of desktop clients' own files --------------------------------------------------
+class LocalFiles:
+    """Finder's ._* / .DS_Store and Explorer's desktop.ini, kept in `root`/<channel id>/<path>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_of(self, folder: Folder, rel: tuple[str, ...]) -> Path:
+        return self.root.joinpath(str(folder.channel_id), *rel)
+
+    def find(self, provider, folder: Folder, rel: tuple[str, ...], environ: dict):
+        p = self.path_of(folder, rel)
+        return LocalFileResource(provider, folder, rel, p, environ) if p.is_file() else None
+
+    def create(self, provider, folder: Folder, rel: tuple[str, ...], environ: dict):
+        p = self.path_of(folder, rel)
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        p.touch()
+        return LocalFileResource(provider, folder, rel, p, environ)
+
+
+class LocalFileResource(DAVNonCollection):
+    def __init__(self, provider, folder: Folder, rel: tuple[str, ...], file: Path, environ: dict) -> None:
+        super().__init__(_join(folder.name, *rel), environ)
+        self.folder, self.rel, self.file = folder, rel, file
+
+    def _stat(self):
+        return self.file.stat()
+
+    def get_content_length(self) -> int:
+        return self._stat().st_size
+
+    def get_content_type(self) -> str:
+        return "application/octet-stream"
+
+    def get_creation_date(self) -> float:
+        return self._stat().st_mtime
+
+    def get_last_modified(self) -> float:
+        return self._stat().st_mtime
+
+    def get_display_name(self) -> str:
+        return self.rel[-1]
+
+    def get_etag(self):
+        st = self._stat()
+        return f"l{st.st_ino:x}-{st.st_size:x}-{int(st.st_mtime * 1000):x}"
+
+    def support_etag(self) -> bool:
+        return True
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self):
+        return open(self.file, "rb")
+
+    def begin_write(self, *, content_type=None):
+        fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".tgdav-")
+        self._tmp = tmp
+        return os.fdopen(fd, "wb")
+
+    def end_write(self, *, with_errors: bool) -> None:
+        tmp = getattr(self, "_tmp", None)
+        if tmp is None:
+            return
+        if with_errors:
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, self.file)
+        self._tmp = None
+
+    def delete(self) -> None:
+        self.file.unlink(missing_ok=True)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        folder, rel = self.provider.split(dest_path)
+        if not rel or not is_local_name(rel[-1]):
+            raise DAVError(HTTP_FORBIDDEN, "a desktop client's own file stays local")
+        dest = self.provider.local.path_of(folder, rel)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copyfile(self.file, dest)
+        _copy_props(self, dest_path, is_move, with_children=False)
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return False
+
 
 class CatalogProvider(DAVProvider):
-    """Resolves a URL-decoded path to Root, Folder or File; unknown paths are None (404)."""
+    """Resolves a URL-decoded path to Root, a folder or a file; unknown paths are None (404).
+    `drive` (a telegram.writer.SyncWriter) makes it writable; None keeps it read-only."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, drive=None, local: LocalFiles | None = None) -> None:
         super().__init__()
-        self.catalog = catalog
+        self.catalog, self.drive, self.local = catalog, drive, local
 
     def is_readonly(self) -> bool:
-        return True
+        return self.drive is None
+
+    def split(self, path: str) -> tuple[Folder, tuple[str, ...]]:
+        """(channel folder, path inside it) of an existing channel; 409 otherwise."""
+        names = [n for n in util.to_str(path).split("/") if n]
+        folder = self.catalog.folder(names[0]) if names else None
+        if folder is None:
+            raise DAVError(409, "the destination must be inside an existing channel")
+        return folder, tuple(names[1:])
 
     def get_resource_inst(self, path: str, environ: dict):
         names = [name for name in util.to_str(path).split("/") if name]
         if not names:
-            return RootResource(self.catalog, environ)
+            return RootResource(self, environ)
         folder = self.catalog.folder(names[0])
-        if folder is None or len(names) > 2:
+        if folder is None:
             return None
-        if len(names) == 1:
-            return FolderResource(self.catalog, folder, environ)
-        entry = self.catalog.entry(folder, names[1])
-        return FileResource(folder, entry, environ) if entry is not None else None
+        rel = tuple(names[1:])
+        if not rel:       # the channel itself: its listing is read when asked for
+            return FolderResource(self, folder, (), None, environ)
+        if self.local is not None and is_local_name(rel[-1]):
+            return self.local.find(self, folder, rel, environ)
+        node = _node(self.catalog, folder, rel)
+        if node is None:
+            return None
+        if isinstance(node, FileEntry):
+            return FileResource(self, folder, rel, node, environ)
+        return FolderResource(self, folder, rel, node, environ)

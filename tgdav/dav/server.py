@@ -2,14 +2,15 @@
 
 Request path, outermost first:
 
-    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> StreamApp -> WsgiDAV
+    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp -> WsgiDAV
 
-WsgiDAV (dir browser + request resolver only: no locks, no dead properties, its own error printer and
-authenticator replaced by ours) answers PROPFIND and GET of collections; StreamApp answers GET/HEAD of
-files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
-(a paused player keeps its connection), hardened in tgdav.dav.http: a deadline for each request
-head, a per-address limit of connections served at once, the kernel's listen backlog, and request
-bodies always consumed or the connection closed.
+WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
+and dir browser replaced by ours) answers PROPFIND; Face (dav.face) answers the browser's GET of
+collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files. cheroot runs with
+many threads (Explorer opens lots of connections) and a long socket timeout (a paused player keeps
+its connection), hardened in tgdav.dav.http: a deadline for each request head, a per-address limit
+of connections served at once, the kernel's listen backlog, and request bodies always consumed or
+the connection closed.
 """
 
 from __future__ import annotations
@@ -18,26 +19,27 @@ import errno
 import ipaddress
 import logging
 import socket
-import time
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
-from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from tgdav.dav.access import AccessLog, StreamWatch
 from tgdav.dav.auth import SCHEMES, Authenticator
+from tgdav.dav.face import Face, ReservedNames
 from tgdav.dav.http import HardenedServer, TLSAdapter
-from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware, StartResponse
+from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
 from tgdav.errors import ConfigError, TgdavError
+from tgdav.metrics import Metrics
 from tgdav.model import Catalog, Reader
 
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; a longer URL gets 414
 MAX_BODY_BYTES = 1024 * 1024  # PROPFIND bodies are small; nothing else has one
 
-access_log = logging.getLogger("tgdav.access")
 
 
 def check_bind(host: str, users: dict[str, str] | None, auth: str) -> None:
@@ -72,81 +74,63 @@ def bind_errors(host: str, port: int) -> Iterator[None]:
 
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
-              realm: str = "tgdav", block_size: int = 256 * 1024) -> Callable:
-    """The whole WSGI app for one catalog and reader."""
+              realm: str = "tgdav", block_size: int = 256 * 1024, metrics: Metrics | None = None,
+              drive=None, state_dir: Path | None = None) -> Callable:
+    """The whole WSGI app for one catalog and reader (metrics: the composition root's, else a fresh one).
+    `drive` (a telegram.writer.SyncWriter) makes it writable, with locks, dead properties and desktop
+    clients' own files kept in `state_dir`."""
+    metrics = metrics if metrics is not None else Metrics()
+    catalog = ReservedNames(catalog)
     for name in ("wsgidav", "wsgidav.wsgidav_app"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    writes = _write_options(drive, state_dir)
     dav = WsgiDAVApp({
-        "provider_mapping": {"/": CatalogProvider(catalog)},
-        "middleware_stack": [WsgiDavDirBrowser, RequestResolver],
-        "lock_storage": False,
-        "property_manager": None,
+        "provider_mapping": {"/": CatalogProvider(catalog, drive, writes.get("local"))},
+        "middleware_stack": [RequestResolver],
+        "lock_storage": writes.get("locks", False),
+        "property_manager": writes.get("props"),
         "verbose": 1,
         "suppress_version_info": True,
         "logging": {"enable": False},
-        "dir_browser": {"enable": True, "icon": False, "davmount": False, "ms_sharepoint_support": False,
-                        "libre_office_support": False, "response_trailer": ""},
+        "dir_browser": {"enable": False},
     })
-    app = StreamApp(catalog, reader, dav, block_size)
-    app = PolicyMiddleware(app)
+    app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
+    app = Face(app, catalog, metrics)
+    app = PolicyMiddleware(app, writable=drive is not None)
     app = Authenticator(app, users, auth, realm)
-    return AccessLog(ErrorMiddleware(app))
+    return AccessLog(ErrorMiddleware(app), metrics)
 
 
-class AccessLog:
-    """One INFO line per request on tgdav.access: method, path, status, body bytes, seconds."""
-
-    def __init__(self, app: Callable) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        began, status = time.monotonic(), ["-"]
-
-        def record(status_line: str, headers: list, exc_info=None):
-            status[0] = status_line.split(" ", 1)[0]
-            return start_response(status_line, headers, exc_info) if exc_info else start_response(
-                status_line, headers)
-
-        # the path as it arrived (WsgiDAV rewrites PATH_INFO to decoded text on its way)
-        path = environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace")
-        return _Logged(self.app(environ, record), environ, status, began, path)
-
-
-class _Logged:
-    def __init__(self, body: Iterable[bytes], environ: dict, status: list[str], began: float,
-                 path: str) -> None:
-        self.body, self.environ, self.status, self.began, self.sent = body, environ, status, began, 0
-        self.failed, self.path = False, path
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.body:
-                self.sent += len(chunk)
-                yield chunk
-        except BaseException:
-            self.failed = True
-            raise
-
-    def close(self) -> None:
-        try:
-            if hasattr(self.body, "close"):
-                self.body.close()
-        finally:
-            access_log.info("%s %r %s %d %.3fs%s", self.environ.get("REQUEST_METHOD"), self.path, self.status[0],
-                            self.sent, time.monotonic() - self.began, " aborted" if self.failed else "")
+def _write_options(drive, state_dir: Path | None) -> dict:
+    """Writes on: WsgiDAV's shelve-backed lock storage and property manager, and the local store of
+    desktop clients' own files, all in the state directory (a restart keeps them)."""
+    if drive is None:
+        return {}
+    from wsgidav.lock_man.lock_storage import LockStorageShelve
+    from wsgidav.prop_man.property_manager import ShelvePropertyManager
+    from tgdav.dav.provider import LocalFiles
+    if state_dir is None:
+        raise ConfigError("writes need a state directory for locks and properties")
+    dav_dir = Path(state_dir) / "dav"
+    dav_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return {"locks": LockStorageShelve(str(dav_dir / "locks.shelve")),
+            "props": ShelvePropertyManager(str(dav_dir / "props.shelve")),
+            "local": LocalFiles(dav_dir / "local")}
 
 
 def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 64,
                 timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None,
-                head_timeout: float = 15.0, per_ip_limit: int = 32) -> HardenedServer:
+                writable: bool = False, head_timeout: float = 15.0,
+                per_ip_limit: int = 32) -> HardenedServer:
     """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()), with the
     rules of tgdav.dav.http: a deadline for each request head, at most `per_ip_limit` connections
     of one client address served at once (0: no limit), request bodies consumed or the connection
-    closed, and the kernel's maximum listen backlog."""
+    closed, and the kernel's maximum listen backlog.
+    `writable`: PUT bodies of any size (the policy then bounds every other body)."""
     server = HardenedServer((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav",
                             head_timeout=head_timeout, per_ip_limit=per_ip_limit)
     server.max_request_header_size = MAX_HEADER_BYTES
-    server.max_request_body_size = MAX_BODY_BYTES
+    server.max_request_body_size = 0 if writable else MAX_BODY_BYTES
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
             raise ConfigError("TLS needs both a certificate and a key file")

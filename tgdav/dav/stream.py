@@ -90,18 +90,25 @@ def plan_parts(spans: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
 class StreamApp:
     """Serves GET/HEAD of /folder/file; everything else goes on to `app` (WsgiDAV)."""
 
-    def __init__(self, catalog: Catalog, reader: Reader, app: Callable, block_size: int) -> None:
+    def __init__(self, catalog: Catalog, reader: Reader, app: Callable, block_size: int,
+                 watch: Callable | None = None) -> None:
         self.catalog, self.reader, self.app, self.block_size = catalog, reader, app, block_size
+        self.watch = watch   # watch(body, environ, spans, size, length) -> body: dav.access.StreamWatch
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             return self.app(environ, start_response)
         names = decode_path(environ)
-        if len(names) != 2:
+        if len(names) < 2:
             return self.app(environ, start_response)
         folder = self.catalog.folder(names[0])
-        entry = self.catalog.entry(folder, names[1]) if folder is not None else None
-        if entry is None:  # WsgiDAV answers 404 (or serves its dir browser's assets)
+        entry = None
+        if folder is not None:
+            if hasattr(self.catalog, "node"):      # channels with folders (tgdav/telegram/tree.py)
+                entry = self.catalog.node(folder, tuple(names[1:]))
+            elif len(names) == 2:
+                entry = self.catalog.entry(folder, names[1])
+        if not isinstance(entry, FileEntry):  # WsgiDAV answers 404 (or serves its dir browser's assets)
             return self.app(environ, start_response)
         return self.respond(environ, start_response, entry)
 
@@ -139,22 +146,36 @@ class StreamApp:
         start_response(status, headers + [("Content-Length", str(length))])
         if environ["REQUEST_METHOD"] == "HEAD":
             return []
-        return self._body(entry.location, parts, trailer)
+        body = self._body(entry, parts, trailer)
+        spans = [(start, end) for _, start, end in parts]
+        return self.watch(body, environ, spans, size, length) if self.watch else body
 
-    def _body(self, location: Location, parts: list[tuple[bytes, int, int]], trailer: bytes) -> Iterator[bytes]:
-        """Each part opened with its exact [start, end]; a stream that ends early is an upstream failure."""
+    def _body(self, entry: FileEntry, parts: list[tuple[bytes, int, int]], trailer: bytes) -> Iterator[bytes]:
+        """Each part opened with its exact [start, end] (per piece, for a file stored in several
+        messages); a stream that ends early is an upstream failure."""
         for prefix, start, end in parts:
-            stream = self.reader.open(location, start, end)
-            try:
-                remaining = end - start + 1
-                while remaining:
-                    block = stream.read(min(self.block_size, remaining))
-                    if not block:
-                        raise UpstreamUnavailable(f"the file ended {remaining} bytes early")
-                    remaining -= len(block)
-                    yield prefix + block if prefix else block
-                    prefix = b""
-            finally:
-                stream.close()
+            for location, first, last in piece_spans(entry, start, end):
+                stream = self.reader.open(location, first, last)
+                try:
+                    remaining = last - first + 1
+                    while remaining:
+                        block = stream.read(min(self.block_size, remaining))
+                        if not block:
+                            raise UpstreamUnavailable(f"the file ended {remaining} bytes early")
+                        remaining -= len(block)
+                        yield prefix + block if prefix else block
+                        prefix = b""
+                finally:
+                    stream.close()
         if trailer:
             yield trailer
+
+
+def piece_spans(entry: FileEntry, start: int, end: int) -> list[tuple[Location, int, int]]:
+    """Bytes start..end of the file as (piece, first, last) ranges inside each piece it crosses."""
+    out = []
+    for offset, location in entry.spans:
+        lo, hi = max(start, offset), min(end, offset + location.size - 1)
+        if lo <= hi:
+            out.append((location, lo - offset, hi - offset))
+    return out

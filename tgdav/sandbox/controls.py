@@ -6,7 +6,10 @@ admin thread and the loop thread can share one Controls.
 
 JSON accepted by POST /link (and `apply_link`):
     {"profile": "telegram-like"}            named profile (see PROFILES)
-    {"latency_ms": 100, "bandwidth": 2097152} explicit values; bandwidth in bytes/s per connection, 0 = unlimited
+    {"latency_ms": 100, "bandwidth": 2097152, "jitter_ms": 20} explicit values; bandwidth in bytes/s per
+                                            connection, 0 = unlimited; jitter reorders answers
+    {"upload_bandwidth": 2097152}           client -> server bytes/s per connection (uplink.py), 0 = unlimited;
+                                            explicit values not given are 0
     either form may add "dc": N to set one DC only (a slow DC)
 
 JSON accepted by POST /faults (and `apply_faults`); every key optional, absent keys unchanged:
@@ -16,6 +19,14 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
      "expire_file_references": true,                            # every reference handed out so far expires now
      "drop_after_bytes": {"2": {"bytes": 100000, "count": 1}},  # next `count` connections to DC 2 dropped
      "down": [3],                                               # DCs that refuse service
+     "upload_rate_limit": {"per_second": 20, "seconds": 5},    # rule: > N saveFilePart/saveBigFilePart
+                                                                # per second per account and DC
+     "upload_part_ttl": 3600,                                   # seconds an untouched upload's parts live
+     "expire_upload_parts": true,                               # every upload so far loses its parts now
+     "file_part_missing": [{"part": 3, "count": 1}],            # the next `count` saves of part 3 are
+                                                                # acknowledged but lost: using the file
+                                                                # then answers FILE_PART_3_MISSING
+     "upload_max_fileparts": {"default": 4000, "premium": 8000}, # parts per file (help.getAppConfig)
      "clear": true}                                              # reset all faults first
 """
 
@@ -29,16 +40,23 @@ from dataclasses import asdict, dataclass, field
 class Link:
     latency_ms: float = 0.0   # added round trip per request/answer
     bandwidth: int = 0        # bytes per second per connection, server -> client; 0 = unlimited
+    jitter_ms: float = 0.0    # each answer is held back by a random 0..jitter_ms: answers overtake each other
+    upload_bandwidth: int = 0  # bytes per second per connection, client -> server; 0 = unlimited
 
     @property
     def active(self) -> bool:
-        return self.latency_ms > 0 or self.bandwidth > 0
+        return self.latency_ms > 0 or self.bandwidth > 0 or self.jitter_ms > 0
 
 
 PROFILES: dict[str, Link] = {
     "off": Link(),
-    "telegram-like": Link(latency_ms=100.0, bandwidth=2 * 1024 * 1024),
+    "telegram-like": Link(latency_ms=100.0, bandwidth=2 * 1024 * 1024, upload_bandwidth=2 * 1024 * 1024),
+    # real Telegram answers out of order: the fault tests run with answers overtaking each other
+    "jittery": Link(latency_ms=5.0, jitter_ms=20.0),
 }
+
+
+UPLOAD_PART_TTL = 6 * 3600.0   # seconds: Telegram keeps unused upload parts for hours
 
 
 @dataclass
@@ -59,6 +77,13 @@ class Faults:
     references_expired_at: float | None = None   # monotonic time; references issued before it are expired
     drop_after_bytes: dict[int, list[int]] = field(default_factory=dict)  # dc -> [bytes, count]
     down: set[int] = field(default_factory=set)
+    upload_per_second: int = 0           # 0 = no rate rule
+    upload_flood_seconds: int = 3
+    upload_part_ttl: float = UPLOAD_PART_TTL
+    upload_parts_expired_at: float | None = None  # monotonic time; uploads touched before it are gone
+    lost_parts: dict[int, int] = field(default_factory=dict)   # part number -> how many saves to lose
+    upload_max_fileparts_default: int = 4000
+    upload_max_fileparts_premium: int = 8000
 
 
 class ControlError(ValueError):
@@ -95,11 +120,13 @@ class Controls:
             link = PROFILES[name]
         else:
             try:
-                link = Link(float(body.get("latency_ms", 0)), int(body.get("bandwidth", 0)))
+                link = Link(float(body.get("latency_ms", 0)), int(body.get("bandwidth", 0)),
+                            jitter_ms=float(body.get("jitter_ms", 0)),
+                            upload_bandwidth=int(body.get("upload_bandwidth", 0)))
             except (TypeError, ValueError) as e:
                 raise ControlError(f"bad link value: {e}") from None
-            if link.latency_ms < 0 or link.bandwidth < 0:
-                raise ControlError("latency_ms and bandwidth must be >= 0")
+            if link.latency_ms < 0 or link.bandwidth < 0 or link.jitter_ms < 0 or link.upload_bandwidth < 0:
+                raise ControlError("latency_ms, bandwidth, jitter_ms and upload_bandwidth must be >= 0")
         dc = body.get("dc")
         self.set_link(link, int(dc) if dc is not None else None)
 
@@ -136,6 +163,33 @@ class Controls:
         with self._lock:
             return self._faults.getfile_per_second, self._faults.getfile_flood_seconds
 
+    def upload_rate_rule(self) -> tuple[int, int]:
+        """(max saveFilePart/saveBigFilePart per second per account and DC, flood seconds); (0, _) = off."""
+        with self._lock:
+            return self._faults.upload_per_second, self._faults.upload_flood_seconds
+
+    def upload_part_policy(self) -> tuple[float, float | None]:
+        """(seconds an untouched upload lives, monotonic time at or before which every upload expired)."""
+        with self._lock:
+            return self._faults.upload_part_ttl, self._faults.upload_parts_expired_at
+
+    def take_lost_part(self, part: int) -> bool:
+        """Whether this save of `part` is to be lost (a file_part_missing fault), consuming one."""
+        with self._lock:
+            left = self._faults.lost_parts.get(part, 0)
+            if left <= 0:
+                return False
+            if left == 1:
+                del self._faults.lost_parts[part]
+            else:
+                self._faults.lost_parts[part] = left - 1
+            return True
+
+    def max_file_parts(self, premium: bool) -> int:
+        with self._lock:
+            f = self._faults
+            return f.upload_max_fileparts_premium if premium else f.upload_max_fileparts_default
+
     def reference_policy(self) -> tuple[float | None, float | None]:
         """(ttl seconds or None, monotonic time before which every issued reference is expired)."""
         with self._lock:
@@ -169,6 +223,25 @@ class Controls:
                     f.drop_after_bytes[int(dc)] = [int(spec["bytes"]), int(spec.get("count", 1))]
                 if "down" in body:
                     f.down = {int(dc) for dc in body["down"]}
+                if "upload_rate_limit" in body:
+                    rule = body["upload_rate_limit"] or {}
+                    f.upload_per_second = int(rule.get("per_second", 0))
+                    f.upload_flood_seconds = int(rule.get("seconds", 3))
+                if "upload_part_ttl" in body:
+                    ttl = body["upload_part_ttl"]
+                    f.upload_part_ttl = UPLOAD_PART_TTL if ttl is None else float(ttl)
+                if body.get("expire_upload_parts"):
+                    f.upload_parts_expired_at = now
+                for item in body.get("file_part_missing", []):
+                    part = int(item["part"])
+                    f.lost_parts[part] = f.lost_parts.get(part, 0) + int(item.get("count", 1))
+                if "upload_max_fileparts" in body:
+                    limits = body["upload_max_fileparts"] or {}
+                    default = int(limits.get("default", 4000))
+                    premium = int(limits.get("premium", 2 * default))
+                    if default < 1 or premium < 1:
+                        raise ValueError("upload_max_fileparts must be >= 1")
+                    f.upload_max_fileparts_default, f.upload_max_fileparts_premium = default, premium
         except (KeyError, TypeError, ValueError) as e:
             raise ControlError(f"bad fault value: {e!r}") from None
 
@@ -186,5 +259,11 @@ class Controls:
                     "drop_after_bytes": {str(dc): {"bytes": b, "count": c}
                                          for dc, (b, c) in f.drop_after_bytes.items()},
                     "down": sorted(f.down),
+                    "upload_rate_limit": {"per_second": f.upload_per_second,
+                                          "seconds": f.upload_flood_seconds},
+                    "upload_part_ttl": f.upload_part_ttl,
+                    "file_part_missing": [{"part": p, "count": c} for p, c in sorted(f.lost_parts.items())],
+                    "upload_max_fileparts": {"default": f.upload_max_fileparts_default,
+                                             "premium": f.upload_max_fileparts_premium},
                 },
             }

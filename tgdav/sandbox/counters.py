@@ -9,6 +9,17 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
     getfile_bytes          bytes returned by upload.getFile
     errors:<NAME>          RPC errors answered, by error name with the number replaced by X:
                            errors:FILE_MIGRATE_X, errors:FLOOD_WAIT_X, errors:LIMIT_INVALID, ...
+    upload_parts           upload parts kept (saveFilePart + saveBigFilePart), on the DC that got them
+    upload_bytes           bytes of those parts
+    upload_parts_lost      parts acknowledged but dropped by a file_part_missing fault
+    documents_created      documents made from uploads, on the DC that holds them (the uploader's home)
+    messages_sent          messages posted by sendMedia / sendMessage, on the DC that answered
+    messages_edited        messages.editMessage that changed a message
+    messages_deleted       messages removed by channels.deleteMessages (one per message)
+    messages_forwarded     copies made by messages.forwardMessages (one per message)
+    channels_created       channels.createChannel
+    channels_renamed       channels.editTitle
+    channels_deleted       channels.deleteChannel
 """
 
 from __future__ import annotations

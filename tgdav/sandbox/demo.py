@@ -1,6 +1,8 @@
 """The built-in demo world of `tgdav demo`: real media a player or viewer can open (a seekable MP4,
 JPEG and PNG images as photos and as documents, a WAV made here), a large synthetic file, files on
-every DC and one whose advertised DC is stale. The accounts are seed.add_owner_accounts'.
+every DC and one whose advertised DC is stale. The accounts are seed.add_owner_accounts'. They only
+read those channels; `Uploads` is the user's own (its creator; the bot is an admin who may post), so
+it is where a client writes.
 
 demo_media/ was made once with ffmpeg:
     clip.mp4             testsrc2 320x240 25 fps + 440 Hz sine, 6 s, H.264/AAC, a keyframe every
@@ -22,6 +24,7 @@ from tgdav.sandbox.world import DEFAULT_DCS, Audio, BytesSource, FileSource, Pho
 
 MEDIA = Path(__file__).parent / "demo_media"
 BIG_SIZE = 8 << 30
+UPLOADS = "Uploads"       # the writable channel
 
 
 def chord_wav(seconds: float = 3.0, rate: int = 22050) -> bytes:
@@ -91,4 +94,6 @@ def build_demo_world(*, seed: int = 0, dc_ids: tuple[int, ...] = DEFAULT_DCS, ho
     for i in range(12):
         world.add_document(archive, name=f"part-{i:02d}.bin", size=(i + 1) * 100_000,
                            mime="application/octet-stream")
+
+    world.add_channel(UPLOADS, members=owners, creator=owners[0], admins=[owners[1]])
     return world

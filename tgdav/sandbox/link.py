@@ -39,10 +39,23 @@ class Pacer:
         return release
 
 
+class Ticket:
+    """One queued frame. `started` turns true once the frame is on the emulated wire (at the head of
+    the queue, its release time computed): from then on it will arrive, whatever the client says."""
+    __slots__ = ("queued_at", "frame", "size", "started")
+
+    def __init__(self, queued_at: float, frame: bytes) -> None:
+        self.queued_at = queued_at
+        self.frame = frame          # released once written
+        self.size = len(frame)
+        self.started = False
+
+
 class LinkWriter:
     """Writes one connection's frames in order through the emulated link. send() never blocks;
     run() is the connection's writer task: it returns when the connection is dropped, fails, or,
-    after finish(), once everything queued is written."""
+    after finish(), once everything queued is written. cancel() takes back a frame that has not
+    started (rpc_drop_answer of an answer still in the server's outgoing queue)."""
 
     def __init__(self, writer: asyncio.StreamWriter, link: Callable[[], Link], drop_after: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -51,15 +64,27 @@ class LinkWriter:
         self._budget = drop_after
         self._clock = clock
         self._pacer = Pacer()
-        self._queue: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._queue: collections.deque[Ticket] = collections.deque()
         self._wakeup = asyncio.Event()
         self._finishing = False
         self.sent = 0
         self.dropped = False
 
-    def send(self, frame: bytes) -> None:
-        self._queue.append((self._clock(), frame))
+    def send(self, frame: bytes) -> Ticket:
+        ticket = Ticket(self._clock(), frame)
+        self._queue.append(ticket)
         self._wakeup.set()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> bool:
+        """Remove a frame that has not started; False if it is on the wire or already written."""
+        if ticket.started:
+            return False
+        try:
+            self._queue.remove(ticket)
+        except ValueError:
+            return False
+        return True
 
     def finish(self) -> None:
         """Write what is queued, then close the connection."""
@@ -76,13 +101,16 @@ class LinkWriter:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                queued_at, frame = self._queue[0]
+                ticket = self._queue[0]
+                ticket.started = True
+                frame = ticket.frame
                 link = self._link()
                 if link.active:
-                    delay = self._pacer.release_time(queued_at, len(frame), link) - self._clock()
+                    delay = self._pacer.release_time(ticket.queued_at, len(frame), link) - self._clock()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 self._queue.popleft()
+                ticket.frame = b""
                 if self._budget is not None and self.sent + len(frame) >= self._budget:
                     self._writer.write(frame[:self._budget - self.sent])
                     self.sent = self._budget

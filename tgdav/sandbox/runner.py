@@ -45,7 +45,7 @@ class Sandbox:
         self.controls = Controls(PROFILES[profile])
         self.keys = AuthKeyStore(self.state_dir / "keys.json" if self.state_dir else None)
         self.rsa = load_or_create(self.state_dir)
-        self.services = Services(world, self.keys, self.counters, self.controls)
+        self.services = Services(world, self.keys, self.counters, self.controls, state_dir=self.state_dir)
         self.cluster = ClusterThread(self.services, self.keys, self.counters, self.controls, self.rsa,
                                      dc_ids=tuple(world.dc_ids))
         self.admin = AdminServer(self.counters, self.controls, world)
@@ -95,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", metavar="DIR", help="a folder: each subfolder a channel, each file a document")
     p.add_argument("--profile", default="off", choices=sorted(PROFILES),
                    help="link emulation: off, or telegram-like (100 ms round trip, 2 MiB/s per connection)")
-    p.add_argument("--state", metavar="DIR", help="keep the RSA key and auth keys here across restarts")
+    p.add_argument("--state", metavar="DIR",
+                   help="keep the RSA key, auth keys and everything clients write here across restarts")
     p.add_argument("--dcs", type=int, default=5, help="number of DCs (default 5)")
     p.add_argument("--password", help="give the user account this 2FA cloud password")
+    p.add_argument("--writable", metavar="TITLE", action="append", default=[],
+                   help="with --seed: the user creates (owns) the channel of this title, so it may post "
+                        "there; an empty one is made if no subfolder has that name (repeatable)")
     return p
 
 
@@ -112,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed:
         if not Path(args.seed).is_dir():
             build_parser().error(f"--seed {args.seed}: not a folder")
-        world = build_world_from_folder(Path(args.seed), dc_ids=dc_ids, password=args.password)
+        world = build_world_from_folder(Path(args.seed), dc_ids=dc_ids, password=args.password,
+                                        writable=tuple(args.writable))
     else:
+        if args.writable:
+            build_parser().error("--writable needs --seed (the demo world has its writable Uploads)")
         world = build_demo_world(dc_ids=dc_ids, password=args.password)
     sandbox = Sandbox(world, user_password=args.password, state_dir=args.state, profile=args.profile)
     stop = threading.Event()

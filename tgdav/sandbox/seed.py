@@ -2,6 +2,8 @@
 message (mime from the extension, size, date from mtime, bytes read from the file), plus synthetic
 documents of any size. Files are dealt round-robin over the DCs starting after the accounts' home DC,
 so downloads exercise exports, imports and migrations from the first file on.
+The accounts read every channel; only `writable` channels (named by title) are the user's own, where
+it may post (its creator), and the bot's (an admin with post, edit and delete rights).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def add_owner_accounts(world: World, *, home_dc: int | None = None,
 
 def build_world_from_folder(folder: str | Path, *, seed: int = 0, dc_ids: tuple[int, ...] = DEFAULT_DCS,
                             home_dc: int | None = None, password: str | None = None,
-                            synthetic: tuple[SyntheticFile, ...] = ()) -> World:
+                            synthetic: tuple[SyntheticFile, ...] = (), writable: tuple[str, ...] = ()) -> World:
     """Hidden files and nested folders are skipped; Telegram channels are flat."""
     root = Path(folder)
     if not root.is_dir():
@@ -85,7 +87,8 @@ def build_world_from_folder(folder: str | Path, *, seed: int = 0, dc_ids: tuple[
         files = sorted((f for f in sub.iterdir() if f.is_file() and not f.name.startswith(".")),
                        key=lambda f: (int(f.stat().st_mtime), f.name))
         first = int(files[0].stat().st_mtime) if files else EPOCH
-        channel = channels[sub.name] = world.add_channel(sub.name, members=owners, date=first)
+        channel = channels[sub.name] = world.add_channel(sub.name, members=owners, date=first,
+                                                         **_ownership(sub.name, writable, owners))
         for f in files:
             dc = world.dc_ids[(start + dealt) % len(world.dc_ids)]
             dealt += 1
@@ -94,6 +97,17 @@ def build_world_from_folder(folder: str | Path, *, seed: int = 0, dc_ids: tuple[
                                source=FileSource(f.resolve()), dc=dc, date=int(stat.st_mtime))
     for spec in synthetic:
         channel = channels.get(spec.channel) or channels.setdefault(
-            spec.channel, world.add_channel(spec.channel, members=owners))
+            spec.channel, world.add_channel(spec.channel, members=owners,
+                                            **_ownership(spec.channel, writable, owners)))
         world.add_document(channel, name=spec.name, size=spec.size, mime=spec.mime)
+    for title in writable:
+        if title not in channels:
+            channels[title] = world.add_channel(title, members=owners, **_ownership(title, writable, owners))
     return world
+
+
+def _ownership(title: str, writable: tuple[str, ...], owners: tuple[Account, Account]) -> dict:
+    if title not in writable:
+        return {}
+    user, bot = owners
+    return {"creator": user, "admins": [bot]}

@@ -6,8 +6,19 @@ dispatcher RpcError becomes rpc_error; any other exception becomes rpc_error 500
 line. A protocol error closes that one connection. Controls are read live: a down DC closes its open
 connections and stops listening until it is up again; a drop fault cuts a new connection after N bytes.
 
+rpc_drop_answer is answered here, as Telegram documents it (core.telegram.org/mtproto/service_messages):
+rpc_answer_dropped_running while the call still runs (the call finishes, and its answer is replaced by
+rpc_answer_dropped_running too), rpc_answer_dropped(msg_id, seq_no, bytes) when the answer waits in
+the connection's outgoing queue (it is taken out and never sent), rpc_answer_unknown when the answer
+is already on the wire or sent (its bytes keep coming) or the request is unknown.
+
+Link jitter holds each answer back by a random 0..jitter_ms, so answers on one connection overtake
+each other as real Telegram's do.
+
 Counters: connections (accepted), refused (accepted just as the DC went down), dropped (drop fault),
-errors:<NAME> (rpc_error answers, digits replaced by X: FLOOD_WAIT_X).
+errors:<NAME> (rpc_error answers, digits replaced by X: FLOOD_WAIT_X), drop_requests
+(rpc_drop_answer received), answers_dropped (answers never sent because of one), unawaited_bytes
+(bytes of answers the client had asked to drop, sent anyway because they were already on the wire).
 """
 
 from __future__ import annotations
@@ -15,17 +26,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from telethon.tl.functions import RpcDropAnswerRequest
+from telethon.tl.types import RpcAnswerDropped, RpcAnswerDroppedRunning, RpcAnswerUnknown
 
 from .context import CallContext, Dispatcher, RpcError
 from .controls import Controls
 from .counters import Counters
 from .keys import AuthKeyStore
-from .link import LinkWriter
+from .link import LinkWriter, Ticket
 from .proto.connection import Call, ServerConnection
 from .proto.errors import ProtocolError
 from .proto.session import Salts
 from .rsakey import SandboxRsaKey
+from .uplink import ReadPacer
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +51,28 @@ READ_SIZE = 256 * 1024
 DOWN_POLL = 0.1           # seconds between checks whether the DC went down or came back up
 GOODBYE_TIMEOUT = 5.0     # how long a transport error may take to reach a client before we close
 STOP_TIMEOUT = 5.0        # how long stop() lets connections wind down before cancelling them
+REMEMBERED_ANSWERS = 1024  # per connection: answers an rpc_drop_answer can still name
 _conn_ids = itertools.count(1)
 _NUMBER = re.compile(r"_\d+(?=_|$)")
+
+
+@dataclass(eq=False)
+class _Answer:
+    """One call's answer on one connection, as far as rpc_drop_answer cares."""
+    ticket: Ticket | None = None    # None while the call runs
+    msg_id: int = 0                 # the answer's own msg_id and seq_no, once packed
+    seq_no: int = 0
+    dropped: bool = False           # dropped while running: answer rpc_answer_dropped_running
+
+
+class _Answers(OrderedDict):
+    """(session_id, req_msg_id) -> _Answer, the most recent REMEMBERED_ANSWERS of one connection."""
+
+    def start(self, call: Call) -> _Answer:
+        answer = self[(call.session.session_id, call.msg_id)] = _Answer()
+        if len(self) > REMEMBERED_ANSWERS:
+            self.popitem(last=False)
+        return answer
 
 
 def error_counter(message: str) -> str:
@@ -124,9 +162,12 @@ class DcServer:
         link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id))
         link_task = asyncio.create_task(link.run())
         calls: set[asyncio.Task] = set()
+        answers = _Answers()
         disconnect: asyncio.TimerHandle | None = None
+        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id))   # upload bandwidth cap (uplink.py)
         try:
             while data := await reader.read(READ_SIZE):
+                await uplink.pace(len(data))
                 if self._controls.is_down(self.dc_id):
                     self._unlisten()
                     break
@@ -142,7 +183,10 @@ class DcServer:
                 for frame in incoming.frames:
                     link.send(frame)
                 for call in incoming.calls:
-                    task = asyncio.create_task(self._call(proto, link, call, conn_id))
+                    if isinstance(call.request, RpcDropAnswerRequest):
+                        self._drop_answer(proto, link, answers, call)
+                        continue
+                    task = asyncio.create_task(self._call(proto, link, call, conn_id, answers.start(call)))
                     calls.add(task)
                     task.add_done_callback(calls.discard)
                 if incoming.disconnect_after is not None:
@@ -161,7 +205,8 @@ class DcServer:
             if link.dropped:
                 self._counters.inc(self.dc_id, "dropped")
 
-    async def _call(self, proto: ServerConnection, link: LinkWriter, call: Call, conn_id: int) -> None:
+    async def _call(self, proto: ServerConnection, link: LinkWriter, call: Call, conn_id: int,
+                    answer: _Answer) -> None:
         ctx = CallContext(self.dc_id, call.session.key_id, call.session.session_id, conn_id)
         try:
             frame = proto.answer(call, await self._dispatcher.call(ctx, call.request))
@@ -172,4 +217,28 @@ class DcServer:
             log.exception("DC %d: %s failed", self.dc_id, type(call.request).__name__)
             self._counters.inc(self.dc_id, error_counter("INTERNAL"))
             frame = proto.refuse(call, 500, "INTERNAL")
-        link.send(frame)
+        jitter = self._controls.link_for(self.dc_id).jitter_ms
+        if jitter > 0:
+            await asyncio.sleep(random.uniform(0, jitter) / 1000)
+        if answer.dropped:
+            frame = proto.answer(call, RpcAnswerDroppedRunning())
+        answer.msg_id, answer.seq_no = call.session.last_sent
+        answer.ticket = link.send(frame)
+
+    def _drop_answer(self, proto: ServerConnection, link: LinkWriter, answers: _Answers, call: Call) -> None:
+        """rpc_drop_answer(req_msg_id): stop what can still be stopped, say what happened."""
+        self._counters.inc(self.dc_id, "drop_requests")
+        answer = answers.pop((call.session.session_id, call.request.req_msg_id), None)
+        if answer is None:
+            reply = RpcAnswerUnknown()
+        elif answer.ticket is None:
+            answer.dropped = True
+            self._counters.inc(self.dc_id, "answers_dropped")
+            reply = RpcAnswerDroppedRunning()
+        elif link.cancel(answer.ticket):
+            self._counters.inc(self.dc_id, "answers_dropped")
+            reply = RpcAnswerDropped(answer.msg_id, answer.seq_no, answer.ticket.size)
+        else:
+            self._counters.inc(self.dc_id, "unawaited_bytes", answer.ticket.size)
+            reply = RpcAnswerUnknown()
+        link.send(proto.answer(call, reply))

@@ -1,6 +1,11 @@
 """The sandbox's Telegram: accounts, channels, messages, documents and photos. Pure data, no I/O
 beyond reading a file-backed document's bytes.
 
+Who may write where: a channel's creator and its admins (with Telegram's admin right names, e.g.
+post_messages) post; other members only read. Writes made by clients (writes.py) go through the
+`post` / `edit` / `delete` / `restore_channel` methods here, which keep message ids increasing and never
+reused, and the channel's pts counting every change, as on Telegram.
+
 Every id and access hash is derived from the world's seed and a stable name (a phone, a channel
 title, a channel id and message id), so a sandbox restarted with the same inputs has the same world
 and clients keep working with what they cached. Messages are kept in id order and added in date order,
@@ -38,6 +43,30 @@ class PatternSource:
 
 
 @dataclass(frozen=True)
+class PartsSource:
+    """An uploaded file kept as its upload parts (files 000000, 000001, ... in `folder`), all
+    `part_size` bytes but the last, so a multi-GiB upload is never copied or held in memory."""
+    folder: Path
+    part_size: int
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
+        out = bytearray()
+        while length > 0:
+            index, within = divmod(offset, self.part_size)
+            with open(self.folder / f"{index:06d}", "rb") as f:
+                f.seek(within)
+                chunk = f.read(min(length, self.part_size - within))
+            if not chunk:
+                raise OSError(f"part {index} of {self.folder} is shorter than its document says")
+            out += chunk
+            offset += len(chunk)
+            length -= len(chunk)
+        return bytes(out)
+
+
+@dataclass(frozen=True)
 class FileSource:
     """A real file on disk (seeded folders, demo media)."""
     path: Path
@@ -57,7 +86,7 @@ class BytesSource:
         return self.data[offset:offset + length]
 
 
-Source = PatternSource | FileSource | BytesSource
+Source = PatternSource | FileSource | BytesSource | PartsSource
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -71,6 +100,7 @@ class Account:
     phone: str | None = None          # digits only; users
     bot_token: str | None = None      # "<id>:<secret>"; bots
     password: str | None = None       # cloud password (2FA), users only
+    premium: bool = False             # premium accounts may upload twice as many parts
 
     @property
     def is_bot(self) -> bool:
@@ -137,6 +167,7 @@ class Message:
     text: str = ""
     media: Document | Photo | None = None
     edit_date: int | None = None
+    fwd_from: tuple[int, int, int] | None = None     # (channel id, message id, date) of a forward's origin
 
 
 @dataclass
@@ -148,6 +179,10 @@ class Channel:
     username: str | None = None
     members: set[int] = field(default_factory=set)
     messages: list[Message] = field(default_factory=list, repr=False)   # ascending ids and dates
+    creator_id: int | None = None
+    admins: dict[int, frozenset[str]] = field(default_factory=dict)    # account id -> admin right names
+    last_id: int = 0          # the highest message id ever given (ids are never reused)
+    changes: int = 0          # edits and deletions, which move pts as new messages do
 
     @property
     def top(self) -> Message | None:
@@ -155,7 +190,22 @@ class Channel:
 
     @property
     def pts(self) -> int:
-        return len(self.messages) + 1
+        return self.last_id + self.changes + 1
+
+    def rights_of(self, account: Account) -> frozenset[str]:
+        """The admin rights `account` holds here: every right for the creator, none for a reader."""
+        if account.id == self.creator_id:
+            return ADMIN_RIGHTS
+        return self.admins.get(account.id, frozenset())
+
+    def may_post(self, account: Account) -> bool:
+        return "post_messages" in self.rights_of(account)
+
+    def may_edit(self, account: Account) -> bool:
+        return bool({"edit_messages", "post_messages"} & self.rights_of(account))
+
+    def may_delete(self, account: Account) -> bool:
+        return "delete_messages" in self.rights_of(account)
 
     def message(self, message_id: int) -> Message | None:
         i = bisect.bisect_left(self.messages, message_id, key=_id)
@@ -176,6 +226,14 @@ class Channel:
         return account.id in self.members or self.username is not None
 
 
+# Telegram's chatAdminRights flags a broadcast channel's creator holds (all of them).
+ADMIN_RIGHTS = frozenset({"change_info", "post_messages", "edit_messages", "delete_messages", "ban_users",
+                          "invite_users", "pin_messages", "add_admins", "manage_call", "other",
+                          "post_stories", "edit_stories", "delete_stories"})
+# What an ordinary channel admin who posts files gets.
+POSTER_RIGHTS = frozenset({"post_messages", "edit_messages", "delete_messages"})
+
+
 def _id(m: Message) -> int:
     return m.id
 
@@ -185,7 +243,8 @@ def _date(m: Message) -> int:
 
 
 class World:
-    """The whole sandboxed Telegram. Build it first, then serve it (services only read it)."""
+    """The whole sandboxed Telegram. Build it first, then serve it (services read it, and change it
+    only through writes.py, which journals every change to the state dir)."""
 
     def __init__(self, seed: int = 0, dc_ids: tuple[int, ...] = DEFAULT_DCS) -> None:
         if not dc_ids:
@@ -225,13 +284,13 @@ class World:
 
     # --- building: accounts and channels ---------------------------------------------------------
     def add_user(self, phone: str, first_name: str, *, username: str | None = None,
-                 home_dc: int = 2, password: str | None = None) -> Account:
+                 home_dc: int = 2, password: str | None = None, premium: bool = False) -> Account:
         phone = normalize_phone(phone)
         if phone in self._phones:
             raise ValueError(f"phone {phone} is already taken")
         account = Account(self._user_id("user", phone), derive(self.seed, "user-hash", phone),
                           first_name, self._dc(home_dc), username=username, phone=phone,
-                          password=password)
+                          password=password, premium=premium)
         self._phones[phone] = account
         return self._add_account(account)
 
@@ -245,13 +304,40 @@ class World:
         return self._add_account(account)
 
     def add_channel(self, title: str, *, username: str | None = None, members=(),
-                    date: int = EPOCH) -> Channel:
+                    date: int = EPOCH, creator: Account | None = None, admins=None) -> Channel:
+        """`members` read; `creator` (a member) holds every admin right; `admins` maps accounts to
+        their admin right names (default POSTER_RIGHTS when given as a plain list of accounts)."""
         n = 0
-        while (cid := 1_000_000_000 + derive(self.seed, "channel", title, n) % 1_000_000_000) in self.channels:
+        while (cid := self.new_channel_id(title, n)) in self.channels:
             n += 1
         channel = Channel(cid, derive(self.seed, "channel-hash", cid), title, date, username=username,
-                          members={m.id if isinstance(m, Account) else int(m) for m in members})
+                          members={_account_id(m) for m in members})
+        if creator is not None:
+            channel.creator_id = _account_id(creator)
+            channel.members.add(channel.creator_id)
+        if admins:
+            pairs = admins.items() if isinstance(admins, dict) else ((a, POSTER_RIGHTS) for a in admins)
+            for account, rights in pairs:
+                unknown = set(rights) - ADMIN_RIGHTS
+                if unknown:
+                    raise ValueError(f"unknown admin rights {sorted(unknown)}")
+                channel.admins[_account_id(account)] = frozenset(rights)
+                channel.members.add(_account_id(account))
         self._claim_username(username, channel)
+        self.channels[cid] = channel
+        return channel
+
+    def new_channel_id(self, title: str, n: int = 0) -> int:
+        return 1_000_000_000 + derive(self.seed, "channel", title, n) % 1_000_000_000
+
+    def restore_channel(self, cid: int, access_hash: int, title: str, date: int,
+                        creator_id: int | None) -> Channel:
+        """A channel a client created (channels.createChannel), with the id and hash it was given."""
+        if cid in self.channels:
+            raise ValueError(f"channel {cid} already exists")
+        channel = Channel(cid, access_hash, title, date, creator_id=creator_id)
+        if creator_id is not None:
+            channel.members.add(creator_id)
         self.channels[cid] = channel
         return channel
 
@@ -289,6 +375,50 @@ class World:
         photo.date = message.date
         self.photos[photo_id] = photo
         return message
+
+    # --- writes made by clients (see writes.py, which journals them) --------------------------
+    def upload_dc(self, account: Account) -> int:
+        """Where a file a client uploads is stored: the uploader's home DC, as on Telegram."""
+        return account.home_dc
+
+    def post(self, channel: Channel, text: str, media: Document | Photo | None, date: int, *,
+             message_id: int | None = None, fwd_from: tuple[int, int, int] | None = None) -> Message:
+        """A new message at the end of the channel (a date earlier than the last one's is moved up)."""
+        last = channel.messages[-1] if channel.messages else None
+        date = max(int(date), last.date if last else 0)
+        message = self._append(channel, text, media, date, message_id)
+        message.fwd_from = fwd_from
+        if isinstance(media, Document):
+            self.documents.setdefault(media.id, media)
+        return message
+
+    def edit(self, channel: Channel, message: Message, date: int, text: str | None = None,
+             media: Document | Photo | None = None) -> None:
+        if text is not None:
+            message.text = text
+        if media is not None:
+            message.media = media
+        message.edit_date = int(date)
+        channel.changes += 1
+
+    def retitle(self, channel: Channel, title: str) -> None:
+        channel.title = title
+        channel.changes += 1
+
+    def drop_channel(self, channel: Channel) -> None:
+        """channels.deleteChannel: the channel and its messages go (documents stay for other copies)."""
+        del self.channels[channel.id]
+        if channel.username:
+            self._usernames.pop(channel.username.lower(), None)
+
+    def delete(self, channel: Channel, ids) -> list[int]:
+        """Remove these message ids (unknown ones are ignored); returns the ids removed."""
+        wanted = set(ids)
+        gone = [m.id for m in channel.messages if m.id in wanted]
+        if gone:
+            channel.messages[:] = [m for m in channel.messages if m.id not in wanted]
+            channel.changes += len(gone)
+        return gone
 
     def spread_dc(self, file_id: int) -> int:
         """The DC a file lands on when none is asked for: spread evenly and stably."""
@@ -330,17 +460,26 @@ class World:
 
     @staticmethod
     def _next_id(channel: Channel) -> int:
-        return channel.messages[-1].id + 1 if channel.messages else 1
+        return channel.last_id + 1
 
-    def _append(self, channel: Channel, text: str, media, date: int | None) -> Message:
+    def _append(self, channel: Channel, text: str, media, date: int | None,
+                message_id: int | None = None) -> Message:
         last = channel.messages[-1] if channel.messages else None
         if date is None:
             date = last.date + 60 if last else channel.date
         elif last and date < last.date:
             raise ValueError("messages must be added in date order")
-        message = Message(self._next_id(channel), int(date), text, media)
+        mid = self._next_id(channel) if message_id is None else message_id
+        if mid <= channel.last_id:
+            raise ValueError(f"message id {mid} of channel {channel.id} was already given")
+        message = Message(mid, int(date), text, media)
         channel.messages.append(message)
+        channel.last_id = mid
         return message
+
+
+def _account_id(account: Account | int) -> int:
+    return account.id if isinstance(account, Account) else int(account)
 
 
 def normalize_phone(phone: str) -> str:

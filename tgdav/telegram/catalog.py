@@ -1,10 +1,17 @@
 """Channels -> folders, messages -> file entries, with listings kept in the store.
 
 The first listing of a channel pages through its history once (100 messages a request, newest
-first). After that a listing is served from memory; when it is older than `refresh_seconds`, only
-messages newer than the newest known are asked for (one request when nothing changed), and every
+first). After that a listing is served from memory; when it is older than `refresh_seconds`, it is
+still served at once and refreshed in the background (a GET of a known file never waits for the
+message list): only messages newer than the newest known are asked for (one request when nothing
+changed), and every
 `full_check_every` refreshes the whole history is read again to notice edits and deletions.
 Listings persist in the store, so a restart starts from what it knew.
+
+Inside a channel, messages tgdav wrote carry a tag line that places them in a folder tree
+(tgdav/telegram/tree.py); the catalog keeps one tree.Record per message and builds the tree from them.
+Writes (tgdav/telegram/writer.py) tell the catalog what they sent, edited and deleted, so a listing
+shows a write at once, without waiting for a refresh.
 
 Bots cannot list dialogs or read history (BOT_METHOD_INVALID): for a bot, channels come from the
 `include` setting and messages from channels.getMessages by id, scanning up to a gap of `bot_gap`
@@ -22,11 +29,11 @@ from telethon import TelegramClient, errors, functions, types
 
 from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location
-from tgdav.telegram import names
+from tgdav.telegram import names, tree
 
 log = logging.getLogger("tgdav.catalog")
 
-LISTING_VERSION = 1
+LISTING_VERSION = 2
 PAGE = 100
 
 
@@ -34,12 +41,38 @@ PAGE = 100
 class _Channel:
     folder: Folder
     access_hash: int
-    entries: dict[int, FileEntry] = field(default_factory=dict)   # message id -> entry (raw names)
+    records: dict[int, tree.Record] = field(default_factory=dict)   # message id -> record (raw names)
     max_id: int = 0
     checked: float = 0.0          # clock time of the last refresh
     refreshes: int = 0
-    by_name: dict[str, FileEntry] = field(default_factory=dict)
+    root: tree.Dir = field(default_factory=lambda: tree.Dir(()))
     listing: list[FileEntry] = field(default_factory=list)
+
+
+def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Record | None:
+    """What a message adds to the tree: a file (tagged or not), a folder or empty-file marker; or None."""
+    if not isinstance(message, types.Message):
+        return None
+    tag, text = tree.parse(message.message or "")
+    entry = entry_for(message, channel_id, channel_access_hash)
+    if entry is None and tag is None:
+        return None
+    date = message.date.timestamp() if message.date else 0.0
+    edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
+    return tree.Record(message.id, date, edited, tag, text, entry)
+
+
+def can_post(chat) -> bool:
+    """Creator, or an admin allowed to post (channels); in groups, anyone not banned from media."""
+    if getattr(chat, "creator", False):
+        return True
+    rights = getattr(chat, "admin_rights", None)
+    if rights is not None and (rights.post_messages or getattr(chat, "megagroup", False)):
+        return True
+    if getattr(chat, "megagroup", False):
+        banned = getattr(chat, "banned_rights", None) or getattr(chat, "default_banned_rights", None)
+        return not (banned and (banned.send_messages or banned.send_media))
+    return False
 
 
 def entry_for(message, channel_id: int, channel_access_hash: int) -> FileEntry | None:
@@ -110,8 +143,11 @@ class TelegramCatalog:
 
     def __init__(self, client: TelegramClient, store, *, channel_filter: ChannelFilter | None = None,
                  refresh_seconds: float = 60.0, full_check_every: int = 30, is_bot: bool = False,
-                 bot_gap: int = 200, clock=time.monotonic) -> None:
+                 bot_gap: int = 200, clock=time.monotonic, progress=None) -> None:
         self._client = client
+        # progress(channel, messages, files, done) after each page of a full history scan
+        # (tgdav.metrics.Metrics.scan_progress: the status page and a log line every few thousand)
+        self._progress = progress
         self._store = store
         self._filter = channel_filter or ChannelFilter()
         self._refresh_seconds = refresh_seconds
@@ -122,13 +158,38 @@ class TelegramCatalog:
         self._channels: dict[str, _Channel] | None = None
         self._folders_checked = 0.0
         self._locks: dict[object, asyncio.Lock] = {}
+        self._refreshing: dict[object, asyncio.Task] = {}
 
     # --- folders ----------------------------------------------------------------------------------
     async def folders(self) -> list[Folder]:
-        async with self._lock("folders"):
-            if self._channels is None or self._clock() - self._folders_checked > self._refresh_seconds:
-                await self._load_folders()
+        """The channels. Known ones are answered at once; a stale list is refreshed in the background."""
+        if self._channels is not None and self._clock() - self._folders_checked > self._refresh_seconds:
+            self._in_background("folders", self._refresh_folders)
+        if self._channels is None:
+            async with self._lock("folders"):
+                if self._channels is None:
+                    await self._load_folders()
         return [c.folder for c in self._channels.values()]
+
+    async def _refresh_folders(self) -> None:
+        async with self._lock("folders"):
+            if self._clock() - self._folders_checked > self._refresh_seconds:
+                await self._load_folders()
+
+    def _in_background(self, key, refresh) -> None:
+        """Run refresh() once at a time per key, off the request that noticed the staleness: a GET of
+        a known file never waits for Telegram's message list."""
+        if key in self._refreshing:
+            return
+
+        async def run():
+            try:
+                await refresh()
+            except Exception as e:      # the next look tries again; what is known stays served
+                log.warning("refreshing %s failed: %s", key, e)
+            finally:
+                self._refreshing.pop(key, None)
+        self._refreshing[key] = asyncio.get_running_loop().create_task(run())
 
     async def folder(self, name: str) -> Folder | None:
         await self.folders()
@@ -142,7 +203,8 @@ class TelegramCatalog:
         channels: dict[str, _Channel] = {}
         for chat in found:
             folder = Folder(name=titles[chat.id], channel_id=chat.id, title=chat.title,
-                            username=getattr(chat, "username", None), modified=chat.date.timestamp())
+                            username=getattr(chat, "username", None), modified=chat.date.timestamp(),
+                            writable=can_post(chat))
             kept = old.get(chat.id)
             channels[folder.name] = replace(kept, folder=folder) if kept else _Channel(folder, chat.access_hash)
         self._channels = channels
@@ -180,19 +242,70 @@ class TelegramCatalog:
 
     async def entry(self, folder: Folder, name: str) -> FileEntry | None:
         channel = await self._channel(folder)
-        return channel.by_name.get(name)
+        return channel.root.files.get(name)
+
+    async def node(self, folder: Folder, path: tuple[str, ...]) -> tree.Dir | FileEntry | None:
+        """The folder or file at `path` inside the channel (() is the channel itself)."""
+        channel = await self._channel(folder)
+        return tree.find(channel.root, tuple(path))
+
+    # --- what writes tell us ----------------------------------------------------------------------
+    def invalidate_folders(self) -> None:
+        """The channel list changed (a channel was created): read it again on the next look."""
+        self._folders_checked = -1e18
+
+    async def apply(self, folder: Folder, messages: list) -> None:
+        """Messages this account just sent or edited in `folder`'s channel."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):   # not in the middle of a refresh's fetch
+            for m in messages:
+                record = record_for(m, channel.folder.channel_id, channel.access_hash)
+                if record is None:
+                    channel.records.pop(getattr(m, "id", 0), None)
+                else:   # max_id stays: the next refresh still asks for whatever others posted meanwhile
+                    channel.records[m.id] = record
+            await self._reindex(channel)
+
+    async def forget(self, folder: Folder, message_ids) -> None:
+        """Messages this account just deleted."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            for mid in message_ids:
+                channel.records.pop(mid, None)
+            await self._reindex(channel)
+
+    async def records(self, folder: Folder) -> list[tree.Record]:
+        channel = await self._channel(folder)
+        return list(channel.records.values())
+
+    def access_hash(self, folder: Folder) -> int:
+        channel = (self._channels or {}).get(folder.name)
+        if channel is None or channel.folder.channel_id != folder.channel_id:
+            raise NotFound(f"channel {folder.name!r} is not available")
+        return channel.access_hash
 
     async def _channel(self, folder: Folder) -> _Channel:
         await self.folders()
         channel = self._channels.get(folder.name)
         if channel is None or channel.folder.channel_id != folder.channel_id:
             raise NotFound(f"channel {folder.name!r} is not available")
+        if channel.refreshes and self._clock() - channel.checked > self._refresh_seconds:
+            self._in_background(folder.channel_id, lambda: self._refresh_stale(folder))
+            return channel
         async with self._lock(folder.channel_id):
             if not channel.checked:
                 self._load_listing(channel)
-            if self._clock() - channel.checked > self._refresh_seconds or not channel.refreshes:
+            if not channel.refreshes:          # nothing to show yet: this look waits for it
                 await self._refresh(channel)
         return channel
+
+    async def _refresh_stale(self, folder: Folder) -> None:
+        channel = (self._channels or {}).get(folder.name)
+        if channel is None:
+            return
+        async with self._lock(folder.channel_id):
+            if self._clock() - channel.checked > self._refresh_seconds:
+                await self._refresh(channel)
 
     async def _refresh(self, channel: _Channel) -> None:
         full = channel.refreshes % self._full_check_every == 0
@@ -200,56 +313,76 @@ class TelegramCatalog:
         found = await (self._bot_scan(channel, since) if self._is_bot
                        else self._history(channel, since))
         if full:
-            channel.entries = found
+            channel.records = found
         else:
-            channel.entries.update(found)
+            channel.records.update(found)
         channel.max_id = max([channel.max_id, *found])
         channel.refreshes += 1
         channel.checked = self._clock()
         self._index(channel)
+        self._remember(channel)
+
+    def _remember(self, channel: _Channel) -> None:
         self._store.remember_listing(f"channel:{channel.folder.channel_id}", {
             "version": LISTING_VERSION, "access_hash": channel.access_hash,
-            "entries": list(channel.entries.values()), "max_id": channel.max_id})
+            "records": list(channel.records.values()), "max_id": channel.max_id})
 
     def _load_listing(self, channel: _Channel) -> None:
         """Start from the listing an earlier run kept; the first refresh is then incremental."""
         kept = self._store.listing(f"channel:{channel.folder.channel_id}")
         if kept and kept.get("version") == LISTING_VERSION:
-            channel.entries = {e.location.message_id: e for e in kept["entries"]}
+            channel.records = {r.message_id: r for r in kept["records"]}
             channel.max_id = kept["max_id"]
             channel.refreshes = 1
             channel.checked = self._clock()
             self._index(channel)
 
-    def _index(self, channel: _Channel) -> None:
-        unique = names.unique((mid, e.name) for mid, e in channel.entries.items())
-        listing = [replace(e, name=unique[mid]) for mid, e in sorted(channel.entries.items())]
-        channel.listing = listing
-        channel.by_name = {e.name: e for e in listing}
-        if listing:
-            channel.folder = replace(channel.folder, modified=max(e.modified for e in listing))
+    async def _reindex(self, channel: _Channel) -> None:
+        """After a write: the tree built and the listing stored in a worker thread, so a big channel
+        (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
+        records = list(channel.records.values())
+        kept = {"version": LISTING_VERSION, "access_hash": channel.access_hash, "records": records,
+                "max_id": channel.max_id}
+        key = f"channel:{channel.folder.channel_id}"
 
-    async def _history(self, channel: _Channel, min_id: int) -> dict[int, FileEntry]:
+        def work() -> tree.Dir:
+            root = tree.build(records, channel.folder.channel_id, channel.access_hash)
+            self._store.remember_listing(key, kept)
+            return root
+        self._index(channel, await asyncio.to_thread(work))
+
+    def _index(self, channel: _Channel, root: tree.Dir | None = None) -> None:
+        if root is None:
+            root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
+        channel.root = root
+        channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
+        if root.modified:
+            channel.folder = replace(channel.folder, modified=root.modified)
+
+    async def _history(self, channel: _Channel, min_id: int) -> dict[int, tree.Record]:
         peer = types.InputPeerChannel(channel.folder.channel_id, channel.access_hash)
-        found: dict[int, FileEntry] = {}
-        offset_id = 0
+        found: dict[int, tree.Record] = {}
+        offset_id = seen = 0
         while True:
             page = await self._call(functions.messages.GetHistoryRequest(
                 peer=peer, offset_id=offset_id, offset_date=None, add_offset=0, limit=PAGE,
                 max_id=0, min_id=min_id, hash=0))
             messages = [m for m in page.messages if isinstance(m, types.Message)]
             for m in messages:
-                entry = entry_for(m, channel.folder.channel_id, channel.access_hash)
-                if entry:
-                    found[m.id] = entry
+                record = record_for(m, channel.folder.channel_id, channel.access_hash)
+                if record:
+                    found[m.id] = record
+            seen += len(page.messages)
+            if self._progress is not None and not min_id:
+                self._progress(channel.folder.name, seen, len(found), len(page.messages) < PAGE)
             if len(page.messages) < PAGE:   # a short page is the oldest one
                 break
             offset_id = min(m.id for m in page.messages)
         return found
 
-    async def _bot_scan(self, channel: _Channel, since: int) -> dict[int, FileEntry]:
+    async def _bot_scan(self, channel: _Channel, since: int) -> dict[int, tree.Record]:
         peer = types.InputChannel(channel.folder.channel_id, channel.access_hash)
-        found: dict[int, FileEntry] = {}
+        found: dict[int, tree.Record] = {}
         newest, first = since, since + 1
         while first <= newest + self._bot_gap:
             ids = list(range(first, first + PAGE))
@@ -257,9 +390,9 @@ class TelegramCatalog:
             for m in page.messages:
                 if isinstance(m, (types.Message, types.MessageService)):
                     newest = max(newest, m.id)
-                    entry = entry_for(m, channel.folder.channel_id, channel.access_hash) if isinstance(m, types.Message) else None
-                    if entry:
-                        found[m.id] = entry
+                    record = record_for(m, channel.folder.channel_id, channel.access_hash)
+                    if record:
+                        found[m.id] = record
             first += PAGE
         return found
 
@@ -312,3 +445,7 @@ class SyncCatalog:
 
     def entry(self, folder: Folder, name: str) -> FileEntry | None:
         return self._run(self._catalog.entry(folder, name))
+
+    def node(self, folder: Folder, path: tuple[str, ...]):
+        """A tree.Dir, a FileEntry or None for `path` inside the channel."""
+        return self._run(self._catalog.node(folder, tuple(path)))

@@ -1,14 +1,41 @@
-"""Per-DC pools of MTProto senders for one account, with flood gates and idle reaping.
+"""Per-DC pools of MTProto senders for one account: opening, choosing, cancelling, flood gates, reaping.
 
-A request is sent on a sender of its DC chosen this way (cf. gotd's pool): a sender that is not
-flood-gated and has a free slot (fewest requests in flight first); else a new sender while the DC has
-fewer than `max_senders`; else wait for a slot. FLOOD_WAIT is a deadline, not an error to retry at
-once: the sender (FLOOD_WAIT) or the whole DC (FLOOD_PREMIUM_WAIT, account-wide) is gated until then
-and new work goes elsewhere. When every sender of a DC is gated, a short wait (<= max_wait) is waited
-out, a long one raises RetryLater so the HTTP client is told when to come back.
+Choosing a sender (cf. gotd's pool: a free one, a new one while under the maximum, else wait), with
+two kinds of request:
+- urgent: what a reader waits for right now (a stream's first part, the part at its position). It
+  takes a sender with nothing in flight and nothing draining, else opens one (up to `max_senders`
+  plus one spare), else pipelines on the least loaded sender.
+- bulk (read-ahead): at most `max_senders` senders carry it, so the spare stays free for the next
+  seek; it prefers an idle sender, then a new one, then a free pipeline slot; it never takes a sender
+  an urgent request is waiting for. When bulk work fills every sender it may use, the spare is opened
+  in the background, so the next seek does not pay a connection.
+
+A sender counts as loaded by its requests in flight AND by answers it no longer wants that are still
+arriving (draining): a cancelled request that reached Telegram keeps its answer coming unless we send
+rpc_drop_answer, so cancelling does both. Telegram answers the drop with rpc_answer_dropped (the
+answer was still queued: it never comes, and Telethon's state for it is removed here),
+rpc_answer_dropped_running (the original is answered with the same, small object) or
+rpc_answer_unknown (its bytes are on the way); the sender drains until the original answer is in. A
+request cancelled before Telethon sent it is taken out of Telethon's send queue instead.
+
+Opening senders (DH, export/import) runs in tasks the pool owns: a caller that is cancelled (a seek)
+stops waiting, the open completes and the sender joins the pool.
+
+FLOOD_WAIT is a deadline, not an error to retry at once: the sender (FLOOD_WAIT) or the whole DC
+(FLOOD_PREMIUM_WAIT, account-wide) is gated until then for the method that was flooded (Telegram
+floods per method: a flooded saveBigFilePart does not stop getFile), and new work goes elsewhere. A
+flooded export gates every method of the DC.
+When every sender of a DC is gated, a short wait (<= max_wait) is waited out, a long one raises
+RetryLater so the HTTP client is told when to come back.
+
+Timeouts count silence, not queueing: a request fails with a timeout only when its sender delivered
+no answer at all for `request_timeout` seconds (and the expected transfer time of the request at the
+DC's measured speed). Such a sender is dead: it is dropped, and every request it carried is re-sent
+on another sender; a request fails only for its own reasons.
 
 Senders are sent requests directly (sender.send), never through TelegramClient.__call__, so
-Telethon's per-request-type flood memory cannot block GetFile on other DCs.
+Telethon's per-request-type flood memory cannot block GetFile on other DCs. This module and
+senders.py are the only users of Telethon's private sender API (MTProtoSender and its queues).
 
 Lock order: only DcPool._cond (an asyncio.Condition, one per DC) exists; nothing else is locked.
 """
@@ -22,12 +49,22 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from telethon import errors
+from telethon.tl.functions import RpcDropAnswerRequest
+from telethon.tl.types import RpcAnswerDropped
 
-from tgdav.errors import RetryLater, UpstreamUnavailable
+from tgdav.errors import ConnectionsLost, RetryLater, UpstreamUnavailable
 
 log = logging.getLogger("tgdav.pool")
 
 MAX_SENDERS_PER_DC = 20   # Telegram tolerates about this many connections per DC per account
+SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first part (within the 20)
+MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
+                          # fetcher asks for it in halves: a part too big for the link fits then)
+SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
+
+
+class SenderLost(ConnectionError):
+    """The sender carrying a request went away (dropped by us or by Telethon): send it elsewhere."""
 
 
 @dataclass(eq=False)
@@ -35,41 +72,57 @@ class Sender:
     number: int                 # 1-based, for log lines a user can follow
     mtp: object                 # telethon MTProtoSender
     in_flight: int = 0
-    gated_until: float = 0.0
+    draining: int = 0           # answers nobody awaits any more, still arriving
+    bulk: int = 0               # of in_flight, read-ahead requests
+    gates: dict = field(default_factory=dict)   # method -> flood deadline on this sender
     last_used: float = field(default_factory=time.monotonic)
+    last_answer: float = 0.0    # when it last delivered an answer (progress)
+    queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
     generation: int = 0         # the DC's authorisation generation it was opened under
+
+    @property
+    def load(self) -> int:
+        return self.in_flight + self.draining
 
 
 class DcPool:
     def __init__(self, dc_id: int, open_sender, *, max_senders: int, slots_per_sender: int,
                  max_wait: float, request_timeout: float, clock: Callable[[], float],
-                 forget_auth=None) -> None:
+                 forget_auth=None, metrics=None) -> None:
         self._forget_auth = forget_auth
         self.dc_id = dc_id
         self._open_sender = open_sender
         self.max_senders = max_senders
+        self._limit = min(MAX_SENDERS_PER_DC, max_senders + SPARE_SENDERS)
         self._slots = slots_per_sender
         self._max_wait = max_wait
         self._timeout = request_timeout
         self._clock = clock
+        self._metrics = metrics
         self.senders: list[Sender] = []
-        self._opening = 0
-        self._gated_until = 0.0          # DC-wide (account-wide) flood deadline
+        self._opening: set[asyncio.Task] = set()
+        self._gates: dict[str, float] = {}   # method ("*": all) -> DC-wide (account-wide) flood deadline
         self._cond = asyncio.Condition()
         self._numbers = 0
         self._generation = 0             # bumped each time the DC's authorisation is renewed
+        self._urgent_waiting = 0
+        self._background: set[asyncio.Task] = set()
+        self.speed = 0.0                 # measured bytes/s of one sender of this DC (0: unknown)
+        self.dropped_answers = 0         # rpc_drop_answer sent
 
-    async def invoke(self, request):
+    # --- sending ------------------------------------------------------------------------------
+    async def invoke(self, request, *, urgent: bool = False):
         """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
         attempts = 0
         reauthorised = False
+        kind = _method(request)
         while True:
-            sender = await self._acquire()
+            sender = await self._acquire(urgent, kind)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 account_wide = isinstance(e, errors.FloodPremiumWaitError)
-                self._gate(sender, e.seconds, account_wide)
+                self._gate(sender, e.seconds, account_wide, kind)
             except errors.UnauthorizedError:
                 if sender.generation != self._generation:
                     await self._drop(sender)   # opened before the renewal: retry on a fresh sender
@@ -85,65 +138,197 @@ class DcPool:
                     self._cond.notify_all()
                 for s in dead:
                     await _disconnect(s)
-            except (ConnectionError, asyncio.TimeoutError, TimeoutError) as e:
+            except (ConnectionError, OSError, EOFError, asyncio.TimeoutError) as e:
+                # EOFError: asyncio.IncompleteReadError, which Telethon sets on pending requests
+                # when the connection ends in the middle of a frame
                 attempts += 1
-                log.warning("DC %d: sender %d failed (%s); dropping it", self.dc_id, sender.number,
-                            type(e).__name__)
-                await self._drop(sender)
-                if attempts >= 3:
-                    raise UpstreamUnavailable(
+                if self._metrics is not None:
+                    self._metrics.getfile_failed(self.dc_id, "DISCONNECTED" if isinstance(e, ConnectionError)
+                                                 else "TIMEOUT")
+                if sender in self.senders:
+                    log.warning("DC %d: sender %d failed (%s); dropping it, its requests go elsewhere",
+                                self.dc_id, sender.number, type(e).__name__)
+                    await self._drop(sender)
+                if attempts >= MAX_ATTEMPTS:
+                    raise ConnectionsLost(
                         f"Telegram DC {self.dc_id} is not answering ({type(e).__name__}); "
                         "check the network, tgdav retries on the next request") from None
             finally:
-                await self._release(sender)
+                await self._release(sender, urgent)
 
     async def _send(self, sender: Sender, request):
-        """sender.mtp.send(request), failing with ConnectionError as soon as Telethon gives up on
-        the connection (a request queued while it reconnects is otherwise never answered)."""
+        """sender.mtp.send(request) and its answer. SenderLost when the sender goes away under it;
+        TimeoutError when the sender stays silent too long; a cancelled caller drops the answer."""
         mtp = sender.mtp
         if not mtp.is_connected():
-            raise ConnectionError(f"DC {self.dc_id}: sender {sender.number} is disconnected")
+            raise SenderLost(f"DC {self.dc_id}: sender {sender.number} is disconnected")
         answer = mtp.send(request)
+        state = mtp._send_queue._deque[-1]      # Telethon's RequestState, just appended
+        assert state.future is answer
+        sent_at = self._clock()
         dead = mtp.disconnected
+        size = getattr(request, "limit", 0)
+        sender.queued_bytes += size
+        answer.add_done_callback(lambda _f: setattr(sender, "queued_bytes", sender.queued_bytes - size))
         try:
-            done, _ = await asyncio.wait({answer, dead}, timeout=self._timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            while not answer.done():
+                quiet_since = max(sent_at, sender.last_answer)
+                # silence allowed: the timeout, plus the time the bytes queued on it take to arrive
+                expected = sender.queued_bytes / self.speed if self.speed else 0.0
+                left = quiet_since + self._timeout + expected - self._clock()
+                if left <= 0:
+                    silent = self._clock() - quiet_since
+                    if sender.queued_bytes and silent > 0:      # it is at most this fast
+                        self.speed = min(self.speed or float("inf"), sender.queued_bytes / silent)
+                    self._abandon(sender, state)
+                    raise asyncio.TimeoutError()
+                done, _ = await asyncio.wait({answer, dead}, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if dead in done and not answer.done():
+                    raise SenderLost(f"DC {self.dc_id}: sender {sender.number} lost its connection")
+        except asyncio.CancelledError:
+            self._abandon(sender, state)
+            raise
         finally:
             dead.cancel()
-            if not answer.done():
-                answer.cancel()
-        if answer in done:
-            return answer.result()
-        if dead in done:
-            raise ConnectionError(f"DC {self.dc_id}: sender {sender.number} lost its connection")
-        raise asyncio.TimeoutError()
+        if answer.cancelled():    # Telethon cancels what is pending when the sender disconnects
+            raise SenderLost(f"DC {self.dc_id}: sender {sender.number} was closed")
+        now = self._clock()
+        nbytes = len(getattr(answer.result(), "bytes", b"") or b"") if answer.exception() is None else 0
+        if nbytes:
+            busy = max(now - max(sent_at, sender.last_answer), 1e-3)
+            sample = nbytes / busy
+            if not self.speed or sample < self.speed / 2:     # down at once (a DC turned slow)
+                self.speed = sample
+            else:                                             # up gently
+                self.speed = (1 - SPEED_WEIGHT) * self.speed + SPEED_WEIGHT * sample
+        sender.last_answer = now
+        return answer.result()
+
+    def _abandon(self, sender: Sender, state) -> None:
+        """The caller no longer wants `state`'s answer: take it back if unsent, else drop it."""
+        mtp = sender.mtp
+        answer = state.future
+        if answer.done():
+            return
+        queue = mtp._send_queue._deque
+        if state in queue:            # never sent: Telegram never hears of it
+            queue.remove(state)
+            answer.cancel()
+            return
+        sender.draining += 1
+        answer.add_done_callback(lambda f, s=sender: self._drained(s, f))
+        task = asyncio.get_running_loop().create_task(self._drop_answer(sender, state))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drop_answer(self, sender: Sender, state) -> None:
+        mtp = sender.mtp
+        self.dropped_answers += 1
+        if self._metrics is not None:
+            self._metrics.dropped_answer(self.dc_id)
+        try:
+            reply = await asyncio.wait_for(mtp.send(RpcDropAnswerRequest(state.msg_id)), self._timeout)
+        except (Exception, asyncio.TimeoutError) as e:
+            log.debug("DC %d: rpc_drop_answer on sender %d failed: %s", self.dc_id, sender.number, e)
+            reply = None
+        if isinstance(reply, RpcAnswerDropped) or reply is None and not state.future.done():
+            # never coming (or we cannot tell): stop waiting for it
+            mtp._pending_state.pop(state.msg_id, None)
+            state.future.cancel()
+            return
+        try:   # rpc_answer_unknown / _dropped_running: the original answer is on its way
+            await asyncio.wait_for(asyncio.shield(state.future), self._timeout)
+        except (Exception, asyncio.CancelledError):
+            if not state.future.done():
+                mtp._pending_state.pop(state.msg_id, None)
+                state.future.cancel()
+
+    def _drained(self, sender: Sender, answer: asyncio.Future) -> None:
+        if not answer.cancelled():
+            answer.exception()        # retrieved: nobody else will look at it
+        sender.draining -= 1
+        sender.last_answer = self._clock()
+        self._notify_soon()
+
+    def _notify_soon(self) -> None:
+        async def notify():
+            async with self._cond:
+                self._cond.notify_all()
+        task = asyncio.get_running_loop().create_task(notify())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- choosing a sender --------------------------------------------------------------------
-    async def _acquire(self) -> Sender:
-        """Prefer an idle sender, then a new connection, then pipelining on the least busy one."""
+    async def _acquire(self, urgent: bool, kind: str) -> Sender:
         async with self._cond:
-            while True:
-                now = self._clock()
-                dc_gated = self._gated_until > now
-                usable = [] if dc_gated else [s for s in self.senders if s.gated_until <= now]
-                free = [s for s in usable if s.in_flight < self._slots]
-                can_open = not dc_gated and len(self.senders) + self._opening < self.max_senders
-                if free and (min(s.in_flight for s in free) == 0 or not can_open):
-                    sender = min(free, key=lambda s: s.in_flight)
-                    sender.in_flight += 1
-                    sender.last_used = now
-                    return sender
-                if can_open:
-                    return await self._open_locked()
-                if not usable and not self._opening:
-                    deadline = self._gated_until if dc_gated else min(s.gated_until for s in self.senders)
-                    wait = deadline - now
-                    if wait > self._max_wait:
-                        raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
-                                               f"{wait:.0f} s (FLOOD_WAIT); try again then")
-                    await self._wait(wait)
-                else:
-                    await self._wait(None)
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while True:
+                    sender = self._choose(urgent, kind)
+                    if isinstance(sender, Sender):
+                        sender.in_flight += 1
+                        sender.bulk += not urgent
+                        sender.last_used = self._clock()
+                        self._open_spare_if_needed()
+                        return sender
+                    if sender == "open":
+                        task = self._start_open()
+                        self._cond.release()
+                        try:
+                            await asyncio.shield(task)
+                        finally:
+                            await self._cond.acquire()
+                        continue
+                    await self._wait_for_gates_or_slots(kind)
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+
+    def _choose(self, urgent: bool, kind: str):
+        """A sender to use now, "open" to open one first, or None to wait."""
+        now = self._clock()
+        if _until(self._gates, kind) > now:
+            return None
+        usable = [s for s in self.senders if _until(s.gates, kind) <= now]
+        idle = [s for s in usable if s.load == 0]
+        count = len(self.senders) + len(self._opening)
+        if urgent:
+            if idle:
+                return idle[0]
+            if count < self._limit:
+                return "open"
+            free = [s for s in usable if s.in_flight < self._slots]
+            return min(free, key=lambda s: s.load) if free else None
+        carrying = sum(1 for s in self.senders if s.bulk or s.draining)
+        if idle and carrying < self.max_senders and not self._urgent_waiting:
+            return idle[0]
+        if count < self.max_senders:
+            return "open"
+        free = [s for s in usable if s.load and s.bulk and s.load < self._slots]
+        return min(free, key=lambda s: s.load) if free else None
+
+    def _open_spare_if_needed(self) -> None:
+        carrying = sum(1 for s in self.senders if s.bulk or s.draining)
+        idle = any(s.load == 0 for s in self.senders)
+        if (carrying >= self.max_senders and not idle and not self._opening
+                and len(self.senders) < self._limit):
+            self._start_open()
+
+    async def _wait_for_gates_or_slots(self, kind: str) -> None:
+        now = self._clock()
+        dc_gate = _until(self._gates, kind)
+        usable = dc_gate <= now and any(_until(s.gates, kind) <= now for s in self.senders)
+        if usable or self._opening or not self.senders and dc_gate <= now:
+            await self._wait(None)
+            return
+        deadline = dc_gate if dc_gate > now else min(_until(s.gates, kind) for s in self.senders)
+        wait = deadline - now
+        if wait > self._max_wait:
+            raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
+                                   f"{wait:.0f} s (FLOOD_WAIT); try again then")
+        await self._wait(wait)
 
     async def _wait(self, seconds: float | None) -> None:
         try:
@@ -151,48 +336,54 @@ class DcPool:
         except asyncio.TimeoutError:
             pass
 
-    async def _open_locked(self) -> Sender:
-        """Open a sender with the condition held on entry and on return (released while opening)."""
-        self._opening += 1
+    def _start_open(self) -> asyncio.Task:
+        """Open a sender in a task the pool owns (a cancelled caller does not abort it)."""
         self._numbers += 1
-        number = self._numbers
-        generation = self._generation    # a renewal during the open makes this sender stale
-        log.info("DC %d: opening sender %d/%d", self.dc_id, len(self.senders) + self._opening,
-                 self.max_senders)
-        self._cond.release()
+        task = asyncio.get_running_loop().create_task(self._open(self._numbers, self._generation))
+        self._opening.add(task)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())   # retrieved by waiters or here
+        log.info("DC %d: opening sender %d (%d open, at most %d + %d spare)", self.dc_id, self._numbers,
+                 len(self.senders), self.max_senders, self._limit - self.max_senders)
+        return task
+
+    async def _open(self, number: int, generation: int) -> None:
+        task = asyncio.current_task()
         try:
             try:
                 mtp = await self._open_sender(self.dc_id)
-            except (ConnectionError, OSError, asyncio.TimeoutError) as e:
-                raise UpstreamUnavailable(f"cannot connect to Telegram DC {self.dc_id}: {e}") from None
+            except (ConnectionError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                raise UpstreamUnavailable(f"cannot connect to Telegram DC {self.dc_id}: "
+                                          f"{e or type(e).__name__}") from None
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
                 # exporting/importing the authorisation was flooded: no sender can open until then
-                self._gated_until = max(self._gated_until, self._clock() + e.seconds)
+                self._gates["*"] = max(self._gates.get("*", 0.0), self._clock() + e.seconds)
                 raise RetryLater(e.seconds, f"Telegram asked tgdav to wait {e.seconds} s before "
                                             f"connecting to DC {self.dc_id} (FLOOD_WAIT)") from None
+            async with self._cond:
+                self.senders.append(Sender(number, mtp, last_used=self._clock(), generation=generation))
         finally:
-            await self._cond.acquire()
-            self._opening -= 1
-            self._cond.notify_all()
-        sender = Sender(number, mtp, in_flight=1, last_used=self._clock(), generation=generation)
-        self.senders.append(sender)
-        return sender
+            async with self._cond:
+                self._opening.discard(task)
+                self._cond.notify_all()
 
-    async def _release(self, sender: Sender) -> None:
+    async def _release(self, sender: Sender, urgent: bool) -> None:
         async with self._cond:
             sender.in_flight -= 1
+            sender.bulk -= not urgent
             sender.last_used = self._clock()
             self._cond.notify_all()
 
-    def _gate(self, sender: Sender, seconds: float, account_wide: bool) -> None:
+    def _gate(self, sender: Sender, seconds: float, account_wide: bool, kind: str) -> None:
         until = self._clock() + seconds
+        if self._metrics is not None:
+            self._metrics.flood_wait(self.dc_id, seconds, account_wide)
         if account_wide:
-            self._gated_until = max(self._gated_until, until)
-            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s for the whole account", self.dc_id, seconds)
+            self._gates[kind] = max(self._gates.get(kind, 0.0), until)
+            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s on %s for the whole account", self.dc_id, seconds, kind)
         else:
-            sender.gated_until = max(sender.gated_until, until)
-            log.warning("DC %d: sender %d must wait %d s (FLOOD_WAIT); routing around it",
-                        self.dc_id, sender.number, seconds)
+            sender.gates[kind] = max(sender.gates.get(kind, 0.0), until)
+            log.warning("DC %d: sender %d must wait %d s on %s (FLOOD_WAIT); routing around it",
+                        self.dc_id, sender.number, seconds, kind)
 
     async def _drop(self, sender: Sender) -> None:
         async with self._cond:
@@ -206,7 +397,7 @@ class DcPool:
         """Close senders idle for longer than idle_seconds; they reopen on demand."""
         async with self._cond:
             now = self._clock()
-            idle = [s for s in self.senders if s.in_flight == 0 and now - s.last_used > idle_seconds]
+            idle = [s for s in self.senders if s.load == 0 and now - s.last_used > idle_seconds]
             for s in idle:
                 self.senders.remove(s)
         for s in idle:
@@ -215,6 +406,8 @@ class DcPool:
         return len(idle)
 
     async def close(self) -> None:
+        for task in list(self._opening) + list(self._background):
+            task.cancel()
         async with self._cond:
             senders, self.senders = self.senders, []
         for s in senders:
@@ -222,9 +415,27 @@ class DcPool:
 
     def stats(self) -> dict:
         now = self._clock()
+        dc_gate = max(self._gates.values(), default=0.0)
+        gate = max([dc_gate] + [max(s.gates.values(), default=0.0) for s in self.senders])
         return {"senders": len(self.senders),
+                "busy": sum(1 for s in self.senders if s.in_flight),
                 "in_flight": sum(s.in_flight for s in self.senders),
-                "gated": sum(1 for s in self.senders if max(s.gated_until, self._gated_until) > now)}
+                "draining": sum(1 for s in self.senders if s.draining),
+                "gated": sum(1 for s in self.senders
+                             if max(dc_gate, max(s.gates.values(), default=0.0)) > now),
+                "gate_seconds": max(0.0, gate - now),
+                "speed": self.speed,
+                "dropped_answers": self.dropped_answers}
+
+
+def _method(request) -> str:
+    """GetFileRequest -> "GetFile": what Telegram floods separately."""
+    return type(request).__name__.removesuffix("Request")
+
+
+def _until(gates: dict, kind: str) -> float:
+    """The deadline gating `kind` (its own or one on every method)."""
+    return max(gates.get(kind, 0.0), gates.get("*", 0.0))
 
 
 async def _disconnect(sender: Sender) -> None:
@@ -239,13 +450,13 @@ class Pool:
 
     def __init__(self, open_sender, *, senders_per_dc: int = 4, slots_per_sender: int = 2,
                  idle_seconds: float = 120.0, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, forget_auth=None) -> None:
+                 clock: Callable[[], float] = time.monotonic, forget_auth=None, metrics=None) -> None:
         if not 1 <= senders_per_dc <= MAX_SENDERS_PER_DC:
             raise ValueError(f"senders_per_dc must be 1..{MAX_SENDERS_PER_DC}")
         self._open_sender = open_sender
         self._settings = dict(max_senders=senders_per_dc, slots_per_sender=slots_per_sender,
                               max_wait=max_wait, request_timeout=request_timeout, clock=clock,
-                              forget_auth=forget_auth)
+                              forget_auth=forget_auth, metrics=metrics)
         self.idle_seconds = idle_seconds
         self._dcs: dict[int, DcPool] = {}
         self._reaper: asyncio.Task | None = None
@@ -253,11 +464,6 @@ class Pool:
     @property
     def senders_per_dc(self) -> int:
         return self._settings["max_senders"]
-
-    @property
-    def capacity(self) -> int:
-        """Requests one DC can carry at once: what read-ahead should aim to keep in flight."""
-        return self._settings["max_senders"] * self._settings["slots_per_sender"]
 
     def dc(self, dc_id: int) -> DcPool:
         pool = self._dcs.get(dc_id)
@@ -267,8 +473,13 @@ class Pool:
                 self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
         return pool
 
-    async def invoke(self, dc_id: int, request):
-        return await self.dc(dc_id).invoke(request)
+    async def invoke(self, dc_id: int, request, *, urgent: bool = False):
+        return await self.dc(dc_id).invoke(request, urgent=urgent)
+
+    def speed(self, dc_id: int) -> float:
+        """Measured bytes/s of one sender to dc_id (0 while unknown)."""
+        pool = self._dcs.get(dc_id)
+        return pool.speed if pool is not None else 0.0
 
     async def _reap_forever(self) -> None:
         while True:

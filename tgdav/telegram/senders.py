@@ -7,6 +7,11 @@ Here a DC's first sender exports/imports once, the key the DC accepted is persis
 and every later sender to that DC, in this process or the next, reuses it on its own connection
 (its own session id). The home DC's senders reuse the session's key on connections of their own, so
 downloads never queue behind the main connection.
+
+Senders do not reconnect by themselves (auto_reconnect off): Telethon would re-send every pending
+request on the new connection behind the pool's back, answers it dropped included, and a connection
+cut again and again would loop. A sender whose connection ends is dropped; the pool re-sends its
+requests on other senders and opens new ones as it needs them.
 """
 
 from __future__ import annotations
@@ -29,13 +34,30 @@ class SenderFactory:
     """Creates connected, authorised MTProtoSenders for `client`'s account on any DC."""
 
     def __init__(self, client: TelegramClient, store, *, connect_timeout: float = 10.0,
-                 retries: int = 2) -> None:
+                 retries: int = 2, metrics=None) -> None:
         self._client = client
+        self._metrics = metrics
         self._store = store
         self._connect_timeout = connect_timeout
         self._retries = retries
         self._verified: set[int] = set()          # DCs whose persisted key answered this process
         self._locks: dict[int, asyncio.Lock] = {}
+        self._keys: dict[int, bytes | None] = {}  # the store's dc_auth, read once per DC
+
+    async def _kept_key(self, dc_id: int) -> bytes | None:
+        """The kept key, read from the store off the loop once per DC (every sender open asks)."""
+        if dc_id not in self._keys:
+            key = await asyncio.to_thread(self._store.dc_auth, dc_id)
+            self._keys.setdefault(dc_id, key)
+        return self._keys[dc_id]
+
+    def _keep(self, dc_id: int, key: bytes | None) -> None:
+        """Remember (or forget) a DC's key, in the store at once: this happens once per export."""
+        self._keys[dc_id] = key
+        if key is None:
+            self._store.forget_dc_auth(dc_id)
+        else:
+            self._store.remember_dc_auth(dc_id, key)
 
     @property
     def home_dc(self) -> int:
@@ -49,11 +71,11 @@ class SenderFactory:
         if dc_id == self.home_dc:
             return await self._connect(dc_id, self._client.session.auth_key.key,
                                        functions.help.GetNearestDcRequest())
-        key = self._store.dc_auth(dc_id)
+        key = await self._kept_key(dc_id)
         if key is not None and dc_id in self._verified:
             return await self._connect(dc_id, key, functions.help.GetNearestDcRequest())
         async with self._locks.setdefault(dc_id, asyncio.Lock()):
-            key = self._store.dc_auth(dc_id)
+            key = await self._kept_key(dc_id)
             if key is not None:
                 if dc_id in self._verified:   # authorised by another sender while we waited
                     return await self._connect(dc_id, key, functions.help.GetNearestDcRequest())
@@ -62,10 +84,13 @@ class SenderFactory:
                     self._verified.add(dc_id)
                     log.info("DC %d: reusing the authorisation kept from an earlier run", dc_id)
                     return sender
-                except (errors.AuthKeyUnregisteredError, errors.UnauthorizedError, errors.AuthKeyNotFound):
-                    # revoked, or unknown to the DC (Telethon 1.45 raises AuthKeyNotFound on -404)
-                    log.info("DC %d: the kept authorisation is no longer valid; exporting a new one", dc_id)
-                    self._store.forget_dc_auth(dc_id)
+                except (errors.RPCError, errors.AuthKeyNotFound) as e:
+                    # revoked, unknown to the DC (Telethon 1.45 raises AuthKeyNotFound on -404), or
+                    # any other refusal of the check: Telegram does not document users.getUsers on a
+                    # foreign DC, so every RPC error here means "authorise again", never a failed read
+                    log.info("DC %d: the kept authorisation is refused (%s); exporting a new one",
+                             dc_id, getattr(e, "message", None) or type(e).__name__)
+                    self._keep(dc_id, None)
             return await self._export_to(dc_id)
 
     def forget(self, dc_id: int) -> bool:
@@ -73,7 +98,7 @@ class SenderFactory:
         again. False for the home DC (the session itself is gone: log in again)."""
         if dc_id == self.home_dc:
             return False
-        self._store.forget_dc_auth(dc_id)
+        self._keep(dc_id, None)
         self._verified.discard(dc_id)
         return True
 
@@ -87,8 +112,10 @@ class SenderFactory:
         except BaseException:
             await sender.disconnect()
             raise
-        self._store.remember_dc_auth(dc_id, sender.auth_key.key)
+        self._keep(dc_id, bytes(sender.auth_key.key))
         self._verified.add(dc_id)
+        if self._metrics is not None:
+            self._metrics.export(dc_id)
         log.info("DC %d: authorised (exported from DC %d)", dc_id, self.home_dc)
         return sender
 
@@ -96,7 +123,7 @@ class SenderFactory:
         client = self._client
         dc = await client._get_dc(dc_id)
         sender = MTProtoSender(AuthKey(key) if key else None, loggers=client._log,
-                               retries=self._retries, delay=0.5, auto_reconnect=True,
+                               retries=self._retries, delay=0.5, auto_reconnect=False,
                                connect_timeout=self._connect_timeout)
         await sender.connect(client._connection(
             dc.ip_address, dc.port, dc.id, loggers=client._log, proxy=client._proxy,

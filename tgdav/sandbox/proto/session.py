@@ -118,6 +118,7 @@ class Session:
         self.session_id = session_id
         self._msg_ids = msg_ids
         self._content_sent = 0
+        self.last_sent = (0, 0)     # (msg_id, seq_no) of the last packet packed: rpc_answer_dropped says them
 
     def _seq_no(self, content: bool) -> int:
         if not content:
@@ -134,6 +135,6 @@ class Session:
             parts = [container([(self._msg_ids.next(response), self._seq_no(content), b"".join(body))
                                 for body, response, content in messages])]
             response = content = False
-        head = struct.pack("<qqqii", salt, self.session_id, self._msg_ids.next(response),
-                           self._seq_no(content), sum(map(len, parts)))
+        self.last_sent = (self._msg_ids.next(response), self._seq_no(content))
+        head = struct.pack("<qqqii", salt, self.session_id, *self.last_sent, sum(map(len, parts)))
         return encrypt(self.auth_key, self.key_id, [head, *parts])

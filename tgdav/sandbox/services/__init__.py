@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 from telethon.tl import functions
@@ -42,8 +43,9 @@ def method_name(request: TLRequest) -> str:
 
 class Services:
     def __init__(self, world: World, keys: AuthKeyStore, counters: Counters, controls: Controls,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.state = State(world, keys, counters, controls, clock)
+                 clock: Callable[[], float] = time.monotonic, state_dir: Path | None = None) -> None:
+        """`state_dir` keeps what clients write (writes.py, parts.py); None: a temporary folder."""
+        self.state = State(world, keys, counters, controls, clock, state_dir)
         self.counters = counters
         self.controls = controls
         self.clock = clock

@@ -1,12 +1,16 @@
 """channels.*: channel records, full info, and messages by id (the way bots and reference refreshes
-read messages)."""
+read messages); creating a broadcast channel (its creator holds every admin right) and deleting
+messages (creator or an admin with delete_messages, else 403 MESSAGE_DELETE_FORBIDDEN); renaming
+(change_info) and deleting a channel (its creator), else 400 CHAT_ADMIN_REQUIRED.
+Counters: channels_created, channels_renamed, channels_deleted, messages_deleted.
+"""
 
 from __future__ import annotations
 
 from telethon.tl import functions, types
 
 from tgdav.sandbox.context import CallContext, RpcError
-from tgdav.sandbox.services import tl
+from tgdav.sandbox.services import posting, tl
 from tgdav.sandbox.services.state import State
 
 
@@ -41,7 +45,71 @@ def get_messages(s: State, ctx: CallContext, req: functions.channels.GetMessages
                                           topics=[], chats=[tl.channel(channel, me)], users=[])
 
 
+TITLE_MAX = 128
+
+
+def create_channel(s: State, ctx: CallContext, req: functions.channels.CreateChannelRequest):
+    """A broadcast channel whose creator is the caller; answered with updateChannel and the channel."""
+    me = s.user_not_bot(ctx)
+    title = _title(req.title)
+    channel = s.writes.create_channel(title, me.id, posting.now())
+    s.counters.inc(ctx.dc_id, "channels_created")
+    return types.Updates(updates=[types.UpdateChannel(channel_id=channel.id)], users=[],
+                         chats=[tl.channel(channel, me)], date=posting.now(), seq=0)
+
+
+def _title(title: str | None) -> str:
+    title = (title or "").strip()
+    if not title:
+        raise RpcError(400, "CHAT_TITLE_EMPTY")
+    if len(title) > TITLE_MAX:
+        raise RpcError(400, "CHAT_TITLE_INVALID")
+    return title
+
+
+def edit_title(s: State, ctx: CallContext, req: functions.channels.EditTitleRequest):
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    if "change_info" not in channel.rights_of(me):
+        raise RpcError(400, "CHAT_ADMIN_REQUIRED")
+    title = _title(req.title)
+    if title == channel.title:
+        raise RpcError(400, "CHAT_NOT_MODIFIED")
+    s.writes.retitle(channel, title)
+    s.counters.inc(ctx.dc_id, "channels_renamed")
+    return types.Updates(updates=[types.UpdateChannel(channel_id=channel.id)], users=[],
+                         chats=[tl.channel(channel, me)], date=posting.now(), seq=0)
+
+
+def delete_channel(s: State, ctx: CallContext, req: functions.channels.DeleteChannelRequest):
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    if channel.creator_id != me.id:
+        raise RpcError(400, "CHAT_ADMIN_REQUIRED")
+    s.writes.drop_channel(channel)
+    s.counters.inc(ctx.dc_id, "channels_deleted")
+    gone = types.ChannelForbidden(id=channel.id, access_hash=channel.access_hash, title=channel.title,
+                                  broadcast=True)
+    return types.Updates(updates=[types.UpdateChannel(channel_id=channel.id)], users=[], chats=[gone],
+                         date=posting.now(), seq=0)
+
+
+def delete_messages(s: State, ctx: CallContext, req: functions.channels.DeleteMessagesRequest):
+    """Ids that do not exist are ignored; pts moves by the number deleted."""
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    if not channel.may_delete(me):
+        raise RpcError(403, "MESSAGE_DELETE_FORBIDDEN")
+    gone = s.writes.delete(channel, list(req.id))
+    s.counters.inc(ctx.dc_id, "messages_deleted", len(gone))
+    return types.messages.AffectedMessages(pts=channel.pts, pts_count=len(gone))
+
+
 HANDLERS = {
+    functions.channels.CreateChannelRequest: create_channel,
+    functions.channels.DeleteMessagesRequest: delete_messages,
+    functions.channels.EditTitleRequest: edit_title,
+    functions.channels.DeleteChannelRequest: delete_channel,
     functions.channels.GetChannelsRequest: get_channels,
     functions.channels.GetFullChannelRequest: get_full_channel,
     functions.channels.GetMessagesRequest: get_messages,

@@ -1,4 +1,6 @@
-"""help.*: the configuration a client connects with (every DC at 127.0.0.1 and its real port)."""
+"""help.*: the configuration a client connects with (every DC at 127.0.0.1 and its real port), and
+the client configuration of help.getAppConfig, which carries upload_max_fileparts_default /
+upload_max_fileparts_premium (the part limits the controls set) as Telegram documents them."""
 
 from __future__ import annotations
 
@@ -33,7 +35,18 @@ def get_nearest_dc(s: State, ctx: CallContext, req: functions.help.GetNearestDcR
     return types.NearestDc(country="ZZ", this_dc=ctx.dc_id, nearest_dc=ctx.dc_id)
 
 
+def get_app_config(s: State, ctx: CallContext, req: functions.help.GetAppConfigRequest):
+    limits = {"upload_max_fileparts_default": s.controls.max_file_parts(False),
+              "upload_max_fileparts_premium": s.controls.max_file_parts(True)}
+    config = types.JsonObject([types.JsonObjectValue(k, types.JsonNumber(float(v))) for k, v in limits.items()])
+    digest = hash(tuple(limits.values())) & 0x7FFFFFFF
+    if req.hash and req.hash == digest:
+        return types.help.AppConfigNotModified()
+    return types.help.AppConfig(hash=digest, config=config)
+
+
 HANDLERS = {
+    functions.help.GetAppConfigRequest: get_app_config,
     functions.help.GetConfigRequest: get_config,
     functions.help.GetNearestDcRequest: get_nearest_dc,
 }

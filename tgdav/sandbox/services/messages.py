@@ -1,4 +1,14 @@
-"""messages.*: the dialog list and channel history, paged exactly as Telegram pages them."""
+"""messages.*: the dialog list and channel history, paged exactly as Telegram pages them; posting
+(sendMedia, sendMessage), editing and forwarding, with the channel rights Telegram checks (posting.py).
+
+Rights: sendMedia / sendMessage / forwardMessages (target) need the creator or an admin with
+post_messages, editMessage needs post_messages or edit_messages; a member without them gets
+403 CHAT_WRITE_FORBIDDEN, a non-member of a private channel 400 CHANNEL_PRIVATE.
+Texts: a caption is at most 1024 UTF-16 code units (4096 for premium accounts,
+MEDIA_CAPTION_TOO_LONG), a text message at most 4096 (MESSAGE_TOO_LONG), as help.getConfig says.
+Counters (on the DC that answered): messages_sent, messages_edited, messages_forwarded,
+documents_created (on the DC that holds the new document).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ from datetime import datetime
 from telethon.tl import functions, types
 
 from tgdav.sandbox.context import CallContext, RpcError
-from tgdav.sandbox.services import tl
+from tgdav.sandbox.services import posting, tl
 from tgdav.sandbox.services.state import State
 from tgdav.sandbox.world import Channel
 
@@ -81,7 +91,89 @@ def get_history(s: State, ctx: CallContext, req: functions.messages.GetHistoryRe
         topics=[], chats=[tl.channel(channel, me)], users=[])
 
 
+def send_media(s: State, ctx: CallContext, req: functions.messages.SendMediaRequest):
+    me = s.user(ctx)
+    channel = s.postable_channel(req.peer, me)
+    posting.check_caption(me, req.message or "")
+    random = posting.check_random_id(s, me, req.random_id)
+    media = posting.media_of(s, ctx, me, req.media)
+    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random)
+    s.counters.inc(ctx.dc_id, "messages_sent")
+    return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
+
+
+def send_message(s: State, ctx: CallContext, req: functions.messages.SendMessageRequest):
+    me = s.user(ctx)
+    channel = s.postable_channel(req.peer, me)
+    if not (req.message or "").strip():
+        raise RpcError(400, "MESSAGE_EMPTY")
+    posting.check_message(req.message)
+    random = posting.check_random_id(s, me, req.random_id)
+    message = s.writes.post(channel, req.message, None, posting.now(), random=random)
+    s.counters.inc(ctx.dc_id, "messages_sent")
+    return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
+
+
+def edit_message(s: State, ctx: CallContext, req: functions.messages.EditMessageRequest):
+    """A new text (caption) and/or media; edit_date set. Answered with updateEditChannelMessage."""
+    me = s.user(ctx)
+    if not isinstance(req.peer, types.InputPeerChannel):
+        raise RpcError(400, "PEER_ID_INVALID")
+    channel = s.readable_channel(req.peer, me)
+    if not channel.may_edit(me):
+        raise RpcError(403, "CHAT_WRITE_FORBIDDEN")
+    message = channel.message(req.id)
+    if message is None:
+        raise RpcError(400, "MESSAGE_ID_INVALID")
+    if req.message is not None:
+        has_media = req.media is not None or message.media is not None
+        if has_media:
+            posting.check_caption(me, req.message)
+        elif not req.message.strip():
+            raise RpcError(400, "MESSAGE_EMPTY")
+        else:
+            posting.check_message(req.message)
+    media = posting.media_of(s, ctx, me, req.media) if req.media is not None else None
+    if media is None and (req.message is None or req.message == message.text):
+        raise RpcError(400, "MESSAGE_NOT_MODIFIED")
+    s.writes.edit(channel, message, posting.now(), req.message, media)
+    s.counters.inc(ctx.dc_id, "messages_edited")
+    update = types.UpdateEditChannelMessage(message=tl.message(channel, message, s.references),
+                                            pts=channel.pts, pts_count=1)
+    return types.Updates(updates=[update], users=[], chats=[tl.channel(channel, me)], date=posting.now(),
+                         seq=0)
+
+
+def forward_messages(s: State, ctx: CallContext, req: functions.messages.ForwardMessagesRequest):
+    """Copies of the messages in the target channel, sharing their media (no bytes are copied).
+    Without drop_author a copy names its origin (fwd_from); drop_media_captions drops the text."""
+    me = s.user(ctx)
+    if not isinstance(req.from_peer, types.InputPeerChannel):
+        raise RpcError(400, "PEER_ID_INVALID")
+    source = s.readable_channel(req.from_peer, me)
+    target = s.postable_channel(req.to_peer, me)
+    random_ids = list(req.random_id or [])
+    if not req.id or len(random_ids) != len(req.id):
+        raise RpcError(400, "RANDOM_ID_INVALID")
+    originals = [(source.message(mid), rid) for mid, rid in zip(req.id, random_ids)]
+    originals = [(m, rid) for m, rid in originals if m is not None]
+    if not originals:
+        raise RpcError(400, "MESSAGE_ID_INVALID")
+    keys = [posting.check_random_id(s, me, rid) for _, rid in originals]
+    posted = []
+    for (original, rid), key in zip(originals, keys):
+        text = "" if req.drop_media_captions and original.media is not None else original.text
+        fwd = None if req.drop_author else (source.id, original.id, original.date)
+        posted.append((s.writes.post(target, text, original.media, posting.now(), fwd_from=fwd, random=key), rid))
+    s.counters.inc(ctx.dc_id, "messages_forwarded", len(posted))
+    return posting.new_messages_updates(s, target, me, posted)
+
+
 HANDLERS = {
     functions.messages.GetDialogsRequest: get_dialogs,
     functions.messages.GetHistoryRequest: get_history,
+    functions.messages.SendMediaRequest: send_media,
+    functions.messages.SendMessageRequest: send_message,
+    functions.messages.EditMessageRequest: edit_message,
+    functions.messages.ForwardMessagesRequest: forward_messages,
 }

@@ -6,6 +6,7 @@ clock, file references, and the state of logins in progress. Also the lookups ev
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Callable
 
 from telethon.tl import types
@@ -14,15 +15,17 @@ from tgdav.sandbox.context import CallContext, RpcError
 from tgdav.sandbox.controls import Controls
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
+from tgdav.sandbox.parts import PartStore
 from tgdav.sandbox.services.passwords import Passwords
 from tgdav.sandbox.services.ratelimit import GetFileRate
 from tgdav.sandbox.services.references import References
 from tgdav.sandbox.world import Account, Channel, World
+from tgdav.sandbox.writes import Writes
 
 
 class State:
     def __init__(self, world: World, keys: AuthKeyStore, counters: Counters, controls: Controls,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], state_dir: Path | None = None) -> None:
         self.world = world
         self.keys = keys
         self.counters = counters
@@ -33,6 +36,10 @@ class State:
         self.references = References(self.secret, controls, clock)
         self.passwords = Passwords(world.seed)
         self.getfile_rate = GetFileRate()
+        self.upload_rate = GetFileRate()
+        # What clients write: replayed from the state dir (a temporary folder without one).
+        self.writes = Writes(world, state_dir)
+        self.parts = PartStore(self.writes.root, controls, clock)
 
     def user(self, ctx: CallContext) -> Account:
         """The account the connection's auth key is logged in as; 401 AUTH_KEY_UNREGISTERED if none
@@ -73,3 +80,18 @@ class State:
         if not channel.readable_by(account):
             raise RpcError(400, "CHANNEL_PRIVATE")
         return channel
+
+    def postable_channel(self, peer, account: Account) -> Channel:
+        """A channel the account may post in: its creator or an admin with post_messages. A reader
+        gets 403 CHAT_WRITE_FORBIDDEN, as a non-admin member of a broadcast channel does on Telegram."""
+        channel = self.readable_channel(_as_channel_peer(peer), account)
+        if not channel.may_post(account):
+            raise RpcError(403, "CHAT_WRITE_FORBIDDEN")
+        return channel
+
+
+def _as_channel_peer(peer):
+    """messages.* name channels with InputPeerChannel; anything else is not a channel here."""
+    if not isinstance(peer, (types.InputPeerChannel, types.InputChannel)):
+        raise RpcError(400, "PEER_ID_INVALID")
+    return peer

@@ -16,14 +16,18 @@ def user(account: Account, viewer: Account) -> types.User:
     return types.User(
         id=account.id, is_self=is_self, bot=account.is_bot, access_hash=account.access_hash,
         first_name=account.first_name, username=account.username,
-        phone=account.phone if is_self else None,
+        phone=account.phone if is_self else None, premium=account.premium or None,
         bot_info_version=1 if account.is_bot else None, bot_nochats=account.is_bot or None)
 
 
 def channel(ch: Channel, viewer: Account) -> types.Channel:
+    """As `viewer` sees it: `creator` and `admin_rights` (chatAdminRights) tell whether it may post."""
+    rights = ch.rights_of(viewer)
     return types.Channel(
         id=ch.id, title=ch.title, photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=True,
         access_hash=ch.access_hash, username=ch.username, left=viewer.id not in ch.members,
+        creator=viewer.id == ch.creator_id or None,
+        admin_rights=types.ChatAdminRights(**{r: True for r in sorted(rights)}) if rights else None,
         participants_count=len(ch.members))
 
 
@@ -32,9 +36,14 @@ def peer(ch: Channel) -> types.PeerChannel:
 
 
 def message(ch: Channel, msg: Message, refs: References) -> types.Message:
+    fwd = None
+    if msg.fwd_from:
+        from_channel, from_id, from_date = msg.fwd_from
+        fwd = types.MessageFwdHeader(date=from_date, from_id=types.PeerChannel(from_channel),
+                                     channel_post=from_id)
     return types.Message(
         id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=True,
-        media=_media(msg.media, refs), edit_date=msg.edit_date)
+        media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
 
 
 def message_empty(ch: Channel, message_id: int) -> types.MessageEmpty:
@@ -50,7 +59,7 @@ def _media(media: Document | Photo | None, refs: References):
 
 
 def document(doc: Document, reference: bytes) -> types.Document:
-    attributes: list = [types.DocumentAttributeFilename(doc.name)]
+    attributes: list = [types.DocumentAttributeFilename(doc.name)] if doc.name else []
     if doc.video:
         v = doc.video
         attributes.append(types.DocumentAttributeVideo(

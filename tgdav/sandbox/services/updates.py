@@ -1,4 +1,6 @@
-"""updates.*: the sandbox sends no updates, so the state is fixed and the difference always empty."""
+"""updates.*: the sandbox pushes no updates, so the common state is fixed and its difference always
+empty; a channel's difference is empty at the channel's current pts (its new messages reach clients
+in the answers to their own writes and by reading history)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,14 @@ def get_difference(s: State, ctx: CallContext, req: functions.updates.GetDiffere
     return types.updates.DifferenceEmpty(date=int(time.time()), seq=0)
 
 
+def get_channel_difference(s: State, ctx: CallContext, req: functions.updates.GetChannelDifferenceRequest):
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    return types.updates.ChannelDifferenceEmpty(pts=channel.pts, final=True, timeout=30)
+
+
 HANDLERS = {
+    functions.updates.GetChannelDifferenceRequest: get_channel_difference,
     functions.updates.GetStateRequest: get_state,
     functions.updates.GetDifferenceRequest: get_difference,
 }

@@ -6,6 +6,11 @@ detours. Rules (DESIGN.md, as Telegram enforces them):
 then the file (FILE_ID_INVALID / LOCATION_INVALID), its DC (303 FILE_MIGRATE_X), its reference
 (FILE_REFERENCE_*), and min(limit, size - offset) bytes back (none past the end).
 The rate rule (ratelimit.py) is checked first, as Telegram counts every call.
+
+upload.saveFilePart / upload.saveBigFilePart keep parts per (account, DC, file_id) in the PartStore
+(parts.py, which holds the size and numbering rules); any DC the account is logged in on takes them,
+but only sendMedia on that same DC finds them (clients upload to the home DC). Their own rate rule (`upload_rate_limit`) is checked first. Counters: upload_parts,
+upload_bytes (parts kept), upload_parts_lost (parts dropped by a file_part_missing fault).
 """
 
 from __future__ import annotations
@@ -83,4 +88,31 @@ def get_file(s: State, ctx: CallContext, req: functions.upload.GetFileRequest):
     return types.upload.File(type=target.storage, mtime=target.mtime, bytes=data)
 
 
-HANDLERS = {functions.upload.GetFileRequest: get_file}
+def _save(s: State, ctx: CallContext, file_id: int, part: int, data: bytes, total: int | None) -> bool:
+    account = s.user(ctx)
+    per_second, seconds = s.controls.upload_rate_rule()
+    if per_second > 0:
+        s.upload_rate.check(account.id, ctx.dc_id, s.clock(), per_second, seconds)
+    kept = s.parts.save(account.id, ctx.dc_id, file_id, part, data, total=total,
+                        max_parts=s.controls.max_file_parts(account.premium))
+    if kept:
+        s.counters.inc(ctx.dc_id, "upload_parts")
+        s.counters.inc(ctx.dc_id, "upload_bytes", len(data))
+    else:
+        s.counters.inc(ctx.dc_id, "upload_parts_lost")
+    return True
+
+
+def save_file_part(s: State, ctx: CallContext, req: functions.upload.SaveFilePartRequest):
+    return _save(s, ctx, req.file_id, req.file_part, req.bytes, None)
+
+
+def save_big_file_part(s: State, ctx: CallContext, req: functions.upload.SaveBigFilePartRequest):
+    return _save(s, ctx, req.file_id, req.file_part, req.bytes, req.file_total_parts)
+
+
+HANDLERS = {
+    functions.upload.GetFileRequest: get_file,
+    functions.upload.SaveFilePartRequest: save_file_part,
+    functions.upload.SaveBigFilePartRequest: save_big_file_part,
+}

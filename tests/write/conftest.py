@@ -1,0 +1,172 @@
+"""Fixtures for the write tests: a sandbox with a writable channel and `tgdav serve` as real processes.
+
+The sandbox is seeded with a read-only channel (`ReadOnly`, posted by someone else) and started with
+`--writable Uploads` (the user owns it). Its per-message part limit is lowered to PIECE_PARTS parts
+(help.getAppConfig's upload_max_fileparts_default) before tgdav starts, so a file over
+PIECE_PARTS * 512 KiB is stored as several messages. Every test writes below its own folder of
+Uploads, so tests do not see each other's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import TGDAV, free_port, stop, wait_http
+
+PIECE_PARTS = 24                   # 12 MiB per message in these tests
+PART = 512 * 1024
+WRITABLE = "Uploads"
+READONLY = "ReadOnly"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def login(where: Path, sandbox_json: Path, info: dict, extra: str = "") -> Path:
+    """A config in `where` (state in where/state) and a logged-in session. Returns the config path."""
+    where.mkdir(parents=True, exist_ok=True)
+    config = where / "tgdav.toml"
+    config.write_text(f"""[telegram]
+sandbox = "{sandbox_json}"
+session = "w"
+
+[state]
+dir = "{where / 'state'}"
+
+[server]
+port = {free_port()}
+
+[auth]
+mode = "none"
+{extra}
+""", encoding="utf-8")
+    done = subprocess.run(TGDAV + ["--config", str(config), "login", "--phone", str(info["user_phone"])],
+                          input=f"{info['login_code']}\n{info.get('user_password', '')}\n",
+                          capture_output=True, text=True, timeout=90)
+    if done.returncode != 0:
+        raise RuntimeError(f"tgdav login failed ({done.returncode}): {done.stderr[-2000:]}")
+    return config
+
+
+def serve(config: Path, log_prefix: Path) -> tuple[str, subprocess.Popen]:
+    port = next(int(line.split("=")[1]) for line in config.read_text().splitlines()
+                if line.startswith("port ="))
+    proc = subprocess.Popen(TGDAV + ["--config", str(config), "serve"],
+                            stdout=open(f"{log_prefix}.out", "ab"), stderr=open(f"{log_prefix}.err", "ab"),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return url, proc
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    info: dict
+    json_path: Path
+    admin: str
+    proc: subprocess.Popen | None = None
+    procs: list = field(default_factory=list)
+
+    def counters(self) -> dict:
+        with urllib.request.urlopen(self.admin + "/counters", timeout=10) as r:
+            return json.loads(r.read())
+
+    def total(self, key: str) -> int:
+        return sum(int(dc.get(key, 0)) for dc in self.counters().values() if isinstance(dc, dict))
+
+    def post(self, path: str, body: dict) -> None:
+        req = urllib.request.Request(self.admin + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+
+    def server(self, name: str, extra: str = "") -> tuple[str, subprocess.Popen, Path]:
+        """A fresh `tgdav serve` with its own state dir (logged in): (url, process, config)."""
+        config = login(self.root / name, self.json_path, self.info, extra)
+        url, proc = serve(config, self.root / "logs" / name)
+        self.procs.append(proc)
+        return url, proc, config
+
+
+def start_sandbox(root: Path, state: Path) -> tuple[subprocess.Popen, dict]:
+    seed = root / "seed"
+    if not seed.exists():
+        (seed / READONLY).mkdir(parents=True)
+        (seed / READONLY / "posted elsewhere.txt").write_bytes(b"a post the user may only read\n")
+    logs = root / "logs"
+    logs.mkdir(exist_ok=True)
+    proc = subprocess.Popen(TGDAV + ["sandbox", "--seed", str(seed), "--writable", WRITABLE,
+                                     "--state", str(state)],
+                            stdout=subprocess.PIPE, stderr=open(logs / "sandbox.err", "ab"),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    line = proc.stdout.readline()
+    if not line:
+        stop(proc)
+        raise RuntimeError("sandbox printed no JSON line: " + (logs / "sandbox.err").read_text())
+    (root / "sandbox.json").write_bytes(line)
+    return proc, json.loads(line)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp("write")
+    proc, info = start_sandbox(root, root / "sandbox-state")
+    sb = Sandbox(root, info, root / "sandbox.json", info["admin"].rstrip("/"), proc)
+    sb.post("/faults", {"upload_max_fileparts": {"default": PIECE_PARTS, "premium": 2 * PIECE_PARTS}})
+    try:
+        yield sb
+    finally:
+        for p in sb.procs:
+            stop(p)
+        stop(sb.proc)
+
+
+@pytest.fixture(scope="session")
+def dav(sandbox) -> str:
+    """The main writable server's base URL (trailing slash)."""
+    url, _, _ = sandbox.server("main")
+    return url
+
+
+@pytest.fixture
+def folder(dav, request) -> str:
+    """A fresh folder of Uploads for one test: its URL with a trailing slash."""
+    name = request.node.name.replace("[", "-").replace("]", "")
+    url = f"{dav}{WRITABLE}/{name}/"
+    req = urllib.request.Request(url, method="MKCOL")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 201
+    return url
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+         timeout: float = 300) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def quote(path: str) -> str:
+    return urllib.request.quote(path)
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    import random
+    return random.Random(seed).randbytes(n)

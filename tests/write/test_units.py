@@ -1,0 +1,333 @@
+"""Pure pieces of the write path, without processes: the tag line and tree rules (tree.py) and the
+part/piece logic of the streamed upload (upload.py) against a fake that checks Telegram's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from telethon.tl import functions, types
+
+from tgdav.model import FileEntry, Location
+from tgdav.telegram import tree
+from tgdav.telegram.upload import BIG, PART, StreamUpload
+
+# --- tree --------------------------------------------------------------------------------------------
+
+
+def test_tag_lines_round_trip_and_keep_the_users_text():
+    for tag in (tree.Tag("file", ("a b", "c ü.txt")), tree.Tag("dir", ("x",)), tree.Tag("dir", ()),
+                tree.Tag("empty", ("e",)), tree.Tag("piece", ("f",), 2, 0, "ab12"),
+                tree.Tag("piece", ("f",), 3, 3, "ab12")):
+        text = tree.compose("my caption\nsecond line", tag)
+        assert tree.parse(text) == (tag, "my caption\nsecond line")
+        assert tree.parse(tag.line()) == (tag, "")
+
+
+@pytest.mark.parametrize("text", [
+    "just a caption", "#tgdav file", "#tgdav file a/b", "#tgdav file /a//b", "#tgdav file /a/../b",
+    "#tgdav file /", "#tgdav nonsense /a", "#tgdav piece 2/3 ab /a", "#tgdav piece 0/0 ab /a",
+    "#tgdav file /a/con", "x\n#tgdav file /a\nmore text after",
+])
+def test_anything_that_is_not_a_valid_tag_is_an_untagged_post(text):
+    assert tree.parse(text) == (None, text)
+
+
+def _loc(mid: int, size: int, doc: int | None = None) -> Location:
+    return Location("document", doc or mid * 10, 1, b"r", 2, size, 77, 5, mid)
+
+
+def _file(mid: int, name: str, size: int = 10, date: float | None = None) -> FileEntry:
+    date = float(mid) if date is None else date
+    return FileEntry(name, size, "application/octet-stream", date, date, f"e{mid}", _loc(mid, size))
+
+
+def _rec(mid: int, text: str = "", name: str | None = None, size: int = 10, edited: float | None = None):
+    tag, body = tree.parse(text)
+    entry = _file(mid, name, size) if name else None
+    return tree.Record(mid, float(mid), float(mid if edited is None else edited), tag, body, entry)
+
+
+def test_untagged_posts_show_as_before_and_tagged_files_build_folders():
+    records = [_rec(1, "hello", "film.mkv"), _rec(2, "", "film.mkv"), _rec(3, "#tgdav dir /empty"),
+               _rec(4, "note\n#tgdav file /a/b/deep.bin", "upload-name.bin"), _rec(5, "#tgdav empty /a/zero.txt")]
+    root = tree.build(records, 77, 5)
+    assert sorted(root.files) == ["film (2).mkv", "film.mkv"]
+    assert root.files["film.mkv"].caption == "hello"
+    assert sorted(root.dirs) == ["a", "empty"]
+    deep = tree.find(root, ("a", "b", "deep.bin"))
+    assert deep.name == "deep.bin" and deep.caption == "note" and deep.dir == ("a", "b")
+    zero = tree.find(root, ("a", "zero.txt"))
+    assert zero.size == 0 and zero.location.kind == "empty"
+    assert sorted(root.message_ids()) == [1, 2, 3, 4, 5]
+
+
+def test_the_latest_claim_wins_and_a_tag_hides_an_untagged_post_of_that_name():
+    records = [_rec(1, "", "x.bin", size=1), _rec(2, "#tgdav file /x.bin", "x.bin", size=2),
+               _rec(3, "#tgdav file /x.bin", "x.bin", size=3)]
+    root = tree.build(records, 77, 5)
+    assert list(root.files) == ["x.bin"] and root.files["x.bin"].size == 3
+    # an older message renamed onto the path now (edited later) wins over a newer one
+    records.append(_rec(0, "#tgdav file /x.bin", "other.bin", size=4, edited=100.0))
+    assert tree.build(records, 77, 5).files["x.bin"].size == 4
+
+
+def test_pieces_show_only_when_complete_and_read_as_one_file():
+    parts = [_rec(10, "#tgdav piece 1 aa /big.bin", "big.bin.001", size=100),
+             _rec(11, "#tgdav piece 2 aa /big.bin", "big.bin.002", size=100)]
+    assert tree.build(parts, 77, 5).files == {}
+    parts.append(_rec(12, "#tgdav piece 3/3 aa /big.bin", "big.bin.003", size=7))
+    big = tree.build(parts, 77, 5).files["big.bin"]
+    assert big.size == 207 and big.message_ids == (10, 11, 12)
+    assert [off for off, _ in big.spans] == [0, 100, 200]
+    # a piece missing in the middle: not shown
+    assert tree.build([parts[0], parts[2]], 77, 5).files == {}
+
+
+def test_a_folder_hides_a_file_of_the_same_path_and_case_clashes_get_suffixes():
+    records = [_rec(1, "#tgdav file /a", "a"), _rec(2, "#tgdav dir /a"), _rec(3, "#tgdav file /B.txt", "B.txt"),
+               _rec(4, "#tgdav file /b.txt", "b.txt")]
+    root = tree.build(records, 77, 5)
+    assert list(root.dirs) == ["a"] and "a" not in root.files
+    assert sorted(root.files) == ["B.txt", "b (4).txt"]
+
+
+def test_piece_spans_cross_pieces_exactly():
+    from tgdav.dav.stream import piece_spans
+    pieces = (_loc(1, 100), _loc(2, 100), _loc(3, 7))
+    entry = FileEntry("f", 207, "x/y", 0, 0, "e", pieces[0], pieces=pieces)
+    rnd = random.Random(5)
+    for _ in range(300):
+        start = rnd.randrange(207)
+        end = rnd.randrange(start, 207)
+        spans = piece_spans(entry, start, end)
+        got = [(loc.message_id, a, b) for loc, a, b in spans]
+        want = []
+        for i, off in enumerate((0, 100, 200)):
+            size = pieces[i].size
+            lo, hi = max(start, off), min(end, off + size - 1)
+            if lo <= hi:
+                want.append((i + 1, lo - off, hi - off))
+        assert got == want
+        assert sum(b - a + 1 for _, a, b in spans) == end - start + 1
+
+
+# --- upload ------------------------------------------------------------------------------------------
+
+
+class FakeTelegram:
+    """Keeps saved parts and checks Telegram's rules for one account; `in_flight` peaks are recorded."""
+
+    def __init__(self, max_parts: int, lose: set[tuple[int, int]] = frozenset()) -> None:
+        self.max_parts = max_parts
+        self.files: dict[int, dict[int, bytes]] = {}
+        self.totals: dict[int, int] = {}
+        self.big: dict[int, bool] = {}
+        self.in_flight = self.peak = 0
+        self.lose = set(lose)
+
+    async def invoke(self, request):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            big = isinstance(request, functions.upload.SaveBigFilePartRequest)
+            fid, part, data = request.file_id, request.file_part, request.bytes
+            assert 0 < len(data) <= PART and 0 <= part < self.max_parts
+            self.big.setdefault(fid, big)
+            assert self.big[fid] == big
+            if big:
+                total = request.file_total_parts
+                assert total == -1 or part < total
+                if total != -1:
+                    assert self.totals.setdefault(fid, total) == total
+            if (fid, part) in self.lose:
+                self.lose.discard((fid, part))
+                return True
+            self.files.setdefault(fid, {})[part] = data
+            return True
+        finally:
+            self.in_flight -= 1
+
+    def assemble(self, input_file) -> bytes:
+        parts = self.files[input_file.id]
+        assert sorted(parts) == list(range(input_file.parts))
+        if isinstance(input_file, types.InputFileBig):
+            assert self.totals[input_file.id] == input_file.parts
+        sizes = [len(parts[i]) for i in range(input_file.parts)]
+        assert all(s == PART for s in sizes[:-1])
+        return b"".join(parts[i] for i in range(input_file.parts))
+
+
+async def _upload(data: bytes, *, known: bool, max_parts: int, chunk: int, fake: FakeTelegram):
+    pieces = []
+
+    async def on_piece(input_file, number, size, last):
+        assert number == len(pieces) + 1
+        pieces.append((input_file, size, last))
+
+    up = StreamUpload(fake.invoke, "f.bin", on_piece, size=len(data) if known else None,
+                      parallel=4, max_parts=max_parts)
+    buf = bytearray()
+    for i in range(0, len(data), chunk):
+        buf += data[i:i + chunk]
+        while len(buf) >= PART:
+            await up.add_part(bytes(buf[:PART]))
+            del buf[:PART]
+    await up.close(bytes(buf))
+    return pieces
+
+
+@pytest.mark.parametrize("known", [True, False])
+@pytest.mark.parametrize("size", [1, PART - 1, PART, PART + 1, 3 * PART, 7 * PART + 5, 8 * PART,
+                                  BIG - 1, BIG, BIG + PART])
+def test_stream_upload_pieces_and_parts_obey_the_rules(size, known):
+    data = random.Random(size).randbytes(size)
+    fake = FakeTelegram(max_parts=8)
+    pieces = asyncio.run(_upload(data, known=known, max_parts=8, chunk=100_003, fake=fake))
+    assert [last for _, _, last in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert b"".join(fake.assemble(f) for f, _, _ in pieces) == data
+    assert [s for _, s, _ in pieces] == [min(8 * PART, size - i * 8 * PART) for i in range(len(pieces))]
+    for f, s, _ in pieces:
+        assert isinstance(f, types.InputFileBig) == (not known or s >= BIG)
+    assert fake.peak <= 4
+
+
+def test_a_lost_small_part_is_sent_again():
+    async def run():
+        fake = FakeTelegram(max_parts=100)
+        data = random.Random(1).randbytes(3 * PART + 10)
+        pieces = []
+
+        async def on_piece(input_file, number, size, last):
+            pieces.append(input_file)
+
+        up = StreamUpload(fake.invoke, "f", on_piece, size=len(data), parallel=2)
+        fake.lose = {(None, 1)}
+        for i in range(3):
+            await up.add_part(data[i * PART:(i + 1) * PART])
+        await up.close(data[3 * PART:])
+        fid = pieces[0].id
+        fake.files[fid].pop(1)                         # Telegram lost part 1
+        assert await up.pieces[0].resend(1)
+        assert fake.assemble(pieces[0]) == data
+    asyncio.run(run())
+
+
+def test_a_failed_part_fails_the_upload():
+    async def run():
+        async def broken(request):
+            raise ConnectionError("gone")
+
+        async def on_piece(*args):
+            raise AssertionError("nothing may be sent")
+
+        up = StreamUpload(broken, "f", on_piece, size=None, parallel=2)
+        with pytest.raises(ConnectionError):
+            for _ in range(10):
+                await up.add_part(b"x" * PART)
+            await up.close(b"tail")
+    asyncio.run(run())
+
+
+def test_mime_type_from_the_name_else_from_the_first_bytes():
+    from tgdav.telegram.writer import mime_for
+    assert mime_for("a.pdf") == "application/pdf"
+    assert mime_for("film.mp4", b"anything") == "video/mp4"
+    assert mime_for("noext", b"%PDF-1.7 ...") == "application/pdf"
+    assert mime_for("noext", b"\x00\x00\x00\x20ftypisom") == "video/mp4"
+    assert mime_for("noext", b"\x89PNG\r\n\x1a\n....") == "image/png"
+    assert mime_for("noext", b"plain bytes") == "application/octet-stream"
+
+
+def test_a_part_lost_with_its_connection_is_sent_again():
+    async def run():
+        fake = FakeTelegram(max_parts=100)
+        failures = {2: 1}           # part 2's first send dies with its connection
+
+        async def flaky(request):
+            if failures.get(request.file_part):
+                failures[request.file_part] -= 1
+                raise ConnectionError("connection reset")
+            return await fake.invoke(request)
+
+        pieces = []
+
+        async def on_piece(input_file, number, size, last):
+            pieces.append(input_file)
+
+        data = random.Random(3).randbytes(4 * PART + 3)
+        up = StreamUpload(flaky, "f", on_piece, size=None, parallel=3)
+        for i in range(4):
+            await up.add_part(data[i * PART:(i + 1) * PART])
+        await up.close(data[4 * PART:])
+        assert fake.assemble(pieces[0]) == data
+    asyncio.run(run())
+
+
+def test_mp4_video_info_only_from_a_fast_start_head():
+    import struct
+    from tgdav.telegram.mediainfo import mp4_video_info
+
+    def box(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I4s", 8 + len(body), kind) + body
+    mvhd = box(b"mvhd", bytes(4) + bytes(8) + struct.pack(">II", 1000, 6500) + bytes(80))
+    tkhd = box(b"tkhd", bytes(76) + struct.pack(">II", 1280 << 16, 720 << 16))
+    head = box(b"ftyp", b"isom\x00\x00\x02\x00") + box(b"moov", mvhd + box(b"trak", tkhd))
+    info = mp4_video_info(head + b"\x00" * 100)
+    assert (info.duration, info.width, info.height) == (6.5, 1280, 720)
+    assert mp4_video_info(head[:40]) is None                          # the index is not in the head
+    assert mp4_video_info(box(b"ftyp", b"isom") + box(b"mdat", b"x" * 50)) is None
+    assert mp4_video_info(b"\x00\x00\x00\x08ftyp" + b"\xff" * 20) is None
+
+
+def test_deleting_or_moving_never_brings_a_superseded_version_back():
+    """A writer against a fake catalog/Telegram: the old version left behind by a crash (both claims
+    present) must go with a DELETE or a MOVE of the path, never reappear."""
+    from tgdav.model import Folder
+    from tgdav.telegram.writer import Writer
+
+    class FakeCatalog:
+        def __init__(self, records):
+            self.recs = {r.message_id: r for r in records}
+
+        async def node(self, folder, path):
+            return tree.find(tree.build(list(self.recs.values()), 77, 5), tuple(path))
+
+        async def records(self, folder):
+            return list(self.recs.values())
+
+        async def forget(self, folder, ids):
+            for i in ids:
+                self.recs.pop(i, None)
+
+        async def apply(self, folder, messages):
+            for m in messages:
+                tag, text = tree.parse(m.message)
+                old = self.recs[m.id]
+                self.recs[m.id] = tree.Record(m.id, old.date, 1e9, tag, text, old.entry)
+
+        def access_hash(self, folder):
+            return 5
+
+    class FakeClient:
+        async def __call__(self, request):
+            if isinstance(request, functions.messages.EditMessageRequest):
+                m = types.Message(id=request.id, peer_id=types.PeerChannel(77), date=None, message=request.message)
+                return types.Updates([types.UpdateEditChannelMessage(m, 0, 0)], [], [], 0, 0)
+            return True
+
+    folder = Folder("Up", 77, "Up", None, 0, writable=True)
+    for action in ("delete", "move"):
+        catalog = FakeCatalog([_rec(1, "#tgdav file /a.bin", "a.bin", size=1),
+                               _rec(2, "#tgdav file /a.bin", "a.bin", size=2)])
+        writer = Writer(FakeClient(), None, catalog)
+        if action == "delete":
+            asyncio.run(writer.delete(folder, ("a.bin",)))
+        else:
+            asyncio.run(writer.move(folder, ("a.bin",), ("b.bin",)))
+        root = tree.build(list(catalog.recs.values()), 77, 5)
+        assert "a.bin" not in root.files, action
+        if action == "move":
+            assert root.files["b.bin"].size == 2
