@@ -15,7 +15,6 @@ import dataclasses
 import getpass
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys

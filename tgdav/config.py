@@ -113,7 +113,7 @@ class WriteConfig(_Section):
 @dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
     level: str = "info"
-    telethon: str = "warning"                # Telethon's own loggers (packet-level chatter below this)
+    telethon: str = "error"                  # Telethon's own loggers (its reconnect warnings are below this)
 
 
 @dataclass(frozen=True, repr=False)

@@ -45,10 +45,9 @@ def _propfind(url: str, depth: str) -> ET.Element:
 
 
 def _read_until(proc: subprocess.Popen, needle: bytes, timeout: float = 90) -> list[bytes]:
-    """Lines of proc's stdout up to the one holding `needle`. Reads the pipe's fd directly: select()
-    on the buffered file would not see lines already pulled into its buffer."""
-    lines: list[bytes] = []
-    pending = b""
+    """The lines the process printed up to the one holding `needle`. Reads the pipe's fd itself:
+    select() cannot see lines a buffered reader has already taken off the pipe."""
+    out = b""
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,15 +56,12 @@ def _read_until(proc: subprocess.Popen, needle: bytes, timeout: float = 90) -> l
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
-            pending += chunk
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                lines.append(line + b"\n")
-                if needle in line:
-                    return lines
+            out += chunk
+            if needle in out:
+                return out.splitlines(keepends=True)
         elif proc.poll() is not None:
             break
-    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {b''.join(lines + [pending])[-2000:]!r}")
+    raise AssertionError(f"no {needle!r} from demo (exit {proc.poll()}): {out[-2000:]!r}")
 
 
 def test_demo_serves_and_stops_cleanly(tmp_path):

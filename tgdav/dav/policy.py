@@ -13,9 +13,8 @@ the one table that turns errors into HTTP.
 - ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
   bugs) to a response; the client never sees a traceback, and error bodies say what is wrong in
   words (never WsgiDAV's page with its version, a timestamp and exception reprs).
-  After the body started the exception propagates and cheroot closes the connection: the client
-  sees a short body, the server lives on.
-- A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it.
+- A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it. After the body started the exception
+  propagates and cheroot closes the connection: the client sees a short body, the server lives on.
 """
 
 from __future__ import annotations
@@ -179,16 +178,19 @@ def _dav_error_reply(exc: DAVError) -> Reply:
     return text_reply(status, words, headers)
 
 
-def _buffer_chunked_body(environ: dict, limit: int) -> None:
+def _buffer_chunked_body(environ: dict, limit: int | None = None) -> bool:
     """A chunked request body (no Content-Length) as a plain one for WsgiDAV, which reads an XML body
-    only when CONTENT_LENGTH says how long it is (and would take a chunked PROPFIND for allprop)."""
+    only when CONTENT_LENGTH says how long it is (and would take a chunked PROPFIND for allprop).
+    cheroot's ChunkedRFile bounds it by max_request_body_size; `limit` bounds it here too (writes
+    on: the server takes PUT bodies of any size). False when the body is longer than `limit`."""
     if environ.get("CONTENT_LENGTH", "").strip() or not environ.get("wsgi.input_terminated"):
-        return
-    body = environ["wsgi.input"].read(limit + 1)
-    if len(body) > limit:
-        raise RequestBodyTooLarge(f"{environ.get('REQUEST_METHOD')} bodies are limited to {limit} bytes")
+        return True
+    body = environ["wsgi.input"].read() if limit is None else environ["wsgi.input"].read(limit + 1)
+    if limit is not None and len(body) > limit:
+        return False
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
+    return True
 
 
 def _ignore_body(environ: dict) -> None:
@@ -226,7 +228,7 @@ class PolicyMiddleware:
                              FINITE_DEPTH_BODY).send(environ, start_response)
             if depth not in ("0", "1"):
                 return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
-            _buffer_chunked_body(environ, MAX_XML_BODY)
+            _buffer_chunked_body(environ)
         try:
             names = decode_path(environ)
         except BadPath as exc:
@@ -255,14 +257,13 @@ class PolicyMiddleware:
         if method in ("GET", "HEAD", "OPTIONS"):
             _ignore_body(environ)
         elif method != "PUT":
-            _buffer_chunked_body(environ, MAX_XML_BODY)
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
-            if length > MAX_XML_BODY:
+            if length > MAX_XML_BODY or not _buffer_chunked_body(environ, MAX_XML_BODY):
                 return text_reply("413 Payload Too Large", f"{method} bodies are limited to "
-                                  f"{MAX_XML_BODY} bytes").send(environ, start_response)
+                                  f"{MAX_XML_BODY} bytes", [("Connection", "close")]).send(environ, start_response)
         try:
             decode_path(environ)
         except BadPath as exc:

@@ -6,11 +6,8 @@ Request path, outermost first:
 
 WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
 and dir browser replaced by ours) answers PROPFIND; Face (dav.face) answers the browser's GET of
-collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files. cheroot runs with
-many threads (Explorer opens lots of connections) and a long socket timeout (a paused player keeps
-its connection), hardened in tgdav.dav.http: a deadline for each request head, a per-address limit
-of connections served at once, the kernel's listen backlog, and request bodies always consumed or
-the connection closed.
+collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
+(a paused player keeps its connection).
 """
 
 from __future__ import annotations
@@ -125,8 +122,8 @@ def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, thr
     """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()), with the
     rules of tgdav.dav.http: a deadline for each request head, at most `per_ip_limit` connections
     of one client address served at once (0: no limit), request bodies consumed or the connection
-    closed, and the kernel's maximum listen backlog.
-    `writable`: PUT bodies of any size (the policy then bounds every other body)."""
+    closed, and the kernel's maximum listen backlog. `writable`: PUT bodies of any size (the policy
+    then bounds every other body)."""
     server = HardenedServer((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav",
                             head_timeout=head_timeout, per_ip_limit=per_ip_limit)
     server.max_request_header_size = MAX_HEADER_BYTES
