@@ -65,7 +65,7 @@ def percentile(values: list[float], q: float) -> float | None:
 class Stack:
     """Sandbox + login + serve as processes, in a temporary directory."""
 
-    def __init__(self, where: Path, code: Path, file_mib: list[int], channels: int) -> None:
+    def __init__(self, where: Path, code: Path, file_mib: list[int], channels: int, cache: str) -> None:
         self.where, self.code = where, code
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TGDAV_")}
         self.env["PYTHONPATH"] = str(code)
@@ -92,7 +92,7 @@ class Stack:
         config = where / "tgdav.toml"
         config.write_text(f'[telegram]\nsandbox = "{where / "sandbox.json"}"\nsession = "soak"\n'
                           f'[state]\ndir = "{where / "state"}"\n[server]\nport = {self.port}\nthreads = 64\n'
-                          f'[auth]\nmode = "none"\n[log]\nlevel = "warning"\n')
+                          f'[auth]\nmode = "none"\n[log]\nlevel = "warning"\n[cache]\nsize = "{cache}"\n')
         login = subprocess.run([sys.executable, "-m", "tgdav", "--config", str(config), "login", "--phone",
                                 str(self.info["user_phone"])], env=self.env, capture_output=True, text=True,
                                input=f"{self.info['login_code']}\n{self.info.get('user_password', '')}\n",
@@ -171,6 +171,7 @@ class Soak:
         self.burst_errors: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.rss_peak = 0
+        self.rss_timeline: list[tuple[int, float]] = []
 
     def count(self, outcome: str, error: str | None = None) -> None:
         with self.lock:
@@ -291,10 +292,13 @@ class Soak:
             t.start()
         rnd = random.Random(7)
         began = time.monotonic()
-        next_burst, next_fault, bursts = began + 2, began + 5, 0
+        next_burst, next_fault, bursts, next_rss = began + 2, began + 5, 0, began
         while True:
             now = time.monotonic()
             self.rss_peak = max(self.rss_peak, rss_kib(pid))
+            if now >= next_rss:
+                self.rss_timeline.append((round(now - began), round(rss_kib(pid) / 1024, 1)))
+                next_rss = now + 15
             if self.args.bursts_only:
                 if bursts >= self.args.bursts:
                     break
@@ -324,6 +328,7 @@ class Soak:
             "burst_max_s": round(max(self.burst_latency), 3) if self.burst_latency else None,
             "server_rss_mib": {"start": round(rss_start / 1024, 1), "peak": round(self.rss_peak / 1024, 1),
                                "end": round(rss_kib(pid) / 1024, 1) if alive else None},
+            "server_rss_mib_every_15s": self.rss_timeline,
             "server_alive": alive,
         }
 
@@ -339,13 +344,15 @@ def main() -> int:
     p.add_argument("--no-faults", action="store_true")
     p.add_argument("--bursts-only", action="store_true", help="no readers, no faults: --bursts bursts")
     p.add_argument("--bursts", type=int, default=5)
+    p.add_argument("--cache-size", default="16 MiB",
+                   help="[cache] size of the server: small, so reads keep reaching the sandbox and its faults")
     p.add_argument("--code", type=Path, default=ROOT, help="checkout whose tgdav the server runs")
     args = p.parse_args()
     if args.quick:
         args.seconds, args.readers, args.burst_every, args.fault_every = 30, 16, 10, 6
     sizes = [2, 8, 24] if not args.quick else [1, 4]
     with tempfile.TemporaryDirectory(prefix="tgdav-soak-") as tmp:
-        stack = Stack(Path(tmp), args.code.resolve(), sizes, channels=2)
+        stack = Stack(Path(tmp), args.code.resolve(), sizes, channels=2, cache=args.cache_size)
         try:
             result = Soak(stack, args).run()
         finally:

@@ -193,6 +193,22 @@ def test_one_address_cannot_take_every_worker(served):
             t.join(15)
 
 
+def test_beyond_nine_times_the_limit_an_address_is_refused_with_503(served):
+    """per_ip_limit 1: one trickler is served, 8 wait their turn, the other 3 get 503 at once."""
+    port = served(head_timeout=120, per_ip_limit=1)
+    stop, threads, answers = _slowloris(port, 12, "127.0.0.2", interval=0.3)
+    try:
+        deadline = time.monotonic() + 20
+        while len(answers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(answers) == 3 and all(a.startswith(b"HTTP/1.1 503 ") for a in answers), answers
+        assert get(port, "/Films/one.byte", timeout=40)[0] == 200     # other addresses are served
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+
+
 def test_many_connections_from_one_address_wait_their_turn_instead_of_failing(served):
     """The per-address limit queues: 40 simultaneous GETs from one address with a limit of 4 all get
     their bytes."""
