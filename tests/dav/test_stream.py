@@ -131,6 +131,16 @@ def test_if_range(dav, curl):
         assert r.body == (pattern(14, 10, 10) if status == 206 else pattern(14, 0, 1000))
 
 
+def test_if_match_that_does_not_hold_is_412_without_opening_the_file(dav, curl):
+    url = url_of(dav, *SMALL)
+    for validator, status in [('"doc14-1000"', 200), ("*", 200), ('"x", "doc14-1000"', 200),
+                              ('"other"', 412), ('W/"doc14-1000"', 412)]:
+        r = curl(url, "-H", f"If-Match: {validator}")
+        assert r.status == status, validator
+        assert r.body == (pattern(14, 0, 1000) if status == 200 else r.body)
+    assert dav.reader.opens == [(14, 0, 999)] * 3
+
+
 def test_conditional_get_gives_304_without_opening_the_file(dav, curl):
     entry = dav.catalog.file(*SMALL)
     url = url_of(dav, *SMALL)

@@ -170,11 +170,20 @@ class PartReader:
                 task = asyncio.ensure_future(self._fetch_part(loc, f, part, urgent))
                 flight = _Flight(Range(part.offset, min(part.end, loc.size)), task)
                 f.flights.append(flight)
-                task.add_done_callback(lambda _t, fl=flight: f.flights.remove(fl) if fl in f.flights else None)
+                task.add_done_callback(lambda t, fl=flight: self._landed(f, fl, t))
         for flight in f.flights:
             if flight not in held and flight.range.start < want.end and want.start < flight.range.end:
                 flight.waiters += 1
                 held.add(flight)
+
+    @staticmethod
+    def _landed(f: _File, flight: _Flight, task: asyncio.Task) -> None:
+        """A flight ended: it covers nothing any more. Its error is the waiting streams' to raise; a
+        read-ahead nobody waits for any more fails quietly (nobody is left to tell)."""
+        if flight in f.flights:
+            f.flights.remove(flight)
+        if not task.cancelled():
+            task.exception()
 
     def _part_cap(self, loc: Location) -> int:
         return max(self.first_part, min(self.max_part, self._part_limit(loc)))

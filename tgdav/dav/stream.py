@@ -55,6 +55,15 @@ def _none_match(header: str, etag: str) -> bool:
     return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags)
 
 
+def if_match_holds(environ: dict, etag: str) -> bool:
+    """If-Match (RFC 9110 13.1.1) uses the strong comparison: a weak tag never matches."""
+    header = environ.get("HTTP_IF_MATCH")
+    if header is None:
+        return True
+    tags = [tag.strip() for tag in header.split(",")]
+    return "*" in tags or etag in tags
+
+
 def not_modified(environ: dict, etag: str, modified: float) -> bool:
     if "HTTP_IF_NONE_MATCH" in environ:
         return _none_match(environ["HTTP_IF_NONE_MATCH"], etag)
@@ -115,6 +124,9 @@ class StreamApp:
     def respond(self, environ: dict, start_response: StartResponse, entry: FileEntry) -> Iterable[bytes]:
         size, etag = entry.size, quoted_etag(entry)
         validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified))]
+        if not if_match_holds(environ, etag):
+            return text_reply("412 Precondition Failed", "The file has changed (If-Match)",
+                              validators).send(environ, start_response)
         if not_modified(environ, etag, entry.modified):
             start_response("304 Not Modified", validators)
             return []
