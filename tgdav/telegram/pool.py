@@ -154,8 +154,8 @@ class DcPool:
                 # when the connection ends in the middle of a frame
                 attempts += 1
                 if self._metrics is not None:
-                    self._metrics.getfile_failed(self.dc_id, "DISCONNECTED" if isinstance(e, ConnectionError)
-                                                 else "TIMEOUT")
+                    self._metrics.getfile_failed(self.dc_id, "TIMEOUT" if isinstance(e, TimeoutError)
+                                                 else "DISCONNECTED")
                 if sender in self.senders:
                     log.warning("DC %d: sender %d failed (%s); dropping it, its requests go elsewhere",
                                 self.dc_id, sender.number, type(e).__name__)
