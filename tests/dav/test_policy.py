@@ -89,7 +89,7 @@ def test_garbage_on_the_socket_does_not_kill_the_server(dav, curl):
 @pytest.mark.parametrize("error, status, retry_after, text", [
     (RetryLater(7), 503, "7", b"7 s"),
     (RetryLater(0.2), 503, "1", b"wait"),
-    (UpstreamUnavailable("DC 4 keeps failing"), 503, None, b"DC 4 keeps failing"),
+    (UpstreamUnavailable("DC 4 keeps failing"), 503, "15", b"DC 4 keeps failing"),   # an outage too
     (NotFound("the message was deleted"), 404, None, b"deleted"),
 ])
 def test_errors_at_open_map_to_http(serve, curl, error, status, retry_after, text):

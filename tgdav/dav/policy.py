@@ -28,6 +28,8 @@ from wsgidav.dav_error import DAVError, get_http_status_string
 
 from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 
+OUTAGE_RETRY_AFTER = 15    # seconds: what a 503 for an unreachable Telegram asks clients to wait
+
 log = logging.getLogger("tgdav.dav")
 
 READ_METHODS = ("OPTIONS", "GET", "HEAD", "PROPFIND")
@@ -145,8 +147,9 @@ def error_reply(exc: BaseException) -> Reply:
         return text_reply("404 Not Found", str(exc) or "Not found")
     if isinstance(exc, RetryLater):
         return text_reply("503 Service Unavailable", str(exc), [("Retry-After", str(exc.seconds))])
-    if isinstance(exc, UpstreamUnavailable):
-        return text_reply("503 Service Unavailable", f"Telegram is unavailable: {exc}")
+    if isinstance(exc, UpstreamUnavailable):    # a DC down or unreachable: come back in a while
+        return text_reply("503 Service Unavailable", f"Telegram is unavailable: {exc}",
+                          [("Retry-After", str(OUTAGE_RETRY_AFTER))])
     if isinstance(exc, BadPath):
         return text_reply("400 Bad Request", f"Bad path: {exc}")
     if isinstance(exc, RequestBodyTooLarge):
