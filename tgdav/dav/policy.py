@@ -196,6 +196,17 @@ def _buffer_chunked_body(environ: dict, limit: int | None = None) -> bool:
     return True
 
 
+def _depth_refusal(environ: dict) -> "Reply | None":
+    """PROPFIND's Depth: infinity is refused (403 propfind-finite-depth, RFC 4918 9.1), anything but
+    0 or 1 is a bad request; None when the depth is fine."""
+    depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+    if depth == "infinity":
+        return Reply("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8")], FINITE_DEPTH_BODY)
+    if depth not in ("0", "1"):
+        return text_reply("400 Bad Request", "Depth must be 0 or 1")
+    return None
+
+
 def _ignore_body(environ: dict) -> None:
     """A body on GET/HEAD/OPTIONS means nothing (RFC 9110): hide it from WsgiDAV, whose directory
     browser fails on one. The server drains it after the response (or closes the connection)."""
@@ -225,12 +236,8 @@ class PolicyMiddleware:
         if method in ("GET", "HEAD", "OPTIONS"):
             _ignore_body(environ)
         if method == "PROPFIND":
-            depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
-            if depth == "infinity":
-                return Reply("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8")],
-                             FINITE_DEPTH_BODY).send(environ, start_response)
-            if depth not in ("0", "1"):
-                return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
+            if (refusal := _depth_refusal(environ)) is not None:
+                return refusal.send(environ, start_response)
             _buffer_chunked_body(environ)
         try:
             names = decode_path(environ)
@@ -250,13 +257,8 @@ class PolicyMiddleware:
         if method == "OPTIONS":
             return Reply("200 OK", [("DAV", "1, 2"), ("Allow", WRITE_ALLOW), ("MS-Author-Via", "DAV"),
                                     ("Accept-Ranges", "bytes")]).send(environ, start_response)
-        if method == "PROPFIND":
-            depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
-            if depth == "infinity":
-                return Reply("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8")],
-                             FINITE_DEPTH_BODY).send(environ, start_response)
-            if depth not in ("0", "1"):
-                return text_reply("400 Bad Request", "Depth must be 0 or 1").send(environ, start_response)
+        if method == "PROPFIND" and (refusal := _depth_refusal(environ)) is not None:
+            return refusal.send(environ, start_response)
         if method in ("GET", "HEAD", "OPTIONS"):
             _ignore_body(environ)
         elif method != "PUT":
