@@ -228,3 +228,23 @@ def test_a_second_read_comes_from_the_cache_even_after_a_restart(store, tmp_path
     again = reader_for(fetch, store)         # a new process on the same store
     assert asyncio.run(read_all(again, loc, 4096, 2 * MIB - 1)) == pattern(SEED, 4096, 2 * MIB - 4096)
     assert len(fetch.calls) == calls
+
+
+@pytest.mark.timeout(30)
+def test_a_flight_that_ends_cancelled_by_itself_is_asked_again_not_spun_on(store):
+    """A part whose fetch ends in CancelledError from inside (not cancelled by a stream) is asked for
+    again, and the stream goes on."""
+    class CancelsOnce(ScriptedFetch):
+        def __init__(self):
+            super().__init__(delay=0.01)
+            self.failed = False
+
+        async def __call__(self, loc, offset, limit, *, urgent=False):
+            if not self.failed:
+                self.failed = True
+                raise asyncio.CancelledError()
+            return await super().__call__(loc, offset, limit, urgent=urgent)
+
+    fetch = CancelsOnce()
+    reader = reader_for(fetch, store)
+    assert asyncio.run(read_all(reader, _loc(), 0, 300_000)) == pattern(SEED, 0, 300_001)

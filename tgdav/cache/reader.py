@@ -128,8 +128,9 @@ class PartReader:
             while pos < stop:
                 self._request(loc, f, Range(pos, self._window_end(loc, pos, stop, ahead)), held)
                 piece = await self._piece(loc, f, pos, stop, held)
-                if piece is None:
-                    continue          # a flight it waited on was cancelled by its owner: ask again
+                if piece is None:     # a flight it waited on ended without bytes: ask again
+                    await asyncio.sleep(0)   # (after the loop has run what that ending scheduled)
+                    continue
                 pos += len(piece)
                 for flight in [h for h in held if h.range.end <= pos]:
                     self._let_go(loc, f, flight, held)
@@ -222,8 +223,10 @@ class PartReader:
         flight.waiters -= 1
         if flight.waiters == 0 and not flight.task.done():
             flight.task.cancel()      # nobody wants these bytes any more: the pool drops the answer
-            if flight in f.flights:
-                f.flights.remove(flight)
+        elif not flight.task.cancelled():
+            return
+        if flight in f.flights:       # it covers nothing any more (its done callback may not have run)
+            f.flights.remove(flight)
 
     async def _fetch_part(self, loc: Location, f: _File, part: Part, urgent: bool) -> tuple[int, bytes]:
         self.requests += 1
