@@ -290,12 +290,28 @@ class DcPool:
                         try:
                             await asyncio.shield(task)
                         finally:
-                            await self._cond.acquire()
+                            await self._reacquire()
                         continue
                     await self._wait_for_gates_or_slots(kind)
             finally:
                 if urgent:
+                    # read-ahead held back for it may go now: wake it, however this one leaves
+                    # (with a sender, cancelled by a seek, or refused by a long flood)
                     self._urgent_waiting -= 1
+                    self._cond.notify_all()
+
+    async def _reacquire(self) -> None:
+        """Take the condition's lock back even if cancelled while waiting for it (as
+        asyncio.Condition.wait does), so that `async with self._cond` always exits holding it."""
+        cancelled = False
+        while True:
+            try:
+                await self._cond.acquire()
+                break
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _choose(self, urgent: bool, kind: str):
         """A sender to use now, "open" to open one first, or None to wait."""
