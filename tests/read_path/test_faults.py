@@ -19,6 +19,14 @@ def _in_flight(engine) -> int:
     return sum(dc["in_flight"] for dc in engine.stats().values())
 
 
+
+@pytest.fixture(autouse=True)
+def answers_overtake_each_other(sandbox, clean_faults):
+    """Real Telegram's answers overtake each other on one connection: these tests run with the
+    sandbox's jitter on (a test that sets its own link replaces it)."""
+    sandbox.controls.apply_link({"profile": "jittery"})
+    yield
+
 # --- 5. cancellation ---------------------------------------------------------------------------
 @pytest.mark.timeout(60)
 def test_closing_a_stream_frees_its_senders(engine, sandbox):
