@@ -111,16 +111,22 @@ mode = "none"
                            capture_output=True, text=True, timeout=90)
     if login.returncode != 0:
         raise RuntimeError(f"tgdav login failed ({login.returncode}): {login.stderr[-2000:]}")
-    serve = subprocess.Popen(TGDAV + ["--config", str(config), "serve"],
-                             stdout=open(f"{log_prefix}.out", "wb"), stderr=open(f"{log_prefix}.err", "wb"),
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+    return serve_config(config, port, log_prefix)
+
+
+def serve_config(config: Path, port: int, log_prefix: Path, log_mode: str = "wb") -> tuple[str, subprocess.Popen]:
+    """Start `tgdav --config CONFIG serve` (its output in log_prefix.out/.err, opened with log_mode)
+    and wait until it answers on `port`. Returns (base URL, process); the caller stops the process."""
+    proc = subprocess.Popen(TGDAV + ["--config", str(config), "serve"],
+                            stdout=open(f"{log_prefix}.out", log_mode), stderr=open(f"{log_prefix}.err", log_mode),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_http(url, serve)
+        wait_http(url, proc)
     except BaseException:
-        stop(serve)
+        stop(proc)
         raise
-    return url, serve
+    return url, proc
 
 
 # ---- the seed folder ---------------------------------------------------------------------------

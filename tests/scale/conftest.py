@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TGDAV, free_port, sha256, stop, wait_http
+from tests.e2e.conftest import TGDAV, free_port, serve_config, sha256, stop
 from tgdav.sandbox.content import pattern
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,17 +143,7 @@ def login(config: Path, info: dict, *, bot_token: str | None = None, phone: str 
         raise RuntimeError(f"tgdav login failed ({done.returncode}): {done.stderr[-2000:]}")
 
 
-def serve(config: Path, port: int, log_prefix: Path) -> tuple[str, subprocess.Popen]:
-    proc = subprocess.Popen(TGDAV + ["--config", str(config), "serve"],
-                            stdout=open(f"{log_prefix}.out", "wb"), stderr=open(f"{log_prefix}.err", "wb"),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_http(url, proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return url, proc
+serve = serve_config
 
 
 @dataclass

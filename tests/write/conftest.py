@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TGDAV, free_port, stop, wait_http
+from tests.e2e.conftest import TGDAV, free_port, serve_config, stop
 
 PIECE_PARTS = 24                   # 12 MiB per message in these tests
 PART = 512 * 1024
@@ -60,16 +60,7 @@ mode = "none"
 def serve(config: Path, log_prefix: Path) -> tuple[str, subprocess.Popen]:
     port = next(int(line.split("=")[1]) for line in config.read_text().splitlines()
                 if line.startswith("port ="))
-    proc = subprocess.Popen(TGDAV + ["--config", str(config), "serve"],
-                            stdout=open(f"{log_prefix}.out", "ab"), stderr=open(f"{log_prefix}.err", "ab"),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_http(url, proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return url, proc
+    return serve_config(config, port, log_prefix, "ab")     # appended: a restarted server keeps its log
 
 
 @dataclass
