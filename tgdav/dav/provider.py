@@ -217,21 +217,28 @@ class FolderResource(DAVCollection):
         _copy_props(self, dest_path, is_move, with_children=False)
 
     def support_recursive_move(self, dest_path: str) -> bool:
-        if not self.rel:
-            return False
-        try:
-            folder, rel = self.provider.split(dest_path)
-        except DAVError:
-            return False
-        return folder.channel_id == self.folder.channel_id and bool(rel)
+        return bool(self.rel) and _within_channel(self, dest_path)
 
     def move_recursive(self, dest_path: str):
-        self._check()
-        _, rel = self.provider.split(dest_path)
-        with _Mapped():
-            self.drive.move(self.folder, self.rel, rel)
-        _copy_props(self, dest_path, True, with_children=True)
-        return []
+        return _move_within_channel(self, dest_path, with_children=True)
+
+
+def _within_channel(resource, dest_path: str) -> bool:
+    """A MOVE of a folder or file to a path inside its own channel: a caption edit, no upload."""
+    try:
+        folder, rel = resource.provider.split(dest_path)
+    except DAVError:
+        return False
+    return folder.channel_id == resource.folder.channel_id and bool(rel)
+
+
+def _move_within_channel(resource, dest_path: str, *, with_children: bool) -> list:
+    resource._check()
+    _, rel = resource.provider.split(dest_path)
+    with _Mapped():
+        resource.drive.move(resource.folder, resource.rel, rel)
+    _copy_props(resource, dest_path, True, with_children=with_children)
+    return []
 
 
 class _EmptyDir:
@@ -333,19 +340,10 @@ class FileResource(DAVNonCollection):
         _copy_props(self, dest_path, is_move, with_children=False)
 
     def support_recursive_move(self, dest_path: str) -> bool:
-        try:
-            folder, rel = self.provider.split(dest_path)
-        except DAVError:
-            return False
-        return folder.channel_id == self.folder.channel_id and bool(rel)
+        return _within_channel(self, dest_path)
 
     def move_recursive(self, dest_path: str):
-        self._check()
-        _, rel = self.provider.split(dest_path)
-        with _Mapped():
-            self.drive.move(self.folder, self.rel, rel)
-        _copy_props(self, dest_path, True, with_children=False)
-        return []
+        return _move_within_channel(self, dest_path, with_children=False)
 
     def handle_move(self, dest_path: str) -> bool:
         """MOVE onto an existing file of the same channel (Overwrite: T) in one step, so the name
