@@ -87,6 +87,24 @@ def wait_http(url: str, proc: subprocess.Popen, method: str = "PROPFIND", timeou
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+
+class SandboxAdmin:
+    """The sandbox's admin API for a test's own sandbox process (self.admin: its base URL)."""
+    admin: str
+
+    def counters(self) -> dict:
+        with urllib.request.urlopen(self.admin + "/counters", timeout=10) as r:
+            return json.loads(r.read())
+
+    def total(self, key: str) -> int:
+        return sum(int(dc.get(key, 0)) for dc in self.counters().values() if isinstance(dc, dict))
+
+    def post(self, path: str, body: dict) -> None:
+        req = urllib.request.Request(self.admin + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+
 def start_server(where: Path, sandbox_json: Path, info: dict, log_prefix: Path) -> tuple[str, subprocess.Popen]:
     """Write a config in `where`, `tgdav login` with the sandbox's code on stdin, start `tgdav serve`
     and wait until it answers. Returns (base URL, process); the caller stops the process."""

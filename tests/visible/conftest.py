@@ -11,11 +11,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import TGDAV, free_port, stop, wait_http
+from tests.e2e.conftest import TGDAV, SandboxAdmin, free_port, stop, wait_http
 
 
 @dataclass
-class Live:
+class Live(SandboxAdmin):
     url: str                      # WebDAV base URL, trailing slash
     admin: str                    # the sandbox's admin address
     info: dict                    # the sandbox's JSON line
@@ -38,18 +38,6 @@ class Live:
         return {(s.name, frozenset(s.labels.items())): s.value
                 for family in text_string_to_metric_families(text) for s in family.samples}
 
-    def counters(self) -> dict:
-        with urllib.request.urlopen(self.admin + "/counters", timeout=10) as r:
-            return json.loads(r.read())
-
-    def total(self, key: str) -> int:
-        return sum(int(dc.get(key, 0)) for dc in self.counters().values() if isinstance(dc, dict))
-
-    def post(self, path: str, body: dict) -> None:
-        req = urllib.request.Request(self.admin + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
 
 
 def metric_sum(samples: dict, name: str, **labels: str) -> float:

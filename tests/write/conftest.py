@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TGDAV, free_port, serve_config, stop
+from tests.e2e.conftest import TGDAV, SandboxAdmin, free_port, serve_config, stop
 
 PIECE_PARTS = 24                   # 12 MiB per message in these tests
 PART = 512 * 1024
@@ -64,26 +64,13 @@ def serve(config: Path, log_prefix: Path) -> tuple[str, subprocess.Popen]:
 
 
 @dataclass
-class Sandbox:
+class Sandbox(SandboxAdmin):
     root: Path
     info: dict
     json_path: Path
     admin: str
     proc: subprocess.Popen | None = None
     procs: list = field(default_factory=list)
-
-    def counters(self) -> dict:
-        with urllib.request.urlopen(self.admin + "/counters", timeout=10) as r:
-            return json.loads(r.read())
-
-    def total(self, key: str) -> int:
-        return sum(int(dc.get(key, 0)) for dc in self.counters().values() if isinstance(dc, dict))
-
-    def post(self, path: str, body: dict) -> None:
-        req = urllib.request.Request(self.admin + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
 
     def server(self, name: str, extra: str = "") -> tuple[str, subprocess.Popen, Path]:
         """A fresh `tgdav serve` with its own state dir (logged in): (url, process, config)."""
