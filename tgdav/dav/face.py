@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, quote
 
+from tgdav import text
 from tgdav.dav.policy import Reply, StartResponse, decode_path, text_reply
 from tgdav.metrics import Metrics
 from tgdav.model import Catalog, FileEntry, Folder
@@ -78,8 +79,9 @@ def href(*names: str, folder: bool = False) -> str:
     return "/" + "/".join(quote(n, safe="") for n in names) + ("/" if folder else "")
 
 
-def e(text) -> str:
-    return html.escape(str(text), quote=True)
+def e(value) -> str:
+    """HTML-escaped, with what HTML cannot hold and bidi controls replaced (tgdav.text.safe)."""
+    return html.escape(text.safe(str(value)), quote=True)
 
 
 class ReservedNames:
@@ -246,7 +248,7 @@ class Face:
             "account": a.account, "home_dc": a.home_dc, "uptime": time.time() - a.started,
             "dcs": {str(dc): state for dc, state in sorted(m.pool_state().items())},
             "streams": a.streams(), "scans": a.scans(),
-            "errors": [{"time": t, "text": text} for t, text in a.errors()],
+            "errors": [{"time": t, "text": msg} for t, msg in a.errors()],
             "cache": dict(m.cache_state(), hit_bytes=hit, miss_bytes=miss,
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
         }
