@@ -14,7 +14,8 @@ safe() replaces each of them with U+FFFD (the replacement character: visibly "so
 Names get it once at the source (tgdav.telegram.names.clean, channel titles included), so a name is
 the same in every listing, page, log line and metric; every output applies it again to whatever
 else it prints. for_log() makes a field one printable log line: control characters, line
-separators and bidi controls become backslash escapes (\\x1b, \\r, \\u202e), a backslash \\\\.
+separators and bidi controls become backslash escapes (\\x1b, \\r, \\u202e), a byte that was not
+UTF-8 (a surrogateescape) \\xNN, a backslash \\\\.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _UNSAFE = re.compile(
     + "\u202a-\u202e\u2066-\u2069]")            # bidi embeddings, overrides, isolates
 
 _LOG_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_LINE_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _LOG_NAMES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -50,8 +52,16 @@ def for_log(text: str) -> str:
     return _LOG_UNSAFE.sub(_log_escape, text)
 
 
+def one_line(text: str) -> str:
+    """for_log() without escaping backslashes: the logging formatter's net under every message (the
+    access log escapes its fields with for_log first, so nothing is escaped twice)."""
+    return _LINE_UNSAFE.sub(_log_escape, text)
+
+
 def _log_escape(m: re.Match) -> str:
     c = m.group()
     if c in _LOG_NAMES:
         return _LOG_NAMES[c]
+    if "\udc80" <= c <= "\udcff":          # a byte that was not UTF-8 (surrogateescape): the byte
+        return f"\\x{ord(c) - 0xdc00:02x}"
     return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
