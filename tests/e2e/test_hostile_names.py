@@ -1,0 +1,96 @@
+"""Promise 4, fuzzed: any name or title Telegram can hold (all of Unicode: noncharacters, lone
+surrogates, controls, bidi overrides) yields a valid multistatus and valid HTML. Hypothesis posts
+random file names into a new channel with a random title in a real sandbox; tgdav serve lists it;
+every PROPFIND is parsed by a strict XML parser (expat), every page (root, channel, viewer, status)
+by html5lib in strict mode, and no bidi control reaches a listing."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import time
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import html5lib
+import pytest
+from hypothesis import HealthCheck, example, given, settings, strategies as st
+
+from tests.visible.conftest import start_live, stop_live
+
+DAV = "{DAV:}"
+BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), min_size=1, max_size=24)
+serial = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    live = start_live(tmp_path_factory.mktemp("hostile-names"), config="[cache]\nlisting_refresh = 0.3\n")
+    try:
+        yield live
+    finally:
+        stop_live(live)
+
+
+def request(live, method: str, path: str, depth: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(live.url + path.lstrip("/"), method=method,
+                                 headers={"Depth": depth} if depth else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def propfind(live, path: str) -> ET.Element:
+    status, body = request(live, "PROPFIND", path, "1")
+    assert status == 207, (path, status, body[:300])
+    return ET.fromstring(body)          # expat: a character XML forbids fails here
+
+
+def page(live, path: str) -> str:
+    status, body = request(live, "GET", path)
+    assert status == 200, (path, status)
+    html5lib.HTMLParser(strict=True).parse(body)   # raises ParseError on any parse error
+    text = body.decode("utf-8")
+    assert not BIDI & set(text), path
+    return text
+
+
+def responses(doc: ET.Element) -> list[tuple[str, str]]:
+    return [(urllib.parse.unquote(r.findtext(f"{DAV}href")), r.findtext(f".//{DAV}displayname") or "")
+            for r in doc.iter(f"{DAV}response")]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(title=TEXT, names=st.lists(TEXT, min_size=1, max_size=6))
+@example(title="T\uffff\ufffe\u202e", names=["a\uffffb.txt", "vid\u202e4pm.html", "\ufffe", "x\udcff\ud800.bin",
+                                               "\x1b[31m\r\n.mp4", "\ufdd0\U0010ffff\x85.jpg"])
+def test_any_name_telegram_can_hold_lists_as_valid_xml_and_html(live, title, names):
+    title = f"fuzz {next(serial)} {title}"
+    before = {href for href, _ in responses(propfind(live, "/"))}
+    for name in names:
+        live.publish(title, name, b"some bytes", mime="video/mp4")
+    deadline = time.monotonic() + 30
+    while True:                         # the channel list refreshes in the background
+        root = responses(propfind(live, "/"))
+        new = [(href, shown) for href, shown in root if href not in before]
+        if new:
+            break
+        assert time.monotonic() < deadline, "the new channel never appeared"
+        time.sleep(0.2)
+    (href, shown), = new
+    assert not BIDI & set(shown + href)
+    channel = propfind(live, urllib.parse.quote(href))
+    files = [(h, s) for h, s in responses(channel) if h != href]
+    assert len(files) == len(names)
+    assert all(not BIDI & set(h + s) and s == h.rsplit("/", 1)[-1] for h, s in files)
+    page(live, "/")
+    listing = page(live, urllib.parse.quote(href))
+    first = files[0][1]
+    page(live, urllib.parse.quote(href) + "?view=" + urllib.parse.quote(first, safe=""))
+    page(live, "/:tgdav/status")
+    assert all(f'<span class="name">{html.escape(s)}</span>' in listing for _, s in files)   # same names
