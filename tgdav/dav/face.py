@@ -250,14 +250,15 @@ class Face:
     # --- status -------------------------------------------------------------------------------
     def status_data(self) -> dict:
         m, a = self.metrics, self.metrics.activity
-        hit = m.value("tgdav_cache_read_bytes_total", result="hit")
-        miss = m.value("tgdav_cache_read_bytes_total", result="miss")
+        cache = m.cache_state()     # the store's own totals: what `tgdav cache stats` prints
+        hit = cache.get("hit_bytes", m.value("tgdav_cache_read_bytes_total", result="hit"))
+        miss = cache.get("miss_bytes", m.value("tgdav_cache_read_bytes_total", result="miss"))
         return {
             "account": a.account, "home_dc": a.home_dc, "uptime": time.time() - a.started,
             "dcs": {str(dc): state for dc, state in sorted(m.pool_state().items())},
             "streams": a.streams(), "scans": a.scans(),
             "errors": [{"time": t, "text": msg} for t, msg in a.errors()],
-            "cache": dict(m.cache_state(), hit_bytes=hit, miss_bytes=miss,
+            "cache": dict(cache, hit_bytes=hit, miss_bytes=miss,
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
         }
 
@@ -313,8 +314,8 @@ class Face:
             out.append("</ul></section>")
 
         c = d["cache"]
-        ratio = f'{c["hit_ratio"] * 100:.0f}% of bytes read came from the cache' \
-            if c["hit_ratio"] is not None else "no reads yet"
+        ratio = (f'{c["hit_ratio"] * 100:.0f}% of bytes read came from the cache (since it was made or '
+                 "cleared)") if c["hit_ratio"] is not None else "no reads yet"
         held = (f'{human_size(int(c["bytes"]))} of {human_size(int(c["limit"]))} in {int(c.get("count", 0))} '
                 f'chunks' if "bytes" in c and "limit" in c else "size not known")
         out.append(f"<section><h2>Cache</h2><p>{held} · {ratio}</p></section>")
