@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -81,12 +82,29 @@ def test_a_multistatus_describes_each_failure_in_words(live):
         assert len(set(lines)) == len(lines) and not any(re.match(r"\d{3} ", line) for line in lines), d
 
 
-def test_a_move_that_fails_upstream_says_so(live):     # last: the outage is remembered a while
+def test_an_upload_the_client_abandons_is_logged_as_one(live):
+    import socket
+    host, port = live.url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"PUT /Uploads/abandoned.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 1000)
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    log = live.root / "logs" / "serve.err"
+    while "/Uploads/abandoned.bin" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "no access line for the abandoned upload"
+        time.sleep(0.1)
+    line = next(x for x in log.read_text(errors="replace").splitlines() if "/Uploads/abandoned.bin" in x)
+    assert "client went away during the upload after 1000 of 100000 bytes: nothing was stored" in line, line
+    assert "seek or stop" not in line
+    assert live.get("Uploads/abandoned.bin")[0] == 404
+
+
+def test_a_move_that_fails_upstream_says_so(live):
     assert curl(live, "PUT", "Uploads/m.txt", "--data-binary", "m")[0] == 201
-    live.post("/faults", {"down": [int(live.info["home_dc"])]})
+    live.post("/faults", {"flood_wait": [{"dc": 0, "method": "EditMessage", "seconds": 30, "count": 1}]})
     try:
         status, headers, body = curl(live, "MOVE", "Uploads/m.txt", "-H", f"Destination: {live.url}Uploads/n.txt")
     finally:
         live.post("/faults", {"clear": True})
-    assert status == 503 and headers.get("retry-after", "").isdigit() and "Telegram" in body
+    assert status == 503 and headers.get("retry-after", "").isdigit(), (status, headers, body)
     own(status, headers, body)

@@ -10,6 +10,7 @@ fields: client address, user ("-" without one), method and the path exactly as t
 bytes sent, time to the first body byte and total time. What happened at the end is said in words:
 
     ... client closed after 65536 of 298684 bytes (seek or stop)    a player seeking or stopping: normal
+    ... client went away during the upload after 1000 of 66000 bytes: nothing was stored    (PUT)
     ... failed after 65536 of 298684 bytes: <why>                  upstream broke mid-body (WARNING)
 
 The same measurements feed Metrics.http_request (status, bytes, time to first byte), and
@@ -98,7 +99,14 @@ class AccessLog:
                                         f"{r.sent}{of} bytes: {r.failure}")
         elif not r.done and (r.length is None or r.sent < r.length):
             client_closed = True
-            access_log.info("%s client closed after %d%s bytes (seek or stop)", line, r.sent, of)
+            if env.get("REQUEST_METHOD") == "PUT":
+                access_log.info("%s client went away during the upload%s: nothing was stored", line,
+                                _received(env))
+            elif env.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                access_log.info("%s client closed after %d%s bytes (seek or stop)", line, r.sent, of)
+            else:
+                access_log.info("%s client closed before the whole answer (%d%s bytes) was sent", line,
+                                r.sent, of)
         else:
             # tgdav's own pages (the status page polls every second) only at debug
             own = request_target(env).startswith(OWN_PAGES)
@@ -108,6 +116,18 @@ class AccessLog:
                                         f"{r.explanation}")
         self.metrics.http_request(env.get("REQUEST_METHOD", "-"), r.status, r.sent, first, total,
                                   client_closed)
+
+
+def _received(environ: dict) -> str:
+    """", after N of M bytes" of a request body, as far as the server's reader knows."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return ""
+    remaining = getattr(environ.get("wsgi.input"), "remaining", None)
+    if not isinstance(remaining, int):
+        return f" (of {length} bytes)"
+    return f" after {length - remaining} of {length} bytes"
 
 
 class _Record:
