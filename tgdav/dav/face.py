@@ -36,7 +36,6 @@ from tgdav.metrics import Metrics
 from tgdav.model import Catalog, FileEntry, Folder
 
 RESERVED = ":tgdav"
-BIG_SCAN = 1000        # a finished channel scan stays on the status page (a minute) from this many messages
 STATUS_PATH = f"/{RESERVED}/status"
 METRICS_PATH = f"/{RESERVED}/metrics"
 
@@ -304,7 +303,7 @@ class Face:
             out.append("<p>Nothing is streaming.</p>")
         out.append("</section>")
 
-        scans = [s for s in d["scans"] if not s["done"] or s["messages"] >= BIG_SCAN]
+        scans = d["scans"]              # running, or finished within the last minute
         if scans:
             out.append("<section><h2>Reading channels</h2><ul>")
             for s in scans:

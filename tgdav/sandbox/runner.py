@@ -1,6 +1,6 @@
 """A whole sandbox: world + services + every DC's listener + the admin API, in-process (Sandbox, for
 pytest and benchmarks) or as `tgdav sandbox`, which prints ONE JSON line on stdout with everything a
-client needs and runs until SIGTERM / Ctrl-C.
+client needs and runs until SIGTERM / SIGHUP / Ctrl-C.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: stop.set())
     with sandbox:
         print(json.dumps(sandbox.info()), flush=True)
         log.info("sandbox up: DCs %s, admin %s, login code %s", sandbox.cluster.ports,
