@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Iterator
 
 from wsgidav.dav_error import ERROR_RESPONSES, DAVError, get_http_status_string
 
+from tgdav import text
 from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 
 OUTAGE_RETRY_AFTER = 15    # seconds: what a 503 for an unreachable Telegram asks clients to wait
@@ -134,8 +135,9 @@ class Reply:
 
 
 def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None = None) -> Reply:
-    return Reply(status, [("Content-Type", "text/plain; charset=utf-8")] + (headers or []),
-                 (message.rstrip("\n") + "\n").encode())
+    """A body in words (which may quote names and titles: tgdav.text.safe keeps them showable)."""
+    return Reply(status, [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
+                 + (headers or []), (text.safe(message.rstrip("\n")) + "\n").encode("utf-8", "replace"))
 
 
 def error_reply(exc: BaseException) -> Reply:
@@ -382,7 +384,7 @@ def _described(xml: bytes) -> bytes:
                     int(m.group(1)), m.group(2))
             if line not in lines:
                 lines.append(line)
-        described.text = "\n".join(lines)
+        described.text = text.safe("\n".join(lines))
     ET.register_namespace("D", "DAV:")
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root)
 
