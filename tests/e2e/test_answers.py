@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.visible.conftest import start_live, stop_live
+from tests.visible.conftest import running
 
 LEAKS = ("WsgiDAV", "wsgidav", "4.4", "Source exception", "Error condition", "Traceback", "Forbidden(",
          "DAVError", "<html", "<!DOCTYPE")
@@ -19,11 +19,8 @@ LEAKS = ("WsgiDAV", "wsgidav", "4.4", "Source exception", "Error condition", "Tr
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    live = start_live(tmp_path_factory.mktemp("answers"))
-    try:
+    with running(tmp_path_factory.mktemp("answers")) as live:
         yield live
-    finally:
-        stop_live(live)
 
 
 def curl(live, method: str, path: str, *args: str) -> tuple[int, dict, str]:

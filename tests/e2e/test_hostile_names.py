@@ -17,7 +17,7 @@ import html5lib
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from tests.visible.conftest import start_live, stop_live
+from tests.visible.conftest import running
 
 DAV = "{DAV:}"
 BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -27,11 +27,8 @@ serial = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    live = start_live(tmp_path_factory.mktemp("hostile-names"), config="[cache]\nlisting_refresh = 0.3\n")
-    try:
+    with running(tmp_path_factory.mktemp("hostile-names"), config="[cache]\nlisting_refresh = 0.3\n") as live:
         yield live
-    finally:
-        stop_live(live)
 
 
 def request(live, method: str, path: str, depth: str | None = None) -> tuple[int, bytes]:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import TGDAV, SandboxAdmin, free_port, stop, wait_http
+from tests.visible.cdp import Browser
 
 
 @dataclass
@@ -100,3 +104,23 @@ mode = "none"
 def stop_live(live: Live) -> None:
     for proc in reversed(live.procs):
         stop(proc)
+
+
+@contextmanager
+def running(root: Path, **kwargs) -> Iterator[Live]:
+    """start_live(root, **kwargs) for the duration of a with block (a module fixture's body)."""
+    live = start_live(root, **kwargs)
+    try:
+        yield live
+    finally:
+        stop_live(live)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium of the test's own (profile in its tmp dir)."""
+    b = Browser(tmp_path / "chromium-profile")
+    try:
+        yield b
+    finally:
+        b.close()

@@ -12,8 +12,7 @@ import urllib.parse
 
 import pytest
 
-from tests.visible.cdp import Browser
-from tests.visible.conftest import metric_sum, start_live, stop_live
+from tests.visible.conftest import metric_sum, running
 
 CHANNEL = "Posted by anyone"
 ATTACK = """
@@ -35,23 +34,11 @@ WRITES = ("PROPFIND", "PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LO
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    live = start_live(tmp_path_factory.mktemp("visible-hostile"), config="[cache]\nlisting_refresh = 0.5\n")
-    try:
+    with running(tmp_path_factory.mktemp("visible-hostile"), config="[cache]\nlisting_refresh = 0.5\n") as live:
         for name, (mime, body) in EXPLOITS.items():
             live.publish(CHANNEL, name, body.encode(), mime=mime)
         wait_listed(live, urllib.parse.quote(CHANNEL) + "/")
         yield live
-    finally:
-        stop_live(live)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    b = Browser(tmp_path / "chromium-profile")
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def wait_listed(live, path: str, timeout: float = 30) -> None:
