@@ -20,6 +20,8 @@ ANY = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=6
 def test_safe_text_is_always_valid_xml_and_html(s):
     out = text.safe(s)
     ET.fromstring(f"<a>{escape(out)}</a>".encode("utf-8"))          # strict: no forbidden character
+    doc = ET.fromstring(f'<a b="{text.xml_escaped(s)}">{text.xml_escaped(s)}</a>'.encode())
+    assert (doc.text or "", doc.get("b")) == (out, out)        # exactly, in text and in an attribute
     html5lib.HTMLParser(strict=True).parse(f"<!doctype html><title>t</title><p>{escape(out)}")
     assert text.safe(out) == out and text.is_safe(out)
 

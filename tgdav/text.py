@@ -31,6 +31,9 @@ _UNSAFE = re.compile(
     + "".join(f"{chr(p + 0xfffe)}{chr(p + 0xffff)}" for p in range(0x10000, 0x110000, 0x10000))
     + "\u202a-\u202e\u2066-\u2069]")            # bidi embeddings, overrides, isolates
 
+_XML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;", "\n": "&#10;",
+                 "\t": "&#9;"}        # CR, LF and tab as references: kept exactly, in text and attributes
+_XML_ESCAPE = re.compile('[&<>"\r\n\t]')
 _LOG_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _LINE_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _LOG_NAMES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -40,6 +43,12 @@ def safe(text: str) -> str:
     """`text` with every character no XML or HTML output may hold, and every bidi control that could
     disguise it, replaced by U+FFFD."""
     return _UNSAFE.sub(REPLACEMENT, text)
+
+
+def xml_escaped(text: str) -> str:
+    """`text` as XML character data or a double-quoted attribute value: safe() and then escaped
+    (a hand-written XML renderer, e.g. a streamed PROPFIND, uses this for every name it prints)."""
+    return _XML_ESCAPE.sub(lambda m: _XML_ENTITIES[m.group()], safe(text))
 
 
 def is_safe(text: str) -> bool:
