@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html5lib
 
+from tests.dav.fakes import FakeCatalog, make_entry
 from tgdav.dav.face import ICONS
 from tgdav.metrics import Metrics
 
@@ -36,6 +37,18 @@ def test_every_page_has_a_strict_policy_and_the_icon_is_served(dav, curl):
     file = curl(dav.url + "/Films/small.txt")
     assert file.headers["content-security-policy"].startswith("sandbox")
     assert file.headers["x-content-type-options"] == "nosniff"
+
+
+def test_pdfs_open_in_the_browsers_viewer_other_types_stay_sandboxed(serve, curl):
+    catalog = FakeCatalog({"Docs": [make_entry(41, "paper.pdf", 100, "application/pdf"),
+                                    make_entry(42, "paper2.pdf", 100, "text/html"),
+                                    make_entry(43, "paper3.pdf", 100, "application/pdf; x=<script>")]})
+    dav = serve(catalog)
+    pdf = curl(dav.url + "/Docs/paper.pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in pdf.headers        # Chrome's viewer refuses a sandbox
+    for name in ("paper2.pdf", "paper3.pdf"):                  # the type decides, not the name
+        assert curl(dav.url + "/Docs/" + name).headers["content-security-policy"].startswith("sandbox"), name
 
 
 def test_folders_have_their_own_glyph(dav, curl):
