@@ -28,6 +28,10 @@ lag, and every call to it goes through one RedisLink per URL (link_for):
   SharedStateAway, which the WebDAV layer answers 503 with Retry-After at once. Reading lock
   discovery (PROPFIND) while Redis is away shows no locks instead (reads_degrade()).
 - link.state() is what the status page and the metrics show.
+Anything new that talks to Redis (a per-path write lock, pub/sub) goes through link_for(url) too:
+call(op) for what may be skipped (a default) or must not (SharedStateAway), acall() on the loop. A
+connection that idles on purpose (a pub/sub listener) needs its own client: the link's 1 s socket
+timeout would cut it.
 """
 
 from __future__ import annotations
