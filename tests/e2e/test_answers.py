@@ -53,6 +53,9 @@ def test_writes_are_answered_in_tgdavs_words(live):
         ("MOVE", "Uploads/a.txt", dest("Welcome/a.txt"), 403, "read-only"),
         ("COPY", "Uploads/dir", dest("Welcome/dir"), 403, "read-only"),
         ("PUT", "Welcome/a.txt", ("--data-binary", "x"), 403, "read-only"),
+        # a name the listing would show otherwise (U+FFFF, U+202E): refused, never acknowledged
+        ("PUT", "Uploads/vid%E2%80%AE4pm.html", ("--data-binary", "x"), 403, "cannot be a name here"),
+        ("MKCOL", "Uploads/d%EF%BF%BF", (), 403, "cannot be a name here"),
     ]
     for method, path, args, status, words in steps:
         got = curl(live, method, path, *args)

@@ -89,8 +89,8 @@ def check_name(name: str) -> None:
     if not name or name in (".", "..") or _FORBIDDEN_NAME.search(name) or name != name.strip() \
             or name.endswith(".") or len(name.encode()) > 200 or not text.is_safe(name):
         raise Refusal(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
-                                       "control, noncharacter or bidi control characters, no leading/trailing spaces or trailing dot, "
-                                       "at most 200 bytes)")
+                                      "control, noncharacter or bidi control characters, no leading/trailing "
+                                      "spaces or trailing dot, at most 200 bytes)")
 
 
 class RootResource(DAVCollection):

@@ -93,7 +93,11 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
         "logging": {"enable": False},
         "dir_browser": {"enable": False},
     })
-    app = StreamApp(catalog, reader, DavBodies(dav), block_size, watch=StreamWatch(metrics))
+    dav = DavBodies(dav)        # pulls WsgiDAV's answer inside this call (reads_degrade's mark covers it)
+    if lock_redis and drive is not None:      # locks in Redis: with it away, reads show none, writes 503
+        from tgdav.cache.shared import reads_degrade
+        dav = reads_degrade(dav)
+    app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
     app = Face(app, catalog, metrics)
     app = PolicyMiddleware(app, writable=drive is not None)
     app = Authenticator(app, users, auth, realm)

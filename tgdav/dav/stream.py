@@ -11,7 +11,10 @@ HEAD of a file itself and opens the reader with exactly the bytes the client ask
 - If-None-Match, else If-Modified-Since (equal dates included) -> 304;
 - several ranges -> multipart/byteranges with exact parts, each opened from the reader in turn
   (overlapping or touching ones merged, more than MAX_PARTS: the whole file, as RFC 9110 allows);
-- HEAD sends the same headers and never opens the reader.
+- HEAD sends the same headers and never opens the reader;
+- X-Accel-Expires: @1 on every answer about a file's bytes: a caching nginx in front
+  (config/nginx.conf) may keep them but must revalidate them (If-None-Match) on every use, which
+  is answered 304 here from metadata; nginx never passes this header on to clients.
 
 Every file answer carries `Content-Security-Policy: sandbox` (with nothing to load) and
 `X-Content-Type-Options: nosniff`: a file's bytes and type come from whoever posted it, and an HTML,
@@ -48,6 +51,12 @@ PDF_HEADERS = [("X-Content-Type-Options", "nosniff")]
 
 def file_headers(mime: str) -> list[tuple[str, str]]:
     return PDF_HEADERS if mime == "application/pdf" else FILE_HEADERS
+
+
+# "stored, and stale from the start" for nginx's proxy cache (an absolute expiry in 1970): nginx keeps
+# each slice and asks again with its ETag before serving it, so a file overwritten, moved or deleted
+# is never served from an old slice. A 304 costs no Telegram traffic.
+REVALIDATE = ("X-Accel-Expires", "@1")
 
 
 def http_date(ts: float) -> str:
@@ -141,7 +150,7 @@ class StreamApp:
 
     def respond(self, environ: dict, start_response: StartResponse, entry: FileEntry) -> Iterable[bytes]:
         size, etag = entry.size, quoted_etag(entry)
-        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified))] + file_headers(
+        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified)), REVALIDATE] + file_headers(
             content_type(entry))
         if not if_match_holds(environ, etag):
             return text_reply("412 Precondition Failed", "The file has changed (If-Match)",
