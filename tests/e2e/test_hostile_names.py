@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -91,3 +92,12 @@ def test_any_name_telegram_can_hold_lists_as_valid_xml_and_html(live, title, nam
     page(live, urllib.parse.quote(href) + "?view=" + urllib.parse.quote(first, safe=""))
     page(live, "/:tgdav/status")
     assert all(f'<span class="name">{html.escape(s)}</span>' in listing for _, s in files)   # same names
+
+
+def test_and_the_log_stayed_one_line_per_record(live):
+    """After the names above were listed and served: every line of serve's log starts a record
+    (no name broke a line), and no terminal control from a name reached it."""
+    for line in (live.root / "logs" / "serve.err").read_bytes().split(b"\n"):
+        if line:
+            assert re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", line), line
+            assert b"\r" not in line and b"\x1b" not in line and "\u202e".encode() not in line, line
