@@ -175,10 +175,11 @@ class Refusal(DAVError):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        given = list(self.add_headers or [])
-        names = {k.lower() for k, _ in given}
-        self.add_headers = given + [(k, v) for k, v in self.reply().headers     # Retry-After, Connection
-                                    if k.lower() not in names and k.lower() != "content-type"]
+        if isinstance(self.src_exception, TgdavError):      # its headers (Retry-After) go out too
+            given = list(self.add_headers or [])
+            names = {k.lower() for k, _ in given}
+            self.add_headers = given + [(k, v) for k, v in error_reply(self.src_exception).headers
+                                        if k.lower() not in names | {"content-type", "x-content-type-options"}]
 
     def reply(self) -> Reply:
         return error_reply(self)
