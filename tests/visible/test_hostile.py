@@ -72,6 +72,8 @@ def test_a_posted_page_never_runs_script_in_the_shares_origin(live, browser, nam
     else:                                    # an image: shown in the viewer, then opened on its own
         page.goto(file_url)
     assert page.js("document.readyState") == "complete"     # every synchronous XHR would have been sent
+    shown = page.js("document.documentElement.tagName + ' ' + document.documentElement.textContent")
+    assert ("hello" in shown or "a photo" in shown or shown.lower().startswith("svg")), shown   # shown, inert
     after = attempts(live)
     assert after == before, f"{name}'s script reached the server: {before} -> {after}"
     status, headers, _ = live.get(urllib.parse.quote(CHANNEL) + "/" + urllib.parse.quote(name))
