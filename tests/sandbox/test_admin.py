@@ -107,8 +107,8 @@ def test_post_a_hostile_document_and_a_text_post(admin):
     assert doc.source.read(0, 100) == b"<script>1</script>"
     status, answer = request(admin, "POST", "/post", json.dumps({"channel": "T\uffff", "text": "hi"}).encode())
     assert status == 200 and channel.message(answer["message"]).media is None
-    for bad in ({"channel": "nope", "text": "x"}, {"channel": "T\uffff", "name": 3}, {"channel": "T\uffff", "data": "%%"},
-                {"name": "x"}):
+    for bad in ({"channel": "nope", "text": "x"}, {"channel": "T\uffff", "name": 3},
+                {"channel": "T\uffff", "data": "%%"}, {"name": "x"}):
         assert request(admin, "POST", "/post", json.dumps(bad).encode())[0] == 400, bad
 
 

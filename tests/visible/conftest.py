@@ -50,9 +50,9 @@ def metric_sum(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
-def start_live(root: Path, *, seed: Path | None = None, config: str = "") -> Live:
-    """Sandbox (demo world, or `seed`), `tgdav login`, `tgdav serve` with `config` appended to the
-    configuration file. The caller stops it with stop_live()."""
+def start_live(root: Path, *, seed: Path | None = None, config: str = "", auth: str = 'mode = "none"') -> Live:
+    """Sandbox (demo world, or `seed`), `tgdav login`, `tgdav serve` with `auth` as its [auth] table
+    and `config` appended to the configuration file. The caller stops it with stop_live()."""
     root.mkdir(parents=True, exist_ok=True)
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
@@ -81,7 +81,7 @@ dir = "{root / 'state'}"
 port = {port}
 
 [auth]
-mode = "none"
+{auth}
 {config}
 """, encoding="utf-8")
         login = subprocess.run(TGDAV + ["--config", str(conf), "login", "--phone", str(live.info["user_phone"])],

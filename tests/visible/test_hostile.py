@@ -1,17 +1,21 @@
 """Promise 4 in a real browser: a file someone posted (HTML, SVG, XHTML, or a .jpg sent as text/html)
-opened from the browser listing never runs script in the share's origin. Each exploit tries, while
-the page loads (synchronous XHR), a PROPFIND, a PUT and a DELETE with the user's credentials; the
-assertion is on tgdav's side: its request counters by method do not move and the writable channel
-gains nothing. The listing itself keeps its strict CSP and still looks like itself."""
+opened from the browser listing never runs script in the share's origin. The share has a password;
+the browser sends the user's credentials with every request (as it does once logged in). Each
+exploit tries, while the page loads (synchronous XHR), a PROPFIND, a PUT and a DELETE; the assertion
+is on tgdav's side: its request counters by method (read from the password-free metrics listener)
+do not move and the writable channel gains nothing. The listing keeps its strict CSP and still
+looks like itself."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.parse
 
 import pytest
 
+from tests.e2e.conftest import free_port
 from tests.visible.conftest import metric_sum, running
 
 CHANNEL = "Posted by anyone"
@@ -29,12 +33,17 @@ EXPLOITS = {
                       f"</title></head><body><p>hello</p><script><![CDATA[{ATTACK}]]></script></body></html>"),
     "innocent.jpg": ("text/html", f"<!doctype html><title>x</title><p>a photo<script>{ATTACK}</script>"),
 }
+CREDENTIALS = {"Authorization": "Basic " + base64.b64encode(b"alice:a long password").decode()}
 WRITES = ("PROPFIND", "PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK", "other")
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("visible-hostile"), config="[cache]\nlisting_refresh = 0.5\n") as live:
+    metrics = free_port()
+    auth = 'mode = "basic"\nusers = { alice = "a long password" }'
+    with running(tmp_path_factory.mktemp("visible-hostile"), auth=auth,
+                 config=f'[cache]\nlisting_refresh = 0.5\n[metrics]\nlisten = "127.0.0.1:{metrics}"\n') as live:
+        live.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         for name, (mime, body) in EXPLOITS.items():
             live.publish(CHANNEL, name, body.encode(), mime=mime)
         wait_listed(live, urllib.parse.quote(CHANNEL) + "/")
@@ -44,19 +53,21 @@ def live(tmp_path_factory):
 def wait_listed(live, path: str, timeout: float = 30) -> None:
     """Until tgdav's channel list (refreshed every half second here) has the new channel."""
     deadline = time.monotonic() + timeout
-    while live.get(path)[0] != 200:
+    while live.get(path, CREDENTIALS)[0] != 200:
         assert time.monotonic() < deadline, f"{path} not listed within {timeout} s"
         time.sleep(0.2)
 
 
 def attempts(live) -> dict[str, float]:
-    samples = live.scrape()
+    samples = live.scrape(live.metrics_url)
     return {m: metric_sum(samples, "tgdav_http_requests_total", method=m) for m in WRITES}
 
 
 @pytest.mark.parametrize("name", sorted(EXPLOITS))
 def test_a_posted_page_never_runs_script_in_the_shares_origin(live, browser, name):
     page = browser.tab()
+    page.call("Network.enable")
+    page.call("Network.setExtraHTTPHeaders", headers=CREDENTIALS)    # logged in: every request has them
     listing = live.url + urllib.parse.quote(CHANNEL) + "/"
     page.goto(listing)
     assert name in page.js("[...document.querySelectorAll('a.item .name')].map(n => n.textContent)")
@@ -76,7 +87,7 @@ def test_a_posted_page_never_runs_script_in_the_shares_origin(live, browser, nam
     assert ("hello" in shown or "a photo" in shown or shown.lower().startswith("svg")), shown   # shown, inert
     after = attempts(live)
     assert after == before, f"{name}'s script reached the server: {before} -> {after}"
-    status, headers, _ = live.get(urllib.parse.quote(CHANNEL) + "/" + urllib.parse.quote(name))
+    status, headers, _ = live.get(urllib.parse.quote(CHANNEL) + "/" + urllib.parse.quote(name), CREDENTIALS)
     assert status == 200 and "sandbox" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert live.get("Uploads/pwned.txt")[0] == 404
+    assert live.get("Uploads/pwned.txt", CREDENTIALS)[0] == 404
