@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import itertools
+import json
 import re
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -62,25 +64,28 @@ def responses(doc: ET.Element) -> list[tuple[str, str]]:
             for r in doc.iter(f"{DAV}response")]
 
 
+def post_channel(live, title: str, names: list[str]) -> tuple[str, str]:
+    """A new channel titled `title` holding a file of each name; its (href, displayname) once
+    tgdav's channel list (refreshed in the background) has it."""
+    before = {href for href, _ in responses(propfind(live, "/"))}
+    for name in names:
+        live.publish(title, name, b"some bytes", mime="video/mp4")
+    deadline = time.monotonic() + 30
+    while True:
+        new = [(href, shown) for href, shown in responses(propfind(live, "/")) if href not in before]
+        if new:
+            return new[0]
+        assert time.monotonic() < deadline, "the new channel never appeared"
+        time.sleep(0.2)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(title=TEXT, names=st.lists(TEXT, min_size=1, max_size=6))
 @example(title="T\uffff\ufffe\u202e", names=["a\uffffb.txt", "vid\u202e4pm.html", "\ufffe", "x\udcff\ud800.bin",
                                                "\x1b[31m\r\n.mp4", "\ufdd0\U0010ffff\x85.jpg"])
 def test_any_name_telegram_can_hold_lists_as_valid_xml_and_html(live, title, names):
-    title = f"fuzz {next(serial)} {title}"
-    before = {href for href, _ in responses(propfind(live, "/"))}
-    for name in names:
-        live.publish(title, name, b"some bytes", mime="video/mp4")
-    deadline = time.monotonic() + 30
-    while True:                         # the channel list refreshes in the background
-        root = responses(propfind(live, "/"))
-        new = [(href, shown) for href, shown in root if href not in before]
-        if new:
-            break
-        assert time.monotonic() < deadline, "the new channel never appeared"
-        time.sleep(0.2)
-    (href, shown), = new
+    href, shown = post_channel(live, f"fuzz {next(serial)} {title}", names)
     assert not BIDI & set(shown + href)
     channel = propfind(live, urllib.parse.quote(href))
     files = [(h, s) for h, s in responses(channel) if h != href]
@@ -92,6 +97,17 @@ def test_any_name_telegram_can_hold_lists_as_valid_xml_and_html(live, title, nam
     page(live, urllib.parse.quote(href) + "?view=" + urllib.parse.quote(first, safe=""))
     page(live, "/:tgdav/status")
     assert all(f'<span class="name">{html.escape(s)}</span>' in listing for _, s in files)   # same names
+
+
+def test_rclone_walks_a_share_with_such_names(live):
+    """rclone (which failed with "illegal character code U+FFFF") walks the whole share."""
+    post_channel(live, "rclone \uffff\ufffe", ["a\uffff.txt", "b\ufffe\u202e.bin"])
+    out = subprocess.run(["rclone", "lsjson", "-R", "--max-depth", "2", ":webdav:", "--webdav-url", live.url,
+                          "--webdav-vendor", "other", "--config", str(live.root / "rclone.conf")],
+                         capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")[-2000:]
+    listed = json.loads(out.stdout)
+    assert {"rclone \ufffd\ufffd/a\ufffd.txt", "rclone \ufffd\ufffd/b\ufffd\ufffd.bin"} <= {i["Path"] for i in listed}
 
 
 def test_and_the_log_stayed_one_line_per_record(live):
