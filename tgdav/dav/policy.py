@@ -12,7 +12,10 @@ the one table that turns errors into HTTP.
   names go on to the provider, which keeps desktop clients' own files locally.
 - ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
   bugs) to a response; the client never sees a traceback, and error bodies say what is wrong in
-  words (never WsgiDAV's page with its version, a timestamp and exception reprs).
+  words (never WsgiDAV's page with its version, a timestamp and exception reprs). What WsgiDAV
+  answers itself gets the same words: the provider raises Refusal (a DAVError that renders itself
+  with error_reply), and DavBodies replaces WsgiDAV's status pages (its 201 pages included) and
+  describes each failure of a 207 in words.
 - A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it. After the body started the exception
   propagates and cheroot closes the connection: the client sees a short body, the server lives on.
 """
@@ -24,6 +27,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
+from xml.etree import ElementTree as ET
 
 from wsgidav.dav_error import ERROR_RESPONSES, DAVError, get_http_status_string
 
@@ -361,18 +365,15 @@ class DavBodies:
 def _described(xml: bytes) -> bytes:
     """A 207 body with every response's error described in words (WsgiDAV gives bare statuses, and
     PROPPATCH descriptions may hold exception reprs)."""
-    from xml.etree import ElementTree as ET
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return xml
     for response in root.iter("{DAV:}response"):
-        status = response.find("{DAV:}status")
-        code = int(status.text.split()[1]) if status is not None and len(status.text.split()) > 1 \
-            and status.text.split()[1].isdigit() else 0
-        described = response.find(_DESCRIPTION)
-        if described is None and code >= 400:
-            ET.SubElement(response, _DESCRIPTION).text = STATUS_WORDS.get(code, status.text.split(" ", 2)[-1])
+        parts = (response.findtext("{DAV:}status") or "").split(" ", 2)     # HTTP/1.1 403 Forbidden
+        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if response.find(_DESCRIPTION) is None and code >= 400:
+            ET.SubElement(response, _DESCRIPTION).text = STATUS_WORDS.get(code, parts[-1])
     for described in root.iter(_DESCRIPTION):
         lines: list[str] = []
         for line in (described.text or "").splitlines():
