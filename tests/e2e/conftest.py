@@ -108,11 +108,11 @@ class SandboxAdmin:
 
     def publish(self, channel: str, name: str | None = None, data: bytes | None = None, *,
                 mime: str | None = None, text: str | None = None, create: bool = True) -> dict:
-        """A post in the sandbox as some poster makes it (tgdav.sandbox.admin: POST /post): a
+        """A post in the sandbox as some poster makes it (tgdav.sandbox.admin: POST /publish): a
         document `name` with `data` (or a text post), in the channel titled `channel`."""
         body = {"channel": channel, "create": create, "name": name, "mime": mime, "text": text,
                 "data": base64.b64encode(data).decode() if data is not None else None}
-        req = urllib.request.Request(self.admin + "/post", data=json.dumps(body).encode(), method="POST",
+        req = urllib.request.Request(self.admin + "/publish", data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())

@@ -95,21 +95,21 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_up(admin, method, pa
     assert admin.controls.snapshot()["faults"]["flood_wait"] == []
 
 
-def test_post_a_hostile_document_and_a_text_post(admin):
-    """POST /post: what some poster sends, however hostile, lands in the world as given."""
+def test_publish_a_hostile_document_and_a_text_post(admin):
+    """POST /publish: what some poster sends, however hostile, lands in the world as given."""
     body = {"channel": "T\uffff", "create": True, "name": "vid\u202e4pm.html\udcff", "mime": "text/html",
             "data": base64.b64encode(b"<script>1</script>").decode(), "text": "caption"}
-    status, answer = request(admin, "POST", "/post", json.dumps(body).encode())
+    status, answer = request(admin, "POST", "/publish", json.dumps(body).encode())
     assert status == 200 and answer["ok"]
     channel = admin.world.channels[answer["channel"]]
     doc = channel.message(answer["message"]).media
     assert (channel.title, doc.name, doc.mime, doc.size) == ("T\uffff", "vid\u202e4pm.html\udcff", "text/html", 18)
     assert doc.source.read(0, 100) == b"<script>1</script>"
-    status, answer = request(admin, "POST", "/post", json.dumps({"channel": "T\uffff", "text": "hi"}).encode())
+    status, answer = request(admin, "POST", "/publish", json.dumps({"channel": "T\uffff", "text": "hi"}).encode())
     assert status == 200 and channel.message(answer["message"]).media is None
     for bad in ({"channel": "nope", "text": "x"}, {"channel": "T\uffff", "name": 3},
                 {"channel": "T\uffff", "data": "%%"}, {"name": "x"}):
-        assert request(admin, "POST", "/post", json.dumps(bad).encode())[0] == 400, bad
+        assert request(admin, "POST", "/publish", json.dumps(bad).encode())[0] == 400, bad
 
 
 def test_a_name_that_is_not_utf8_goes_out_as_the_bytes_it_stands_for():

@@ -4,7 +4,7 @@
     POST /faults       Controls.apply_faults(body)   (see controls.py for the JSON)
     POST /link         Controls.apply_link(body)
     GET  /login-code   {"code": "..."}: the code auth.sendCode "sends"
-    POST /post         a message from some poster, as hostile as a test likes (post() below)
+    POST /publish      a message from some poster, as hostile as a test likes (publish() below)
 Answers are JSON. A bad request gets 400 with {"error": "..."}; nothing a client sends stops the server.
 """
 
@@ -63,7 +63,7 @@ class AdminServer:
     def __enter__(self) -> "AdminServer":
         return self.start()
 
-    def post(self, body) -> dict:
+    def publish(self, body) -> dict:
         """A message posted to the channel titled `channel` (made, readable by every account, when
         `create` is true), as someone with posting rights would: with `name` and `data` (base64) or
         `size` (pattern bytes) a document of MIME type `mime`, else a text post; `text` is its
@@ -119,7 +119,7 @@ def _handler_for(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
     posts = {
         "/faults": lambda body: admin.controls.apply_faults(body, now=admin.clock()),
         "/link": lambda body: admin.controls.apply_link(body),
-        "/post": admin.post,
+        "/publish": admin.publish,
     }
 
     class Handler(BaseHTTPRequestHandler):
