@@ -68,7 +68,7 @@ class AdminServer:
         `create` is true), as someone with posting rights would: with `name` and `data` (base64) or
         `size` (pattern bytes) a document of MIME type `mime`, else a text post; `text` is its
         caption. Names, titles, types and text go to clients as given, however hostile (a lone
-        surrogate as the invalid UTF-8 it stands for). Answers {"channel": id, "message": id}."""
+        surrogate as the invalid UTF-8 it stands for). Answers {"channel": id, "message": id, "ok": true}."""
         if not isinstance(body, dict) or not isinstance(body.get("channel"), str):
             raise ControlError('post needs {"channel": "<title>", ...}')
         fields = {k: body.get(k) for k in ("name", "mime", "text", "data")}
@@ -97,7 +97,7 @@ class AdminServer:
                 message = w.add_document(channel, name=fields["name"] or "", size=size,
                                          mime=fields["mime"] or "application/octet-stream", text=text,
                                          source=BytesSource(data) if data is not None else None)
-            return {"channel": channel.id, "message": message.id}
+            return {"channel": channel.id, "message": message.id, "ok": True}
         return self.call(change)
 
     def __exit__(self, *exc) -> None:
@@ -152,7 +152,7 @@ def _handler_for(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
                 answer = apply(body)
             except ControlError as e:
                 raise _BadRequest(400, str(e)) from None
-            return dict(answer or {}, ok=True)
+            return answer if isinstance(answer, dict) else {"ok": True}
 
         def _serve(self, produce) -> None:
             try:
