@@ -87,6 +87,12 @@ def test_missing_config_file(run, tmp_path):
     assert "nope.toml" in line and "--config" in line
 
 
+def test_config_naming_a_directory_says_so(run, tmp_path):
+    (tmp_path / "conf").mkdir()
+    line = one_line_error(run("--config", str(tmp_path / "conf"), "serve"))
+    assert "is a directory" in line and "does not exist" not in line and str(tmp_path / "conf" / "tgdav.toml") in line
+
+
 def test_bad_config_value_names_the_key(run, tmp_path):
     (tmp_path / "tgdav.toml").write_text("[pool]\nsenders_per_dc = 50\n")
     line = one_line_error(run("serve"))

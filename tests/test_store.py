@@ -159,3 +159,20 @@ def test_eight_threads_put_and_get_byte_exact(store):
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(worker, range(8))) == [0] * 8
     assert store.chunk_stats()["hits"] == 8 * 40
+
+
+def test_hits_and_misses_are_kept_for_every_process_that_reads_the_cache(tmp_path):
+    """`tgdav cache stats` (its own process) sees what a serve counted: the totals live in the store."""
+    serving = Store(tmp_path / "state")
+    serving.put_chunk("document:9", 0, 4096, b"x" * 4096)
+    assert serving.chunk("document:9", 0, 4096) and serving.chunk("document:9", 4096, 4096) is None
+    looking = Store(tmp_path / "state")            # while the serve runs (its counts flushed on stats)
+    serving.chunk_stats()
+    got = looking.chunk_stats()
+    assert (got["hits"], got["misses"], got["hit_bytes"], got["miss_bytes"]) == (1, 1, 4096, 4096)
+    serving.chunk("document:9", 0, 4096)
+    serving.close()                                # and when it stops
+    assert looking.chunk_stats()["hits"] == 2
+    looking.clear_chunks()
+    assert looking.chunk_stats()["hits"] == 0
+    looking.close()

@@ -278,6 +278,7 @@ def _stop_on_signals(server) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, stop)      # the terminal closed: stop as cleanly as for Ctrl-C
 
 
 def login(config: Config, *, bot_token: str | None, phone: str | None) -> int:
@@ -367,6 +368,9 @@ def demo(*, seed: str | None, profile: str | None, port: int, state: str | None)
     sandbox's user. The sandbox runs as a child process in our process group and ends with us.
     State (sandbox, session, cache, and a tgdav.toml for `tgdav --config ... ls`) goes to `state`,
     kept; without it, to a temporary directory deleted when the demo stops."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):   # while starting up: end through the finally below
+            signal.signal(signum, _exit_on_signal)
     temporary = None if state else tempfile.TemporaryDirectory(prefix="tgdav-demo-")
     state_dir = Path(state or temporary.name).expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -412,6 +416,10 @@ def demo(*, seed: str | None, profile: str | None, port: int, state: str | None)
             temporary.cleanup()
 
 
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _demo_login(config: Config, info: SandboxInfo) -> None:
     raw = info.raw
     answers = {"code": str(raw.get("login_code", "")), "password": str(raw.get("user_password", ""))}
@@ -450,5 +458,7 @@ def _print_demo_help(port: int, sandbox_line: str, toml: Path, kept: bool) -> No
   tgdav     tgdav --config {toml} ls /
   {state}
 
+Uploads is the writable channel: put files and folders there (the others are read-only).
+
 sandbox: {sandbox_line}
-Ctrl-C stops the demo.""", flush=True)
+Ctrl-C (or closing the terminal) stops the demo.""", flush=True)

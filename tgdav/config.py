@@ -220,6 +220,9 @@ def find_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
     for explicit, name in ((path, "--config"), (env.get("TGDAV_CONFIG"), "$TGDAV_CONFIG")):
         if explicit:
             p = Path(explicit).expanduser()
+            if p.is_dir():
+                raise ConfigError(f"configuration file {p} (from {name}) is a directory — name the file "
+                                  f"in it, e.g. {p / 'tgdav.toml'}")
             if not p.is_file():
                 raise ConfigError(f"configuration file {p} (from {name}) does not exist — fix the path, or "
                                   f"copy config/tgdav.example.toml there")

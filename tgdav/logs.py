@@ -12,11 +12,23 @@ from __future__ import annotations
 import logging
 import sys
 
+from tgdav import text
+
 QUIET = ("wsgidav", "cheroot", "asyncio")
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every record's message is one line, whatever text from Telegram or a client it carries
+    (control characters escaped, tgdav.text.one_line); a traceback still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return text.one_line(super().formatMessage(record))
+
+
 def setup(level: str, fmt: str, telethon: str | None = None) -> None:
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("telethon").setLevel((telethon or "error").upper())
     for name in QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

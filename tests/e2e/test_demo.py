@@ -37,6 +37,16 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _stops_cleanly(proc: subprocess.Popen, signum: int, children: set[int]) -> None:
+    """`signum` ends the demo with status 0, and its sandbox child with it."""
+    proc.send_signal(signum)
+    assert proc.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(c) for c in children), "the sandbox child outlived the demo"
+
+
 def _propfind(url: str, depth: str) -> ET.Element:
     req = urllib.request.Request(url, method="PROPFIND", headers={"Depth": depth})
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -102,11 +112,36 @@ def test_demo_serves_and_stops_cleanly(tmp_path):
             counters = json.loads(r.read())
         assert sum(int(c.get("getfile_bytes", 0)) for c in counters.values()) >= 270_000
 
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-        deadline = time.monotonic() + 10
-        while any(_alive(c) for c in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(c) for c in children), "the sandbox child outlived the demo"
+        _stops_cleanly(proc, signal.SIGTERM, children)
+    finally:
+        stop(proc)
+
+
+def test_closing_the_terminal_stops_the_demo_and_leaves_nothing_behind(tmp_path):
+    """SIGHUP (the terminal closed) ends the demo as Ctrl-C does: its temporary state and its
+    sandbox child go. On the way, what a newcomer reads: the banner and the Welcome channel say
+    where to start and that Uploads is the writable channel."""
+    port = free_port()
+    proc = subprocess.Popen(TGDAV + ["demo", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "demo.err", "wb"), stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        lines = _read_until(proc, b"serving WebDAV")
+        banner = b"".join(lines).decode()
+        state = Path(next(l for l in banner.splitlines() if l.strip().startswith("state")).split()[1])
+        assert state.is_dir() and "temporary" in banner
+        assert "Uploads is the writable channel" in banner
+        children = _children(proc.pid)
+        assert children
+        url = f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url + "Welcome/", timeout=30) as r:
+            listing = r.read().decode()
+        assert "README.txt" in listing and "No files in this channel" not in listing
+        with urllib.request.urlopen(url + "Welcome/README.txt", timeout=30) as r:
+            assert r.headers["Content-Type"].startswith("text/plain")
+            assert "Uploads is the one channel you can write to" in r.read().decode()
+
+        _stops_cleanly(proc, signal.SIGHUP, children)
+        assert not state.exists(), "the demo's temporary state was left behind"
     finally:
         stop(proc)

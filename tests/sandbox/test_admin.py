@@ -3,6 +3,7 @@ settings, and answers bad input with 400 while staying up."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 
@@ -92,3 +93,31 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_up(admin, method, pa
     assert got == status and answer["error"]
     assert request(admin, "GET", "/counters") == (200, {})
     assert admin.controls.snapshot()["faults"]["flood_wait"] == []
+
+
+def test_publish_a_hostile_document_and_a_text_post(admin):
+    """POST /publish: what some poster sends, however hostile, lands in the world as given."""
+    body = {"channel": "T\uffff", "create": True, "name": "vid\u202e4pm.html\udcff", "mime": "text/html",
+            "data": base64.b64encode(b"<script>1</script>").decode(), "text": "caption"}
+    status, answer = request(admin, "POST", "/publish", json.dumps(body).encode())
+    assert status == 200 and answer["ok"]
+    channel = admin.world.channels[answer["channel"]]
+    doc = channel.message(answer["message"]).media
+    assert (channel.title, doc.name, doc.mime, doc.size) == ("T\uffff", "vid\u202e4pm.html\udcff", "text/html", 18)
+    assert doc.source.read(0, 100) == b"<script>1</script>"
+    status, answer = request(admin, "POST", "/publish", json.dumps({"channel": "T\uffff", "text": "hi"}).encode())
+    assert status == 200 and channel.message(answer["message"]).media is None
+    for bad in ({"channel": "nope", "text": "x"}, {"channel": "T\uffff", "name": 3},
+                {"channel": "T\uffff", "data": "%%"}, {"name": "x"}):
+        assert request(admin, "POST", "/publish", json.dumps(bad).encode())[0] == 400, bad
+
+
+def test_a_name_that_is_not_utf8_goes_out_as_the_bytes_it_stands_for():
+    from telethon.extensions import BinaryReader
+    from telethon.tl import types
+
+    from tgdav.sandbox.services.tl import wire
+    attr = types.DocumentAttributeFilename(wire("a\udcff\ud800.txt"))
+    decoded = BinaryReader(bytes(attr)).tgread_object()
+    assert decoded.file_name.startswith("a\ufffd") and decoded.file_name.endswith("\ufffd.txt")
+    assert set(decoded.file_name[1:-4]) == {"\ufffd"}        # Telethon replaces what is not UTF-8

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import TGDAV, SandboxAdmin, free_port, stop, wait_http
+from tests.visible.cdp import Browser
 
 
 @dataclass
@@ -46,9 +50,9 @@ def metric_sum(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
-def start_live(root: Path, *, seed: Path | None = None, config: str = "") -> Live:
-    """Sandbox (demo world, or `seed`), `tgdav login`, `tgdav serve` with `config` appended to the
-    configuration file. The caller stops it with stop_live()."""
+def start_live(root: Path, *, seed: Path | None = None, config: str = "", auth: str = 'mode = "none"') -> Live:
+    """Sandbox (demo world, or `seed`), `tgdav login`, `tgdav serve` with `auth` as its [auth] table
+    and `config` appended to the configuration file. The caller stops it with stop_live()."""
     root.mkdir(parents=True, exist_ok=True)
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
@@ -77,7 +81,7 @@ dir = "{root / 'state'}"
 port = {port}
 
 [auth]
-mode = "none"
+{auth}
 {config}
 """, encoding="utf-8")
         login = subprocess.run(TGDAV + ["--config", str(conf), "login", "--phone", str(live.info["user_phone"])],
@@ -100,3 +104,23 @@ mode = "none"
 def stop_live(live: Live) -> None:
     for proc in reversed(live.procs):
         stop(proc)
+
+
+@contextmanager
+def running(root: Path, **kwargs) -> Iterator[Live]:
+    """start_live(root, **kwargs) for the duration of a with block (a module fixture's body)."""
+    live = start_live(root, **kwargs)
+    try:
+        yield live
+    finally:
+        stop_live(live)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium of the test's own (profile in its tmp dir)."""
+    b = Browser(tmp_path / "chromium-profile")
+    try:
+        yield b
+    finally:
+        b.close()

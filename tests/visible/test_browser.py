@@ -12,7 +12,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.visible.cdp import Browser
 from tests.visible.conftest import metric_sum, start_live, stop_live
 from tests.visible.test_live import needs_read_path
 from tgdav.sandbox.content import pattern
@@ -28,15 +27,6 @@ def demo(tmp_path_factory):
         yield live
     finally:
         stop_live(live)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    b = Browser(tmp_path / "chromium-profile")
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 @needs_read_path

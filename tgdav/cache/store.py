@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -110,6 +111,10 @@ class _HealingCache:
         self._cache.close()
 
 
+STAT_KEYS = ("hits", "misses", "hit_bytes", "miss_bytes")
+STATS_FLUSH_SECONDS = 2.0    # how often a serving process adds its lookups to the stored totals
+
+
 class Store:
     def __init__(self, directory: Path, chunk_limit_bytes: int = 2 * 1024**3) -> None:
         self.directory = Path(directory)
@@ -122,7 +127,8 @@ class Store:
             self.directory / "chunks", keep_broken=False, eviction_policy="least-recently-used",
             size_limit=chunk_limit_bytes, cull_limit=1, disk_min_file_size=0, disk=WholeWrites)
         self._stats_lock = threading.Lock()
-        self._hits = self._misses = 0
+        self._pending = dict.fromkeys(STAT_KEYS, 0)   # lookups not yet added to the stored totals
+        self._flushed = time.monotonic()
 
     # ---- meta ----
 
@@ -172,10 +178,31 @@ class Store:
         data = self._chunks.run(lambda c: c.get(self._chunk_key(file_key, offset, size)), None)
         with self._stats_lock:
             if data is None:
-                self._misses += 1
+                self._pending["misses"] += 1
+                self._pending["miss_bytes"] += size
             else:
-                self._hits += 1
+                self._pending["hits"] += 1
+                self._pending["hit_bytes"] += len(data)
+            due = time.monotonic() - self._flushed >= STATS_FLUSH_SECONDS
+        if due:
+            self._flush_stats()
         return data
+
+    def _flush_stats(self) -> dict[str, int]:
+        """Add the pending counts to the totals kept in the store (so `tgdav cache stats`, another
+        process, sees what a running serve counted); returns the totals."""
+        with self._stats_lock:
+            pending, self._pending = self._pending, dict.fromkeys(STAT_KEYS, 0)
+            self._flushed = time.monotonic()
+
+            def add(c: Cache) -> dict[str, int]:
+                with c.transact():
+                    totals = dict(dict.fromkeys(STAT_KEYS, 0), **(c.get(("stats",)) or {}))
+                    totals = {k: totals[k] + pending[k] for k in STAT_KEYS}
+                    if any(pending.values()):
+                        c.set(("stats",), totals)
+                    return totals
+            return self._meta.run(add, None) or pending
 
     def put_chunk(self, file_key: str, offset: int, size: int, data: bytes) -> None:
         """Store a part's bytes (short at the end of the file: stored as is), evicting the least
@@ -188,14 +215,16 @@ class Store:
 
     def chunk_stats(self) -> dict[str, int]:
         """count and bytes (disk used, index included: what the limit bounds) of the chunk cache,
-        its limit, and hits and misses of chunk() since this Store opened."""
+        its limit, and its hits and misses (lookups and bytes) since it was made or cleared, by
+        every process that used it: the status page and `tgdav cache stats` say the same."""
         count, volume = self._chunks.run(lambda c: (len(c), c.volume()), (0, 0))
-        with self._stats_lock:
-            hits, misses = self._hits, self._misses
-        return {"count": count, "bytes": volume, "limit": self.chunk_limit, "hits": hits, "misses": misses}
+        return {"count": count, "bytes": volume, "limit": self.chunk_limit, **self._flush_stats()}
 
     def clear_chunks(self) -> None:
         self._chunks.run(lambda c: c.clear(), 0)
+        with self._stats_lock:
+            self._pending = dict.fromkeys(STAT_KEYS, 0)
+        self._meta.run(lambda c: c.delete(("stats",)), False)
 
         def forget_indexes(c: Cache) -> None:
             for key in list(c.iterkeys()):
@@ -204,5 +233,6 @@ class Store:
         self._meta.run(forget_indexes, None)
 
     def close(self) -> None:
+        self._flush_stats()
         self._meta.close()
         self._chunks.close()

@@ -2,11 +2,15 @@
 
     127.0.0.1 alice "GET /Videos/clip.mp4" 206 range="bytes=65536-" sent=233148 ttfb=0.004s total=1.214s
 
+One request is one line, whatever it holds: every field a client chose (path, query, user, method,
+Range) is escaped by tgdav.text.for_log (ESC, CR, LF as \\x1b, \\r, \\n; undecodable bytes as \\xNN).
+
 fields: client address, user ("-" without one), method and the path exactly as the client sent it
 (REQUEST_URI, before any decoding or rewriting), status, the Range header asked ("-" for none), body
 bytes sent, time to the first body byte and total time. What happened at the end is said in words:
 
     ... client closed after 65536 of 298684 bytes (seek or stop)    a player seeking or stopping: normal
+    ... client went away during the upload after 1000 of 66000 bytes: nothing was stored    (PUT)
     ... failed after 65536 of 298684 bytes: <why>                  upstream broke mid-body (WARNING)
 
 The same measurements feed Metrics.http_request (status, bytes, time to first byte), and
@@ -21,6 +25,7 @@ import logging
 import time
 from typing import Callable, Iterable, Iterator
 
+from tgdav import text
 from tgdav.dav.policy import StartResponse
 from tgdav.metrics import Metrics
 
@@ -31,19 +36,23 @@ ERROR_TEXT_MAX = 300   # bytes of a 5xx reply's text kept as the explanation of 
 
 
 def request_target(environ: dict) -> str:
-    """The path (and query) as the client sent it, printable: bytes beyond ASCII as UTF-8 if they
-    are, else escaped."""
+    """The path (and query) as the client sent it, printable on one line: bytes beyond ASCII as
+    UTF-8 if they are, else \\xNN; control characters escaped (tgdav.text.for_log)."""
     raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
     if not raw:
         raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         if environ.get("QUERY_STRING"):
             raw += "?" + environ["QUERY_STRING"]
-    text = raw.encode("latin-1", "replace").decode("utf-8", "backslashreplace")
-    return text.replace('"', "%22")
+    return field(raw).replace('"', "%22")
+
+
+def field(value: str) -> str:
+    """A WSGI string (bytes as latin-1) as one printable piece of a log line."""
+    return text.for_log(value.encode("latin-1", "replace").decode("utf-8", "surrogateescape"))
 
 
 def _quoted(value: str | None) -> str:
-    return '"%s"' % value.replace('"', "'") if value else "-"
+    return '"%s"' % field(value).replace('"', "'") if value else "-"
 
 
 class AccessLog:
@@ -79,18 +88,25 @@ class AccessLog:
         first = (r.first - r.began) if r.first is not None else (total if r.done else None)
         env = r.environ
         line = '%s %s "%s %s" %s range=%s sent=%d ttfb=%s total=%.3fs' % (
-            env.get("REMOTE_ADDR", "-"), env.get("wsgidav.auth.user_name") or "-",
-            env.get("REQUEST_METHOD", "-"), request_target(env), r.status,
+            field(env.get("REMOTE_ADDR", "-")), field(env.get("wsgidav.auth.user_name") or "-"),
+            field(env.get("REQUEST_METHOD", "-")), request_target(env), r.status,
             _quoted(env.get("HTTP_RANGE")), r.sent, "%.3fs" % first if first is not None else "-", total)
         of = f" of {r.length}" if r.length is not None else ""
         client_closed = False
         if r.failure is not None:
-            access_log.warning("%s failed after %d%s bytes: %s", line, r.sent, of, r.failure)
+            access_log.warning("%s failed after %d%s bytes: %s", line, r.sent, of, text.for_log(r.failure))
             self.metrics.activity.error(f'{env.get("REQUEST_METHOD")} {request_target(env)} stopped after '
                                         f"{r.sent}{of} bytes: {r.failure}")
         elif not r.done and (r.length is None or r.sent < r.length):
             client_closed = True
-            access_log.info("%s client closed after %d%s bytes (seek or stop)", line, r.sent, of)
+            if env.get("REQUEST_METHOD") == "PUT":
+                access_log.info("%s client went away during the upload%s: nothing was stored", line,
+                                _received(env))
+            elif env.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                access_log.info("%s client closed after %d%s bytes (seek or stop)", line, r.sent, of)
+            else:
+                access_log.info("%s client closed before the whole answer (%d%s bytes) was sent", line,
+                                r.sent, of)
         else:
             # tgdav's own pages (the status page polls every second) only at debug
             own = request_target(env).startswith(OWN_PAGES)
@@ -100,6 +116,18 @@ class AccessLog:
                                         f"{r.explanation}")
         self.metrics.http_request(env.get("REQUEST_METHOD", "-"), r.status, r.sent, first, total,
                                   client_closed)
+
+
+def _received(environ: dict) -> str:
+    """", after N of M bytes" of a request body, as far as the server's reader knows."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return ""
+    remaining = getattr(environ.get("wsgi.input"), "remaining", None)
+    if not isinstance(remaining, int):
+        return f" (of {length} bytes)"
+    return f" after {length - remaining} of {length} bytes"
 
 
 class _Record:

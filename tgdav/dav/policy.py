@@ -12,7 +12,10 @@ the one table that turns errors into HTTP.
   names go on to the provider, which keeps desktop clients' own files locally.
 - ErrorMiddleware maps whatever escapes before the body starts (tgdav errors, WsgiDAV's DAVError,
   bugs) to a response; the client never sees a traceback, and error bodies say what is wrong in
-  words (never WsgiDAV's page with its version, a timestamp and exception reprs).
+  words (never WsgiDAV's page with its version, a timestamp and exception reprs). What WsgiDAV
+  answers itself gets the same words: the provider raises Refusal (a DAVError that renders itself
+  with error_reply), and DavBodies replaces WsgiDAV's status pages (its 201 pages included) and
+  describes each failure of a 207 in words.
 - A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it. After the body started the exception
   propagates and cheroot closes the connection: the client sees a short body, the server lives on.
 """
@@ -21,11 +24,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
+from xml.etree import ElementTree as ET
 
-from wsgidav.dav_error import DAVError, get_http_status_string
+from wsgidav.dav_error import ERROR_RESPONSES, DAVError, get_http_status_string
 
+from tgdav import text
 from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 
 OUTAGE_RETRY_AFTER = 15    # seconds: what a 503 for an unreachable Telegram asks clients to wait
@@ -133,8 +139,9 @@ class Reply:
 
 
 def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None = None) -> Reply:
-    return Reply(status, [("Content-Type", "text/plain; charset=utf-8")] + (headers or []),
-                 (message.rstrip("\n") + "\n").encode())
+    """A body in words (which may quote names and titles: tgdav.text.safe keeps them showable)."""
+    return Reply(status, [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
+                 + (headers or []), (text.safe(message.rstrip("\n")) + "\n").encode("utf-8", "replace"))
 
 
 def error_reply(exc: BaseException) -> Reply:
@@ -164,6 +171,31 @@ def error_reply(exc: BaseException) -> Reply:
     return text_reply("500 Internal Server Error", "Internal server error (details are in the server log)")
 
 
+class Refusal(DAVError):
+    """A DAVError raised by tgdav's provider: when WsgiDAV answers with it itself (DELETE, COPY and
+    MOVE collect errors and print them), the body is still tgdav's words, never WsgiDAV's page with
+    its version, a timestamp and the exception's repr (get_response_page), and a 207 multistatus
+    describes it in the same words (get_user_info)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.src_exception, TgdavError):      # its headers (Retry-After) go out too
+            given = list(self.add_headers or [])
+            names = {k.lower() for k, _ in given}
+            self.add_headers = given + [(k, v) for k, v in error_reply(self.src_exception).headers
+                                        if k.lower() not in names | {"content-type", "x-content-type-options"}]
+
+    def reply(self) -> Reply:
+        return error_reply(self)
+
+    def get_response_page(self):
+        r = self.reply()
+        return dict(r.headers).get("Content-Type", "text/plain; charset=utf-8"), r.body
+
+    def get_user_info(self) -> str:
+        return self.reply().body.decode("utf-8", "replace").strip()
+
+
 def _dav_error_reply(exc: DAVError) -> Reply:
     """WsgiDAV's DAVError in words: the status, what it means, and the DAV precondition if any."""
     status = get_http_status_string(exc)
@@ -176,7 +208,8 @@ def _dav_error_reply(exc: DAVError) -> Reply:
     if exc.value >= 500 and exc.value not in STATUS_WORDS:
         log.error("internal error (WebDAV layer): %s", exc, exc_info=exc.src_exception)
         return text_reply("500 Internal Server Error", "Internal server error (details are in the server log)")
-    words = _DAV_MESSAGES.get(str(exc.context_info or "").strip()) or STATUS_WORDS.get(
+    context = str(exc.context_info or "").strip()
+    words = _DAV_MESSAGES.get(context) or (context if isinstance(exc, Refusal) else "") or STATUS_WORDS.get(
         exc.value, status.split(" ", 1)[-1])
     return text_reply(status, words, headers)
 
@@ -274,6 +307,88 @@ class PolicyMiddleware:
         except BadPath as exc:
             return error_reply(exc).send(environ, start_response)
         return self.app(environ, start_response)
+
+
+_STATUS_PREFIX = re.compile(r"(\d{3}) ([^:]*): (.*)")
+SUCCESS_WORDS = {200: "Done", 201: "Created", 204: ""}
+_DESCRIPTION = "{DAV:}responsedescription"
+
+
+class DavBodies:
+    """Wraps WsgiDAV (inside StreamApp): whatever body WsgiDAV composes itself is replaced by
+    tgdav's words in the one style of error_reply. Its HTML status pages (201 for PUT, MKCOL, COPY,
+    MOVE; errors it raises itself) become text/plain words; in a 207 answer to DELETE, COPY, MOVE
+    or PROPPATCH every response says in words what went wrong (no exception reprs). tgdav's own
+    refusals (Refusal) already carry their words."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        started: list = []
+
+        def hold(status: str, headers: list, exc_info=None):
+            started[:] = [status, headers]
+            return lambda data: None     # WsgiDAV never uses write()
+
+        body = self.app(environ, hold)       # WsgiDAV's body is a generator: it starts when pulled
+        chunks = iter(body)
+        try:
+            first = next(chunks, None)
+        except BaseException:
+            if hasattr(body, "close"):
+                body.close()
+            raise
+        status, headers = started
+        kind = next((v for k, v in headers if k.lower() == "content-type"), "")
+        code = int(status[:3])
+        method = environ.get("REQUEST_METHOD", "")
+        own = kind.startswith("text/html") or (code == 207 and method != "PROPFIND")
+        if not own:
+            start_response(status, headers)
+            return _Resumed(first, chunks, body)
+        try:
+            data = (first or b"") + b"".join(chunks)    # a status page or a small multistatus
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        if code != 207:
+            words = SUCCESS_WORDS.get(code, "Done") if code < 400 else STATUS_WORDS.get(
+                code, status.split(" ", 1)[-1])
+            keep = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
+            return text_reply(status, words, keep).send(environ, start_response)
+        data = _described(data)
+        start_response(status, [(k, str(len(data)) if k.lower() == "content-length" else v) for k, v in headers])
+        return [data]
+
+
+def _described(xml: bytes) -> bytes:
+    """A 207 body with every response's error described in words (WsgiDAV gives bare statuses, and
+    PROPPATCH descriptions may hold exception reprs)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return xml
+    for response in root.iter("{DAV:}response"):
+        parts = (response.findtext("{DAV:}status") or "").split(" ", 2)     # HTTP/1.1 403 Forbidden
+        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if response.find(_DESCRIPTION) is None and code >= 400:
+            ET.SubElement(response, _DESCRIPTION).text = STATUS_WORDS.get(code, parts[-1])
+    for described in root.iter(_DESCRIPTION):
+        lines: list[str] = []
+        for line in (described.text or "").splitlines():
+            line = line.strip()
+            if not line or line.startswith(("Source exception:", "Error condition:")):
+                continue
+            m = _STATUS_PREFIX.match(line)        # WsgiDAV's "403 Forbidden: Access denied to ..."
+            if m:
+                line = m.group(3) if m.group(3) not in ERROR_RESPONSES.values() else STATUS_WORDS.get(
+                    int(m.group(1)), m.group(2))
+            if line not in lines:
+                lines.append(line)
+        described.text = text.safe("\n".join(lines))
+    ET.register_namespace("D", "DAV:")
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root)
 
 
 class ErrorMiddleware:

@@ -31,7 +31,8 @@ from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND,
                                HTTP_INTERNAL_ERROR)
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
-from tgdav.dav.policy import is_probe
+from tgdav import text
+from tgdav.dav.policy import Refusal, is_probe
 from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
 
@@ -60,16 +61,16 @@ def dav_error(exc: BaseException) -> DAVError:
         return exc
     # src_exception lets dav.policy.error_reply answer with tgdav's own table (text reason, Retry-After)
     if isinstance(exc, Forbidden):
-        return DAVError(HTTP_FORBIDDEN, str(exc), src_exception=exc)
+        return Refusal(HTTP_FORBIDDEN, str(exc), src_exception=exc)
     if isinstance(exc, NotFound):
-        return DAVError(HTTP_NOT_FOUND, str(exc), src_exception=exc)
+        return Refusal(HTTP_NOT_FOUND, str(exc), src_exception=exc)
     if isinstance(exc, RetryLater):
-        return DAVError(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
+        return Refusal(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
     if isinstance(exc, UpstreamUnavailable):
-        return DAVError(503, f"Telegram is unavailable: {exc}", src_exception=exc)
+        return Refusal(503, f"Telegram is unavailable: {exc}", src_exception=exc)
     if isinstance(exc, TgdavError):
-        return DAVError(HTTP_BAD_REQUEST, str(exc), src_exception=exc)
-    return DAVError(HTTP_INTERNAL_ERROR, src_exception=exc)
+        return Refusal(HTTP_BAD_REQUEST, str(exc), src_exception=exc)
+    return Refusal(HTTP_INTERNAL_ERROR, src_exception=exc)
 
 
 class _Mapped:
@@ -86,10 +87,10 @@ class _Mapped:
 
 def check_name(name: str) -> None:
     if not name or name in (".", "..") or _FORBIDDEN_NAME.search(name) or name != name.strip() \
-            or name.endswith(".") or len(name.encode()) > 200:
-        raise DAVError(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
-                                       "control characters, no leading/trailing spaces or trailing dot, "
-                                       "at most 200 bytes)")
+            or name.endswith(".") or len(name.encode()) > 200 or not text.is_safe(name):
+        raise Refusal(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
+                                      "control, noncharacter or bidi control characters, no leading/trailing "
+                                      "spaces or trailing dot, at most 200 bytes)")
 
 
 class RootResource(DAVCollection):
@@ -111,16 +112,16 @@ class RootResource(DAVCollection):
 
     def create_collection(self, name: str) -> None:
         if self.drive is None:
-            raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
+            raise Refusal(HTTP_FORBIDDEN, "this share is read-only")
         check_name(name)
         with _Mapped():
             self.drive.create_channel(name)
 
     def create_empty_resource(self, name: str):
-        raise DAVError(HTTP_FORBIDDEN, "files live inside channels: put them in a channel's folder")
+        raise Refusal(HTTP_FORBIDDEN, "files live inside channels: put them in a channel's folder")
 
     def delete(self):
-        raise DAVError(HTTP_FORBIDDEN, "the root cannot be deleted")
+        raise Refusal(HTTP_FORBIDDEN, "the root cannot be deleted")
 
 
 class FolderResource(DAVCollection):
@@ -169,7 +170,7 @@ class FolderResource(DAVCollection):
     # --- writes -----------------------------------------------------------------------------------
     def _check(self) -> None:
         if self.drive is None:
-            raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
+            raise Refusal(HTTP_FORBIDDEN, "this share is read-only")
         with _Mapped():
             self.drive.check(self.folder)
 
@@ -193,7 +194,7 @@ class FolderResource(DAVCollection):
     def delete(self) -> None:
         self._check()
         if not self.rel:
-            raise DAVError(HTTP_FORBIDDEN, "tgdav does not delete channels: delete it in Telegram")
+            raise Refusal(HTTP_FORBIDDEN, "tgdav does not delete channels: delete it in Telegram")
         with _Mapped():
             self.drive.delete(self.folder, self.rel)
         self.remove_all_properties(recursive=True)
@@ -206,10 +207,10 @@ class FolderResource(DAVCollection):
         """COPY (or cross-channel MOVE) of a folder: the folder itself, its members come one by one."""
         self._check()
         if not self.rel:
-            raise DAVError(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
+            raise Refusal(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
         folder, rel = self.provider.split(dest_path)
         if not rel:
-            raise DAVError(HTTP_FORBIDDEN, "a folder cannot become a channel")
+            raise Refusal(HTTP_FORBIDDEN, "a folder cannot become a channel")
         if self.provider.get_resource_inst(dest_path, self.environ) is None:
             with _Mapped():
                 self.drive.check(folder)
@@ -297,7 +298,7 @@ class FileResource(DAVNonCollection):
     # --- writes -----------------------------------------------------------------------------------
     def _check(self) -> None:
         if self.drive is None:
-            raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
+            raise Refusal(HTTP_FORBIDDEN, "this share is read-only")
         with _Mapped():
             self.drive.check(self.folder)
 
@@ -308,7 +309,7 @@ class FileResource(DAVNonCollection):
             try:
                 size = int(self.environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                raise DAVError(HTTP_BAD_REQUEST, "Content-Length is not a number") from None
+                raise Refusal(HTTP_BAD_REQUEST, "Content-Length is not a number") from None
         with _Mapped():
             self._upload = self.drive.open_upload(self.folder, self.rel, size)
         return _MappedSink(self._upload)
@@ -333,7 +334,7 @@ class FileResource(DAVNonCollection):
         """COPY anywhere, or MOVE to another channel (WsgiDAV deletes the source after)."""
         folder, rel = self.provider.split(dest_path)
         if not rel:
-            raise DAVError(HTTP_FORBIDDEN, "files live inside channels")
+            raise Refusal(HTTP_FORBIDDEN, "files live inside channels")
         with _Mapped():
             self.drive.check(folder)
             self.drive.copy(self.folder, self.entry, folder, rel)
@@ -482,7 +483,7 @@ class LocalFileResource(DAVNonCollection):
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         folder, rel = self.provider.split(dest_path)
         if not rel or not is_local_name(rel[-1]):
-            raise DAVError(HTTP_FORBIDDEN, "a desktop client's own file stays local")
+            raise Refusal(HTTP_FORBIDDEN, "a desktop client's own file stays local")
         dest = self.provider.local.path_of(folder, rel)
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.copyfile(self.file, dest)
@@ -508,7 +509,7 @@ class CatalogProvider(DAVProvider):
         names = [n for n in util.to_str(path).split("/") if n]
         folder = self.catalog.folder(names[0]) if names else None
         if folder is None:
-            raise DAVError(409, "the destination must be inside an existing channel")
+            raise Refusal(409, "the destination must be inside an existing channel")
         return folder, tuple(names[1:])
 
     def get_resource_inst(self, path: str, environ: dict):

@@ -2,10 +2,12 @@
 
 Request path, outermost first:
 
-    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp -> WsgiDAV
+    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp -> DavBodies
+    -> WsgiDAV
 
 WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
-and dir browser replaced by ours) answers PROPFIND; Face (dav.face) answers the browser's GET of
+and dir browser replaced by ours; DavBodies puts tgdav's words in place of every body it composes)
+answers PROPFIND and the writes; Face (dav.face) answers the browser's GET of
 collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
 (a paused player keeps its connection).
 """
@@ -27,7 +29,7 @@ from tgdav.dav.access import AccessLog, StreamWatch
 from tgdav.dav.auth import SCHEMES, Authenticator
 from tgdav.dav.face import Face, ReservedNames
 from tgdav.dav.http import HardenedServer, TLSAdapter
-from tgdav.dav.policy import ErrorMiddleware, PolicyMiddleware
+from tgdav.dav.policy import DavBodies, ErrorMiddleware, PolicyMiddleware
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
 from tgdav.errors import ConfigError, TgdavError
@@ -91,6 +93,7 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
         "logging": {"enable": False},
         "dir_browser": {"enable": False},
     })
+    dav = DavBodies(dav)        # pulls WsgiDAV's answer inside this call (reads_degrade's mark covers it)
     if lock_redis and drive is not None:      # locks in Redis: with it away, reads show none, writes 503
         from tgdav.cache.shared import reads_degrade
         dav = reads_degrade(dav)

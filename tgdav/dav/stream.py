@@ -16,6 +16,14 @@ HEAD of a file itself and opens the reader with exactly the bytes the client ask
   (config/nginx.conf) may keep them but must revalidate them (If-None-Match) on every use, which
   is answered 304 here from metadata; nginx never passes this header on to clients.
 
+Every file answer carries `Content-Security-Policy: sandbox` (with nothing to load) and
+`X-Content-Type-Options: nosniff`: a file's bytes and type come from whoever posted it, and an HTML,
+SVG or XHTML file opened in the browser must never run script in the share's origin (where it could
+PUT, DELETE and PROPFIND with the user's credentials). Media elements, <img> and downloads do not
+apply a response's CSP, so the player and the image viewer work as before. PDFs (application/pdf)
+get nosniff only: browsers' PDF viewers will not run sandboxed and keep a PDF's script from the
+origin themselves.
+
 The body is a generator: ErrorMiddleware pulls its first chunk before the headers go out, so an
 error at open or at the first read is still a clean 503/404; closing the body closes the ByteStream.
 """
@@ -33,6 +41,18 @@ from tgdav.model import Catalog, FileEntry, Location, Reader
 from tgdav.ranges import Unsatisfiable, parse_range_header
 
 MAX_PARTS = 32
+# a file opened as a page: an opaque origin, no script, no forms, no plugins, nothing loaded
+FILE_HEADERS = [("Content-Security-Policy", "sandbox; default-src 'none'; frame-ancestors 'none'"),
+                ("X-Content-Type-Options", "nosniff")]
+# PDFs: browsers' viewers refuse to run in a sandbox (Chrome: "This page has been blocked") and run
+# a PDF's own script isolated from the origin; nosniff keeps other bytes from posing as one
+PDF_HEADERS = [("X-Content-Type-Options", "nosniff")]
+
+
+def file_headers(mime: str) -> list[tuple[str, str]]:
+    return PDF_HEADERS if mime == "application/pdf" else FILE_HEADERS
+
+
 # "stored, and stale from the start" for nginx's proxy cache (an absolute expiry in 1970): nginx keeps
 # each slice and asks again with its ETag before serving it, so a file overwritten, moved or deleted
 # is never served from an old slice. A 304 costs no Telegram traffic.
@@ -130,7 +150,8 @@ class StreamApp:
 
     def respond(self, environ: dict, start_response: StartResponse, entry: FileEntry) -> Iterable[bytes]:
         size, etag = entry.size, quoted_etag(entry)
-        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified)), REVALIDATE]
+        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified)), REVALIDATE] + file_headers(
+            content_type(entry))
         if not if_match_holds(environ, etag):
             return text_reply("412 Precondition Failed", "The file has changed (If-Match)",
                               validators).send(environ, start_response)

@@ -25,6 +25,18 @@ from tgdav.sandbox.world import DEFAULT_DCS, Audio, BytesSource, FileSource, Pho
 MEDIA = Path(__file__).parent / "demo_media"
 BIG_SIZE = 8 << 30
 UPLOADS = "Uploads"       # the writable channel
+WELCOME = """Welcome to the tgdav demo.
+
+Every channel is a folder, every file posted in it a file:
+  Videos/clip.mp4     open it in a player and seek: each seek is an HTTP Range read
+  Pictures, Music     photos and a song, straight from Telegram's data centers
+  Archive/big.bin     8 GiB of synthetic bytes: read any part of it, no disk needed
+
+Uploads is the one channel you can write to: drop files there (Finder, Explorer, rclone copy,
+curl -T), make folders, move and delete them. Every other channel is read-only.
+
+The status page (/:tgdav/status) shows connections, streams and the cache as you go.
+"""
 
 
 def chord_wav(seconds: float = 3.0, rate: int = 22050) -> bytes:
@@ -58,6 +70,9 @@ def build_demo_world(*, seed: int = 0, dc_ids: tuple[int, ...] = DEFAULT_DCS, ho
     welcome = world.add_channel("Welcome", username="tgdav_demo", members=owners)
     world.add_text(welcome, "Welcome to the tgdav demo: every channel is a folder, every file a file.")
     world.add_text(welcome, "Open Videos/clip.mp4 in a player and seek: each seek is an HTTP Range read.")
+    readme = WELCOME.encode()      # text posts are not files: the instructions are one a newcomer can open
+    world.add_document(welcome, name="README.txt", size=len(readme), mime="text/plain",
+                       source=BytesSource(readme), dc=home_dc, text="Start here")
 
     pictures = world.add_channel("Pictures", members=owners)
     small_jpg, small_size = _file("mandelbrot_320.jpg")

@@ -1,6 +1,6 @@
 """A whole sandbox: world + services + every DC's listener + the admin API, in-process (Sandbox, for
 pytest and benchmarks) or as `tgdav sandbox`, which prints ONE JSON line on stdout with everything a
-client needs and runs until SIGTERM / Ctrl-C.
+client needs and runs until SIGTERM / SIGHUP / Ctrl-C.
 """
 
 from __future__ import annotations
@@ -48,7 +48,13 @@ class Sandbox:
         self.services = Services(world, self.keys, self.counters, self.controls, state_dir=self.state_dir)
         self.cluster = ClusterThread(self.services, self.keys, self.counters, self.controls, self.rsa,
                                      dc_ids=tuple(world.dc_ids))
-        self.admin = AdminServer(self.counters, self.controls, world)
+        self.admin = AdminServer(self.counters, self.controls, world, call=self._on_loop)
+
+    def _on_loop(self, fn):
+        """fn() run on the cluster's loop, between the services' steps (the admin API's changes)."""
+        async def run():
+            return fn()
+        return self.cluster.run(run())
 
     def start(self) -> "Sandbox":
         self.cluster.start()
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: stop.set())
     with sandbox:
         print(json.dumps(sandbox.info()), flush=True)
         log.info("sandbox up: DCs %s, admin %s, login code %s", sandbox.cluster.ports,
