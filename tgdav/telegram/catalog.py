@@ -49,6 +49,15 @@ class _Channel:
     listing: list[FileEntry] = field(default_factory=list)
 
 
+def _renamed(channel: _Channel, folder: Folder) -> _Channel:
+    """The same _Channel object with the folder read again: a refresh or an update running on it
+    right now still lands in the listing that is served (a copy would orphan what it writes)."""
+    if channel.root.modified:
+        folder = replace(folder, modified=channel.root.modified)
+    channel.folder = folder
+    return channel
+
+
 def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Record | None:
     """What a message adds to the tree: a file (tagged or not), a folder or empty-file marker; or None."""
     if not isinstance(message, types.Message):
@@ -206,7 +215,7 @@ class TelegramCatalog:
                             username=getattr(chat, "username", None), modified=chat.date.timestamp(),
                             writable=can_post(chat))
             kept = old.get(chat.id)
-            channels[folder.name] = replace(kept, folder=folder) if kept else _Channel(folder, chat.access_hash)
+            channels[folder.name] = _renamed(kept, folder) if kept else _Channel(folder, chat.access_hash)
         self._channels = channels
         self._folders_checked = self._clock()
 
