@@ -28,6 +28,11 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
                                                                 # acknowledged but lost: using the file
                                                                 # then answers FILE_PART_3_MISSING
      "upload_max_fileparts": {"default": 4000, "premium": 8000}, # parts per file (help.getAppConfig)
+     "drop_updates": 3,                                         # the next 3 pushed updates are lost
+                                                                # (pts still moves: the client sees a gap)
+     "message_box": 50,                                         # getChannelDifference keeps only the last
+                                                                # 50 changes per channel: an older pts
+                                                                # is answered channelDifferenceTooLong
      "clear": true}                                              # reset all faults first
 """
 
@@ -86,6 +91,8 @@ class Faults:
     lost_parts: dict[int, int] = field(default_factory=dict)   # part number -> how many saves to lose
     upload_max_fileparts_default: int = 4000
     upload_max_fileparts_premium: int = 8000
+    drop_updates: int = 0                 # pushed updates still to lose (services/feed.py)
+    message_box: int = 100_000            # changes per channel getChannelDifference can still give
 
 
 class ControlError(ValueError):
@@ -189,6 +196,18 @@ class Controls:
                 self._faults.lost_parts[part] = left - 1
             return True
 
+    def take_update_drop(self) -> bool:
+        """Whether the next pushed update is to be lost (a drop_updates fault), consuming one."""
+        with self._lock:
+            if self._faults.drop_updates <= 0:
+                return False
+            self._faults.drop_updates -= 1
+            return True
+
+    def message_box(self) -> int:
+        with self._lock:
+            return self._faults.message_box
+
     def max_file_parts(self, premium: bool) -> int:
         with self._lock:
             f = self._faults
@@ -239,6 +258,10 @@ class Controls:
                 for item in body.get("file_part_missing", []):
                     part = int(item["part"])
                     f.lost_parts[part] = f.lost_parts.get(part, 0) + int(item.get("count", 1))
+                if "drop_updates" in body:
+                    f.drop_updates = max(0, int(body["drop_updates"]))
+                if "message_box" in body:
+                    f.message_box = max(1, int(body["message_box"] or 100_000))
                 if "upload_max_fileparts" in body:
                     limits = body["upload_max_fileparts"] or {}
                     default = int(limits.get("default", 4000))
@@ -269,5 +292,7 @@ class Controls:
                     "file_part_missing": [{"part": p, "count": c} for p, c in sorted(f.lost_parts.items())],
                     "upload_max_fileparts": {"default": f.upload_max_fileparts_default,
                                              "premium": f.upload_max_fileparts_premium},
+                    "drop_updates": f.drop_updates,
+                    "message_box": f.message_box,
                 },
             }

@@ -49,11 +49,7 @@ def get_dialogs(s: State, ctx: CallContext, req: functions.messages.GetDialogsRe
     elif offset_date := _timestamp(req.offset_date):
         start = next((i for i, c in enumerate(channels) if _top_date(c) < offset_date), len(channels))
     page = channels[start:start + limit]
-    dialogs = [types.Dialog(
-        peer=tl.peer(c), top_message=c.top.id if c.top else 0,
-        read_inbox_max_id=c.top.id if c.top else 0, read_outbox_max_id=c.top.id if c.top else 0,
-        unread_count=0, unread_mentions_count=0, unread_reactions_count=0, unread_poll_votes_count=0,
-        notify_settings=tl.notify_settings(), pts=c.pts) for c in page]
+    dialogs = [tl.dialog(c) for c in page]
     messages = [tl.message(c, c.top, s.references) for c in page if c.top]
     chats = [tl.channel(c, me) for c in page]
     if start == 0 and len(page) == len(channels):

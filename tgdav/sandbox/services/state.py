@@ -16,6 +16,7 @@ from tgdav.sandbox.controls import Controls
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.parts import PartStore
+from tgdav.sandbox.services.feed import Feed
 from tgdav.sandbox.services.passwords import Passwords
 from tgdav.sandbox.services.ratelimit import GetFileRate
 from tgdav.sandbox.services.references import References
@@ -40,6 +41,9 @@ class State:
         # What clients write: replayed from the state dir (a temporary folder without one).
         self.writes = Writes(world, state_dir)
         self.parts = PartStore(self.writes.root, controls, clock)
+        # updates pushed to subscribed connections (feed.py)
+        self.feed = Feed(world, self.references, counters, controls)
+        self.writes.listener = self.feed.changed
 
     def user(self, ctx: CallContext) -> Account:
         """The account the connection's auth key is logged in as; 401 AUTH_KEY_UNREGISTERED if none
