@@ -104,6 +104,8 @@ class PoolConfig(_Section):
 class CacheConfig(_Section):
     size: int = 2 * 2**30                    # bytes of hot chunks kept on disk
     listing_refresh: float = 60.0            # seconds a channel listing is trusted
+    updates: bool = True                     # keep listings current from Telegram's updates (telegram/updates.py)
+    updates_refresh: float = 3600.0          # with updates: seconds before a listing is read again anyway
 
 
 @dataclass(frozen=True, repr=False)
@@ -476,7 +478,8 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "first_part": _part_size, "read_ahead_parts": _number(int, 0, 64),
         "request_timeout": _number(float, 1, note=" (seconds)"),
     },
-    "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
+    "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)"),
+              "updates": _bool, "updates_refresh": _number(float, 0, note=" (seconds)")},
     "write": {"enabled": _bool, "create_channels": _bool},
     "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
     "metrics": {"listen": _listen},

@@ -47,6 +47,8 @@ class _Channel:
     refreshes: int = 0
     root: tree.Dir = field(default_factory=lambda: tree.Dir(()))
     listing: list[FileEntry] = field(default_factory=list)
+    pts: int = 0                  # the channel's pts the records are current to (0: not known)
+    read_pts: int = 0             # the pts the last history read started at
 
 
 def _renamed(channel: _Channel, folder: Folder) -> _Channel:
@@ -168,6 +170,9 @@ class TelegramCatalog:
         self._folders_checked = 0.0
         self._locks: dict[object, asyncio.Lock] = {}
         self._refreshing: dict[object, asyncio.Task] = {}
+        # on_change(channel_id) after a write or an update changed a listing (replicas are told:
+        # tgdav/telegram/updates.py)
+        self.on_change = None
 
     # --- folders ----------------------------------------------------------------------------------
     async def folders(self) -> list[Folder]:
@@ -258,6 +263,10 @@ class TelegramCatalog:
         channel = await self._channel(folder)
         return tree.find(channel.root, tuple(path))
 
+    def refresh_every(self, seconds: float) -> None:
+        """How long a listing is trusted (longer once updates keep it current)."""
+        self._refresh_seconds = seconds
+
     # --- what writes tell us ----------------------------------------------------------------------
     def invalidate_folders(self) -> None:
         """The channel list changed (a channel was created): read it again on the next look."""
@@ -274,6 +283,7 @@ class TelegramCatalog:
                 else:   # max_id stays: the next refresh still asks for whatever others posted meanwhile
                     channel.records[m.id] = record
             await self._reindex(channel)
+        self._changed(channel)
 
     async def forget(self, folder: Folder, message_ids) -> None:
         """Messages this account just deleted."""
@@ -282,6 +292,89 @@ class TelegramCatalog:
             for mid in message_ids:
                 channel.records.pop(mid, None)
             await self._reindex(channel)
+        self._changed(channel)
+
+    # --- what updates tell us (tgdav/telegram/updates.py) ----------------------------------------
+    def pts_of(self, channel_id: int) -> int | None:
+        """The pts a listed channel's records are current to (0: not known); None if the channel
+        has no listing yet (its first look reads the history, so nothing to keep current)."""
+        channel = self._listed(channel_id)
+        return None if channel is None else channel.pts
+
+    def input_channel(self, channel_id: int) -> types.InputChannel | None:
+        channel = self._listed(channel_id)
+        return None if channel is None else types.InputChannel(channel_id, channel.access_hash)
+
+    def listed(self) -> list[int]:
+        """The channels that have a listing now."""
+        return [c.folder.channel_id for c in (self._channels or {}).values() if c.refreshes]
+
+    async def apply_changes(self, channel_id: int, messages=(), deleted=(), pts: int | None = None) -> bool:
+        """New or edited messages, deleted ids and the pts they bring a listed channel to, from
+        Telegram's updates. False if the channel has no listing (nothing to change)."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return False
+        async with self._lock(channel_id):
+            for m in messages:
+                record = record_for(m, channel_id, channel.access_hash)
+                if record is None:
+                    channel.records.pop(getattr(m, "id", 0), None)
+                else:
+                    channel.records[m.id] = record
+                    channel.max_id = max(channel.max_id, m.id)
+            for mid in deleted:
+                channel.records.pop(mid, None)
+            if pts is not None:
+                channel.pts = max(channel.pts, pts)
+            if messages or deleted:
+                await self._reindex(channel)
+            elif pts is not None:
+                self._remember(channel)
+        if messages or deleted:
+            self._changed(channel)
+        return True
+
+    async def reload(self, channel_id: int) -> None:
+        """Read a listed channel's whole history again (its update gap was too long to fetch)."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return
+        async with self._lock(channel_id):
+            await self._refresh(channel, full=True)
+        self._changed(channel)
+
+    async def load_kept(self) -> list[int]:
+        """At start: every channel whose listing an earlier run kept is loaded from the store
+        (no request); returns their ids, for the update tracker to bring them current."""
+        await self.folders()
+        for channel in list(self._channels.values()):
+            async with self._lock(channel.folder.channel_id):
+                if not channel.checked:
+                    self._load_listing(channel)
+        return self.listed()
+
+    async def reread_kept(self, channel_id: int) -> None:
+        """Another replica changed this channel's listing in the shared store: take it from there."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return
+        async with self._lock(channel_id):
+            kept = await asyncio.to_thread(self._store.listing, f"channel:{channel_id}")
+            if kept and kept.get("version") == LISTING_VERSION:
+                channel.records = {r.message_id: r for r in kept["records"]}
+                channel.max_id = max(channel.max_id, kept["max_id"])
+                channel.pts = max(channel.pts, kept.get("pts", 0))
+                self._index(channel, await asyncio.to_thread(
+                    tree.build, list(channel.records.values()), channel_id, channel.access_hash))
+
+    def _listed(self, channel_id: int) -> _Channel | None:
+        return next((c for c in (self._channels or {}).values()
+                     if c.folder.channel_id == channel_id and c.refreshes), None)
+
+    def _changed(self, channel: _Channel) -> None:
+        if self.on_change is not None:
+            self.on_change(channel.folder.channel_id)
 
     async def records(self, folder: Folder) -> list[tree.Record]:
         channel = await self._channel(folder)
@@ -316,13 +409,14 @@ class TelegramCatalog:
             if self._clock() - channel.checked > self._refresh_seconds:
                 await self._refresh(channel)
 
-    async def _refresh(self, channel: _Channel) -> None:
-        full = channel.refreshes % self._full_check_every == 0
+    async def _refresh(self, channel: _Channel, full: bool = False) -> None:
+        full = full or channel.refreshes % self._full_check_every == 0
         since = 0 if full else channel.max_id
         found = await (self._bot_scan(channel, since) if self._is_bot
                        else self._history(channel, since))
         if full:
             channel.records = found
+            channel.pts = channel.read_pts       # a full read is current to where it started
         else:
             channel.records.update(found)
         channel.max_id = max([channel.max_id, *found])
@@ -334,7 +428,7 @@ class TelegramCatalog:
     def _remember(self, channel: _Channel) -> None:
         self._store.remember_listing(f"channel:{channel.folder.channel_id}", {
             "version": LISTING_VERSION, "access_hash": channel.access_hash,
-            "records": list(channel.records.values()), "max_id": channel.max_id})
+            "records": list(channel.records.values()), "max_id": channel.max_id, "pts": channel.pts})
 
     def _load_listing(self, channel: _Channel) -> None:
         """Start from the listing an earlier run kept; the first refresh is then incremental."""
@@ -342,6 +436,7 @@ class TelegramCatalog:
         if kept and kept.get("version") == LISTING_VERSION:
             channel.records = {r.message_id: r for r in kept["records"]}
             channel.max_id = kept["max_id"]
+            channel.pts = kept.get("pts", 0)
             channel.refreshes = 1
             channel.checked = self._clock()
             self._index(channel)
@@ -351,7 +446,7 @@ class TelegramCatalog:
         (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
         records = list(channel.records.values())
         kept = {"version": LISTING_VERSION, "access_hash": channel.access_hash, "records": records,
-                "max_id": channel.max_id}
+                "max_id": channel.max_id, "pts": channel.pts}
         key = f"channel:{channel.folder.channel_id}"
 
         def work() -> tree.Dir:
@@ -376,6 +471,8 @@ class TelegramCatalog:
             page = await self._call(functions.messages.GetHistoryRequest(
                 peer=peer, offset_id=offset_id, offset_date=None, add_offset=0, limit=PAGE,
                 max_id=0, min_id=min_id, hash=0))
+            if not offset_id:
+                channel.read_pts = getattr(page, "pts", 0) or 0
             messages = [m for m in page.messages if isinstance(m, types.Message)]
             for m in messages:
                 record = record_for(m, channel.folder.channel_id, channel.access_hash)
