@@ -83,3 +83,35 @@ def test_a_gap_older_than_telegram_keeps_reads_the_channel_again(sandbox, sides,
     assert sandbox.total("channel_differences_too_long") == too_long + 1
     assert history(sandbox) == reads + 1
     assert again.updates.stats()[sandbox.channel.id]["too_long"] == 1
+
+
+def test_status_page_and_metrics_show_each_channels_pts_last_update_and_gaps(sandbox, sides, poster):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tgdav.dav.face import Face
+    from tgdav.metrics import Metrics
+    from tgdav.telegram.catalog import SyncCatalog
+
+    reader = sides()
+    reader.names()
+    sandbox.faults({"drop_updates": 1})
+    poster.post("status-1.bin")
+    poster.post("status-2.bin")
+    assert wait_until(lambda: {"status-1.bin", "status-2.bin"} <= set(reader.names()))
+    reader.settle()
+    metrics = Metrics()
+    metrics.set_updates_source(reader.updates.stats)
+    face = Face(lambda environ, start: [], SyncCatalog(reader.bridge, reader.catalog), metrics)
+    channel = str(sandbox.channel.id)
+
+    samples = {(s.name, s.labels.get("channel")): s.value
+               for family in text_string_to_metric_families(metrics.exposition()[1].decode())
+               for s in family.samples}
+    assert samples[("tgdav_channel_pts", channel)] == sandbox.channel.pts
+    assert samples[("tgdav_channel_gaps_healed_total", channel)] >= 1
+    assert samples[("tgdav_channel_last_update_timestamp_seconds", channel)] > 0
+
+    live = face.status_data()["live"][channel]
+    assert live["pts"] == sandbox.channel.pts and live["gaps_healed"] >= 1
+    body = face.status_body()
+    assert "<h2>Live updates</h2>" in body and ">Live</td>" in body
