@@ -163,7 +163,7 @@ class TelegramCatalog:
         self._filter = channel_filter or ChannelFilter()
         self._refresh_seconds = refresh_seconds
         self._full_check_every = full_check_every
-        self._is_bot = is_bot
+        self._is_bot = self.is_bot = is_bot
         self._bot_gap = bot_gap
         self._clock = clock
         self._channels: dict[str, _Channel] | None = None

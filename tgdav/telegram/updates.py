@@ -64,7 +64,10 @@ class LiveUpdates:
         self._client.add_event_handler(self._on_update, events.Raw(UPDATE_TYPES))
         await self._client.set_receive_updates(True)        # a request that subscribes the connection
         for channel_id in await self._catalog.load_kept():
-            self.heal(channel_id)
+            # a bot's listing has no pts until its first update (bots read no history); a user's
+            # listing kept before pts were kept is read again once
+            if self._catalog.pts_of(channel_id) or not self._catalog.is_bot:
+                self.heal(channel_id)
 
     async def settle(self) -> None:
         """Wait until every heal started so far has finished (tests, benchmarks, shutdown)."""
