@@ -42,21 +42,18 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import serve_config, stop  # noqa: E402
+from tests.e2e.conftest import SandboxAdmin, serve_config, stop  # noqa: E402
 from tests.scale.conftest import login as tgdav_login, replica_config, start_redis  # noqa: E402
+from tests.scale.test_live_replicas import listed, request as dav  # noqa: E402
 
 POSTER_PHONE = "+15550018"
 WRITABLE = "Writable"
-DAV = "{DAV:}"
 log = logging.getLogger("bench")
 
 
@@ -84,41 +81,6 @@ def sandbox_child(args) -> int:
         print(json.dumps(dict(sandbox.info(), poster_phone=POSTER_PHONE, channels=channels)), flush=True)
         done.wait()
     return 0
-
-
-class Admin:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def counters(self) -> dict:
-        with urllib.request.urlopen(self.url + "/counters", timeout=10) as r:
-            return json.load(r)
-
-    def total(self, name: str) -> int:
-        return sum(int(dc.get(name, 0)) for dc in self.counters().values() if isinstance(dc, dict))
-
-    def post(self, path: str, body: dict) -> None:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            r.read()
-
-
-# --- WebDAV ------------------------------------------------------------------------------------------
-def dav(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def listed(url: str) -> set[str]:
-    status, body = dav("PROPFIND", url, headers={"Depth": "1"})
-    if status != 207:
-        return set()
-    return {e.text for e in ET.fromstring(body).iter(DAV + "displayname") if e.text}
 
 
 def until_listed(url: str, names: set[str], timeout: float = 60.0) -> float | None:
@@ -216,7 +178,8 @@ def main() -> int:
         info_path = root / "sandbox.json"
         info_path.write_bytes(line)
         info = json.loads(line)
-        admin = Admin(info["admin"])
+        admin = SandboxAdmin()
+        admin.admin = info["admin"].rstrip("/")
         redis_url, redis_proc = start_redis(root / "redis")
         procs.append(redis_proc)
 
