@@ -36,6 +36,7 @@ from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
+from tgdav.telegram.pace import TokenBucket
 from tgdav.telegram.pool import Pool
 from tgdav.telegram.senders import SenderFactory
 from tgdav.telegram.updates import LiveUpdates
@@ -83,10 +84,15 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                 idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
                 request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
                 hand_back_floods=bool(helpers))
+    home = client.session.dc_id
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
-                              progress=metrics.scan_progress if metrics is not None else None)
+                              progress=metrics.scan_progress if metrics is not None else None,
+                              # history pages on the pool's home-DC senders, several at once, paced
+                              invoke=lambda request: pool.invoke(home, request),
+                              pace=TokenBucket(config.telegram.history_per_second, config.telegram.history_burst),
+                              parallel=2 * pool_cfg.senders_per_dc)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
     reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,

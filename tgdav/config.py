@@ -56,6 +56,8 @@ class TelegramConfig(_Section):
     session: str = "tgdav"                   # file name (in the state dir) of the login session
     sandbox: Path | None = None              # JSON file with a local sandbox's line: talk to it instead
     helpers: tuple[str, ...] = field(default=(), metadata=SECRET)  # helper accounts: bot tokens, session names
+    history_per_second: float = 1.0          # messages.getHistory pace: calls per second after a burst of
+    history_burst: int = 28                  # this many (Telegram's flood rule: tgdav/telegram/pace.py)
 
 
 @dataclass(frozen=True, repr=False)
@@ -459,6 +461,8 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "bot_token": _text(r"\d+:[\w-]+", "paste the token @BotFather gave you (digits:letters)"),
         "session": _text(r"[\w-][\w.-]*", "use a plain file name such as tgdav (letters, digits, . _ -)"),
         "sandbox": _path(optional=True), "helpers": _helpers,
+        "history_per_second": _number(float, 0.01, 1000, " (calls per second)"),
+        "history_burst": _number(int, 1, 1000),
     },
     "state": {"dir": _path(optional=False), "redis": _redis_url},
     "server": {

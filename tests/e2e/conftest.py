@@ -7,6 +7,7 @@ sandbox picks its own; the WebDAV port is a freshly freed ephemeral one).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -104,6 +105,17 @@ class SandboxAdmin:
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200
+
+    def publish(self, channel: str, name: str | None = None, data: bytes | None = None, *,
+                mime: str | None = None, text: str | None = None, create: bool = True) -> dict:
+        """A post in the sandbox as some poster makes it (tgdav.sandbox.admin: POST /post): a
+        document `name` with `data` (or a text post), in the channel titled `channel`."""
+        body = {"channel": channel, "create": create, "name": name, "mime": mime, "text": text,
+                "data": base64.b64encode(data).decode() if data is not None else None}
+        req = urllib.request.Request(self.admin + "/post", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
 
 def start_server(where: Path, sandbox_json: Path, info: dict, log_prefix: Path) -> tuple[str, subprocess.Popen]:
     """Write a config in `where`, `tgdav login` with the sandbox's code on stdin, start `tgdav serve`

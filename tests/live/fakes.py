@@ -41,7 +41,7 @@ class FakeClient:
         self.calls["GetDialogs"] += 1
         if "GetDialogs" in self.hold:
             await self.hold["GetDialogs"].wait()
-        yield SimpleNamespace(entity=self.channel)
+        yield SimpleNamespace(entity=self.channel, date=DATE)
 
     async def __call__(self, request):
         name = type(request).__name__.removesuffix("Request")

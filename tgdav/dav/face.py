@@ -3,6 +3,7 @@
     /:tgdav/status         the status page (HTML, refreshes itself every second)
     /:tgdav/status.json    the same data as JSON
     /:tgdav/metrics        Prometheus text format (prometheus_client's generate_latest)
+    /favicon.ico           tgdav's icon (unless a channel has that name)
     GET /  and  /<folder>/ a listing: name, size, date, kind; sortable; readable on a phone
     /<folder>/<sub>/...    a folder inside a channel (tgdav/telegram/tree.py), listed the same way
     /<folder>/?view=<name> a video or audio file in an HTML5 player, an image shown, with prev/next
@@ -18,13 +19,18 @@ behind the same authentication as the share (Face sits inside the Authenticator)
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
+import struct
 import time
+import zlib
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, quote
 
+from tgdav import text
 from tgdav.dav.policy import Reply, StartResponse, decode_path, text_reply
 from tgdav.metrics import Metrics
 from tgdav.model import Catalog, FileEntry, Folder
@@ -78,8 +84,9 @@ def href(*names: str, folder: bool = False) -> str:
     return "/" + "/".join(quote(n, safe="") for n in names) + ("/" if folder else "")
 
 
-def e(text) -> str:
-    return html.escape(str(text), quote=True)
+def e(value) -> str:
+    """HTML-escaped, with what HTML cannot hold and bidi controls replaced (tgdav.text.safe)."""
+    return html.escape(text.safe(str(value)), quote=True)
 
 
 class ReservedNames:
@@ -125,6 +132,9 @@ class Face:
                 return text_reply("405 Method Not Allowed", "Only GET and HEAD here",
                                   [("Allow", "GET, HEAD")]).send(environ, start_response)
             return self.reserved(names[1:], environ).send(environ, start_response)
+        if method in ("GET", "HEAD") and names == ["favicon.ico"] and self.catalog.folder(names[0]) is None:
+            return Reply("200 OK", [("Content-Type", "image/x-icon"), ("Cache-Control", "max-age=86400")],
+                         FAVICON).send(environ, start_response)
         if method in ("GET", "HEAD") and len(names) <= 1:
             query = parse_qs(environ.get("QUERY_STRING", ""))
             if not names:
@@ -156,7 +166,7 @@ class Face:
             fragment = "fragment" in parse_qs(environ.get("QUERY_STRING", ""))
             body = self.status_body() if fragment else page("tgdav status", self.status_body(), STATUS_JS)
             return Reply("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                    ("Cache-Control", "no-store")], body.encode())
+                                    ("Cache-Control", "no-store")] + PAGE_HEADERS, body.encode())
         return text_reply("404 Not Found", f"Not found: tgdav's pages are {STATUS_PATH} and {METRICS_PATH}")
 
     # --- listings -----------------------------------------------------------------------------
@@ -246,7 +256,7 @@ class Face:
             "account": a.account, "home_dc": a.home_dc, "uptime": time.time() - a.started,
             "dcs": {str(dc): state for dc, state in sorted(m.pool_state().items())},
             "streams": a.streams(), "scans": a.scans(),
-            "errors": [{"time": t, "text": text} for t, text in a.errors()],
+            "errors": [{"time": t, "text": msg} for t, msg in a.errors()],
             "cache": dict(m.cache_state(), hit_bytes=hit, miss_bytes=miss,
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
             "live": {str(channel): state for channel, state in sorted(m.updates_state().items())},
@@ -367,13 +377,14 @@ def _sort_bar(sort: str, descending: bool, keys: tuple[str, ...]) -> str:
 
 
 def _html(text: str) -> Reply:
-    return Reply("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")],
+    return Reply("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")]
+                 + PAGE_HEADERS,
                  text.encode())
 
 
 # geometric shapes every system font has (emoji fonts are not everywhere)
 ICONS = {"video": "&#9654;", "audio": "&#9834;", "image": "&#9635;", "text": "&#8801;",
-         "pdf": "&#8801;", "archive": "&#9638;", "file": "&#9643;", "folder": "&#9656;"}
+         "pdf": "&#8801;", "archive": "&#9638;", "file": "&#9643;", "folder": "&#9645;"}
 
 CSS = """
 :root{color-scheme:light dark;--fg:#1d1d1f;--bg:#fafafa;--mute:#6e6e73;--line:#e3e3e8;--accent:#0a66d8;--warn:#b35900}
@@ -407,6 +418,35 @@ setInterval(async () => {
   } catch (e) {}
 }, 1000);
 """
+
+
+def _favicon(size: int = 32) -> bytes:
+    """A folder in the accent colour, as an ICO holding one PNG (every browser asks for /favicon.ico)."""
+    def inside(x: int, y: int) -> bool:
+        return (6 <= y < 27 and 3 <= x < 29) or (3 <= y < 6 and 3 <= x < 14)
+    rows = b"".join(b"\0" + b"".join(b"\x0a\x66\xd8\xff" if inside(x, y) else b"\0\0\0\0" for x in range(size))
+                    for y in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+    return struct.pack("<HHHBBBBHHII", 0, 1, 1, size, size, 0, 0, 1, 32, len(png), 22) + png
+
+
+FAVICON = _favicon()
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-%s'" % base64.b64encode(hashlib.sha256(source.encode()).digest()).decode()
+
+
+# The pages' policy: only their own style and script (by hash), media and images of the share, the
+# status page's refresh; nothing inline that an injected name could add would run or load.
+PAGE_CSP = ("default-src 'none'; style-src " + _csp_hash(CSS) + "; script-src " + _csp_hash(STATUS_JS)
+            + "; img-src 'self'; media-src 'self'; connect-src 'self'; base-uri 'none'; "
+              "form-action 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = [("Content-Security-Policy", PAGE_CSP), ("X-Content-Type-Options", "nosniff")]
 
 
 def page(title: str, body: str, script: str = "") -> str:

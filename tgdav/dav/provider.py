@@ -31,6 +31,7 @@ from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND,
                                HTTP_INTERNAL_ERROR)
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
+from tgdav import text
 from tgdav.dav.policy import is_probe
 from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
@@ -86,9 +87,9 @@ class _Mapped:
 
 def check_name(name: str) -> None:
     if not name or name in (".", "..") or _FORBIDDEN_NAME.search(name) or name != name.strip() \
-            or name.endswith(".") or len(name.encode()) > 200:
+            or name.endswith(".") or len(name.encode()) > 200 or not text.is_safe(name):
         raise DAVError(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
-                                       "control characters, no leading/trailing spaces or trailing dot, "
+                                       "control, noncharacter or bidi control characters, no leading/trailing spaces or trailing dot, "
                                        "at most 200 bytes)")
 
 
@@ -144,6 +145,8 @@ class FolderResource(DAVCollection):
         return self.rel[-1] if self.rel else self.folder.name
 
     def get_last_modified(self) -> float:
+        if not self.rel:      # a channel: its last message's date, from the channel list (never its history)
+            return self.folder.modified
         return getattr(self.node, "modified", 0) or self.folder.modified
 
     def get_etag(self):

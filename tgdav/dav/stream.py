@@ -13,6 +13,12 @@ HEAD of a file itself and opens the reader with exactly the bytes the client ask
   (overlapping or touching ones merged, more than MAX_PARTS: the whole file, as RFC 9110 allows);
 - HEAD sends the same headers and never opens the reader.
 
+Every file answer carries `Content-Security-Policy: sandbox` (with nothing to load) and
+`X-Content-Type-Options: nosniff`: a file's bytes and type come from whoever posted it, and an HTML,
+SVG or XHTML file opened in the browser must never run script in the share's origin (where it could
+PUT, DELETE and PROPFIND with the user's credentials). Media elements, <img> and downloads do not
+apply a response's CSP, so the player and the image viewer work as before.
+
 The body is a generator: ErrorMiddleware pulls its first chunk before the headers go out, so an
 error at open or at the first read is still a clean 503/404; closing the body closes the ByteStream.
 """
@@ -30,6 +36,9 @@ from tgdav.model import Catalog, FileEntry, Location, Reader
 from tgdav.ranges import Unsatisfiable, parse_range_header
 
 MAX_PARTS = 32
+# a file opened as a page: an opaque origin, no script, no forms, no plugins, nothing loaded
+FILE_HEADERS = [("Content-Security-Policy", "sandbox; default-src 'none'; frame-ancestors 'none'"),
+                ("X-Content-Type-Options", "nosniff")]
 
 
 def http_date(ts: float) -> str:
@@ -123,7 +132,7 @@ class StreamApp:
 
     def respond(self, environ: dict, start_response: StartResponse, entry: FileEntry) -> Iterable[bytes]:
         size, etag = entry.size, quoted_etag(entry)
-        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified))]
+        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified))] + FILE_HEADERS
         if not if_match_holds(environ, etag):
             return text_reply("412 Precondition Failed", "The file has changed (If-Match)",
                               validators).send(environ, start_response)

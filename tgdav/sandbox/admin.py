@@ -4,11 +4,14 @@
     POST /faults       Controls.apply_faults(body)   (see controls.py for the JSON)
     POST /link         Controls.apply_link(body)
     GET  /login-code   {"code": "..."}: the code auth.sendCode "sends"
+    POST /post         a message from some poster, as hostile as a test likes (post() below)
 Answers are JSON. A bad request gets 400 with {"error": "..."}; nothing a client sends stops the server.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -18,7 +21,7 @@ from typing import Callable
 
 from tgdav.sandbox.controls import ControlError, Controls
 from tgdav.sandbox.counters import Counters
-from tgdav.sandbox.world import World
+from tgdav.sandbox.world import BytesSource, World
 
 log = logging.getLogger("tgdav.sandbox.admin")
 
@@ -28,11 +31,13 @@ POLL = 0.1      # seconds; how soon close() is noticed
 
 class AdminServer:
     def __init__(self, counters: Counters, controls: Controls, world: World,
-                 clock: Callable[[], float] = time.monotonic, host: str = "127.0.0.1", port: int = 0) -> None:
+                 clock: Callable[[], float] = time.monotonic, host: str = "127.0.0.1", port: int = 0,
+                 call: Callable[[Callable[[], object]], object] = lambda fn: fn()) -> None:
         self.counters = counters
         self.controls = controls
         self.world = world
         self.clock = clock      # the services' clock: "expire references now" must mean their now
+        self.call = call        # runs a change of the world where the services run (their loop)
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL,), name="sandbox-admin",
@@ -58,6 +63,43 @@ class AdminServer:
     def __enter__(self) -> "AdminServer":
         return self.start()
 
+    def post(self, body) -> dict:
+        """A message posted to the channel titled `channel` (made, readable by every account, when
+        `create` is true), as someone with posting rights would: with `name` and `data` (base64) or
+        `size` (pattern bytes) a document of MIME type `mime`, else a text post; `text` is its
+        caption. Names, titles, types and text go to clients as given, however hostile (a lone
+        surrogate as the invalid UTF-8 it stands for). Answers {"channel": id, "message": id}."""
+        if not isinstance(body, dict) or not isinstance(body.get("channel"), str):
+            raise ControlError('post needs {"channel": "<title>", ...}')
+        fields = {k: body.get(k) for k in ("name", "mime", "text", "data")}
+        if any(v is not None and not isinstance(v, str) for v in fields.values()):
+            raise ControlError("name, mime, text and data are strings")
+        try:
+            data = base64.b64decode(fields["data"], validate=True) if fields["data"] is not None else None
+        except (binascii.Error, ValueError):
+            raise ControlError("data is not base64") from None
+        size = body.get("size", 0 if data is None else len(data))
+        if not isinstance(size, int) or size < 0 or (data is not None and size != len(data)):
+            raise ControlError("size is a number of bytes (the length of data when given)")
+
+        def change() -> dict:
+            w = self.world
+            channel = next((c for c in w.channels.values() if c.title == body["channel"]), None)
+            if channel is None:
+                if not body.get("create"):
+                    raise ControlError(f"no channel titled {body['channel']!r}")
+                channel = w.add_channel(body["channel"], members=list(w.accounts.values()))
+                channel.changes += 1
+            text = fields["text"] or ""
+            if fields["name"] is None and data is None and not body.get("size"):
+                message = w.add_text(channel, text)
+            else:
+                message = w.add_document(channel, name=fields["name"] or "", size=size,
+                                         mime=fields["mime"] or "application/octet-stream", text=text,
+                                         source=BytesSource(data) if data is not None else None)
+            return {"channel": channel.id, "message": message.id}
+        return self.call(change)
+
     def __exit__(self, *exc) -> None:
         self.close()
 
@@ -77,6 +119,7 @@ def _handler_for(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
     posts = {
         "/faults": lambda body: admin.controls.apply_faults(body, now=admin.clock()),
         "/link": lambda body: admin.controls.apply_link(body),
+        "/post": admin.post,
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -106,10 +149,10 @@ def _handler_for(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
             except (ValueError, UnicodeDecodeError) as e:
                 raise _BadRequest(400, f"body is not JSON: {e}") from None
             try:
-                apply(body)
+                answer = apply(body)
             except ControlError as e:
                 raise _BadRequest(400, str(e)) from None
-            return {"ok": True}
+            return dict(answer or {}, ok=True)
 
         def _serve(self, produce) -> None:
             try:

@@ -16,6 +16,11 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
     {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5, "count": 1, "premium": false,
                      "account": 0}],                            # account: only this user id (0 = any)
      "getfile_rate_limit": {"per_second": 10, "seconds": 3},   # rule: > N getFile/s per account and DC
+     "history_rate_limit": {"per_second": 1, "burst": 30, "seconds": 3},  # messages.getHistory per
+                                                                # account: a bucket of `burst` calls
+                                                                # refilled at per_second; null = off.
+                                                                # ON by default (HISTORY_RULE): tgdav
+                                                                # must keep inside it
      "file_reference_ttl": 30,                                  # seconds a file reference lives; null = forever
      "expire_file_references": true,                            # every reference handed out so far expires now
      "drop_after_bytes": {"2": {"bytes": 100000, "count": 1}},  # next `count` connections to DC 2 dropped
@@ -63,6 +68,9 @@ PROFILES: dict[str, Link] = {
 
 
 UPLOAD_PART_TTL = 6 * 3600.0   # seconds: Telegram keeps unused upload parts for hours
+# messages.getHistory per account: (calls per second, burst, flood seconds); why these figures:
+# services/ratelimit.py HistoryRate
+HISTORY_RULE = (1.0, 30, 3)
 
 
 @dataclass
@@ -80,6 +88,9 @@ class Faults:
     flood_wait: list[FloodInjection] = field(default_factory=list)
     getfile_per_second: int = 0          # 0 = no rate rule
     getfile_flood_seconds: int = 3
+    history_per_second: float = HISTORY_RULE[0]   # 0 = no rule
+    history_burst: int = HISTORY_RULE[1]
+    history_flood_seconds: int = HISTORY_RULE[2]
     file_reference_ttl: float | None = None
     references_expired_at: float | None = None   # monotonic time; references issued before it are expired
     drop_after_bytes: dict[int, list[int]] = field(default_factory=dict)  # dc -> [bytes, count]
@@ -174,6 +185,12 @@ class Controls:
         with self._lock:
             return self._faults.getfile_per_second, self._faults.getfile_flood_seconds
 
+    def history_rate_rule(self) -> tuple[float, int, int]:
+        """(getHistory calls per second per account, burst, flood seconds); (0, _, _) = off."""
+        with self._lock:
+            f = self._faults
+            return f.history_per_second, f.history_burst, f.history_flood_seconds
+
     def upload_rate_rule(self) -> tuple[int, int]:
         """(max saveFilePart/saveBigFilePart per second per account and DC, flood seconds); (0, _) = off."""
         with self._lock:
@@ -237,6 +254,13 @@ class Controls:
                     rule = body["getfile_rate_limit"] or {}
                     f.getfile_per_second = int(rule.get("per_second", 0))
                     f.getfile_flood_seconds = int(rule.get("seconds", 3))
+                if "history_rate_limit" in body:
+                    rule = body["history_rate_limit"] or {"per_second": 0}
+                    f.history_per_second = float(rule.get("per_second", HISTORY_RULE[0]))
+                    f.history_burst = int(rule.get("burst", HISTORY_RULE[1]))
+                    f.history_flood_seconds = int(rule.get("seconds", HISTORY_RULE[2]))
+                    if f.history_per_second < 0 or f.history_burst < 1 or f.history_flood_seconds < 1:
+                        raise ValueError("history_rate_limit needs per_second >= 0, burst >= 1, seconds >= 1")
                 if "file_reference_ttl" in body:
                     ttl = body["file_reference_ttl"]
                     f.file_reference_ttl = None if ttl is None else float(ttl)
@@ -282,6 +306,8 @@ class Controls:
                     "flood_wait": [asdict(i) for i in f.flood_wait],
                     "getfile_rate_limit": {"per_second": f.getfile_per_second,
                                            "seconds": f.getfile_flood_seconds},
+                    "history_rate_limit": {"per_second": f.history_per_second, "burst": f.history_burst,
+                                           "seconds": f.history_flood_seconds},
                     "file_reference_ttl": f.file_reference_ttl,
                     "drop_after_bytes": {str(dc): {"bytes": b, "count": c}
                                          for dc, (b, c) in f.drop_after_bytes.items()},

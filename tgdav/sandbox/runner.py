@@ -48,7 +48,13 @@ class Sandbox:
         self.services = Services(world, self.keys, self.counters, self.controls, state_dir=self.state_dir)
         self.cluster = ClusterThread(self.services, self.keys, self.counters, self.controls, self.rsa,
                                      dc_ids=tuple(world.dc_ids))
-        self.admin = AdminServer(self.counters, self.controls, world)
+        self.admin = AdminServer(self.counters, self.controls, world, call=self._on_loop)
+
+    def _on_loop(self, fn):
+        """fn() run on the cluster's loop, between the services' steps (the admin API's changes)."""
+        async def run():
+            return fn()
+        return self.cluster.run(run())
 
     def start(self) -> "Sandbox":
         self.cluster.start()

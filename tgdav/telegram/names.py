@@ -3,6 +3,8 @@
 - A name keeps what the user gave it (the document's file name, the channel's title) minus what a
   path or Windows cannot hold: '/', '\\', control characters, <>:"|?*, trailing dots and spaces, and
   reserved device names (CON, NUL, COM1...), which get a leading underscore.
+- Characters no XML or HTML output may hold (U+FFFE, U+FFFF, lone surrogates, C1 controls) and bidi
+  controls that would disguise a name (U+202E...) become U+FFFD: tgdav.text.safe.
 - A file without a name gets one from its kind, date and message id: photo_2024-05-01_1234.jpg.
 - Duplicates (compared case-insensitively, as Finder and Explorer do) are told apart by the message or
   channel id: "film.mkv" and "film (1234).mkv". The item with the lowest id keeps the plain name, so
@@ -15,6 +17,8 @@ import mimetypes
 import re
 from datetime import datetime, timezone
 from typing import Iterable
+
+from tgdav import text
 
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
@@ -29,6 +33,7 @@ _EXTENSIONS = {"image/jpeg": ".jpg", "video/mp4": ".mp4", "audio/mpeg": ".mp3", 
 def clean(name: str) -> str:
     """`name` made safe for every client; "" when nothing usable is left."""
     name = _FORBIDDEN.sub("_", name).strip().rstrip(". ")
+    name = text.safe(name)          # what no XML/HTML may hold, bidi controls: U+FFFD (tgdav.text)
     while len(name.encode()) > MAX_NAME:
         stem, dot, ext = name.rpartition(".")
         name = (stem[:-1] + dot + ext) if dot and len(ext) < 16 and stem else name[:-1]

@@ -65,8 +65,12 @@ def _top_date(c: Channel) -> int:
 def get_history(s: State, ctx: CallContext, req: functions.messages.GetHistoryRequest):
     """Newest first. The window starts at the first message older than offset_id (else older than
     offset_date, else the newest), moved by add_offset (negative reaches newer messages), `limit`
-    long and clipped to the channel; max_id and min_id then filter the window, as on Telegram."""
+    long and clipped to the channel; max_id and min_id then filter the window, as on Telegram.
+    The account's getHistory rate rule (controls.history_rate_rule, on by default) is checked first."""
     me = s.user_not_bot(ctx)
+    per_second, burst, seconds = s.controls.history_rate_rule()
+    if per_second > 0:      # the rate rule first: Telegram counts every call
+        s.history_rate.check(me.id, s.clock(), per_second, burst, seconds)
     if not isinstance(req.peer, types.InputPeerChannel):
         raise RpcError(400, "PEER_ID_INVALID")
     channel = s.readable_channel(req.peer, me)

@@ -18,7 +18,7 @@ from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.parts import PartStore
 from tgdav.sandbox.services.feed import Feed
 from tgdav.sandbox.services.passwords import Passwords
-from tgdav.sandbox.services.ratelimit import GetFileRate
+from tgdav.sandbox.services.ratelimit import GetFileRate, HistoryRate
 from tgdav.sandbox.services.references import References
 from tgdav.sandbox.world import Account, Channel, World
 from tgdav.sandbox.writes import Writes
@@ -38,6 +38,7 @@ class State:
         self.passwords = Passwords(world.seed)
         self.getfile_rate = GetFileRate()
         self.upload_rate = GetFileRate()
+        self.history_rate = HistoryRate()
         # What clients write: replayed from the state dir (a temporary folder without one).
         self.writes = Writes(world, state_dir)
         self.parts = PartStore(self.writes.root, controls, clock)

@@ -10,6 +10,17 @@ from tgdav.sandbox.services.references import References
 from tgdav.sandbox.world import Account, Channel, Document, Message, Photo
 
 
+def wire(text):
+    """A string as the TL string to send: UTF-8, and a str holding lone surrogates (the admin API's
+    hostile posts) as the invalid UTF-8 bytes they stand for, which clients decode as U+FFFD."""
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass")
+    return text
+
+
 def user(account: Account, viewer: Account) -> types.User:
     """As `viewer` sees it: only one's own record carries is_self and the phone number."""
     is_self = account.id == viewer.id
@@ -24,7 +35,7 @@ def channel(ch: Channel, viewer: Account) -> types.Channel:
     """As `viewer` sees it: `creator` and `admin_rights` (chatAdminRights) tell whether it may post."""
     rights = ch.rights_of(viewer)
     return types.Channel(
-        id=ch.id, title=ch.title, photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=True,
+        id=ch.id, title=wire(ch.title), photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=True,
         access_hash=ch.access_hash, username=ch.username, left=viewer.id not in ch.members,
         creator=viewer.id == ch.creator_id or None,
         admin_rights=types.ChatAdminRights(**{r: True for r in sorted(rights)}) if rights else None,
@@ -42,7 +53,7 @@ def message(ch: Channel, msg: Message, refs: References) -> types.Message:
         fwd = types.MessageFwdHeader(date=from_date, from_id=types.PeerChannel(from_channel),
                                      channel_post=from_id)
     return types.Message(
-        id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=True,
+        id=msg.id, peer_id=peer(ch), date=msg.date, message=wire(msg.text), post=True,
         media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
 
 
@@ -59,7 +70,7 @@ def _media(media: Document | Photo | None, refs: References):
 
 
 def document(doc: Document, reference: bytes) -> types.Document:
-    attributes: list = [types.DocumentAttributeFilename(doc.name)] if doc.name else []
+    attributes: list = [types.DocumentAttributeFilename(wire(doc.name))] if doc.name else []
     if doc.video:
         v = doc.video
         attributes.append(types.DocumentAttributeVideo(
@@ -69,7 +80,7 @@ def document(doc: Document, reference: bytes) -> types.Document:
         attributes.append(types.DocumentAttributeAudio(duration=a.duration, title=a.title,
                                                        performer=a.performer))
     return types.Document(id=doc.id, access_hash=doc.access_hash, file_reference=reference,
-                          date=doc.date, mime_type=doc.mime, size=doc.size, dc_id=doc.dc_id,
+                          date=doc.date, mime_type=wire(doc.mime), size=doc.size, dc_id=doc.dc_id,
                           attributes=attributes)
 
 
