@@ -313,7 +313,7 @@ live listings ({args.profile}; load {' '.join(r['load_start'])} -> {' '.join(r['
   MKCOL then PUT at once              {r['mkcol_then_put']['put_201']} of {r['mkcol_then_put']['of']} PUTs 201 (statuses {r['mkcol_then_put']['statuses']})
   idle, {args.channels} channels, updates     {r['idle_updates']['per_minute']:.1f} getHistory/min
   idle, {args.channels} channels, polling     {r['idle_polling']['per_minute']:.1f} getHistory/min (updates off, listing_refresh 60 s)
-  restart, {args.restart_posts} posts meanwhile     complete {r['restart']['complete']} after {r['restart']['seconds_after_serve']} s; getHistory {r['restart']['get_history']}; getChannelDifference {r['restart']['get_channel_difference_channel']} for that channel ({r['restart']['get_channel_difference_all']} for all {args.channels + 1} listed)
+  restart, {args.restart_posts} posts meanwhile     complete {r['restart']['complete']} after {r['restart']['seconds_after_serve']} s; getHistory {r['restart']['get_history']}; getChannelDifference {r['restart']['get_channel_difference_channel']} for that channel ({r['restart']['get_channel_difference_all']} for all {r['restart']['channels_listed']} listed)
 written to {path}""")
     return 0 if r["restart"]["complete"] else 1
 
