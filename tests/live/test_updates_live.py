@@ -115,3 +115,22 @@ def test_status_page_and_metrics_show_each_channels_pts_last_update_and_gaps(san
     assert live["pts"] == sandbox.channel.pts and live["gaps_healed"] >= 1
     body = face.status_body()
     assert "<h2>Live updates</h2>" in body and ">Live</td>" in body
+
+
+def test_a_channel_renamed_elsewhere_is_renamed_in_the_root_listing(sandbox, sides, poster):
+    from telethon.tl import functions, types
+
+    reader = sides()
+    reader.names()
+    dialogs = sandbox.total("requests:GetDialogs")
+    channel = types.InputChannel(sandbox.channel.id, sandbox.channel.access_hash)
+
+    async def titles():
+        return {f.title for f in await reader.catalog.folders()}
+    try:
+        poster.call(poster.client(functions.channels.EditTitleRequest(channel, "Live renamed")))
+        assert wait_until(lambda: "Live renamed" in reader.call(titles()))    # updateChannel, then the list
+    finally:
+        poster.call(poster.client(functions.channels.EditTitleRequest(channel, "Live")))
+    assert wait_until(lambda: "Live" in reader.call(titles()))
+    assert sandbox.total("requests:GetDialogs") == dialogs + 2          # read again once per change
