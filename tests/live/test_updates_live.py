@@ -134,3 +134,25 @@ def test_a_channel_renamed_elsewhere_is_renamed_in_the_root_listing(sandbox, sid
         poster.call(poster.client(functions.channels.EditTitleRequest(channel, "Live")))
     assert wait_until(lambda: "Live" in reader.call(titles()))
     assert sandbox.total("requests:GetDialogs") == dialogs + 2          # read again once per change
+
+
+def test_a_burst_of_posts_is_applied_in_order_without_a_difference(sandbox, sides, poster):
+    import asyncio
+
+    from telethon.tl import types
+
+    reader = sides()
+    reader.names()
+    diffs = sandbox.total("requests:GetChannelDifference")
+    names = [f"burst-{i}.bin" for i in range(12)]
+
+    async def burst():
+        await asyncio.gather(*(poster.client.send_file(
+            poster.peer, b"z" * 50, force_document=True, attributes=[types.DocumentAttributeFilename(n)])
+            for n in names))
+    poster.call(burst())
+    assert wait_until(lambda: set(names) <= set(reader.names()))
+    reader.settle()
+    assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
+    assert sandbox.total("requests:GetChannelDifference") == diffs      # no gap was seen where none was
+    assert reader.updates.stats()[sandbox.channel.id]["gaps_healed"] == 0

@@ -57,6 +57,7 @@ class LiveUpdates:
         self._stats: dict[int, ChannelStats] = {}
         self._healing: dict[int, asyncio.Task] = {}
         self._again: set[int] = set()
+        self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -104,14 +105,17 @@ class LiveUpdates:
             if not isinstance(peer, types.PeerChannel):
                 return
             channel_id, messages, deleted = peer.channel_id, [update.message], []
-        kept = self._catalog.pts_of(channel_id)
-        if kept is None:                  # no listing yet: its first look reads the history
-            return
-        pts, count = update.pts or 0, update.pts_count or 0
-        if pts and kept and pts <= kept:  # already applied (a heal brought it first)
-            return
-        in_order = bool(pts) and (not kept or pts - count == kept)
-        await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None)
+        # Telethon dispatches each update in its own task: one channel's are applied one at a time,
+        # in the order they came (asyncio.Lock is first come, first served)
+        async with self._locks.setdefault(channel_id, asyncio.Lock()):
+            kept = self._catalog.pts_of(channel_id)
+            if kept is None:                  # no listing yet: its first look reads the history
+                return
+            pts, count = update.pts or 0, update.pts_count or 0
+            if pts and kept and pts <= kept:  # already applied (a heal brought it first)
+                return
+            in_order = bool(pts) and (not kept or pts - count == kept)
+            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None)
         st = self._stat(channel_id)
         st.updates += 1
         st.last_update = self._clock()
