@@ -39,7 +39,7 @@ log = logging.getLogger("tgdav.catalog")
 
 LISTING_VERSION = 3
 PAGE = 100
-SEGMENT = 1000          # message ids per stored piece of a listing
+SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
 
 
 @dataclass
