@@ -340,12 +340,29 @@ class TelegramCatalog:
         if channel.refreshes and self._clock() - channel.checked > self._refresh_seconds:
             self._in_background(folder.channel_id, lambda: self._refresh_stale(folder))
             return channel
-        async with self._lock(folder.channel_id):
-            if not channel.checked:
-                self._load_listing(channel)
-            if not channel.refreshes:          # nothing to show yet: this look waits for it
-                await self._refresh(channel)
+        if not channel.refreshes:              # nothing to show yet: this look waits for it
+            await asyncio.shield(self._first_read(channel))
         return channel
+
+    def _first_read(self, channel: _Channel) -> asyncio.Future:
+        """The first listing of a channel (from the store, else its whole history) as a task the
+        catalog owns: a look that gives up (an HTTP client's timeout) does not cancel it, later looks
+        wait for the same task, and what it read is kept."""
+        key = ("first", channel.folder.channel_id)
+        task = self._refreshing.get(key)
+        if task is None:
+            async def run():
+                try:
+                    async with self._lock(channel.folder.channel_id):
+                        if not channel.checked:
+                            self._load_listing(channel)
+                        if not channel.refreshes:
+                            await self._refresh(channel)
+                finally:
+                    self._refreshing.pop(key, None)
+            task = self._refreshing[key] = asyncio.get_running_loop().create_task(run())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())   # seen by its waiters
+        return task
 
     async def _refresh_stale(self, folder: Folder) -> None:
         channel = (self._channels or {}).get(folder.name)
@@ -411,7 +428,7 @@ class TelegramCatalog:
         channel.checked = self._clock()
         self._index(channel)
 
-    async def _reindex(self, channel: _Channel, changed) -> None:
+    async def _reindex(self, channel: _Channel, changed=None) -> None:
         """After a write: the tree built and the changed pieces stored in a worker thread, so a big
         channel (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
         records = list(channel.records.values())
