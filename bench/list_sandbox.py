@@ -16,17 +16,13 @@ serves until SIGTERM. The getHistory rate rule is the sandbox's default (control
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.sandbox_proc import quiet_logs, serve_world  # noqa: E402
 from tgdav.sandbox.controls import PROFILES  # noqa: E402
-from tgdav.sandbox.runner import Sandbox  # noqa: E402
 from tgdav.sandbox.world import World  # noqa: E402
 
 MIB = 1 << 20
@@ -72,21 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folders", type=int, default=100)
     p.add_argument("--seed", type=int, default=16)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="sandbox %(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_logs()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     world, extra = build_world(sizes, args.library, args.folders, args.seed)
-    sandbox = Sandbox(world, state_dir=Path(args.state) if args.state else None, profile=args.profile)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with sandbox:
-        info = sandbox.info()
-        info.update(extra, profile=args.profile)
-        print(json.dumps(info), flush=True)
-        stop.wait()
-    return 0
-
+    return serve_world(world, args.state, args.profile, extra)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,7 +51,6 @@ class _Channel:
     checked: float = 0.0          # clock time of the last refresh
     refreshes: int = 0
     segments: set[int] = field(default_factory=set)   # pieces of the listing in the store (see SEGMENT)
-    version: int = 0              # bumped each time the tree is rebuilt (a rendered listing's key)
     root: tree.Dir = field(default_factory=lambda: tree.Dir(()))
     listing: list[FileEntry] = field(default_factory=list)
 
@@ -444,7 +443,6 @@ class TelegramCatalog:
             root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
-        channel.version += 1
         if root.modified > channel.folder.modified:
             channel.folder = replace(channel.folder, modified=root.modified)
 
