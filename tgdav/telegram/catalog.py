@@ -473,20 +473,23 @@ class TelegramCatalog:
         """Pages 1.. of a history of `count` messages whose newest id is `top`, `parallel` in flight.
         Returns the oldest page."""
         offsets = iter(range(PAGE, count, PAGE))
-        pages: dict[int, object] = {}
+        last = PAGE * ((count - 1) // PAGE)      # the oldest page's offset: the one page kept
+        oldest = []
 
         async def worker() -> None:
             for add_offset in offsets:
-                pages[add_offset] = page = await self._page(peer, top + 1, add_offset, 0)
+                page = await self._page(peer, top + 1, add_offset, 0)
                 scan.take(page)
                 scan.report(False)
+                if add_offset == last:
+                    oldest.append(page)
         workers = [asyncio.ensure_future(worker()) for _ in range(self._parallel)]
         try:
             await asyncio.gather(*workers)
         finally:
             for w in workers:
                 w.cancel()
-        return pages[max(pages)] if pages else None
+        return oldest[0] if oldest else None
 
     async def _page(self, peer, offset_id: int, add_offset: int, min_id: int):
         if self._pace is not None:
