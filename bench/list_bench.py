@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import http.client
 import json
+import math
 import os
 import pickle
 import shutil
@@ -198,12 +199,14 @@ class Bench:
     def config(self, where: Path, state: Path, port: int, session: str) -> Path:
         where.mkdir(parents=True, exist_ok=True)
         config = where / "tgdav.toml"
-        # tgdav keeps two calls below the sandbox's burst (answers may overtake each other)
+        # tgdav keeps at least a second's worth of calls (and 2) below the sandbox's burst: calls
+        # sent at its pace may reach the sandbox closer together (scheduling, several connections)
+        margin = max(2, math.ceil(self.rule[0]))
         config.write_text(f"""[telegram]
 sandbox = "{self.sandbox.json}"
 session = "{session}"
 history_per_second = {self.rule[0]}
-history_burst = {max(1, self.rule[1] - 2)}
+history_burst = {max(1, self.rule[1] - margin)}
 
 [state]
 dir = "{state}"
