@@ -176,3 +176,16 @@ def test_hostile_names_yield_valid_xml_and_their_own_hrefs(serve, curl):
     for n in names:
         assert found[f"/Odd/{n}"]["displayname"] == n.replace("\uffff", "\ufffd").replace("\u202e", "\ufffd") \
             .replace("\x01", "\ufffd").replace("\x7f", "\ufffd")
+
+
+def test_a_listing_telegram_cannot_give_now_is_503_with_retry_after(serve, curl):
+    """The members are read before the 207 starts: a flood wait is its own answer, not a cut body."""
+    from tgdav.errors import RetryLater
+
+    class Flooded(FakeCatalog):
+        def entries(self, folder):
+            raise RetryLater(7, "Telegram asked to wait 7 s")
+    dav = serve(Flooded())
+    r = propfind(curl, dav.url + "/Films/", "1")
+    assert r.status == 503 and r.headers["retry-after"] == "7"
+    assert propfind(curl, dav.url + "/Films/", "0").status == 207     # the folder itself needs no listing

@@ -133,7 +133,10 @@ class FastPropfind:
             return None
         if self._has_locks_or_dead_props(res):
             return None
-        return _render(res, names, depth == "1")
+        # the members now, before the 207 is started: a catalog error (Telegram unreachable, a
+        # flood wait) still becomes its own answer (503 with Retry-After), not a cut body
+        folders, files = (list(_subfolders(res)), _files(res)) if depth == "1" else ([], ())
+        return _render(res, names, folders, files)
 
     def _requested(self, environ: dict) -> _Names | None:
         """The DAV: property names asked for (allprop: all live ones), or None when WsgiDAV must
@@ -185,21 +188,21 @@ def _chunks(parts: Iterator[str]) -> Iterator[bytes]:
 
 
 # --- rendering ------------------------------------------------------------------------------------
-def _render(res, names: _Names, members: bool) -> Iterator[str]:
+def _render(res, names: _Names, folders: list[tuple[str, float | None]], files: Iterable[FileEntry]
+            ) -> Iterator[str]:
     yield HEAD
     base = res.path.rstrip("/") + "/"
     yield _folder(base, res.get_display_name(), res.get_last_modified(), names)
-    if members:
-        for name, modified in _subfolders(res):
-            yield _folder(f"{base}{name}/", name, modified, names)
-        if names.allprop:       # the common case, one template per file
-            tail = "<D:lockdiscovery />" + _SUPPORTEDLOCK if "supportedlock" in names else ""
-            qbase = quote(base, safe=_HREF_SAFE)
-            for entry in _files(res):
-                yield _file_allprop(qbase, entry, tail)
-        else:
-            for entry in _files(res):
-                yield _file(base + entry.name, entry, names)
+    for name, modified in folders:
+        yield _folder(f"{base}{name}/", name, modified, names)
+    if names.allprop:       # the common case, one template per file
+        tail = "<D:lockdiscovery />" + _SUPPORTEDLOCK if "supportedlock" in names else ""
+        qbase = quote(base, safe=_HREF_SAFE)
+        for entry in files:
+            yield _file_allprop(qbase, entry, tail)
+    else:
+        for entry in files:
+            yield _file(base + entry.name, entry, names)
     yield TAIL
 
 
