@@ -119,6 +119,20 @@ def test_the_pace_keeps_a_listing_inside_a_tight_rule(sb, make_engine):
     assert delta(before, sb.snapshot(), "requests:GetHistory") == math.ceil(BIG / 100)
 
 
+def test_a_look_that_gives_up_does_not_cancel_the_first_read(sb, make_engine):
+    """An HTTP client's timeout cancels its look, not the history read: the next look gets the
+    listing it read, with no page asked twice."""
+    sb.faults({"history_rate_limit": {"per_second": 20, "burst": 6, "seconds": 30}})
+    engine = make_engine(history_per_second=15, history_burst=5)     # 24 pages: more than a second
+    folder = folder_of(engine, "Big")
+    before = sb.snapshot()
+    with pytest.raises(TimeoutError):
+        engine.call(engine.catalog.entries(folder), timeout=0.3)
+    entries = engine.call(engine.catalog.entries(folder), timeout=60)
+    assert {e.name for e in entries} == files_of(sb.big)
+    assert delta(before, sb.snapshot(), "requests:GetHistory") == math.ceil(BIG / 100)
+
+
 def test_a_new_post_stores_one_piece_and_refreshes_never_reread_everything(sb, make_engine, tmp_path):
     # many refreshes in a row: a generous rule (the rule itself is tested above)
     sb.faults({"history_rate_limit": {"per_second": 1000, "burst": 1000, "seconds": 3}})

@@ -39,7 +39,7 @@ log = logging.getLogger("tgdav.catalog")
 
 LISTING_VERSION = 3
 PAGE = 100
-SEGMENT = 1000          # message ids per stored piece of a listing
+SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
 
 
 @dataclass
@@ -51,7 +51,6 @@ class _Channel:
     checked: float = 0.0          # clock time of the last refresh
     refreshes: int = 0
     segments: set[int] = field(default_factory=set)   # pieces of the listing in the store (see SEGMENT)
-    version: int = 0              # bumped each time the tree is rebuilt (a rendered listing's key)
     root: tree.Dir = field(default_factory=lambda: tree.Dir(()))
     listing: list[FileEntry] = field(default_factory=list)
     pts: int = 0                  # the channel's pts the records are current to (0: not known)
@@ -434,12 +433,29 @@ class TelegramCatalog:
         if channel.refreshes and self._clock() - channel.checked > self._refresh_seconds:
             self._in_background(folder.channel_id, lambda: self._refresh_stale(folder))
             return channel
-        async with self._lock(folder.channel_id):
-            if not channel.checked:
-                self._load_listing(channel)
-            if not channel.refreshes:          # nothing to show yet: this look waits for it
-                await self._refresh(channel)
+        if not channel.refreshes:              # nothing to show yet: this look waits for it
+            await asyncio.shield(self._first_read(channel))
         return channel
+
+    def _first_read(self, channel: _Channel) -> asyncio.Future:
+        """The first listing of a channel (from the store, else its whole history) as a task the
+        catalog owns: a look that gives up (an HTTP client's timeout) does not cancel it, later looks
+        wait for the same task, and what it read is kept."""
+        key = ("first", channel.folder.channel_id)
+        task = self._refreshing.get(key)
+        if task is None:
+            async def run():
+                try:
+                    async with self._lock(channel.folder.channel_id):
+                        if not channel.checked:
+                            self._load_listing(channel)
+                        if not channel.refreshes:
+                            await self._refresh(channel)
+                finally:
+                    self._refreshing.pop(key, None)
+            task = self._refreshing[key] = asyncio.get_running_loop().create_task(run())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())   # seen by its waiters
+        return task
 
     async def _refresh_stale(self, folder: Folder) -> None:
         channel = (self._channels or {}).get(folder.name)
@@ -517,7 +533,7 @@ class TelegramCatalog:
         channel.checked = self._clock()
         self._index(channel)
 
-    async def _reindex(self, channel: _Channel, changed) -> None:
+    async def _reindex(self, channel: _Channel, changed=None) -> None:
         """After a write: the tree built and the changed pieces stored in a worker thread, so a big
         channel (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
         records = list(channel.records.values())
@@ -533,7 +549,6 @@ class TelegramCatalog:
             root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
-        channel.version += 1
         if root.modified > channel.folder.modified:
             channel.folder = replace(channel.folder, modified=root.modified)
 
@@ -566,20 +581,23 @@ class TelegramCatalog:
         """Pages 1.. of a history of `count` messages whose newest id is `top`, `parallel` in flight.
         Returns the oldest page."""
         offsets = iter(range(PAGE, count, PAGE))
-        pages: dict[int, object] = {}
+        last = PAGE * ((count - 1) // PAGE)      # the oldest page's offset: the one page kept
+        oldest = []
 
         async def worker() -> None:
             for add_offset in offsets:
-                pages[add_offset] = page = await self._page(peer, top + 1, add_offset, 0)
+                page = await self._page(peer, top + 1, add_offset, 0)
                 scan.take(page)
                 scan.report(False)
+                if add_offset == last:
+                    oldest.append(page)
         workers = [asyncio.ensure_future(worker()) for _ in range(self._parallel)]
         try:
             await asyncio.gather(*workers)
         finally:
             for w in workers:
                 w.cancel()
-        return pages[max(pages)] if pages else None
+        return oldest[0] if oldest else None
 
     async def _page(self, peer, offset_id: int, add_offset: int, min_id: int):
         if self._pace is not None:

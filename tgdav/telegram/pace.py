@@ -3,8 +3,10 @@
 Telegram does not publish its limits; for messages.getHistory the defaults (`[telegram]
 history_per_second = 1`, `history_burst = 28`) stay inside the rule the sandbox enforces by default
 (a burst of 30 calls, then 1 call per second per account: see tgdav/sandbox/services/ratelimit.py
-for where those figures come from). The burst is two below the sandbox's, so answers that overtake
-each other on the way never make the server count one call too many.
+for where those figures come from). The burst is two calls (two seconds at that rate) below the
+sandbox's: calls sent at this pace can reach the server closer together than they left (several
+connections, scheduling), and the margin absorbs that. Whoever raises the rate should keep a
+second's worth of calls of margin.
 """
 
 from __future__ import annotations
