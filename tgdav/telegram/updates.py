@@ -82,9 +82,11 @@ class LiveUpdates:
         await asyncio.gather(*self._healing.values(), *self._tasks, return_exceptions=True)
 
     def stats(self) -> dict[int, dict]:
-        for channel_id, st in self._stats.items():
+        """Per channel; read from other threads (status page, metrics scrape), hence the copy."""
+        items = list(self._stats.items())
+        for channel_id, st in items:
             st.pts = self._catalog.pts_of(channel_id) or st.pts
-        return {channel_id: asdict(st) for channel_id, st in self._stats.items()}
+        return {channel_id: asdict(st) for channel_id, st in items}
 
     # --- updates ----------------------------------------------------------------------------------
     async def _on_update(self, update) -> None:
