@@ -55,17 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-mib", type=float, default=256)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+    quiet_logs()
+    world, bench = build_world(int(args.size_mib * MIB), args.seed)
+    return serve_world(world, args.state, args.profile, {"bench": bench})
+
+
+def quiet_logs() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="sandbox %(asctime)s %(name)s %(levelname)s %(message)s")
-    world, bench = build_world(int(args.size_mib * MIB), args.seed)
-    sandbox = Sandbox(world, state_dir=Path(args.state), profile=args.profile)
+
+
+def serve_world(world: World, state: str | None, profile: str, extra: dict) -> int:
+    """Serve `world` until SIGTERM / SIGINT, after printing sandbox.info() plus `extra` and the
+    profile as ONE JSON line (what the benchmarks read)."""
+    sandbox = Sandbox(world, state_dir=Path(state) if state else None, profile=profile)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with sandbox:
         info = sandbox.info()
-        info["bench"] = bench
-        info["profile"] = args.profile
+        info.update(extra, profile=profile)
         print(json.dumps(info), flush=True)
         stop.wait()
     return 0

@@ -130,7 +130,7 @@ class _BigChannel:
 
     async def __call__(self, request):
         self.calls += 1
-        top = request.offset_id - 1 if request.offset_id else self.count
+        top = (request.offset_id - 1 if request.offset_id else self.count) - request.add_offset
         ids = range(top, max(top - request.limit, 0), -1)
         return types.messages.ChannelMessages(
             pts=1, count=self.count, chats=[], users=[], topics=[],
@@ -139,7 +139,7 @@ class _BigChannel:
 
 class _Dialog:
     def __init__(self, entity) -> None:
-        self.entity = entity
+        self.entity, self.date = entity, WHEN     # Telethon's Dialog: the date of its last message
 
 
 class _Store:

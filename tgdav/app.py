@@ -23,8 +23,9 @@ import threading
 from pathlib import Path
 
 from tgdav.bridge import Bridge
+from tgdav.cache.announce import ListingAnnouncer
 from tgdav.cache.reader import PartReader, SyncReader
-from tgdav.cache.shared import open_store
+from tgdav.cache.shared import RedisStore, open_store
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
@@ -35,8 +36,10 @@ from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
+from tgdav.telegram.pace import TokenBucket
 from tgdav.telegram.pool import Pool
 from tgdav.telegram.senders import SenderFactory
+from tgdav.telegram.updates import LiveUpdates
 
 log = logging.getLogger("tgdav")
 
@@ -51,8 +54,14 @@ class ReadPath:
     reader: PartReader
     flood_board: object = None       # shared flood deadlines (cache/shared.py) when replicas share Redis
     accounts: Accounts | None = None  # with [telegram] helpers: every account's pool (telegram/accounts.py)
+    updates: LiveUpdates | None = None          # listings kept current from Telegram's updates
+    announcer: ListingAnnouncer | None = None   # replicas told of each changed listing (Redis)
 
     async def close(self) -> None:
+        if self.updates is not None:
+            await self.updates.close()
+        if self.announcer is not None:
+            await self.announcer.close()
         if self.accounts is not None:
             await self.accounts.close()
         await self.pool.close()
@@ -75,10 +84,15 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                 idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
                 request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
                 hand_back_floods=bool(helpers))
+    home = client.session.dc_id
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
-                              progress=metrics.scan_progress if metrics is not None else None)
+                              progress=metrics.scan_progress if metrics is not None else None,
+                              # history pages on the pool's home-DC senders, several at once, paced
+                              invoke=lambda request: pool.invoke(home, request),
+                              pace=TokenBucket(config.telegram.history_per_second, config.telegram.history_burst),
+                              parallel=2 * pool_cfg.senders_per_dc)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
     reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
@@ -87,6 +101,23 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                         part_limit=accounts.part_limit if accounts else fetcher.part_limit,
                         metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
+
+
+async def start_live(read_path: ReadPath, client, store: Store, config: Config, metrics=None) -> None:
+    """Keep the catalog's listings current: announcements between replicas sharing Redis, and
+    Telegram's updates on the main client (with [cache] updates), after which a listing is read
+    again only every [cache] updates_refresh seconds, as a safety net."""
+    catalog = read_path.catalog
+    if isinstance(store, RedisStore):
+        read_path.announcer = ListingAnnouncer(store.url, store.account_prefix, catalog.reread_kept)
+        await read_path.announcer.start()
+        catalog.on_change = read_path.announcer.announce
+    if config.cache.updates:
+        read_path.updates = LiveUpdates(client, catalog)
+        await read_path.updates.start()
+        catalog.refresh_every(config.cache.updates_refresh)
+        if metrics is not None:
+            metrics.set_updates_source(read_path.updates.stats)
 
 
 def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> Accounts:
@@ -160,6 +191,7 @@ class Engine:
                                          metrics=self.metrics, helpers=helpers)
         for _, helper in helpers:
             log.info("helper account %s reads too", _who(helper))
+        await start_live(self.read_path, self.client, self.store, cfg, self.metrics)
         self.catalog = SyncCatalog(self.bridge, self.read_path.catalog)
         self.reader = SyncReader(self.bridge, self.read_path.reader)
         if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders

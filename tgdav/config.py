@@ -56,6 +56,8 @@ class TelegramConfig(_Section):
     session: str = "tgdav"                   # file name (in the state dir) of the login session
     sandbox: Path | None = None              # JSON file with a local sandbox's line: talk to it instead
     helpers: tuple[str, ...] = field(default=(), metadata=SECRET)  # helper accounts: bot tokens, session names
+    history_per_second: float = 1.0          # messages.getHistory pace: calls per second after a burst of
+    history_burst: int = 28                  # this many (Telegram's flood rule: tgdav/telegram/pace.py)
 
 
 @dataclass(frozen=True, repr=False)
@@ -104,6 +106,8 @@ class PoolConfig(_Section):
 class CacheConfig(_Section):
     size: int = 2 * 2**30                    # bytes of hot chunks kept on disk
     listing_refresh: float = 60.0            # seconds a channel listing is trusted
+    updates: bool = True                     # keep listings current from Telegram's updates (telegram/updates.py)
+    updates_refresh: float = 3600.0          # with updates: seconds before a listing is read again anyway
 
 
 @dataclass(frozen=True, repr=False)
@@ -460,6 +464,8 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "bot_token": _text(r"\d+:[\w-]+", "paste the token @BotFather gave you (digits:letters)"),
         "session": _text(r"[\w-][\w.-]*", "use a plain file name such as tgdav (letters, digits, . _ -)"),
         "sandbox": _path(optional=True), "helpers": _helpers,
+        "history_per_second": _number(float, 0.01, 1000, " (calls per second)"),
+        "history_burst": _number(int, 1, 1000),
     },
     "state": {"dir": _path(optional=False), "redis": _redis_url},
     "server": {
@@ -479,7 +485,8 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "first_part": _part_size, "read_ahead_parts": _number(int, 0, 64),
         "request_timeout": _number(float, 1, note=" (seconds)"),
     },
-    "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
+    "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)"),
+              "updates": _bool, "updates_refresh": _number(float, 0, note=" (seconds)")},
     "write": {"enabled": _bool, "create_channels": _bool},
     "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
     "metrics": {"listen": _listen},

@@ -47,6 +47,7 @@ scan_log = logging.getLogger("tgdav.catalog")
 PoolSource = Callable[[], dict]       # {dc_id: {"senders", "busy", "draining", "gated", "gate_seconds"}}
 CacheSource = Callable[[], dict]      # {"bytes", "count", "limit"}
 SharedSource = Callable[[], dict]     # {"up", "away_seconds", "failures", "last_error"} (cache/shared.py)
+UpdatesSource = Callable[[], dict]    # {channel id: {"pts", "last_update", "updates", "gaps_healed", ...}}
 
 HTTP_METHODS = frozenset(("GET", "HEAD", "PROPFIND", "OPTIONS", "PUT", "DELETE", "MKCOL", "MOVE",
                           "COPY", "LOCK", "UNLOCK", "PROPPATCH", "POST"))   # others count as "other"
@@ -189,6 +190,23 @@ class _Sources(Collector):
             for dc, state in sorted(pool.items()):
                 family.add_metric([str(dc)], float(state.get(key, 0)))
             yield family
+        live = self.metrics.updates_state()
+        for name, key, doc, kind in (
+                ("tgdav_channel_pts", "pts", "the pts a channel's listing is current to", GaugeMetricFamily),
+                ("tgdav_channel_last_update_timestamp_seconds", "last_update",
+                 "when the last update of a channel was applied (unix time)", GaugeMetricFamily),
+                ("tgdav_channel_updates", "updates", "Telegram updates applied to a channel's listing",
+                 CounterMetricFamily),
+                ("tgdav_channel_gaps_healed", "gaps_healed",
+                 "update gaps of a channel healed with getChannelDifference", CounterMetricFamily),
+                ("tgdav_channel_differences", "differences", "updates.getChannelDifference calls",
+                 CounterMetricFamily),
+                ("tgdav_channel_too_long", "too_long",
+                 "channelDifferenceTooLong answers (the channel was read again)", CounterMetricFamily)):
+            family = kind(name, doc, labels=["channel"])
+            for channel, state in sorted(live.items()):
+                family.add_metric([str(channel)], float(state.get(key, 0)))
+            yield family
         cache = self.metrics.cache_state()
         for name, key, doc in (("tgdav_cache_bytes", "bytes", "disk used by the chunk cache"),
                                ("tgdav_cache_chunks", "count", "chunks in the cache"),
@@ -218,6 +236,7 @@ class Metrics:
         self._pool_source: PoolSource | None = None
         self._cache_source: CacheSource | None = None
         self._shared_source: SharedSource | None = None
+        self._updates_source: UpdatesSource | None = None
         r = self.registry
         # read path
         self._getfile = Counter("tgdav_getfile_requests", "successful upload.getFile requests", ["dc"],
@@ -329,6 +348,8 @@ class Metrics:
 
     def set_shared_source(self, fn: SharedSource | None) -> None:
         self._shared_source = fn
+    def set_updates_source(self, fn: UpdatesSource | None) -> None:
+        self._updates_source = fn
 
     def set_account(self, account: str, home_dc: int | None = None) -> None:
         """Who is logged in (shown on the status page), e.g. "@name" and the home DC."""
@@ -372,6 +393,8 @@ class Metrics:
     def shared_state(self) -> dict:
         """Redis's state ({} without [state] redis)."""
         return _read(self._shared_source, "shared state")
+    def updates_state(self) -> dict:
+        return _read(self._updates_source, "updates")
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's value (0 when absent), e.g. value("tgdav_cache_read_bytes_total", result="hit")."""

@@ -119,3 +119,73 @@ def test_a_big_folder_lists_lean(serve, curl):
     assert len(r.body) < 1500 * 550
     assert dav.catalog.calls["entries"] == 1
     assert dav.catalog.calls["entry"] == 0
+
+
+def full(body: bytes) -> dict[str, dict[str, tuple[str, str]]]:
+    """href (decoded) -> {property: (status line, its XML without namespace prefixes)}: prefixes and
+    order differ between renderers, the meaning must not."""
+    out = {}
+    for response in ET.fromstring(body).iter(f"{D}response"):
+        props = {}
+        for propstat in response.iter(f"{D}propstat"):
+            status = propstat.find(f"{D}status").text
+            for child in propstat.find(f"{D}prop"):
+                inner = "".join(sorted(ET.tostring(c, encoding="unicode").replace("ns0:", "").replace(
+                    ' xmlns:ns0="DAV:"', "") for c in child.iter() if c is not child))
+                props[child.tag] = (status, (child.text or "").strip() + inner)
+        out[unquote(response.find(f"{D}href").text)] = props
+    return out
+
+
+NAMED = ['<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/><D:resourcetype/>'
+         '</D:prop></D:propfind>',
+         '<?xml version="1.0"?><propfind xmlns="DAV:"><prop><displayname/><getetag/><creationdate/>'
+         '<getlastmodified/><getcontenttype/></prop></propfind>',
+         '<?xml version="1.0"?><propfind xmlns="DAV:"><allprop/></propfind>']
+
+
+@pytest.mark.parametrize("path", ["/", "/Films/", "/M%C3%BAsica%20%C3%BCn%C3%AF/", "/Empty%20folder/"])
+@pytest.mark.parametrize("depth", ["0", "1"])
+@pytest.mark.parametrize("body", [None] + NAMED)
+def test_collections_render_as_wsgidav_renders_them(serve, curl, monkeypatch, path, depth, body):
+    """dav.listing answers PROPFIND of collections itself (streamed); every property, status and
+    href is what WsgiDAV's own machinery answers for the same request."""
+    fast = serve()
+    monkeypatch.setattr("tgdav.dav.server.FastPropfind", lambda app, provider: app)
+    wsgidav = serve()
+    mine, theirs = propfind(curl, fast.url + path, depth, body), propfind(curl, wsgidav.url + path, depth, body)
+    assert mine.status == theirs.status == 207
+    assert mine.headers.get("transfer-encoding") == "chunked" and "content-length" in theirs.headers
+    assert full(mine.body) == full(theirs.body)
+    assert len(full(mine.body)) > (1 if depth == "1" and path != "/Empty%20folder/" else 0)
+
+
+@pytest.mark.parametrize("body", ['<?xml version="1.0"?><propfind xmlns="DAV:"><propname/></propfind>',
+                                  '<?xml version="1.0"?><propfind xmlns="DAV:" xmlns:x="urn:x"><prop>'
+                                  '<x:color/><displayname/></prop></propfind>', "<not xml"])
+def test_what_is_not_rendered_here_is_wsgidavs_answer(dav, curl, body):
+    r = propfind(curl, dav.url + "/Films/", "1", body)
+    assert r.headers.get("transfer-encoding") != "chunked"
+    assert r.status in (207, 400)
+
+
+def test_hostile_names_yield_valid_xml_and_their_own_hrefs(serve, curl):
+    names = ["a\uffffb.bin", "x\u202egnp.exe", "<&>\"'.txt", "ctl\x01\x7f.bin", "ok.bin"]
+    dav = serve(FakeCatalog({"Odd": [make_entry(40 + i, n, 10 + i) for i, n in enumerate(names)]}))
+    found = listing(propfind(curl, dav.url + "/Odd/", "1").body)      # parses: valid XML
+    for n in names:
+        assert found[f"/Odd/{n}"]["displayname"] == n.replace("\uffff", "\ufffd").replace("\u202e", "\ufffd") \
+            .replace("\x01", "\ufffd").replace("\x7f", "\ufffd")
+
+
+def test_a_listing_telegram_cannot_give_now_is_503_with_retry_after(serve, curl):
+    """The members are read before the 207 starts: a flood wait is its own answer, not a cut body."""
+    from tgdav.errors import RetryLater
+
+    class Flooded(FakeCatalog):
+        def entries(self, folder):
+            raise RetryLater(7, "Telegram asked to wait 7 s")
+    dav = serve(Flooded())
+    r = propfind(curl, dav.url + "/Films/", "1")
+    assert r.status == 503 and r.headers["retry-after"] == "7"
+    assert propfind(curl, dav.url + "/Films/", "0").status == 207     # the folder itself needs no listing

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import load_or_create
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import PatternSource, PhotoSize, World
-from tgdav.config import Config, PoolConfig
+from tgdav.config import Config, PoolConfig, TelegramConfig
 from tgdav.telegram.login import SandboxInfo, login, make_client
 
 logging.getLogger("telethon").setLevel(logging.ERROR)
@@ -122,6 +123,13 @@ def sandbox():
     w.make_stale(docs["stale2.bin"], STALE_TRUE_DC)
     w.add_photo(channel, [PhotoSize("m", 320, 240, 5000, PatternSource(PHOTO_SEED + 1)),
                           PhotoSize("x", 800, 600, PHOTO_SIZE, PatternSource(PHOTO_SEED))], dc=3)
+    with running_sandbox(w, user, docs) as sb:
+        yield sb
+
+
+@contextmanager
+def running_sandbox(w: World, user, docs: dict):
+    """The world served by a ClusterThread on 127.0.0.1 (stopped at the end)."""
     keys, counters, controls = AuthKeyStore(), Counters(), Controls()
     rsa = load_or_create(None)
     services = Services(w, keys, counters, controls)
@@ -147,12 +155,14 @@ class Engine:
 
     def __init__(self, sb: Sandbox, state: Path, *, senders_per_dc: int = 4, read_ahead: int = 8,
                  first_part: int = 64 * 1024, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 idle_seconds: float = 120.0) -> None:
+                 idle_seconds: float = 120.0, **telegram) -> None:
+        """telegram: [telegram] settings, e.g. history_per_second=10, history_burst=4."""
         self.sb = sb
         self.state = Path(state)
         self.config = Config(pool=PoolConfig(
             senders_per_dc=senders_per_dc, idle_seconds=idle_seconds, max_wait_seconds=max_wait,
-            first_part=first_part, read_ahead_parts=read_ahead, request_timeout=request_timeout))
+            first_part=first_part, read_ahead_parts=read_ahead, request_timeout=request_timeout),
+            telegram=TelegramConfig(**telegram))
         self.bridge = Bridge()
         self.bridge.start()
         self.store: Store | None = None
@@ -241,14 +251,20 @@ class Engine:
 
 
 @pytest.fixture
-def make_engine(sandbox, tmp_path):
+def engine_sandbox(sandbox):
+    """The sandbox make_engine logs in to (a module may override it with a world of its own)."""
+    return sandbox
+
+
+@pytest.fixture
+def make_engine(engine_sandbox, tmp_path):
     """make_engine(state=None, **settings) -> Engine; closed at the end of the test. Without a state
     dir each engine gets a fresh one (a new install); pass one to "restart" on it."""
     engines: list[Engine] = []
     counter = iter(range(1000))
 
     def make(state: Path | None = None, **settings) -> Engine:
-        engine = Engine(sandbox, state or tmp_path / f"state{next(counter)}", **settings)
+        engine = Engine(engine_sandbox, state or tmp_path / f"state{next(counter)}", **settings)
         engines.append(engine)
         return engine
 

@@ -186,6 +186,8 @@ def test_user_dialogs_entities_and_a_wrong_code(sandbox):
 
 def test_paging_ten_thousand_messages(sandbox):
     channel = sandbox.long_channel
+    # Telethon pages as fast as it can (wait_time=0): this test is about paging, not the rate rule
+    sandbox.controls.apply_faults({"history_rate_limit": None}, now=sandbox.services.clock())
 
     async def go():
         client = await sandbox.user()

@@ -463,3 +463,28 @@ def test_dates_travel_as_telegram_dates(sim, small, user):
         input_channel(small.films), 0, datetime(2030, 1, 1, tzinfo=timezone.utc), 0, 1, 0, 0, 0))
     top = small.films.top
     assert r.messages[0].id == top.id and r.messages[0].date.timestamp() == top.date
+
+
+def test_gethistory_rate_rule_is_on_by_default_and_floods_the_account(sim, small, user, clock):
+    """30 calls at once, then one a second (HISTORY_RULE); beyond it FLOOD_WAIT_3 on any connection and
+    DC of that account until the deadline; the rule is configurable and can be switched off."""
+    history = functions.messages.GetHistoryRequest(input_channel(small.films), 0, None, 0, 10, 0, 0, 0)
+    for _ in range(30):
+        sim.call(sim.ctx(account=user), history)
+    assert sim.error(sim.ctx(account=user), history) == (420, "FLOOD_WAIT_3")
+    clock.advance(1)
+    assert sim.error(sim.ctx(dc=3, account=user), history) == (420, "FLOOD_WAIT_2")   # still flooded
+    clock.advance(2)
+    sim.call(sim.ctx(account=user), history)          # 3 s of refill: three calls, not a fourth
+    sim.call(sim.ctx(account=user), history)
+    sim.call(sim.ctx(account=user), history)
+    assert sim.error(sim.ctx(account=user), history)[0] == 420
+    sim.controls.apply_faults({"history_rate_limit": {"per_second": 50, "burst": 2, "seconds": 7}}, now=clock())
+    clock.advance(10)
+    for _ in range(2):
+        sim.call(sim.ctx(account=user), history)
+    assert sim.error(sim.ctx(account=user), history) == (420, "FLOOD_WAIT_7")
+    sim.controls.apply_faults({"history_rate_limit": None}, now=clock())
+    clock.advance(10)
+    for _ in range(100):
+        sim.call(sim.ctx(account=user), history)

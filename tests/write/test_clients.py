@@ -249,3 +249,40 @@ def test_tgdav_ls_shows_folders_inside_a_channel(folder, sandbox):
     done = subprocess.run(TGDAV + ["--config", str(config), "ls", rel + "nothing"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode != 0 and "no file or folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_depth_1_shows_members_dead_properties_and_locks(folder):
+    """A folder listing on the writable share: lockdiscovery and supportedlock for every member; a
+    member's dead property and its lock are in the Depth 1 answer (dav.listing leaves such a folder
+    to WsgiDAV), and once they are gone the rendered answer says so."""
+    import xml.etree.ElementTree as ET
+    assert request("PUT", folder + "a.txt", b"a")[0] in (200, 201, 204)
+    assert request("PUT", folder + "b.txt", b"bb")[0] in (200, 201, 204)
+
+    def members() -> dict[str, ET.Element]:
+        status, _, body = request("PROPFIND", folder, headers={"Depth": "1"})
+        assert status == 207
+        return {r.find("{DAV:}href").text.rsplit("/", 1)[-1]: r for r in ET.fromstring(body).iter("{DAV:}response")}
+
+    plain = members()
+    assert plain["a.txt"].find(".//{DAV:}supportedlock/{DAV:}lockentry") is not None
+    assert plain["a.txt"].find(".//{DAV:}lockdiscovery") is not None
+    patch = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:tgdav-test"><D:set><D:prop>'
+             '<Z:colour>teal</Z:colour></D:prop></D:set></D:propertyupdate>')
+    assert request("PROPPATCH", folder + "a.txt", patch.encode(), {"Content-Type": "application/xml"})[0] == 207
+    lock = ('<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+            '<D:locktype><D:write/></D:locktype><D:owner>tester</D:owner></D:lockinfo>')
+    status, headers, _ = request("LOCK", folder + "b.txt", lock.encode(),
+                                 {"Content-Type": "application/xml", "Timeout": "Second-600"})
+    assert status == 200
+    token = headers["Lock-Token"]
+    found = members()
+    assert found["a.txt"].find(".//{urn:tgdav-test}colour").text == "teal"
+    assert found["b.txt"].find(".//{DAV:}lockdiscovery/{DAV:}activelock/{DAV:}locktoken/{DAV:}href").text \
+        == token.strip("<>")
+    assert request("UNLOCK", folder + "b.txt", headers={"Lock-Token": token})[0] == 204
+    remove = patch.replace("<D:set>", "<D:remove>").replace("</D:set>", "</D:remove>").replace(">teal<", "><")
+    assert request("PROPPATCH", folder + "a.txt", remove.encode(), {"Content-Type": "application/xml"})[0] == 207
+    found = members()
+    assert found["b.txt"].find(".//{DAV:}activelock") is None
+    assert found["a.txt"].find(".//{urn:tgdav-test}colour") is None

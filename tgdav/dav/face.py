@@ -260,6 +260,7 @@ class Face:
             "cache": dict(cache, hit_bytes=hit, miss_bytes=miss,
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
             "redis": m.shared_state() or None,      # None: no [state] redis
+            "live": {str(channel): state for channel, state in sorted(m.updates_state().items())},
         }
 
     def status_body(self) -> str:
@@ -313,6 +314,9 @@ class Face:
                            f'{human_seconds(s["seconds"])}</li>')
             out.append("</ul></section>")
 
+        if d["live"]:
+            out.append(self._live_section(d["live"]))
+
         c = d["cache"]
         ratio = (f'{c["hit_ratio"] * 100:.0f}% of bytes read came from the cache (since it was made or '
                  "cleared)") if c["hit_ratio"] is not None else "no reads yet"
@@ -340,6 +344,23 @@ class Face:
             out.append("<p>None.</p>")
         out.append("</section>")
         return '<div id="status">' + "".join(out) + "</div>"
+
+
+    def _live_section(self, live: dict) -> str:
+        """Channels kept current by Telegram's updates (telegram/updates.py): pts, last update, gaps."""
+        try:
+            names = {str(f.channel_id): f.name for f in self.catalog.folders()}
+        except Exception:   # the page still shows the numbers
+            names = {}
+        rows = ['<section><h2>Live updates</h2><table id="live"><tr><th>channel</th><th>pts</th>'
+                '<th>last update</th><th>updates</th><th>gaps healed</th><th>read again</th></tr>']
+        for channel, s in live.items():
+            last = human_date(s["last_update"]) if s.get("last_update") else "none yet"
+            rows.append(f'<tr><td>{e(names.get(channel, channel))}</td><td>{e(s.get("pts", 0))}</td>'
+                        f'<td>{e(last)}</td><td>{e(s.get("updates", 0))}</td>'
+                        f'<td>{e(s.get("gaps_healed", 0))}</td><td>{e(s.get("too_long", 0))}</td></tr>')
+        rows.append("</table></section>")
+        return "".join(rows)
 
 
 def _sort_of(query: dict, default: str) -> tuple[str, bool]:

@@ -145,6 +145,8 @@ class FolderResource(DAVCollection):
         return self.rel[-1] if self.rel else self.folder.name
 
     def get_last_modified(self) -> float:
+        if not self.rel:      # a channel: its last message's date, from the channel list (never its history)
+            return self.folder.modified
         return getattr(self.node, "modified", 0) or self.folder.modified
 
     def get_etag(self):

@@ -2,12 +2,13 @@
 
 Request path, outermost first:
 
-    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp -> DavBodies
-    -> WsgiDAV
+    AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp
+        -> FastPropfind -> DavBodies -> WsgiDAV
 
 WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
 and dir browser replaced by ours; DavBodies puts tgdav's words in place of every body it composes)
-answers PROPFIND and the writes; Face (dav.face) answers the browser's GET of
+answers PROPFIND, except that of a collection without locks or dead properties, which dav.listing
+renders from the catalog and streams, and the writes; Face (dav.face) answers the browser's GET of
 collections and the reserved /:tgdav/ pages; StreamApp answers GET/HEAD of files. cheroot runs with many threads (Explorer opens lots of connections) and a long socket timeout
 (a paused player keeps its connection).
 """
@@ -29,6 +30,7 @@ from tgdav.dav.access import AccessLog, StreamWatch
 from tgdav.dav.auth import SCHEMES, Authenticator
 from tgdav.dav.face import Face, ReservedNames
 from tgdav.dav.http import HardenedServer, TLSAdapter
+from tgdav.dav.listing import DeadProperties, FastPropfind
 from tgdav.dav.policy import DavBodies, ErrorMiddleware, PolicyMiddleware
 from tgdav.dav.provider import CatalogProvider
 from tgdav.dav.stream import StreamApp
@@ -83,8 +85,9 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
     for name in ("wsgidav", "wsgidav.wsgidav_app"):
         logging.getLogger(name).setLevel(logging.WARNING)
     writes = _write_options(drive, state_dir, lock_redis)
+    provider = CatalogProvider(catalog, drive, writes.get("local"))
     dav = WsgiDAVApp({
-        "provider_mapping": {"/": CatalogProvider(catalog, drive, writes.get("local"))},
+        "provider_mapping": {"/": provider},
         "middleware_stack": [RequestResolver],
         "lock_storage": writes.get("locks", False),
         "property_manager": writes.get("props"),
@@ -97,7 +100,8 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
     if lock_redis and drive is not None:      # locks in Redis: with it away, reads show none, writes 503
         from tgdav.cache.shared import reads_degrade
         dav = reads_degrade(dav)
-    app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
+    # PROPFIND of collections straight from the catalog, streamed (dav.listing); the rest: WsgiDAV
+    app = StreamApp(catalog, reader, FastPropfind(dav, provider), block_size, watch=StreamWatch(metrics))
     app = Face(app, catalog, metrics)
     app = PolicyMiddleware(app, writable=drive is not None)
     app = Authenticator(app, users, auth, realm)
@@ -109,7 +113,6 @@ def _write_options(drive, state_dir: Path | None, lock_redis: str = "") -> dict:
     desktop clients' own files, all in the state directory (a restart keeps them)."""
     if drive is None:
         return {}
-    from wsgidav.prop_man.property_manager import ShelvePropertyManager
     from tgdav.cache.shared import lock_storage
     from tgdav.dav.provider import LocalFiles
     if state_dir is None:
@@ -117,7 +120,7 @@ def _write_options(drive, state_dir: Path | None, lock_redis: str = "") -> dict:
     dav_dir = Path(state_dir) / "dav"
     dav_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return {"locks": lock_storage(lock_redis, state_dir),     # shelve in dav/, or Redis for replicas
-            "props": ShelvePropertyManager(str(dav_dir / "props.shelve")),
+            "props": DeadProperties(str(dav_dir / "props.shelve")),
             "local": LocalFiles(dav_dir / "local")}
 
 

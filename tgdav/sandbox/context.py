@@ -9,7 +9,7 @@ initConnection and invokeWithoutUpdates reach the dispatcher as they are; the se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from telethon.tl.tlobject import TLObject, TLRequest
 
@@ -20,6 +20,7 @@ class CallContext:
     auth_key_id: int    # unsigned 64-bit id of the connection's auth key (see keys.py)
     session_id: int     # the client's MTProto session id
     conn_id: int        # unique per TCP connection, for per-connection state and logs
+    push: Callable[[TLObject], None] | None = None   # send an update on this connection and session
 
 
 class RpcError(Exception):

@@ -16,6 +16,11 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
     {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5, "count": 1, "premium": false,
                      "account": 0}],                            # account: only this user id (0 = any)
      "getfile_rate_limit": {"per_second": 10, "seconds": 3},   # rule: > N getFile/s per account and DC
+     "history_rate_limit": {"per_second": 1, "burst": 30, "seconds": 3},  # messages.getHistory per
+                                                                # account: a bucket of `burst` calls
+                                                                # refilled at per_second; null = off.
+                                                                # ON by default (HISTORY_RULE): tgdav
+                                                                # must keep inside it
      "file_reference_ttl": 30,                                  # seconds a file reference lives; null = forever
      "expire_file_references": true,                            # every reference handed out so far expires now
      "drop_after_bytes": {"2": {"bytes": 100000, "count": 1}},  # next `count` connections to DC 2 dropped
@@ -28,6 +33,11 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
                                                                 # acknowledged but lost: using the file
                                                                 # then answers FILE_PART_3_MISSING
      "upload_max_fileparts": {"default": 4000, "premium": 8000}, # parts per file (help.getAppConfig)
+     "drop_updates": 3,                                         # the next 3 pushed updates are lost
+                                                                # (pts still moves: the client sees a gap)
+     "message_box": 50,                                         # getChannelDifference keeps only the last
+                                                                # 50 changes per channel: an older pts
+                                                                # is answered channelDifferenceTooLong
      "clear": true}                                              # reset all faults first
 """
 
@@ -58,6 +68,9 @@ PROFILES: dict[str, Link] = {
 
 
 UPLOAD_PART_TTL = 6 * 3600.0   # seconds: Telegram keeps unused upload parts for hours
+# messages.getHistory per account: (calls per second, burst, flood seconds); why these figures:
+# services/ratelimit.py HistoryRate
+HISTORY_RULE = (1.0, 30, 3)
 
 
 @dataclass
@@ -75,6 +88,9 @@ class Faults:
     flood_wait: list[FloodInjection] = field(default_factory=list)
     getfile_per_second: int = 0          # 0 = no rate rule
     getfile_flood_seconds: int = 3
+    history_per_second: float = HISTORY_RULE[0]   # 0 = no rule
+    history_burst: int = HISTORY_RULE[1]
+    history_flood_seconds: int = HISTORY_RULE[2]
     file_reference_ttl: float | None = None
     references_expired_at: float | None = None   # monotonic time; references issued before it are expired
     drop_after_bytes: dict[int, list[int]] = field(default_factory=dict)  # dc -> [bytes, count]
@@ -86,6 +102,8 @@ class Faults:
     lost_parts: dict[int, int] = field(default_factory=dict)   # part number -> how many saves to lose
     upload_max_fileparts_default: int = 4000
     upload_max_fileparts_premium: int = 8000
+    drop_updates: int = 0                 # pushed updates still to lose (services/feed.py)
+    message_box: int = 100_000            # changes per channel getChannelDifference can still give
 
 
 class ControlError(ValueError):
@@ -167,6 +185,12 @@ class Controls:
         with self._lock:
             return self._faults.getfile_per_second, self._faults.getfile_flood_seconds
 
+    def history_rate_rule(self) -> tuple[float, int, int]:
+        """(getHistory calls per second per account, burst, flood seconds); (0, _, _) = off."""
+        with self._lock:
+            f = self._faults
+            return f.history_per_second, f.history_burst, f.history_flood_seconds
+
     def upload_rate_rule(self) -> tuple[int, int]:
         """(max saveFilePart/saveBigFilePart per second per account and DC, flood seconds); (0, _) = off."""
         with self._lock:
@@ -188,6 +212,18 @@ class Controls:
             else:
                 self._faults.lost_parts[part] = left - 1
             return True
+
+    def take_update_drop(self) -> bool:
+        """Whether the next pushed update is to be lost (a drop_updates fault), consuming one."""
+        with self._lock:
+            if self._faults.drop_updates <= 0:
+                return False
+            self._faults.drop_updates -= 1
+            return True
+
+    def message_box(self) -> int:
+        with self._lock:
+            return self._faults.message_box
 
     def max_file_parts(self, premium: bool) -> int:
         with self._lock:
@@ -218,6 +254,13 @@ class Controls:
                     rule = body["getfile_rate_limit"] or {}
                     f.getfile_per_second = int(rule.get("per_second", 0))
                     f.getfile_flood_seconds = int(rule.get("seconds", 3))
+                if "history_rate_limit" in body:
+                    rule = body["history_rate_limit"] or {"per_second": 0}
+                    f.history_per_second = float(rule.get("per_second", HISTORY_RULE[0]))
+                    f.history_burst = int(rule.get("burst", HISTORY_RULE[1]))
+                    f.history_flood_seconds = int(rule.get("seconds", HISTORY_RULE[2]))
+                    if f.history_per_second < 0 or f.history_burst < 1 or f.history_flood_seconds < 1:
+                        raise ValueError("history_rate_limit needs per_second >= 0, burst >= 1, seconds >= 1")
                 if "file_reference_ttl" in body:
                     ttl = body["file_reference_ttl"]
                     f.file_reference_ttl = None if ttl is None else float(ttl)
@@ -239,6 +282,10 @@ class Controls:
                 for item in body.get("file_part_missing", []):
                     part = int(item["part"])
                     f.lost_parts[part] = f.lost_parts.get(part, 0) + int(item.get("count", 1))
+                if "drop_updates" in body:
+                    f.drop_updates = max(0, int(body["drop_updates"]))
+                if "message_box" in body:
+                    f.message_box = max(1, int(body["message_box"] or 100_000))
                 if "upload_max_fileparts" in body:
                     limits = body["upload_max_fileparts"] or {}
                     default = int(limits.get("default", 4000))
@@ -259,6 +306,8 @@ class Controls:
                     "flood_wait": [asdict(i) for i in f.flood_wait],
                     "getfile_rate_limit": {"per_second": f.getfile_per_second,
                                            "seconds": f.getfile_flood_seconds},
+                    "history_rate_limit": {"per_second": f.history_per_second, "burst": f.history_burst,
+                                           "seconds": f.history_flood_seconds},
                     "file_reference_ttl": f.file_reference_ttl,
                     "drop_after_bytes": {str(dc): {"bytes": b, "count": c}
                                          for dc, (b, c) in f.drop_after_bytes.items()},
@@ -269,5 +318,7 @@ class Controls:
                     "file_part_missing": [{"part": p, "count": c} for p, c in sorted(f.lost_parts.items())],
                     "upload_max_fileparts": {"default": f.upload_max_fileparts_default,
                                              "premium": f.upload_max_fileparts_premium},
+                    "drop_updates": f.drop_updates,
+                    "message_box": f.message_box,
                 },
             }

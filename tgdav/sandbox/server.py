@@ -202,12 +202,16 @@ class DcServer:
             for task in (*calls, link_task):
                 task.cancel()
             await asyncio.gather(*calls, link_task, return_exceptions=True)
+            closed = getattr(self._dispatcher, "closed", None)     # no more updates to this connection
+            if closed is not None:
+                closed(conn_id)
             if link.dropped:
                 self._counters.inc(self.dc_id, "dropped")
 
     async def _call(self, proto: ServerConnection, link: LinkWriter, call: Call, conn_id: int,
                     answer: _Answer) -> None:
-        ctx = CallContext(self.dc_id, call.session.key_id, call.session.session_id, conn_id)
+        ctx = CallContext(self.dc_id, call.session.key_id, call.session.session_id, conn_id,
+                          push=lambda obj, session=call.session: link.send(proto.push(session, obj)))
         try:
             frame = proto.answer(call, await self._dispatcher.call(ctx, call.request))
         except RpcError as e:

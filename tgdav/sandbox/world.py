@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,9 @@ class Channel:
     admins: dict[int, frozenset[str]] = field(default_factory=dict)    # account id -> admin right names
     last_id: int = 0          # the highest message id ever given (ids are never reused)
     changes: int = 0          # edits and deletions, which move pts as new messages do
+    # the channel's update box: (pts after, pts_count, "new" | "edit" | "delete", message ids, unix time)
+    # per change, oldest first; updates.getChannelDifference answers from it
+    box: list[tuple[int, int, str, tuple[int, ...], int]] = field(default_factory=list, repr=False)
 
     @property
     def top(self) -> Message | None:
@@ -400,10 +404,11 @@ class World:
             message.media = media
         message.edit_date = int(date)
         channel.changes += 1
+        channel.box.append((channel.pts, 1, "edit", (message.id,), int(date)))
 
     def retitle(self, channel: Channel, title: str) -> None:
+        """A new title moves no pts: clients learn it from updateChannel, which carries none."""
         channel.title = title
-        channel.changes += 1
 
     def drop_channel(self, channel: Channel) -> None:
         """channels.deleteChannel: the channel and its messages go (documents stay for other copies)."""
@@ -418,6 +423,7 @@ class World:
         if gone:
             channel.messages[:] = [m for m in channel.messages if m.id not in wanted]
             channel.changes += len(gone)
+            channel.box.append((channel.pts, len(gone), "delete", tuple(gone), int(time.time())))
         return gone
 
     def spread_dc(self, file_id: int) -> int:
@@ -475,6 +481,7 @@ class World:
         message = Message(mid, int(date), text, media)
         channel.messages.append(message)
         channel.last_id = mid
+        channel.box.append((channel.pts, 1, "new", (mid,), int(time.time())))
         return message
 
 

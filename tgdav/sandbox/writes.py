@@ -51,6 +51,7 @@ class Writes:
         self._journal_path = self.root / JOURNAL
         self._lock = threading.Lock()
         self.random_ids: dict[tuple[int, int], tuple[int, int]] = {}  # (account, random_id) -> (channel, message)
+        self.listener = None     # listener(op, result, channel) after each change made live, not replayed
         self.replayed = self._replay()
 
     # --- the changes -------------------------------------------------------------------------------
@@ -101,12 +102,15 @@ class Writes:
     # --- journal -----------------------------------------------------------------------------------
     def _commit(self, op: dict):
         with self._lock:
+            channel = self.world.channels.get(op.get("channel"))     # before a drop removes it
             result = self._apply(op)
             line = json.dumps(op, separators=(",", ":")) + "\n"
             with open(self._journal_path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
-            return result
+        if self.listener is not None:       # updates to connected clients (services/feed.py)
+            self.listener(op, result, result if op["op"] == "channel" else channel)
+        return result
 
     def _replay(self) -> int:
         if not self._journal_path.exists():

@@ -1,12 +1,16 @@
 """Channels -> folders, messages -> file entries, with listings kept in the store.
 
-The first listing of a channel pages through its history once (100 messages a request, newest
-first). After that a listing is served from memory; when it is older than `refresh_seconds`, it is
-still served at once and refreshed in the background (a GET of a known file never waits for the
-message list): only messages newer than the newest known are asked for (one request when nothing
-changed), and every
-`full_check_every` refreshes the whole history is read again to notice edits and deletions.
-Listings persist in the store, so a restart starts from what it knew.
+The first listing of a channel reads its whole history (100 messages a request): the first page
+gives the count and the newest id, and the other pages are asked for in parallel on the pool's
+home-DC senders, paced to stay inside Telegram's flood rule for messages.getHistory (pace.py).
+After that a listing is served from memory; when it is older than `refresh_seconds`, it is still
+served at once and refreshed in the background (a GET of a known file never waits for the message
+list): only messages newer than the newest known are asked for (one request when nothing changed).
+There is no periodic re-read of the whole history: edits and deletions made elsewhere come from live
+updates. Listings persist in the store as a small head and pieces of SEGMENT message ids, so a
+change rewrites the pieces it touches, never the whole listing, and a restart starts from what it
+knew. A channel's date comes from its last message, which the dialog list gives: listing the root
+never reads a channel's history.
 
 Inside a channel, messages tgdav wrote carry a tag line that places them in a folder tree
 (tgdav/telegram/tree.py); the catalog keeps one tree.Record per message and builds the tree from them.
@@ -33,8 +37,9 @@ from tgdav.telegram import names, tree
 
 log = logging.getLogger("tgdav.catalog")
 
-LISTING_VERSION = 2
+LISTING_VERSION = 3
 PAGE = 100
+SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
 
 
 @dataclass
@@ -45,8 +50,15 @@ class _Channel:
     max_id: int = 0
     checked: float = 0.0          # clock time of the last refresh
     refreshes: int = 0
+    segments: set[int] = field(default_factory=set)   # pieces of the listing in the store (see SEGMENT)
     root: tree.Dir = field(default_factory=lambda: tree.Dir(()))
     listing: list[FileEntry] = field(default_factory=list)
+    pts: int = 0                  # the channel's pts the records are current to (0: not known)
+    read_pts: int = 0             # the pts the last history read started at
+
+
+def _segment_records(records: dict[int, tree.Record], segment: int) -> list[tree.Record]:
+    return [records[mid] for mid in range(segment * SEGMENT, (segment + 1) * SEGMENT) if mid in records]
 
 
 def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Record | None:
@@ -60,6 +72,10 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
     date = message.date.timestamp() if message.date else 0.0
     edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
     return tree.Record(message.id, date, edited, tag, text, entry)
+
+
+def _timestamp(date) -> float:
+    return date.timestamp() if date else 0.0
 
 
 def can_post(chat) -> bool:
@@ -124,6 +140,32 @@ def _largest_photo_size(photo) -> tuple[int, str]:
     return best
 
 
+class _Scan:
+    """What a history read has found so far, and its progress reports."""
+
+    def __init__(self, channel: _Channel, progress) -> None:
+        self.channel, self.progress = channel, progress
+        self.found: dict[int, tree.Record] = {}
+        self.seen = 0
+        self.lowest = 0           # the oldest message id seen
+
+    def take(self, page) -> None:
+        folder = self.channel.folder
+        for m in page.messages:
+            if isinstance(m, types.Message):
+                record = record_for(m, folder.channel_id, self.channel.access_hash)
+                if record:
+                    self.found[m.id] = record
+        if page.messages:
+            low = min(m.id for m in page.messages)
+            self.lowest = low if not self.lowest else min(self.lowest, low)
+        self.seen += len(page.messages)
+
+    def report(self, done: bool) -> None:
+        if self.progress is not None:
+            self.progress(self.channel.folder.name, self.seen, len(self.found), done)
+
+
 class ChannelFilter:
     """Which channels to show: all, or those in `include`, minus `exclude` (ids or @usernames)."""
 
@@ -142,23 +184,28 @@ class TelegramCatalog:
     """The async catalog on the bridge's loop. SyncCatalog gives WSGI threads the model.Catalog."""
 
     def __init__(self, client: TelegramClient, store, *, channel_filter: ChannelFilter | None = None,
-                 refresh_seconds: float = 60.0, full_check_every: int = 30, is_bot: bool = False,
-                 bot_gap: int = 200, clock=time.monotonic, progress=None) -> None:
+                 refresh_seconds: float = 60.0, is_bot: bool = False, bot_gap: int = 200,
+                 clock=time.monotonic, progress=None, invoke=None, pace=None, parallel: int = 4) -> None:
         self._client = client
+        # getHistory goes through `invoke` (the pool's home-DC senders: several pages in flight) when
+        # given, else through the client; `pace` (a pace.TokenBucket) keeps it inside the flood rule
+        self._invoke, self._pace, self._parallel = invoke, pace, max(1, parallel)
         # progress(channel, messages, files, done) after each page of a full history scan
         # (tgdav.metrics.Metrics.scan_progress: the status page and a log line every few thousand)
         self._progress = progress
         self._store = store
         self._filter = channel_filter or ChannelFilter()
         self._refresh_seconds = refresh_seconds
-        self._full_check_every = full_check_every
-        self._is_bot = is_bot
+        self._is_bot = self.is_bot = is_bot
         self._bot_gap = bot_gap
         self._clock = clock
         self._channels: dict[str, _Channel] | None = None
         self._folders_checked = 0.0
         self._locks: dict[object, asyncio.Lock] = {}
         self._refreshing: dict[object, asyncio.Task] = {}
+        # on_change(channel_id) after a write or an update changed a listing (replicas are told:
+        # tgdav/telegram/updates.py)
+        self.on_change = None
 
     # --- folders ----------------------------------------------------------------------------------
     async def folders(self) -> list[Folder]:
@@ -198,26 +245,31 @@ class TelegramCatalog:
 
     async def _load_folders(self) -> None:
         found = await (self._bot_channels() if self._is_bot else self._user_channels())
-        titles = names.unique((c.id, names.clean(c.title) or f"channel {c.id}") for c in found)
+        titles = names.unique((c.id, names.clean(c.title) or f"channel {c.id}") for c, _ in found)
         old = {c.folder.channel_id: c for c in (self._channels or {}).values()}
         channels: dict[str, _Channel] = {}
-        for chat in found:
-            folder = Folder(name=titles[chat.id], channel_id=chat.id, title=chat.title,
-                            username=getattr(chat, "username", None), modified=chat.date.timestamp(),
-                            writable=can_post(chat))
+        for chat, last in found:
             kept = old.get(chat.id)
-            channels[folder.name] = replace(kept, folder=folder) if kept else _Channel(folder, chat.access_hash)
+            # the channel's date: its last message (the dialog list gives it), never its whole history
+            modified = max(last, kept.root.modified if kept else 0.0)
+            folder = Folder(name=titles[chat.id], channel_id=chat.id, title=chat.title,
+                            username=getattr(chat, "username", None), modified=modified,
+                            writable=can_post(chat))
+            if kept:        # the same object: a refresh running on it now is not lost
+                kept.folder = folder
+            channels[folder.name] = kept or _Channel(folder, chat.access_hash)
         self._channels = channels
         self._folders_checked = self._clock()
 
-    async def _user_channels(self) -> list:
+    async def _user_channels(self) -> list[tuple[object, float]]:
+        """(channel, date of its last message) for each channel in the dialog list."""
         found, seen = [], set()
         async for dialog in self._client.iter_dialogs():
             chat = dialog.entity
             if isinstance(chat, types.Channel) and chat.id not in seen and not chat.left:
                 seen.add(chat.id)
                 if self._filter.allows(chat.id, chat.username):
-                    found.append(chat)
+                    found.append((chat, _timestamp(dialog.date or chat.date)))
         return found
 
     async def _bot_channels(self) -> list:
@@ -232,7 +284,7 @@ class TelegramCatalog:
                 log.warning("channel %s from [channels] include cannot be opened: %s", ref, e)
                 continue
             if isinstance(entity, types.Channel) and self._filter.allows(entity.id, entity.username):
-                found.append(entity)
+                found.append((entity, _timestamp(entity.date)))   # a bot has no dialog list
         return found
 
     # --- entries ----------------------------------------------------------------------------------
@@ -249,6 +301,10 @@ class TelegramCatalog:
         channel = await self._channel(folder)
         return tree.find(channel.root, tuple(path))
 
+    def refresh_every(self, seconds: float) -> None:
+        """How long a listing is trusted (longer once updates keep it current)."""
+        self._refresh_seconds = seconds
+
     # --- what writes tell us ----------------------------------------------------------------------
     def invalidate_folders(self) -> None:
         """The channel list changed (a channel was created): read it again on the next look."""
@@ -264,7 +320,8 @@ class TelegramCatalog:
                     channel.records.pop(getattr(m, "id", 0), None)
                 else:   # max_id stays: the next refresh still asks for whatever others posted meanwhile
                     channel.records[m.id] = record
-            await self._reindex(channel)
+            await self._reindex(channel, [getattr(m, "id", 0) for m in messages])
+        self._changed(channel)
 
     async def forget(self, folder: Folder, message_ids) -> None:
         """Messages this account just deleted."""
@@ -272,7 +329,91 @@ class TelegramCatalog:
         async with self._lock(folder.channel_id):
             for mid in message_ids:
                 channel.records.pop(mid, None)
-            await self._reindex(channel)
+            await self._reindex(channel, message_ids)
+        self._changed(channel)
+
+    # --- what updates tell us (tgdav/telegram/updates.py) ----------------------------------------
+    def pts_of(self, channel_id: int) -> int | None:
+        """The pts a listed channel's records are current to (0: not known); None if the channel
+        has no listing yet (its first look reads the history, so nothing to keep current)."""
+        channel = self._listed(channel_id)
+        return None if channel is None else channel.pts
+
+    def input_channel(self, channel_id: int) -> types.InputChannel | None:
+        channel = self._listed(channel_id)
+        return None if channel is None else types.InputChannel(channel_id, channel.access_hash)
+
+    def listed(self) -> list[int]:
+        """The channels that have a listing now."""
+        return [c.folder.channel_id for c in (self._channels or {}).values() if c.refreshes]
+
+    async def apply_changes(self, channel_id: int, messages=(), deleted=(), pts: int | None = None) -> bool:
+        """New or edited messages, deleted ids and the pts they bring a listed channel to, from
+        Telegram's updates. False if the channel has no listing (nothing to change)."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return False
+        async with self._lock(channel_id):
+            for m in messages:
+                record = record_for(m, channel_id, channel.access_hash)
+                if record is None:
+                    channel.records.pop(getattr(m, "id", 0), None)
+                else:
+                    channel.records[m.id] = record
+                    channel.max_id = max(channel.max_id, m.id)
+            for mid in deleted:
+                channel.records.pop(mid, None)
+            if pts is not None:
+                channel.pts = max(channel.pts, pts)
+            if messages or deleted:
+                await self._reindex(channel, [*(getattr(m, "id", 0) for m in messages), *deleted])
+            elif pts is not None:
+                self._remember(channel, ())      # the head only: it keeps the pts
+        if messages or deleted:
+            self._changed(channel)
+        return True
+
+    async def reload(self, channel_id: int) -> None:
+        """Read a listed channel's whole history again (its update gap was too long to fetch)."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return
+        async with self._lock(channel_id):
+            await self._refresh(channel, full=True)
+        self._changed(channel)
+
+    async def load_kept(self) -> list[int]:
+        """At start: every channel whose listing an earlier run kept is loaded from the store
+        (no request); returns their ids, for the update tracker to bring them current."""
+        await self.folders()
+        for channel in list(self._channels.values()):
+            async with self._lock(channel.folder.channel_id):
+                if not channel.checked:
+                    self._load_listing(channel)
+        return self.listed()
+
+    async def reread_kept(self, channel_id: int) -> None:
+        """Another replica changed this channel's listing in the shared store: take it from there."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return
+        async with self._lock(channel_id):
+            kept = await asyncio.to_thread(self._kept, channel)
+            if kept is not None:
+                head, channel.records = kept
+                channel.segments = set(head["segments"])
+                channel.max_id = max(channel.max_id, head["max_id"])
+                channel.pts = max(channel.pts, head.get("pts", 0))
+                self._index(channel, await asyncio.to_thread(
+                    tree.build, list(channel.records.values()), channel_id, channel.access_hash))
+
+    def _listed(self, channel_id: int) -> _Channel | None:
+        return next((c for c in (self._channels or {}).values()
+                     if c.folder.channel_id == channel_id and c.refreshes), None)
+
+    def _changed(self, channel: _Channel) -> None:
+        if self.on_change is not None:
+            self.on_change(channel.folder.channel_id)
 
     async def records(self, folder: Folder) -> list[tree.Record]:
         channel = await self._channel(folder)
@@ -292,12 +433,29 @@ class TelegramCatalog:
         if channel.refreshes and self._clock() - channel.checked > self._refresh_seconds:
             self._in_background(folder.channel_id, lambda: self._refresh_stale(folder))
             return channel
-        async with self._lock(folder.channel_id):
-            if not channel.checked:
-                self._load_listing(channel)
-            if not channel.refreshes:          # nothing to show yet: this look waits for it
-                await self._refresh(channel)
+        if not channel.refreshes:              # nothing to show yet: this look waits for it
+            await asyncio.shield(self._first_read(channel))
         return channel
+
+    def _first_read(self, channel: _Channel) -> asyncio.Future:
+        """The first listing of a channel (from the store, else its whole history) as a task the
+        catalog owns: a look that gives up (an HTTP client's timeout) does not cancel it, later looks
+        wait for the same task, and what it read is kept."""
+        key = ("first", channel.folder.channel_id)
+        task = self._refreshing.get(key)
+        if task is None:
+            async def run():
+                try:
+                    async with self._lock(channel.folder.channel_id):
+                        if not channel.checked:
+                            self._load_listing(channel)
+                        if not channel.refreshes:
+                            await self._refresh(channel)
+                finally:
+                    self._refreshing.pop(key, None)
+            task = self._refreshing[key] = asyncio.get_running_loop().create_task(run())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())   # seen by its waiters
+        return task
 
     async def _refresh_stale(self, folder: Folder) -> None:
         channel = (self._channels or {}).get(folder.name)
@@ -307,47 +465,82 @@ class TelegramCatalog:
             if self._clock() - channel.checked > self._refresh_seconds:
                 await self._refresh(channel)
 
-    async def _refresh(self, channel: _Channel) -> None:
-        full = channel.refreshes % self._full_check_every == 0
-        since = 0 if full else channel.max_id
+    async def _refresh(self, channel: _Channel, full: bool = False) -> None:
+        """The first look reads the whole history; later ones only what is newer than the newest known
+        (edits and deletions by others come from live updates, not from reading everything again).
+        `full`: read the whole history again (an update gap too old to fetch)."""
+        since = channel.max_id if channel.refreshes and not full else 0
         found = await (self._bot_scan(channel, since) if self._is_bot
                        else self._history(channel, since))
-        if full:
-            channel.records = found
-        else:
+        if since:
             channel.records.update(found)
+        else:
+            channel.records = found
+        if not since:
+            channel.pts = channel.read_pts       # a whole read is current to where it started
         channel.max_id = max([channel.max_id, *found])
         channel.refreshes += 1
         channel.checked = self._clock()
         self._index(channel)
-        self._remember(channel)
+        self._remember(channel, None if not since else found)
 
-    def _remember(self, channel: _Channel) -> None:
-        self._store.remember_listing(f"channel:{channel.folder.channel_id}", {
-            "version": LISTING_VERSION, "access_hash": channel.access_hash,
-            "records": list(channel.records.values()), "max_id": channel.max_id})
+    # --- the listing in the store: a small head and the records in pieces of SEGMENT message ids -----
+    def _store_key(self, channel: _Channel) -> str:
+        return f"channel:{channel.folder.channel_id}"
+
+    def _remember(self, channel: _Channel, changed=None) -> None:
+        """Store the pieces holding the message ids in `changed` (None: every piece) and the head:
+        one new post rewrites one piece of at most SEGMENT records, never the whole listing."""
+        key = self._store_key(channel)
+        ids = channel.records if changed is None else changed
+        for segment in sorted({mid // SEGMENT for mid in ids}):
+            records = _segment_records(channel.records, segment)
+            self._store.remember_listing(f"{key}:{segment}", records)
+            if records:
+                channel.segments.add(segment)
+            else:
+                channel.segments.discard(segment)
+        if changed is None:                  # a whole new history: pieces of the old one are gone
+            channel.segments = {mid // SEGMENT for mid in channel.records}
+        self._store.remember_listing(key, {
+            "version": LISTING_VERSION, "access_hash": channel.access_hash, "max_id": channel.max_id,
+            "segments": sorted(channel.segments), "pts": channel.pts})
+
+    def _kept(self, channel: _Channel) -> tuple[dict, dict[int, tree.Record]] | None:
+        """(head, records) of the listing in the store; None if there is none or a piece is missing."""
+        key = self._store_key(channel)
+        head = self._store.listing(key)
+        if not head or head.get("version") != LISTING_VERSION:
+            return None
+        records: dict[int, tree.Record] = {}
+        for segment in head["segments"]:
+            piece = self._store.listing(f"{key}:{segment}")
+            if piece is None:
+                return None
+            records.update((r.message_id, r) for r in piece)
+        return head, records
 
     def _load_listing(self, channel: _Channel) -> None:
         """Start from the listing an earlier run kept; the first refresh is then incremental."""
-        kept = self._store.listing(f"channel:{channel.folder.channel_id}")
-        if kept and kept.get("version") == LISTING_VERSION:
-            channel.records = {r.message_id: r for r in kept["records"]}
-            channel.max_id = kept["max_id"]
-            channel.refreshes = 1
-            channel.checked = self._clock()
-            self._index(channel)
+        kept = self._kept(channel)
+        if kept is None:                     # none, or a piece is missing: read the history again
+            return
+        head, records = kept
+        channel.records, channel.segments = records, set(head["segments"])
+        channel.max_id = head["max_id"]
+        channel.pts = head.get("pts", 0)
+        channel.refreshes = 1
+        channel.checked = self._clock()
+        self._index(channel)
 
-    async def _reindex(self, channel: _Channel) -> None:
-        """After a write: the tree built and the listing stored in a worker thread, so a big channel
-        (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
+    async def _reindex(self, channel: _Channel, changed=None) -> None:
+        """After a write: the tree built and the changed pieces stored in a worker thread, so a big
+        channel (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
         records = list(channel.records.values())
-        kept = {"version": LISTING_VERSION, "access_hash": channel.access_hash, "records": records,
-                "max_id": channel.max_id}
-        key = f"channel:{channel.folder.channel_id}"
 
         def work() -> tree.Dir:
             root = tree.build(records, channel.folder.channel_id, channel.access_hash)
-            self._store.remember_listing(key, kept)
+            self._remember(channel, changed)
             return root
         self._index(channel, await asyncio.to_thread(work))
 
@@ -356,29 +549,62 @@ class TelegramCatalog:
             root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
-        if root.modified:
+        if root.modified > channel.folder.modified:
             channel.folder = replace(channel.folder, modified=root.modified)
 
+    # --- reading the history ----------------------------------------------------------------------
     async def _history(self, channel: _Channel, min_id: int) -> dict[int, tree.Record]:
+        """The channel's messages newer than min_id (0: all of them). A whole history is read in
+        parallel: the first page gives the count and the newest id, the others are asked for at once
+        by their place below that id (offset_id = newest + 1, add_offset = 100 k), as many at a time
+        as `parallel` and the getHistory pace allow; ceil(count / 100) calls in all."""
         peer = types.InputPeerChannel(channel.folder.channel_id, channel.access_hash)
-        found: dict[int, tree.Record] = {}
-        offset_id = seen = 0
-        while True:
-            page = await self._call(functions.messages.GetHistoryRequest(
-                peer=peer, offset_id=offset_id, offset_date=None, add_offset=0, limit=PAGE,
-                max_id=0, min_id=min_id, hash=0))
-            messages = [m for m in page.messages if isinstance(m, types.Message)]
-            for m in messages:
-                record = record_for(m, channel.folder.channel_id, channel.access_hash)
-                if record:
-                    found[m.id] = record
-            seen += len(page.messages)
-            if self._progress is not None and not min_id:
-                self._progress(channel.folder.name, seen, len(found), len(page.messages) < PAGE)
-            if len(page.messages) < PAGE:   # a short page is the oldest one
-                break
-            offset_id = min(m.id for m in page.messages)
-        return found
+        scan = _Scan(channel, None if min_id else self._progress)
+        last = await self._page(peer, 0, 0, min_id)
+        if not min_id:          # the channel's pts when the read starts (updates carry on from it)
+            channel.read_pts = getattr(last, "pts", 0) or 0
+        scan.take(last)
+        if not min_id and len(last.messages) == PAGE:
+            count = getattr(last, "count", 0) or PAGE
+            last = await self._pages_in_parallel(peer, max(m.id for m in last.messages), count, scan)
+            if scan.seen >= count:
+                last = None
+        # one page after another: newer-than-min_id pages, or what a deletion during the parallel
+        # read shifted out of its windows
+        while last is not None and len(last.messages) == PAGE and scan.lowest > 1:
+            last = await self._page(peer, scan.lowest, 0, min_id)
+            scan.take(last)
+        scan.report(True)
+        return scan.found
+
+    async def _pages_in_parallel(self, peer, top: int, count: int, scan: "_Scan"):
+        """Pages 1.. of a history of `count` messages whose newest id is `top`, `parallel` in flight.
+        Returns the oldest page."""
+        offsets = iter(range(PAGE, count, PAGE))
+        last = PAGE * ((count - 1) // PAGE)      # the oldest page's offset: the one page kept
+        oldest = []
+
+        async def worker() -> None:
+            for add_offset in offsets:
+                page = await self._page(peer, top + 1, add_offset, 0)
+                scan.take(page)
+                scan.report(False)
+                if add_offset == last:
+                    oldest.append(page)
+        workers = [asyncio.ensure_future(worker()) for _ in range(self._parallel)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+        return oldest[0] if oldest else None
+
+    async def _page(self, peer, offset_id: int, add_offset: int, min_id: int):
+        if self._pace is not None:
+            await self._pace.take()
+        return await self._call(functions.messages.GetHistoryRequest(
+            peer=peer, offset_id=offset_id, offset_date=None, add_offset=add_offset, limit=PAGE,
+            max_id=0, min_id=min_id, hash=0), invoke=self._invoke)
 
     async def _bot_scan(self, channel: _Channel, since: int) -> dict[int, tree.Record]:
         peer = types.InputChannel(channel.folder.channel_id, channel.access_hash)
@@ -406,9 +632,9 @@ class TelegramCatalog:
             raise NotFound(f"message {loc.message_id} no longer holds file {loc.file_key}")
         return entry.location
 
-    async def _call(self, request):
+    async def _call(self, request, invoke=None):
         try:
-            return await self._client(request)
+            return await (invoke or self._client)(request)
         except errors.FloodWaitError as e:
             raise RetryLater(e.seconds) from None
         except (errors.ChannelPrivateError, errors.ChannelInvalidError) as e:

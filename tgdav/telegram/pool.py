@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from telethon import errors
-from telethon.tl.functions import RpcDropAnswerRequest
+from telethon.tl.functions import InvokeWithoutUpdatesRequest, RpcDropAnswerRequest
 from telethon.tl.types import RpcAnswerDropped
 
 from tgdav.errors import ConnectionsLost, RetryLater, UpstreamUnavailable
@@ -61,6 +61,9 @@ SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first 
 MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
                           # fetcher asks for it in halves: a part too big for the link fits then)
 SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
+# methods Telegram limits per account, not per connection: their FLOOD_WAIT gates every sender of
+# the DC (messages.getHistory: the catalog's pages; see tgdav/telegram/pace.py)
+ACCOUNT_WIDE_FLOODS = frozenset({"GetHistory"})
 
 
 class SenderLost(ConnectionError):
@@ -127,7 +130,7 @@ class DcPool:
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
-                account_wide = isinstance(e, errors.FloodPremiumWaitError)
+                account_wide = isinstance(e, errors.FloodPremiumWaitError) or kind in ACCOUNT_WIDE_FLOODS
                 self._gate(sender, e.seconds, account_wide, kind)
                 if self._board is not None:
                     await self._board.publish(self.dc_id, kind, e.seconds)
@@ -173,7 +176,8 @@ class DcPool:
         mtp = sender.mtp
         if not mtp.is_connected():
             raise SenderLost(f"DC {self.dc_id}: sender {sender.number} is disconnected")
-        answer = mtp.send(request)
+        # invokeWithoutUpdates: Telegram pushes updates only to the client's main connection
+        answer = mtp.send(InvokeWithoutUpdatesRequest(request))
         state = mtp._send_queue._deque[-1]      # Telethon's RequestState, just appended
         assert state.future is answer
         sent_at = self._clock()
@@ -423,7 +427,8 @@ class DcPool:
             self._metrics.flood_wait(self.dc_id, seconds, account_wide)
         if account_wide:
             self._gates[kind] = max(self._gates.get(kind, 0.0), until)
-            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s on %s for the whole account", self.dc_id, seconds, kind)
+            log.warning("DC %d: %s %d s on %s for the whole account", self.dc_id,
+                        "FLOOD_WAIT" if kind in ACCOUNT_WIDE_FLOODS else "FLOOD_PREMIUM_WAIT", seconds, kind)
         else:
             sender.gates[kind] = max(sender.gates.get(kind, 0.0), until)
             log.warning("DC %d: sender %d must wait %d s on %s (FLOOD_WAIT); routing around it",

@@ -197,6 +197,10 @@ class ServerConnection:
         """The frame carrying rpc_result(call, result). TypeError if `result` cannot be serialized."""
         return self._send(call.session, [([rpc_result_head(call.msg_id), serialize_result(result)], True, True)])
 
+    def push(self, session: Session, obj: TLObject) -> bytes:
+        """The frame carrying `obj` (an Updates) as a content message the server starts itself."""
+        return self._send(session, [([bytes(obj)], False, True)])
+
     def refuse(self, call: Call, code: int, message: str) -> bytes:
         """The frame carrying rpc_error(code, message) for `call`."""
         return self._send(call.session, [([rpc_error(call.msg_id, code, message)], True, True)])

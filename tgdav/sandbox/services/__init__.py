@@ -19,7 +19,7 @@ from tgdav.sandbox.context import CallContext, RpcError
 from tgdav.sandbox.controls import Controls
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
-from tgdav.sandbox.services import (account, auth, channels, contacts, help, messages, updates,
+from tgdav.sandbox.services import (account, auth, channels, contacts, feed, help, messages, updates,
                                     upload, users)
 from tgdav.sandbox.services.state import State
 from tgdav.sandbox.world import World
@@ -52,9 +52,12 @@ class Services:
 
     async def call(self, ctx: CallContext, request: TLRequest) -> TLObject | list:
         self.counters.inc(ctx.dc_id, f"requests:{method_name(request)}")
+        subscribes = True       # invokeWithoutUpdates and file queries leave the connection unsubscribed
         while isinstance(request, WRAPPERS):
+            subscribes &= not isinstance(request, functions.InvokeWithoutUpdatesRequest)
             request = request.query
             self.counters.inc(ctx.dc_id, f"requests:{method_name(request)}")
+        subscribes &= not type(request).__module__.endswith(".upload")
         name = method_name(request)
         handler = HANDLERS.get(type(request))
         if handler is None:
@@ -64,4 +67,19 @@ class Services:
         flood = self.controls.take_flood(ctx.dc_id, name, key.user_id if key is not None else None)
         if flood is not None:
             raise RpcError(420, f"FLOOD_{'PREMIUM_' if flood.premium else ''}WAIT_{flood.seconds}")
-        return handler(self.state, ctx, request)
+        feed.current_conn.set(ctx.conn_id)
+        result = handler(self.state, ctx, request)
+        if subscribes and ctx.push is not None:
+            self._subscribe(ctx)
+        return result
+
+    def _subscribe(self, ctx: CallContext) -> None:
+        """A request on the account's home DC subscribes its connection to updates (feed.py)."""
+        key = self.state.keys.get(ctx.auth_key_id)
+        account = self.state.world.accounts.get(key.user_id) if key is not None and key.user_id else None
+        if account is not None and account.home_dc == ctx.dc_id:
+            self.state.feed.subscribe(account.id, ctx.conn_id, ctx.dc_id, ctx.push)
+
+    def closed(self, conn_id: int) -> None:
+        """The server closed a connection: it gets no more updates."""
+        self.state.feed.closed(conn_id)

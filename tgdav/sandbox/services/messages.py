@@ -49,11 +49,7 @@ def get_dialogs(s: State, ctx: CallContext, req: functions.messages.GetDialogsRe
     elif offset_date := _timestamp(req.offset_date):
         start = next((i for i, c in enumerate(channels) if _top_date(c) < offset_date), len(channels))
     page = channels[start:start + limit]
-    dialogs = [types.Dialog(
-        peer=tl.peer(c), top_message=c.top.id if c.top else 0,
-        read_inbox_max_id=c.top.id if c.top else 0, read_outbox_max_id=c.top.id if c.top else 0,
-        unread_count=0, unread_mentions_count=0, unread_reactions_count=0, unread_poll_votes_count=0,
-        notify_settings=tl.notify_settings(), pts=c.pts) for c in page]
+    dialogs = [tl.dialog(c) for c in page]
     messages = [tl.message(c, c.top, s.references) for c in page if c.top]
     chats = [tl.channel(c, me) for c in page]
     if start == 0 and len(page) == len(channels):
@@ -69,8 +65,12 @@ def _top_date(c: Channel) -> int:
 def get_history(s: State, ctx: CallContext, req: functions.messages.GetHistoryRequest):
     """Newest first. The window starts at the first message older than offset_id (else older than
     offset_date, else the newest), moved by add_offset (negative reaches newer messages), `limit`
-    long and clipped to the channel; max_id and min_id then filter the window, as on Telegram."""
+    long and clipped to the channel; max_id and min_id then filter the window, as on Telegram.
+    The account's getHistory rate rule (controls.history_rate_rule, on by default) is checked first."""
     me = s.user_not_bot(ctx)
+    per_second, burst, seconds = s.controls.history_rate_rule()
+    if per_second > 0:      # the rate rule first: Telegram counts every call
+        s.history_rate.check(me.id, s.clock(), per_second, burst, seconds)
     if not isinstance(req.peer, types.InputPeerChannel):
         raise RpcError(400, "PEER_ID_INVALID")
     channel = s.readable_channel(req.peer, me)

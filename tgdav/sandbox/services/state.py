@@ -16,8 +16,9 @@ from tgdav.sandbox.controls import Controls
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.parts import PartStore
+from tgdav.sandbox.services.feed import Feed
 from tgdav.sandbox.services.passwords import Passwords
-from tgdav.sandbox.services.ratelimit import GetFileRate
+from tgdav.sandbox.services.ratelimit import GetFileRate, HistoryRate
 from tgdav.sandbox.services.references import References
 from tgdav.sandbox.world import Account, Channel, World
 from tgdav.sandbox.writes import Writes
@@ -37,9 +38,13 @@ class State:
         self.passwords = Passwords(world.seed)
         self.getfile_rate = GetFileRate()
         self.upload_rate = GetFileRate()
+        self.history_rate = HistoryRate()
         # What clients write: replayed from the state dir (a temporary folder without one).
         self.writes = Writes(world, state_dir)
         self.parts = PartStore(self.writes.root, controls, clock)
+        # updates pushed to subscribed connections (feed.py)
+        self.feed = Feed(world, self.references, counters, controls)
+        self.writes.listener = self.feed.changed
 
     def user(self, ctx: CallContext) -> Account:
         """The account the connection's auth key is logged in as; 401 AUTH_KEY_UNREGISTERED if none

@@ -90,5 +90,14 @@ def photo(p: Photo, reference: bytes) -> types.Photo:
                        dc_id=p.dc_id)
 
 
+def dialog(c: Channel) -> types.Dialog:
+    """The channel's dialog: its top message (all read) and its current pts."""
+    top = c.top.id if c.top else 0
+    return types.Dialog(
+        peer=peer(c), top_message=top, read_inbox_max_id=top, read_outbox_max_id=top,
+        unread_count=0, unread_mentions_count=0, unread_reactions_count=0, unread_poll_votes_count=0,
+        notify_settings=notify_settings(), pts=c.pts)
+
+
 def notify_settings() -> types.PeerNotifySettings:
     return types.PeerNotifySettings()

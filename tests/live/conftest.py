@@ -1,0 +1,179 @@
+"""tgdav's catalog kept current by Telegram's updates, against the in-process sandbox over real
+sockets: the reader is wired by tgdav.app (build_read_path + start_live, as `tgdav serve` does), a
+second account posts, edits and deletes with an unmodified Telethon. Assertions are on listings and
+the sandbox's counters (requests:GetHistory, requests:GetChannelDifference), never on time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from telethon import TelegramClient
+from telethon.tl import types
+
+from tgdav.app import build_read_path, start_live
+from tgdav.bridge import Bridge
+from tgdav.cache.store import Store
+from tgdav.config import CacheConfig, Config
+from tgdav.sandbox.cluster import ClusterThread
+from tgdav.sandbox.controls import Controls
+from tgdav.sandbox.counters import Counters
+from tgdav.sandbox.keys import AuthKeyStore
+from tgdav.sandbox.rsakey import load_or_create
+from tgdav.sandbox.services import Services
+from tgdav.sandbox.world import World
+from tgdav.telegram.login import SandboxInfo, login, make_client
+
+logging.getLogger("telethon").setLevel(logging.ERROR)
+
+HOME_DC = 2
+READER, POSTER = "15550005555", "15550006666"
+CHANNEL = "Live"
+
+
+@dataclass
+class Sandbox:
+    world: World
+    channel: object
+    counters: Counters
+    controls: Controls
+    info: SandboxInfo
+
+    def total(self, name: str) -> int:
+        return self.counters.total(name)
+
+    def faults(self, body: dict) -> None:
+        self.controls.apply_faults(body, time.monotonic())
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    w = World(seed=1818)
+    reader = w.add_user(READER, "Reader", home_dc=HOME_DC)
+    poster = w.add_user(POSTER, "Poster", home_dc=HOME_DC)
+    channel = w.add_channel(CHANNEL, creator=poster, members=[reader])
+    for i in range(3):
+        w.add_document(channel, name=f"seed{i}.bin", size=1000 + i, mime="application/octet-stream", dc=2)
+    keys, counters, controls = AuthKeyStore(), Counters(), Controls()
+    rsa = load_or_create(None)
+    services = Services(w, keys, counters, controls)
+    cluster = ClusterThread(services, keys, counters, controls, rsa, w.dc_ids).start()
+    try:
+        w.dcs.update({dc: ("127.0.0.1", port) for dc, port in cluster.ports.items()})
+        yield Sandbox(w, channel, counters, controls, SandboxInfo(dict(w.dcs), HOME_DC, rsa.public_pem, 1, "x", {}))
+    finally:
+        cluster.stop()
+        TelegramClient._config = None
+
+
+@pytest.fixture(autouse=True)
+def clean(sandbox):
+    sandbox.faults({"clear": True})
+    yield
+    sandbox.faults({"clear": True})
+
+
+class Side:
+    """One logged-in account on its own bridge loop; for the reader, tgdav's read path and updates."""
+
+    def __init__(self, sb: Sandbox, state: Path, phone: str, *, tgdav: bool, config: Config | None = None):
+        self.sb, self.state, self.phone = sb, Path(state), phone
+        self.config = config or Config(cache=CacheConfig(listing_refresh=0.2, updates_refresh=3600))
+        self.bridge = Bridge()
+        self.bridge.start()
+        self.store = self.read_path = self.client = None
+        self.call(self._start(tgdav), timeout=60)
+
+    async def _start(self, tgdav: bool) -> None:
+        sb = self.sb
+        self.client = make_client(self.state, "s", 1, "x", sb.info)
+        await login(self.client, bot_token=None, phone=self.phone, ask=lambda p, s: sb.world.login_code)
+        if tgdav:
+            self.store = Store(self.state / "cache")
+            self.read_path = build_read_path(self.client, self.store, self.config, is_bot=False)
+            await start_live(self.read_path, self.client, self.store, self.config)
+            self.catalog = self.read_path.catalog
+            self.updates = self.read_path.updates
+
+    def call(self, coro, timeout: float = 60):
+        return self.bridge.call(coro, timeout=timeout)
+
+    # --- the reader: what tgdav lists -----------------------------------------------------------------
+    def folder(self):
+        async def get():
+            return next(f for f in await self.catalog.folders() if f.title == CHANNEL)
+        return self.call(get())
+
+    def names(self) -> list[str]:
+        async def get():
+            folder = next(f for f in await self.catalog.folders() if f.title == CHANNEL)
+            return sorted(e.name for e in await self.catalog.entries(folder))
+        return self.call(get())
+
+    def settle(self) -> None:
+        self.call(self.updates.settle())
+
+    # --- the poster: another client ------------------------------------------------------------------
+    @property
+    def peer(self):
+        c = self.sb.channel
+        return types.InputPeerChannel(c.id, c.access_hash)
+
+    def post(self, name: str, data: bytes = b"x" * 100):
+        async def send():
+            return await self.client.send_file(self.peer, data, force_document=True,
+                                               attributes=[types.DocumentAttributeFilename(name)])
+        return self.call(send())
+
+    def edit(self, message, text: str):
+        return self.call(self.client.edit_message(self.peer, message, text))
+
+    def delete(self, *ids: int):
+        return self.call(self.client.delete_messages(self.peer, list(ids)))
+
+    def close(self) -> None:
+        if self.bridge.running:
+            async def stop():
+                if self.read_path is not None:
+                    await self.read_path.close()
+                await self.client.disconnect()
+            try:
+                self.call(stop(), timeout=15)
+            except Exception:
+                logging.getLogger(__name__).warning("close failed", exc_info=True)
+            self.bridge.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+@pytest.fixture
+def sides(sandbox, tmp_path):
+    made: list[Side] = []
+
+    def make(state: Path | None = None, phone: str = READER, tgdav: bool = True, **kw) -> Side:
+        side = Side(sandbox, state or tmp_path / f"side{len(made)}", phone, tgdav=tgdav, **kw)
+        made.append(side)
+        return side
+
+    yield make
+    for side in made:
+        side.close()
+
+
+@pytest.fixture
+def poster(sides) -> Side:
+    return sides(phone=POSTER, tgdav=False)
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,158 @@
+"""Listings kept current from Telegram's updates (issue 18): a post, an edit or a deletion made by
+another client reaches tgdav's listing without a getHistory; a gap (updates lost) and a restart are
+healed with getChannelDifference from the kept pts; a gap older than Telegram keeps reads the channel
+again. Counters are the sandbox's (requests:GetHistory, requests:GetChannelDifference)."""
+
+from __future__ import annotations
+
+import time
+
+from tests.live.conftest import wait_until
+
+
+def history(sb) -> int:
+    return sb.total("requests:GetHistory")
+
+
+def test_a_post_edit_and_delete_elsewhere_reach_the_listing_without_get_history(sandbox, sides, poster):
+    reader = sides()
+    before = reader.names()                      # the first look reads the history once
+    reads = history(sandbox)
+    message = poster.post("elsewhere.bin")
+    assert wait_until(lambda: "elsewhere.bin" in reader.names())
+    folder = reader.folder()
+    etag = reader.call(reader.catalog.entry(folder, "elsewhere.bin")).etag
+    time.sleep(1.1)                              # the edit date must differ by a second to show
+    poster.edit(message, "a caption")
+    assert wait_until(lambda: reader.call(reader.catalog.entry(folder, "elsewhere.bin")).etag != etag)
+    poster.delete(message.id)
+    assert wait_until(lambda: reader.names() == before)
+    time.sleep(0.5)                              # listing_refresh is 0.2 s: polling would have read by now
+    reader.names()
+    assert history(sandbox) == reads
+    stats = reader.updates.stats()[sandbox.channel.id]
+    assert stats["updates"] >= 3 and stats["pts"] == sandbox.channel.pts
+
+
+def test_lost_updates_are_healed_with_get_channel_difference(sandbox, sides, poster):
+    reader = sides()
+    reader.names()
+    reads, diffs = history(sandbox), sandbox.total("requests:GetChannelDifference")
+    sandbox.faults({"drop_updates": 2})
+    for name in ("gap1.bin", "gap2.bin", "gap3.bin"):
+        poster.post(name)
+    assert wait_until(lambda: {"gap1.bin", "gap2.bin", "gap3.bin"} <= set(reader.names()))
+    reader.settle()
+    assert sandbox.total("updates_dropped") == 2
+    assert sandbox.total("requests:GetChannelDifference") > diffs
+    assert history(sandbox) == reads
+    assert reader.updates.stats()[sandbox.channel.id]["gaps_healed"] >= 1
+    assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
+
+
+def test_a_restart_catches_up_with_get_channel_difference_only(sandbox, sides, poster, tmp_path):
+    state = tmp_path / "restarted"
+    reader = sides(state)
+    reader.names()
+    reader.close()
+    posted = [poster.post(f"while-down-{i}.bin") for i in range(7)]
+    poster.delete(posted[0].id)
+    reads, diffs = history(sandbox), sandbox.total("requests:GetChannelDifference")
+    again = sides(state)
+    again.settle()
+    names = again.names()
+    assert {f"while-down-{i}.bin" for i in range(1, 7)} <= set(names)
+    assert "while-down-0.bin" not in names
+    assert history(sandbox) == reads
+    assert sandbox.total("requests:GetChannelDifference") > diffs
+    assert again.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
+
+
+def test_a_gap_older_than_telegram_keeps_reads_the_channel_again(sandbox, sides, poster, tmp_path):
+    state = tmp_path / "too-long"
+    reader = sides(state)
+    reader.names()
+    reader.close()
+    for i in range(4):
+        poster.post(f"long-gone-{i}.bin")
+    sandbox.faults({"message_box": 2})
+    reads, too_long = history(sandbox), sandbox.total("channel_differences_too_long")
+    again = sides(state)
+    again.settle()
+    assert {f"long-gone-{i}.bin" for i in range(4)} <= set(again.names())
+    assert sandbox.total("channel_differences_too_long") == too_long + 1
+    assert history(sandbox) == reads + 1
+    assert again.updates.stats()[sandbox.channel.id]["too_long"] == 1
+
+
+def test_status_page_and_metrics_show_each_channels_pts_last_update_and_gaps(sandbox, sides, poster):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tgdav.dav.face import Face
+    from tgdav.metrics import Metrics
+    from tgdav.telegram.catalog import SyncCatalog
+
+    reader = sides()
+    reader.names()
+    sandbox.faults({"drop_updates": 1})
+    poster.post("status-1.bin")
+    poster.post("status-2.bin")
+    assert wait_until(lambda: {"status-1.bin", "status-2.bin"} <= set(reader.names()))
+    reader.settle()
+    metrics = Metrics()
+    metrics.set_updates_source(reader.updates.stats)
+    face = Face(lambda environ, start: [], SyncCatalog(reader.bridge, reader.catalog), metrics)
+    channel = str(sandbox.channel.id)
+
+    samples = {(s.name, s.labels.get("channel")): s.value
+               for family in text_string_to_metric_families(metrics.exposition()[1].decode())
+               for s in family.samples}
+    assert samples[("tgdav_channel_pts", channel)] == sandbox.channel.pts
+    assert samples[("tgdav_channel_gaps_healed_total", channel)] >= 1
+    assert samples[("tgdav_channel_last_update_timestamp_seconds", channel)] > 0
+
+    live = face.status_data()["live"][channel]
+    assert live["pts"] == sandbox.channel.pts and live["gaps_healed"] >= 1
+    body = face.status_body()
+    assert "<h2>Live updates</h2>" in body and ">Live</td>" in body
+
+
+def test_a_channel_renamed_elsewhere_is_renamed_in_the_root_listing(sandbox, sides, poster):
+    from telethon.tl import functions, types
+
+    reader = sides()
+    reader.names()
+    dialogs = sandbox.total("requests:GetDialogs")
+    channel = types.InputChannel(sandbox.channel.id, sandbox.channel.access_hash)
+
+    async def titles():
+        return {f.title for f in await reader.catalog.folders()}
+    try:
+        poster.call(poster.client(functions.channels.EditTitleRequest(channel, "Live renamed")))
+        assert wait_until(lambda: "Live renamed" in reader.call(titles()))    # updateChannel, then the list
+    finally:
+        poster.call(poster.client(functions.channels.EditTitleRequest(channel, "Live")))
+    assert wait_until(lambda: "Live" in reader.call(titles()))
+    assert sandbox.total("requests:GetDialogs") == dialogs + 2          # read again once per change
+
+
+def test_a_burst_of_posts_is_applied_in_order_without_a_difference(sandbox, sides, poster):
+    import asyncio
+
+    from telethon.tl import types
+
+    reader = sides()
+    reader.names()
+    diffs = sandbox.total("requests:GetChannelDifference")
+    names = [f"burst-{i}.bin" for i in range(12)]
+
+    async def burst():
+        await asyncio.gather(*(poster.client.send_file(
+            poster.peer, b"z" * 50, force_document=True, attributes=[types.DocumentAttributeFilename(n)])
+            for n in names))
+    poster.call(burst())
+    assert wait_until(lambda: set(names) <= set(reader.names()))
+    reader.settle()
+    assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
+    assert sandbox.total("requests:GetChannelDifference") == diffs      # no gap was seen where none was
+    assert reader.updates.stats()[sandbox.channel.id]["gaps_healed"] == 0

@@ -1,0 +1,175 @@
+"""Updates pushed by the sandbox and the differences that heal gaps, seen by an unmodified Telethon
+(its MessageBox detects gaps and calls updates.getChannelDifference itself). Assertions are on the
+updates Telethon dispatched and the sandbox's counters (updates_pushed, updates_dropped,
+channel_differences), never on time: waits poll for a state with a generous deadline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from telethon import TelegramClient, events
+from telethon.tl import functions, types
+
+from tests.sandbox.test_e2e_telethon import new_client, serve
+from tgdav.sandbox.world import World
+
+READER, POSTER = "15550003333", "15550004444"
+
+
+@pytest.fixture(scope="module")
+def live():
+    world = World(seed=18)
+    reader = world.add_user(READER, "Reader", home_dc=2)
+    poster = world.add_user(POSTER, "Poster", home_dc=2)
+    channel = world.add_channel("Live", creator=poster, members=[reader])
+    for i in range(5):
+        world.add_text(channel, f"seed {i}")
+    with serve(world) as (counters, controls, services, ports):
+        yield world, channel, counters, controls, services, ports
+
+
+@pytest.fixture
+def sb(live):
+    world, channel, counters, controls, services, ports = live
+    counters.reset()
+    controls.apply_faults({"clear": True}, now=services.clock())
+    return live
+
+
+async def login(ports, phone: str, code: str) -> TelegramClient:
+    client = new_client(ports)
+    await client.connect()
+    await client.send_code_request(phone)
+    await client.sign_in(phone, code)
+    return client
+
+
+async def until(predicate, seconds: float = 20.0) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+def test_changes_reach_the_readers_main_connection_with_channel_pts(sb):
+    world, channel, counters, *_ , ports = sb
+
+    async def go():
+        reader = await login(ports, READER, world.login_code)
+        poster = await login(ports, POSTER, world.login_code)
+        seen = []
+        reader.add_event_handler(lambda u: seen.append(u), events.Raw(
+            (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
+             types.UpdateDeleteChannelMessages)))
+        try:
+            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+            await reader.get_dialogs()                 # the reader knows the channel
+            pts0 = channel.pts
+            m = await poster.send_message(entity, "hello")
+            await poster.edit_message(entity, m, "hello again")
+            await poster.delete_messages(entity, [m.id])
+            assert await until(lambda: len(seen) == 3), seen
+            assert [type(u) for u in seen] == [types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
+                                               types.UpdateDeleteChannelMessages]
+            assert [u.pts for u in seen] == [pts0 + 1, pts0 + 2, pts0 + 3]
+            assert seen[0].message.message == "hello" and seen[1].message.message == "hello again"
+            assert seen[2].messages == [m.id]
+            # the poster's own connection read each change in its answer: one push per change
+            assert counters.total("updates_pushed") == 3
+        finally:
+            await poster.disconnect()
+            await reader.disconnect()
+    run(go())
+
+
+def test_a_client_without_updates_is_not_subscribed(sb):
+    world, channel, counters, *_, ports = sb
+
+    async def go():
+        quiet = new_client(ports)
+        await quiet.set_receive_updates(False)      # every request in invokeWithoutUpdates
+        await quiet.connect()
+        await quiet.send_code_request(READER)
+        await quiet.sign_in(READER, world.login_code)
+        await quiet.get_dialogs()
+        poster = await login(ports, POSTER, world.login_code)
+        try:
+            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+            await poster.send_message(entity, "nobody listens")
+            assert counters.total("updates_pushed") == 0
+        finally:
+            await poster.disconnect()
+            await quiet.disconnect()
+    run(go())
+
+
+def test_dropped_updates_are_healed_with_get_channel_difference(sb):
+    world, channel, counters, controls, services, ports = sb
+
+    async def go():
+        reader = await login(ports, READER, world.login_code)
+        poster = await login(ports, POSTER, world.login_code)
+        texts = []
+        reader.add_event_handler(lambda e: texts.append(e.message.message),
+                                 events.Raw(types.UpdateNewChannelMessage))
+        try:
+            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+            await reader.get_dialogs()
+            await poster.send_message(entity, "first")
+            assert await until(lambda: texts == ["first"])
+            controls.apply_faults({"drop_updates": 2}, now=services.clock())
+            for text in ("lost 1", "lost 2", "third"):
+                await poster.send_message(entity, text)
+            assert await until(lambda: len(texts) == 4), texts
+            assert sorted(texts) == sorted(["first", "lost 1", "lost 2", "third"])
+            assert counters.total("updates_dropped") == 2
+            assert counters.total("channel_differences") >= 1      # Telethon's MessageBox healed the gap
+        finally:
+            await poster.disconnect()
+            await reader.disconnect()
+    run(go())
+
+
+def test_channel_difference_slices_and_too_long(sb):
+    world, channel, counters, controls, services, ports = sb
+
+    async def go():
+        reader = await login(ports, READER, world.login_code)
+        poster = await login(ports, POSTER, world.login_code)
+        try:
+            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+            peer = types.InputChannel(channel.id, channel.access_hash)
+            start = channel.pts
+            empty = await reader(functions.updates.GetChannelDifferenceRequest(
+                peer, types.ChannelMessagesFilterEmpty(), start, 100))
+            assert isinstance(empty, types.updates.ChannelDifferenceEmpty) and empty.pts == start
+            a = await poster.send_message(entity, "a")
+            b = await poster.send_message(entity, "b")
+            await poster.edit_message(entity, a, "a2")
+            await poster.delete_messages(entity, [b.id])
+            first = await reader(functions.updates.GetChannelDifferenceRequest(
+                peer, types.ChannelMessagesFilterEmpty(), start, 2))
+            assert isinstance(first, types.updates.ChannelDifference) and not first.final
+            assert [m.message for m in first.new_messages] == ["a2"]     # b is gone by now
+            rest = await reader(functions.updates.GetChannelDifferenceRequest(
+                peer, types.ChannelMessagesFilterEmpty(), first.pts, 100))
+            assert rest.final and rest.pts == channel.pts
+            assert [type(u) for u in rest.other_updates] == [types.UpdateEditChannelMessage,
+                                                             types.UpdateDeleteChannelMessages]
+            assert rest.other_updates[1].messages == [b.id]
+            controls.apply_faults({"message_box": 3}, now=services.clock())
+            too_long = await reader(functions.updates.GetChannelDifferenceRequest(
+                peer, types.ChannelMessagesFilterEmpty(), start, 100))
+            assert isinstance(too_long, types.updates.ChannelDifferenceTooLong)
+            assert too_long.dialog.pts == channel.pts
+            assert counters.total("channel_differences_too_long") == 1
+        finally:
+            await poster.disconnect()
+            await reader.disconnect()
+    run(go())

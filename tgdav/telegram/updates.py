@@ -1,0 +1,188 @@
+"""Listings kept current from Telegram's updates, so a change made anywhere shows at once.
+
+Telegram pushes every change of a channel to the main connection of each member's sessions
+(core.telegram.org/api/updates): updateNewChannelMessage, updateEditChannelMessage,
+updateDeleteChannelMessages (each with the channel's pts and pts_count) and updateChannel (a
+channel created, renamed, left or deleted). `LiveUpdates` takes them from Telethon's update handlers
+on the main client and hands each one to the catalog through one narrow hook,
+`catalog.apply_changes(channel_id, messages, deleted, pts)`.
+
+The catalog keeps, with each listing (and in the store), the pts its records are current to. An
+update that follows it exactly (pts - pts_count == kept) moves it; anything else is a gap: its
+messages are applied at once and the channel is healed with updates.getChannelDifference from the
+kept pts, page by page, until `final` (new messages, edits and deletions all applied). A
+channelDifferenceTooLong (the gap is older than Telegram keeps) reads the channel's history again.
+Telethon's own MessageBox heals the gaps it sees too, but applies only new messages from a
+difference; the updates it then dispatches carry no pts, which starts a heal here as well.
+
+At start (`start()`), every listing an earlier run kept is loaded from the store and healed the same
+way: what was posted, edited or deleted while tgdav was down arrives through getChannelDifference
+calls, not a full re-read. Polling (`[cache] updates_refresh`) stays as a slow safety net.
+
+Per channel, `stats()` gives what the status page and the metrics show: the pts, the time of the
+last update, updates applied, gaps healed, differences asked and too-long answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from telethon import errors, events, functions, types
+
+log = logging.getLogger("tgdav.updates")
+
+LIMIT = 100          # changes per getChannelDifference: what Telegram gives a user account
+UPDATE_TYPES = (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
+                types.UpdateDeleteChannelMessages, types.UpdateChannel)
+
+
+@dataclass
+class ChannelStats:
+    pts: int = 0
+    last_update: float = 0.0       # unix time of the last update applied (0: none yet)
+    updates: int = 0
+    gaps_healed: int = 0
+    differences: int = 0           # updates.getChannelDifference calls
+    too_long: int = 0              # channelDifferenceTooLong answers (a history re-read each)
+
+
+class LiveUpdates:
+    def __init__(self, client, catalog, *, clock=time.time) -> None:
+        self._client = client
+        self._catalog = catalog
+        self._clock = clock
+        self._stats: dict[int, ChannelStats] = {}
+        self._healing: dict[int, asyncio.Task] = {}
+        self._again: set[int] = set()
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        """Subscribe to updates and bring every listing an earlier run kept up to date."""
+        self._client.add_event_handler(self._on_update, events.Raw(UPDATE_TYPES))
+        await self._client.set_receive_updates(True)        # a request that subscribes the connection
+        for channel_id in await self._catalog.load_kept():
+            # a bot's listing has no pts until its first update (bots read no history); a user's
+            # listing kept before pts were kept is read again once
+            if self._catalog.pts_of(channel_id) or not self._catalog.is_bot:
+                self.heal(channel_id)
+
+    async def settle(self) -> None:
+        """Wait until every heal started so far has finished (tests, benchmarks, shutdown)."""
+        while self._healing:
+            await asyncio.gather(*self._healing.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        self._client.remove_event_handler(self._on_update)
+        for task in (*self._healing.values(), *self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._healing.values(), *self._tasks, return_exceptions=True)
+
+    def stats(self) -> dict[int, dict]:
+        """Per channel; read from other threads (status page, metrics scrape), hence the copy."""
+        items = list(self._stats.items())
+        for channel_id, st in items:
+            st.pts = self._catalog.pts_of(channel_id) or st.pts
+        return {channel_id: asdict(st) for channel_id, st in items}
+
+    # --- updates ----------------------------------------------------------------------------------
+    async def _on_update(self, update) -> None:
+        try:
+            await self.apply(update)
+        except Exception:        # one bad update must not stop the others; the safety net remains
+            log.exception("update %s could not be applied", type(update).__name__)
+
+    async def apply(self, update) -> None:
+        if isinstance(update, types.UpdateChannel):
+            self._catalog.invalidate_folders()              # created, renamed, left or deleted
+            self._spawn(self._catalog.folders())
+            return
+        if isinstance(update, types.UpdateDeleteChannelMessages):
+            channel_id, messages, deleted = update.channel_id, [], list(update.messages)
+        else:
+            peer = getattr(update.message, "peer_id", None)
+            if not isinstance(peer, types.PeerChannel):
+                return
+            channel_id, messages, deleted = peer.channel_id, [update.message], []
+        # Telethon dispatches each update in its own task: one channel's are applied one at a time,
+        # in the order they came (asyncio.Lock is first come, first served)
+        async with self._locks.setdefault(channel_id, asyncio.Lock()):
+            kept = self._catalog.pts_of(channel_id)
+            if kept is None:                  # no listing yet: its first look reads the history
+                return
+            pts, count = update.pts or 0, update.pts_count or 0
+            if pts and kept and pts <= kept:  # already applied (a heal brought it first)
+                return
+            in_order = bool(pts) and (not kept or pts - count == kept)
+            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None)
+        st = self._stat(channel_id)
+        st.updates += 1
+        st.last_update = self._clock()
+        if not in_order:
+            self.heal(channel_id)
+
+    # --- gaps -------------------------------------------------------------------------------------
+    def heal(self, channel_id: int) -> None:
+        """Fetch what the channel's listing misses since its pts (one heal at a time per channel;
+        asked again while one runs, it runs once more after)."""
+        if channel_id in self._healing:
+            self._again.add(channel_id)
+            return
+
+        async def run():
+            try:
+                while True:
+                    self._again.discard(channel_id)
+                    await self._heal(channel_id)
+                    if channel_id not in self._again:
+                        break
+            except (errors.RPCError, ConnectionError, OSError) as e:
+                log.warning("channel %d: its update gap is left to the next update or refresh: %s",
+                            channel_id, e)
+            except Exception:
+                log.exception("channel %d: healing its update gap failed", channel_id)
+            finally:
+                self._healing.pop(channel_id, None)
+        self._healing[channel_id] = asyncio.get_running_loop().create_task(run())
+
+    async def _heal(self, channel_id: int) -> None:
+        st = self._stat(channel_id)
+        while True:
+            pts, channel = self._catalog.pts_of(channel_id), self._catalog.input_channel(channel_id)
+            if channel is None:
+                return
+            if not pts:                   # a listing from before pts were kept: read it again
+                await self._catalog.reload(channel_id)
+                break
+            diff = await self._client(functions.updates.GetChannelDifferenceRequest(
+                channel=channel, filter=types.ChannelMessagesFilterEmpty(), pts=pts, limit=LIMIT))
+            st.differences += 1
+            if isinstance(diff, types.updates.ChannelDifferenceEmpty):
+                await self._catalog.apply_changes(channel_id, pts=diff.pts)
+                break
+            if isinstance(diff, types.updates.ChannelDifferenceTooLong):
+                st.too_long += 1
+                await self._catalog.reload(channel_id)
+                break
+            messages, deleted = list(diff.new_messages), []
+            for u in diff.other_updates:
+                if isinstance(u, (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage)):
+                    messages.append(u.message)
+                elif isinstance(u, types.UpdateDeleteChannelMessages):
+                    deleted.extend(u.messages)
+            await self._catalog.apply_changes(channel_id, messages, deleted, diff.pts)
+            if diff.final:
+                break
+        st.gaps_healed += 1
+        st.last_update = self._clock()
+
+    def _stat(self, channel_id: int) -> ChannelStats:
+        return self._stats.setdefault(channel_id, ChannelStats())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
