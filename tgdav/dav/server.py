@@ -3,7 +3,7 @@
 Request path, outermost first:
 
     AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp
-        -> FastPropfind -> DavBodies -> WsgiDAV
+        -> (reads_degrade with locks in Redis) -> FastPropfind -> DavBodies -> WsgiDAV
 
 WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
 and dir browser replaced by ours; DavBodies puts tgdav's words in place of every body it composes)
@@ -97,11 +97,12 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
         "dir_browser": {"enable": False},
     })
     dav = DavBodies(dav)        # pulls WsgiDAV's answer inside this call (reads_degrade's mark covers it)
+    # PROPFIND of collections straight from the catalog, streamed (dav.listing); the rest: WsgiDAV
+    dav = FastPropfind(dav, provider)
     if lock_redis and drive is not None:      # locks in Redis: with it away, reads show none, writes 503
         from tgdav.cache.shared import reads_degrade
-        dav = reads_degrade(dav)
-    # PROPFIND of collections straight from the catalog, streamed (dav.listing); the rest: WsgiDAV
-    app = StreamApp(catalog, reader, FastPropfind(dav, provider), block_size, watch=StreamWatch(metrics))
+        dav = reads_degrade(dav)              # around both: each looks locks up inside the call
+    app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
     app = Face(app, catalog, metrics)
     app = PolicyMiddleware(app, writable=drive is not None)
     app = Authenticator(app, users, auth, realm)
