@@ -29,9 +29,11 @@ class TokenBucket:
         self.per_second, self.burst = float(per_second), int(burst)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._tokens = float(burst)
-        if kept is not None:
+        try:
             tokens, at = kept
             self._tokens = max(0.0, min(float(burst), tokens + max(0.0, wall() - at) * self.per_second))
+        except (TypeError, ValueError):       # nothing kept (or something unreadable): a full bucket
+            pass
         self._at = clock()
         self._lock = asyncio.Lock()
 
