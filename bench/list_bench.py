@@ -52,6 +52,7 @@ from urllib.parse import quote, unquote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.sandbox_proc import stop_group as stop  # noqa: E402
 from tgdav.sandbox.content import pattern  # noqa: E402
 from tgdav.sandbox.controls import HISTORY_RULE  # noqa: E402
 
@@ -69,16 +70,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 class Sandbox:

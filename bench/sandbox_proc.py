@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -58,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs()
     world, bench = build_world(int(args.size_mib * MIB), args.seed)
     return serve_world(world, args.state, args.profile, {"bench": bench})
+
+
+def stop_group(proc) -> None:
+    """SIGTERM the process group of a child started with start_new_session, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def quiet_logs() -> None:

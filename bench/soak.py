@@ -39,7 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 MIB = 1 << 20
+
+from bench.sandbox_proc import stop_group  # noqa: E402
 
 
 def free_port() -> int:
@@ -126,13 +129,7 @@ class Stack:
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+            stop_group(proc)
 
 
 def http(port: int, request: bytes, source: str, timeout: float = 120) -> tuple[int, dict, bytes]:

@@ -42,6 +42,7 @@ from tgdav.telegram.senders import SenderFactory
 from tgdav.telegram.updates import LiveUpdates
 
 log = logging.getLogger("tgdav")
+PACE_KEY = "pace:getHistory"      # the getHistory token bucket's state, kept in the store per account
 
 
 @dataclasses.dataclass
@@ -56,12 +57,15 @@ class ReadPath:
     accounts: Accounts | None = None  # with [telegram] helpers: every account's pool (telegram/accounts.py)
     updates: LiveUpdates | None = None          # listings kept current from Telegram's updates
     announcer: ListingAnnouncer | None = None   # replicas told of each changed listing (Redis)
+    keep_pace: object = None         # stores the getHistory pace for the next run
 
     async def close(self) -> None:
         if self.updates is not None:
             await self.updates.close()
         if self.announcer is not None:
             await self.announcer.close()
+        if self.keep_pace is not None:
+            await asyncio.to_thread(self.keep_pace)
         if self.accounts is not None:
             await self.accounts.close()
         await self.pool.close()
@@ -85,13 +89,16 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                 request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
                 hand_back_floods=bool(helpers))
     home = client.session.dc_id
+    # the getHistory pace, carried over a restart (Telegram counts the calls made just before it)
+    pace = TokenBucket(config.telegram.history_per_second, config.telegram.history_burst,
+                       kept=store.listing(PACE_KEY))
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
                               progress=metrics.scan_progress if metrics is not None else None,
                               # history pages on the pool's home-DC senders, several at once, paced
                               invoke=lambda request: pool.invoke(home, request),
-                              pace=TokenBucket(config.telegram.history_per_second, config.telegram.history_burst),
+                              pace=pace,
                               parallel=2 * pool_cfg.senders_per_dc)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
@@ -100,7 +107,8 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                         max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
                         part_limit=accounts.part_limit if accounts else fetcher.part_limit,
                         metrics=metrics)
-    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
+    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts,
+                    keep_pace=lambda: store.remember_listing(PACE_KEY, pace.kept()))
 
 
 async def start_live(read_path: ReadPath, client, store: Store, config: Config, metrics=None) -> None:

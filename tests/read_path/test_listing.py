@@ -165,3 +165,18 @@ def test_a_new_post_stores_one_piece_and_refreshes_never_reread_everything(sb, m
     names = {e.name for e in again.call(again.catalog.entries(folder_of(again, "Big")))}
     assert names == files_of(sb.big)
     assert delta(before, sb.snapshot(), "requests:GetHistory") <= 1 + 1   # "Read path" and "Big": none
+
+
+def test_a_restart_keeps_the_pace_telegram_still_counts(sb, make_engine, tmp_path):
+    """25 pages taken just before a restart are still owed after it: the new process does not start
+    with a full bucket (it would meet FLOOD_WAIT at once under Telegram's rule)."""
+    sb.faults({"history_rate_limit": {"per_second": 1000, "burst": 1000, "seconds": 3}})
+    state = tmp_path / "state"
+    engine = make_engine(state)                   # the default pace: 28 at once, then 1/s
+    engine.call(engine.catalog.entries(folder_of(engine, "Big")))
+    engine.close()
+    again = make_engine(state)
+
+    async def free():
+        return again.catalog._pace.available()
+    assert again.call(free()) < 10                # 28 - 25 pages, plus a few seconds of refill

@@ -19,15 +19,28 @@ from typing import Callable
 class TokenBucket:
     """take() waits until a token is free: `burst` tokens at most, refilled at `per_second`."""
 
-    def __init__(self, per_second: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, per_second: float, burst: int, *, kept: tuple[float, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  sleep=asyncio.sleep) -> None:
+        """kept: what kept() gave in an earlier run (tokens, wall time): a restart does not start
+        with a full bucket while Telegram still counts the calls made just before it."""
         if per_second <= 0 or burst < 1:
             raise ValueError("a token bucket needs per_second > 0 and burst >= 1")
         self.per_second, self.burst = float(per_second), int(burst)
-        self._clock, self._sleep = clock, sleep
+        self._clock, self._wall, self._sleep = clock, wall, sleep
         self._tokens = float(burst)
+        try:
+            tokens, at = kept
+            self._tokens = max(0.0, min(float(burst), tokens + max(0.0, wall() - at) * self.per_second))
+        except (TypeError, ValueError):       # nothing kept (or something unreadable): a full bucket
+            pass
         self._at = clock()
         self._lock = asyncio.Lock()
+
+    def kept(self) -> tuple[float, float]:
+        """(tokens, wall time) to give the next run's bucket."""
+        self._refill()
+        return self._tokens, self._wall()
 
     def _refill(self) -> None:
         now = self._clock()
