@@ -21,7 +21,9 @@ window never reaches past the end of the range the caller asked for.
 
 SyncReader adapts the async reader to the blocking model.Reader interface over the bridge.
 
-Everything here runs on the bridge's loop (no locks); the store is touched from worker threads.
+Everything here runs on the bridge's loop, but the writer thread: the store is touched from worker
+threads, and the count of bytes waiting for the writer (_pending_bytes) is changed by both, under
+_pending_lock (the only lock; nothing is awaited or called while it is held).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import asyncio
 import bisect
 import concurrent.futures
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -113,7 +116,8 @@ class PartReader:
         self._files: dict[str, _File] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tgdav-cache")
-        self._pending_bytes = 0
+        self._pending_bytes = 0     # the loop adds, the writer thread subtracts: under _pending_lock
+        self._pending_lock = threading.Lock()
         self.fetched = 0            # bytes received from Telegram
         self.requests = 0           # getFile parts sent
 
@@ -239,9 +243,12 @@ class PartReader:
                                       "the file is shorter than its message says")
         data = data[:loc.size - part.offset]
         f.add_chunk(part.offset, len(data))
-        if data and self._pending_bytes + len(data) <= MAX_PENDING:
+        with self._pending_lock:
+            room = data and self._pending_bytes + len(data) <= MAX_PENDING
+            if room:
+                self._pending_bytes += len(data)
+        if room:
             f.pending[part.offset] = data
-            self._pending_bytes += len(data)
             self._writer.submit(self._keep, loc.file_key, f, part.offset, data)
         elif data:
             f.remove_chunk(part.offset)     # the writer is behind: serve it, do not cache it
@@ -258,7 +265,8 @@ class PartReader:
                 self._store.remember_chunk_index(file_key, sorted(lengths.items()))
         finally:
             f.pending.pop(offset, None)
-            self._pending_bytes -= len(data)
+            with self._pending_lock:
+                self._pending_bytes -= len(data)
 
     async def _file(self, loc: Location) -> _File:
         key = loc.file_key

@@ -21,12 +21,13 @@ request cancelled before Telethon sent it is taken out of Telethon's send queue 
 Opening senders (DH, export/import) runs in tasks the pool owns: a caller that is cancelled (a seek)
 stops waiting, the open completes and the sender joins the pool.
 
-FLOOD_WAIT is a deadline, not an error to retry at once: the sender (FLOOD_WAIT) or the whole DC
-(FLOOD_PREMIUM_WAIT, account-wide) is gated until then for the method that was flooded (Telegram
-floods per method: a flooded saveBigFilePart does not stop getFile), and new work goes elsewhere. A
-flooded export gates every method of the DC.
-When every sender of a DC is gated, a short wait (<= max_wait) is waited out, a long one raises
-RetryLater so the HTTP client is told when to come back.
+FLOOD_WAIT is a deadline, not an error to retry at once, and Telegram's limits are the account's, not
+a connection's: one FLOOD_WAIT (or FLOOD_PREMIUM_WAIT) gates the method that was flooded on the whole
+DC, every sender of this account there and any sender opened later, until the deadline (Telegram
+floods per method: a flooded saveBigFilePart does not stop getFile). No request of that kind goes to
+that DC before then: a short wait (<= max_wait) is waited out, a long one raises RetryLater at once so
+the HTTP client is told when to come back (promise 7 of DESIGN.md; replicas learn it through the
+flood board). A flooded export gates every method of the DC.
 
 Timeouts count silence, not queueing: a request fails with a timeout only when its sender delivered
 no answer at all for `request_timeout` seconds (and the expected transfer time of the request at the
@@ -74,7 +75,6 @@ class Sender:
     in_flight: int = 0
     draining: int = 0           # answers nobody awaits any more, still arriving
     bulk: int = 0               # of in_flight, read-ahead requests
-    gates: dict = field(default_factory=dict)   # method -> flood deadline on this sender
     last_used: float = field(default_factory=time.monotonic)
     last_answer: float = 0.0    # when it last delivered an answer (progress)
     queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
@@ -318,7 +318,7 @@ class DcPool:
         now = self._clock()
         if self._dc_gate(kind) > now:
             return None
-        usable = [s for s in self.senders if _until(s.gates, kind) <= now]
+        usable = self.senders
         idle = [s for s in usable if s.load == 0]
         count = len(self.senders) + len(self._opening)
         if urgent:
@@ -350,10 +350,8 @@ class DcPool:
         return max(_until(self._gates, kind), shared)
 
     def flooded_for(self, kind: str) -> float:
-        """Seconds until neither the DC nor any sender is gated for `kind` (telegram/accounts.py)."""
-        now = self._clock()
-        gate = max([self._dc_gate(kind)] + [_until(s.gates, kind) for s in self.senders])
-        return max(0.0, gate - now)
+        """Seconds until `kind` may be sent to this DC again (telegram/accounts.py)."""
+        return max(0.0, self._dc_gate(kind) - self._clock())
 
     @property
     def load(self) -> int:
@@ -361,14 +359,10 @@ class DcPool:
         return sum(s.load for s in self.senders)
 
     async def _wait_for_gates_or_slots(self, kind: str) -> None:
-        now = self._clock()
-        dc_gate = self._dc_gate(kind)
-        usable = dc_gate <= now and any(_until(s.gates, kind) <= now for s in self.senders)
-        if usable or self._opening or not self.senders and dc_gate <= now:
+        wait = self._dc_gate(kind) - self._clock()
+        if wait <= 0:
             await self._wait(None)
             return
-        deadline = dc_gate if dc_gate > now else min(_until(s.gates, kind) for s in self.senders)
-        wait = deadline - now
         if wait > self._max_wait:
             raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
                                    f"{wait:.0f} s (FLOOD_WAIT); try again then")
@@ -418,16 +412,14 @@ class DcPool:
             self._cond.notify_all()
 
     def _gate(self, sender: Sender, seconds: float, account_wide: bool, kind: str) -> None:
+        """Telegram's flood limits are the account's: `kind` waits on every sender of this DC."""
         until = self._clock() + seconds
         if self._metrics is not None:
             self._metrics.flood_wait(self.dc_id, seconds, account_wide)
-        if account_wide:
-            self._gates[kind] = max(self._gates.get(kind, 0.0), until)
-            log.warning("DC %d: FLOOD_PREMIUM_WAIT %d s on %s for the whole account", self.dc_id, seconds, kind)
-        else:
-            sender.gates[kind] = max(sender.gates.get(kind, 0.0), until)
-            log.warning("DC %d: sender %d must wait %d s on %s (FLOOD_WAIT); routing around it",
-                        self.dc_id, sender.number, seconds, kind)
+        self._gates[kind] = max(self._gates.get(kind, 0.0), until)
+        log.warning("DC %d: %s %d s on %s (met on sender %d): no %s goes to this DC until then",
+                    self.dc_id, "FLOOD_PREMIUM_WAIT" if account_wide else "FLOOD_WAIT", seconds, kind,
+                    sender.number, kind)
 
     async def _drop(self, sender: Sender) -> None:
         async with self._cond:
@@ -459,14 +451,13 @@ class DcPool:
 
     def stats(self) -> dict:
         now = self._clock()
-        dc_gate = max(self._gates.values(), default=0.0)
-        gate = max([dc_gate] + [max(s.gates.values(), default=0.0) for s in self.senders])
+        board = self._board.until(self.dc_id, "GetFile") if self._board is not None else 0.0
+        gate = max([board] + list(self._gates.values()))
         return {"senders": len(self.senders),
                 "busy": sum(1 for s in self.senders if s.in_flight),
                 "in_flight": sum(s.in_flight for s in self.senders),
                 "draining": sum(1 for s in self.senders if s.draining),
-                "gated": sum(1 for s in self.senders
-                             if max(dc_gate, max(s.gates.values(), default=0.0)) > now),
+                "gated": len(self.senders) if gate > now else 0,
                 "gate_seconds": max(0.0, gate - now),
                 "speed": self.speed,
                 "dropped_answers": self.dropped_answers}
