@@ -40,6 +40,11 @@ from tgdav.telegram.senders import SenderFactory
 
 log = logging.getLogger("tgdav")
 
+INTERACTIVE_PART = 32 * 1024       # a player's read-ahead parts: small, so a seek wastes little
+INTERACTIVE_AHEAD_PER_SENDER = 512 * 1024
+BULK_PART = 512 * 1024             # a bulk reader's parts: two in flight per sender fill its link, and
+                                   # a sender it must hand to a player drains within half a second
+
 
 @dataclasses.dataclass
 class ReadPath:
@@ -85,6 +90,10 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                         # at least two parts in flight per sender, or the senders idle a round trip
                         max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
                         part_limit=accounts.part_limit if accounts else fetcher.part_limit,
+                        # a player's window: what keeps the DC's senders busy (a round trip of
+                        # 2 MiB/s each) in small parts, so a seek away wastes little
+                        interactive_part=INTERACTIVE_PART, max_part=BULK_PART,
+                        interactive_ahead=pool_cfg.senders_per_dc * INTERACTIVE_AHEAD_PER_SENDER,
                         metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
 

@@ -34,7 +34,8 @@ class ScriptedFetch:
         self.calls: list[tuple[int, int, bool]] = []
         self.cancelled: list[tuple[int, int]] = []
 
-    async def __call__(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
+    async def __call__(self, loc: Location, offset: int, limit: int, *, urgent: bool = False,
+                       interactive: bool = False) -> bytes:
         assert valid_request(offset, limit), (offset, limit)
         self.calls.append((offset, limit, urgent))
         try:
@@ -239,11 +240,11 @@ def test_a_flight_that_ends_cancelled_by_itself_is_asked_again_not_spun_on(store
             super().__init__(delay=0.01)
             self.failed = False
 
-        async def __call__(self, loc, offset, limit, *, urgent=False):
+        async def __call__(self, loc, offset, limit, **priority):
             if not self.failed:
                 self.failed = True
                 raise asyncio.CancelledError()
-            return await super().__call__(loc, offset, limit, urgent=urgent)
+            return await super().__call__(loc, offset, limit, **priority)
 
     fetch = CancelsOnce()
     reader = reader_for(fetch, store)

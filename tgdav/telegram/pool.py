@@ -1,14 +1,25 @@
 """Per-DC pools of MTProto senders for one account: opening, choosing, cancelling, flood gates, reaping.
 
 Choosing a sender (cf. gotd's pool: a free one, a new one while under the maximum, else wait), with
-two kinds of request:
+three kinds of request, in priority order (after TDLib's ResourceManager in Baseline mode: what is
+asked goes to the highest priority first, lower ones get what is left; tdesktop's several download
+priorities per DC):
 - urgent: what a reader waits for right now (a stream's first part, the part at its position). It
   takes a sender with nothing in flight and nothing draining, else opens one (up to `max_senders`
-  plus one spare), else pipelines on the least loaded sender.
-- bulk (read-ahead): at most `max_senders` senders carry it, so the spare stays free for the next
-  seek; it prefers an idle sender, then a new one, then a free pipeline slot; it never takes a sender
-  an urgent request is waiting for. When bulk work fills every sender it may use, the spare is opened
-  in the background, so the next seek does not pay a connection.
+  plus one spare), else pipelines on the sender with the fewest bytes queued before it.
+- interactive read-ahead: a stream a person waits on (it just seeked, or reads at a media bitrate;
+  the reader decides). It goes before any bulk request: an idle sender, else a new one up to
+  `max_senders`, else a pipeline slot (up to INTERACTIVE_QUEUE bytes) on a sender that carries no
+  bulk request (answers on one connection come in order: a small part behind a big bulk one would
+  wait for it). Alone, interactive streams use at most `max_senders` senders (the spare stays free
+  for the next seek); while bulk work is about, `max_senders + spare - BULK_SHARE * max_senders`,
+  so a backup keeps its share of the link.
+- bulk read-ahead (a reader that takes everything as fast as it can): at most `max_senders` senders
+  carry it, so the spare stays free for the next seek; while interactive or urgent requests wait,
+  it keeps only its share (BULK_SHARE of `max_senders`) and lets its other senders drain for them;
+  otherwise it prefers an idle sender, then a new one, then a free pipeline slot. When read-ahead
+  fills every sender it may use, the spare is opened in the background, so the next seek does not
+  pay a connection.
 
 A sender counts as loaded by its requests in flight AND by answers it no longer wants that are still
 arriving (draining): a cancelled request that reached Telegram keeps its answer coming unless we send
@@ -62,6 +73,11 @@ SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first 
 MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
                           # fetcher asks for it in halves: a part too big for the link fits then)
 SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
+BULK_SHARE = 0.5          # of max_senders, what bulk read-ahead keeps while interactive streams wait
+INTERACTIVE_QUEUE = 256 * 1024   # bytes of small parts one sender carries for interactive streams
+                          # (about a round trip at 2 MiB/s: more would wait at Telegram, where a
+                          # seek cannot take them back; what waits here is never sent)
+URGENT, INTERACTIVE, BULK = 0, 1, 2     # request priorities, highest first
 
 
 class SenderLost(ConnectionError):
@@ -74,7 +90,8 @@ class Sender:
     mtp: object                 # telethon MTProtoSender
     in_flight: int = 0
     draining: int = 0           # answers nobody awaits any more, still arriving
-    bulk: int = 0               # of in_flight, read-ahead requests
+    bulk: int = 0               # of in_flight, bulk read-ahead requests
+    interactive: int = 0        # of in_flight, interactive read-ahead requests
     last_used: float = field(default_factory=time.monotonic)
     last_answer: float = 0.0    # when it last delivered an answer (progress)
     queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
@@ -109,21 +126,25 @@ class DcPool:
         self._cond = asyncio.Condition()
         self._numbers = 0
         self._generation = 0             # bumped each time the DC's authorisation is renewed
-        self._urgent_waiting = 0
+        self._waiting = [0, 0, 0]        # requests waiting for a sender, per priority
+        self._bulk_share = max(1, int(max_senders * BULK_SHARE))
         self._background: set[asyncio.Task] = set()
         self.speed = 0.0                 # measured bytes/s of one sender of this DC (0: unknown)
         self.dropped_answers = 0         # rpc_drop_answer sent
 
     # --- sending ------------------------------------------------------------------------------
-    async def invoke(self, request, *, urgent: bool = False):
-        """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
+    async def invoke(self, request, *, urgent: bool = False, interactive: bool = False):
+        """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere.
+        urgent: a reader waits for it now; interactive: read-ahead of a stream a person waits on;
+        neither: bulk read-ahead."""
+        priority = URGENT if urgent else INTERACTIVE if interactive else BULK
         attempts = 0
         reauthorised = False
         kind = _method(request)
         while True:
             if self._board is not None:      # another replica's FLOOD_WAIT gates this DC here too
                 await self._board.sync(self.dc_id, kind)
-            sender = await self._acquire(urgent, kind)
+            sender = await self._acquire(priority, kind)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
@@ -165,7 +186,7 @@ class DcPool:
                         f"Telegram DC {self.dc_id} is not answering ({type(e).__name__}); "
                         "check the network, tgdav retries on the next request") from None
             finally:
-                await self._release(sender, urgent)
+                await self._release(sender, priority)
 
     async def _send(self, sender: Sender, request):
         """sender.mtp.send(request) and its answer. SenderLost when the sender goes away under it;
@@ -271,16 +292,16 @@ class DcPool:
         task.add_done_callback(self._background.discard)
 
     # --- choosing a sender --------------------------------------------------------------------
-    async def _acquire(self, urgent: bool, kind: str) -> Sender:
+    async def _acquire(self, priority: int, kind: str) -> Sender:
         async with self._cond:
-            if urgent:
-                self._urgent_waiting += 1
+            self._waiting[priority] += 1
             try:
                 while True:
-                    sender = self._choose(urgent, kind)
+                    sender = self._choose(priority, kind)
                     if isinstance(sender, Sender):
                         sender.in_flight += 1
-                        sender.bulk += not urgent
+                        sender.bulk += priority == BULK
+                        sender.interactive += priority == INTERACTIVE
                         sender.last_used = self._clock()
                         self._open_spare_if_needed()
                         return sender
@@ -294,10 +315,10 @@ class DcPool:
                         continue
                     await self._wait_for_gates_or_slots(kind)
             finally:
-                if urgent:
+                self._waiting[priority] -= 1
+                if priority != BULK:
                     # read-ahead held back for it may go now: wake it, however this one leaves
                     # (with a sender, cancelled by a seek, or refused by a long flood)
-                    self._urgent_waiting -= 1
                     self._cond.notify_all()
 
     async def _reacquire(self) -> None:
@@ -313,31 +334,50 @@ class DcPool:
         if cancelled:
             raise asyncio.CancelledError
 
-    def _choose(self, urgent: bool, kind: str):
+    def _choose(self, priority: int, kind: str):
         """A sender to use now, "open" to open one first, or None to wait."""
         now = self._clock()
         if self._dc_gate(kind) > now:
             return None
-        usable = self.senders
-        idle = [s for s in usable if s.load == 0]
+        idle = [s for s in self.senders if s.load == 0]
         count = len(self.senders) + len(self._opening)
-        if urgent:
+        if priority == URGENT:
             if idle:
                 return idle[0]
             if count < self._limit:
                 return "open"
-            free = [s for s in usable if s.in_flight < self._slots]
+            # behind the fewest bytes, on a sender that carries no bulk part if there is one
+            return min(self.senders, key=lambda s: (bool(s.bulk), s.queued_bytes, s.load), default=None)
+        bulk = [s for s in self.senders if s.bulk]
+        if priority == INTERACTIVE:
+            mine = [s for s in self.senders if s.interactive]
+            # alone: max_senders (the spare stays free for the next seek); beside bulk work: what
+            # bulk's share leaves, and the spare (the seek's first part then goes behind the
+            # fewest bytes)
+            room = (self._limit - self._bulk_share if bulk or self._waiting[BULK] else self.max_senders)
+            if idle and len(mine) < room and not self._waiting[URGENT]:
+                return idle[0]
+            if count < self.max_senders:
+                return "open"
+            free = [s for s in mine if not s.bulk and s.queued_bytes < INTERACTIVE_QUEUE]
             return min(free, key=lambda s: s.load) if free else None
-        carrying = sum(1 for s in self.senders if s.bulk or s.draining)
-        if idle and carrying < self.max_senders and not self._urgent_waiting:
-            return idle[0]
-        if count < self.max_senders:
+        carrying = sum(1 for s in self.senders if s.bulk or s.interactive or s.draining)
+        others = self._waiting[URGENT] + self._waiting[INTERACTIVE]
+        share = self._bulk_share if others else self.max_senders
+        if idle and not self._waiting[URGENT]:
+            if len(bulk) < self._bulk_share:        # its share, always
+                return idle[0]
+            if not others and carrying < self.max_senders:
+                return idle[0]
+        if count < self.max_senders and len(bulk) < share:
             return "open"
-        free = [s for s in usable if s.load and s.bulk and s.load < self._slots]
+        # pipelining: while others wait, only on the senders of its share (the rest drain for them)
+        keep = sorted(bulk, key=lambda s: s.number)[:share]
+        free = [s for s in keep if not s.interactive and s.load < self._slots]
         return min(free, key=lambda s: s.load) if free else None
 
     def _open_spare_if_needed(self) -> None:
-        carrying = sum(1 for s in self.senders if s.bulk or s.draining)
+        carrying = sum(1 for s in self.senders if s.bulk or s.interactive or s.draining)
         idle = any(s.load == 0 for s in self.senders)
         if (carrying >= self.max_senders and not idle and not self._opening
                 and len(self.senders) < self._limit):
@@ -404,10 +444,11 @@ class DcPool:
                 self._opening.discard(task)
                 self._cond.notify_all()
 
-    async def _release(self, sender: Sender, urgent: bool) -> None:
+    async def _release(self, sender: Sender, priority: int) -> None:
         async with self._cond:
             sender.in_flight -= 1
-            sender.bulk -= not urgent
+            sender.bulk -= priority == BULK
+            sender.interactive -= priority == INTERACTIVE
             sender.last_used = self._clock()
             self._cond.notify_all()
 
@@ -510,8 +551,8 @@ class Pool:
                 self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
         return pool
 
-    async def invoke(self, dc_id: int, request, *, urgent: bool = False):
-        return await self.dc(dc_id).invoke(request, urgent=urgent)
+    async def invoke(self, dc_id: int, request, *, urgent: bool = False, interactive: bool = False):
+        return await self.dc(dc_id).invoke(request, urgent=urgent, interactive=interactive)
 
     def speed(self, dc_id: int) -> float:
         """Measured bytes/s of one sender to dc_id (0 while unknown)."""
