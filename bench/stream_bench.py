@@ -221,9 +221,78 @@ async def telethon_players(args, info: SandboxInfo, work: Path, offsets: list[in
     await client.disconnect()
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_cpu(args, raw: dict, work: Path, results: dict) -> None:
+    """`tgdav serve` (its own process, 4 senders) and curl: big.bin whole over HTTP twice, first from
+    Telegram, then from the chunk cache; the server process's CPU seconds per GiB for each."""
+    import socket
+    import subprocess
+    import urllib.request
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "sandbox.json").write_text(json.dumps(raw))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = work / "tgdav.toml"
+    config.write_text(f'[telegram]\nsandbox = "{work / "sandbox.json"}"\nsession = "bench"\n\n'
+                      f'[state]\ndir = "{work / "state"}"\n\n[server]\nport = {port}\n\n'
+                      f'[auth]\nmode = "none"\n\n[cache]\nsize = "4 GiB"\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    tgdav = [sys.executable, "-m", "tgdav", "--config", str(config)]
+    subprocess.run(tgdav + ["login", "--phone", str(raw["user_phone"])], input=f"{raw['login_code']}\n\n",
+                   capture_output=True, text=True, timeout=90, env=env, check=True)
+    proc = subprocess.Popen(tgdav + ["serve"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}/Bench/big.bin"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    r.read(1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        size = raw["bench"]["files"]["big.bin"]["size"]
+        out = {}
+        for name in ("telegram", "cache"):
+            cpu0, t0 = _cpu_seconds(proc.pid), time.perf_counter()
+            got = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", url],
+                                 capture_output=True, text=True, timeout=900, check=True).stdout
+            secs, cpu = time.perf_counter() - t0, _cpu_seconds(proc.pid) - cpu0
+            assert int(got) == size, got
+            out[name] = {"seconds": secs, "mib_s": size / MIB / secs, "cpu_s_per_gib": cpu / (size / (1 << 30))}
+        results["http"] = out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def table(r: dict) -> str:
+    rows = [("what", "measured (median)", "goal")]
+    if "alone" in r:
+        rows += _player_rows(r)
+    if "http" in r:
+        h = r["http"]
+        rows.append(("HTTP, tgdav serve CPU, from Telegram", f"{h['telegram']['cpu_s_per_gib']:.2f} s/GiB "
+                     f"({h['telegram']['mib_s']:.1f} MiB/s)", "<= 5"))
+        rows.append(("HTTP, tgdav serve CPU, from the cache", f"{h['cache']['cpu_s_per_gib']:.2f} s/GiB "
+                     f"({h['cache']['mib_s']:.0f} MiB/s)", "<= 1"))
+    w0 = max(len(x) for x, _, _ in rows)
+    w1 = max(len(y) for _, y, _ in rows)
+    return "\n".join(f"{x:<{w0}}  {y:<{w1}}  {z}" for x, y, z in rows)
+
+
+def _player_rows(r: dict) -> list:
     a, b, f, d = r["alone"], r["beside_bulk"], r["four_players"], r["player_drops"]
-    rows = [("what", "measured (median)", "goal"),
+    rows = [
             ("player alone: first byte", f"{a['ttfb_rtt']:.2f} RTT (max {a['ttfb_rtt_max']:.2f})", "<= 1.5"),
             ("player alone: 2 MiB in hand", f"{a['full_rtt']:.2f} RTT (max {a['full_rtt_max']:.2f})", "<= 4.5"),
             ("beside bulk: first byte", f"{b['ttfb_rtt']:.2f} RTT (max {b['ttfb_rtt_max']:.2f})", "<= 1.5"),
@@ -248,9 +317,7 @@ def table(r: dict) -> str:
         rows.append(("plain Telethon player alone", f"first byte {t['ttfb_rtt']:.2f} RTT, 2 MiB {t['full_rtt']:.2f} RTT", ""))
     if not all(x.get("all_ok", True) for x in (a, b, f["all"], d)):
         rows.append(("BYTES", "MISMATCH", "ok"))
-    w0 = max(len(x) for x, _, _ in rows)
-    w1 = max(len(y) for _, y, _ in rows)
-    return "\n".join(f"{x:<{w0}}  {y:<{w1}}  {z}" for x, y, z in rows)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", default="telegram-like", choices=sorted(PROFILES))
     p.add_argument("--skip-telethon", action="store_true")
+    p.add_argument("--skip-http", action="store_true", help="no `tgdav serve` CPU phase")
+    p.add_argument("--http-only", action="store_true", help="only the `tgdav serve` CPU phase")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -279,8 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     proc, raw = start_sandbox(args, work / "sandbox")
     try:
         info = SandboxInfo.from_json(json.dumps(raw))
-        asyncio.run(phases(args, info, work, results))
-        if not args.skip_telethon:
+        if not args.http_only:
+            asyncio.run(phases(args, info, work, results))
+        if not args.skip_http:
+            http_cpu(args, raw, work / "http", results)
+        if not args.skip_telethon and not args.http_only:
             rng = random.Random(args.seed + 7)
             offsets = random_offsets(rng, raw["bench"]["files"]["fresh.bin"]["size"], args.seeks,
                                      args.play_len, avoid_mib=set(range(0, 5)), slack=2 * MIB)

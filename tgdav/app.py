@@ -42,8 +42,6 @@ log = logging.getLogger("tgdav")
 
 INTERACTIVE_PART = 32 * 1024       # a player's read-ahead parts: small, so a seek wastes little
 INTERACTIVE_AHEAD_PER_SENDER = 512 * 1024
-BULK_PART = 512 * 1024             # a bulk reader's parts: two in flight per sender fill its link, and
-                                   # a sender it must hand to a player drains within half a second
 
 
 @dataclasses.dataclass
@@ -83,7 +81,9 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
-                              progress=metrics.scan_progress if metrics is not None else None)
+                              progress=metrics.scan_progress if metrics is not None else None,
+                              listed=(_dcs_of_listings(pool, factory, shared=flood_board is not None)
+                                      if pool_cfg.connect_listed_dcs else None))
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
     reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
@@ -92,10 +92,31 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                         part_limit=accounts.part_limit if accounts else fetcher.part_limit,
                         # a player's window: what keeps the DC's senders busy (a round trip of
                         # 2 MiB/s each) in small parts, so a seek away wastes little
-                        interactive_part=INTERACTIVE_PART, max_part=BULK_PART,
+                        interactive_part=INTERACTIVE_PART,
                         interactive_ahead=pool_cfg.senders_per_dc * INTERACTIVE_AHEAD_PER_SENDER,
                         metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts)
+
+
+def _dcs_of_listings(pool: Pool, factory: SenderFactory, *, shared: bool):
+    """listed(entries) for the catalog: connect to the DCs a listing names before anyone reads
+    there (the catalog does not know the pool; this callback is the only link). Replicas sharing
+    Redis all list at start: there only DCs with a kept authorisation are connected ahead (no
+    replica exports for a read nobody made; the first read's export is shared with the others)."""
+    tasks: set[asyncio.Task] = set()
+
+    async def kept_only(dcs) -> None:
+        pool.warm([dc for dc in dcs if await factory.has_key(dc)])
+
+    def listed(entries) -> None:
+        dcs = {e.location.dc_id for e in entries if e.location.kind != "empty" and e.location.dc_id}
+        if not shared:
+            pool.warm(dcs)
+            return
+        task = asyncio.get_running_loop().create_task(kept_only(dcs))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    return listed
 
 
 def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> Accounts:

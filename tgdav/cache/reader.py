@@ -396,24 +396,28 @@ class _SyncStream:
     def __init__(self, stream, timeout: float) -> None:
         self._stream = stream
         self._timeout = timeout
-        self._buffer = memoryview(b"")
+        self._piece = b""         # the piece being handed out, from self._at on
+        self._at = 0
         self._done = False
 
     def read(self, n: int = -1) -> bytes:
-        if not self._buffer and not self._done:
+        """Up to n bytes; a whole piece is handed on as it is (no copy) when n allows."""
+        if self._at >= len(self._piece) and not self._done:
             try:
-                self._buffer = memoryview(self._stream.next(timeout=self._timeout))
+                self._piece, self._at = self._stream.next(timeout=self._timeout), 0
             except StopIteration:
-                self._done = True
+                self._piece, self._at, self._done = b"", 0, True
             except TimeoutError:
                 self.close()
                 raise UpstreamUnavailable("Telegram sent nothing for "
                                           f"{self._timeout:.0f} s; giving up on this read") from None
-        if n is None or n < 0 or n >= len(self._buffer):
-            out, self._buffer = self._buffer, memoryview(b"")
-        else:
-            out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out.tobytes()
+        piece, at = self._piece, self._at
+        left = len(piece) - at
+        if n is None or n < 0 or n >= left:
+            self._piece, self._at = b"", 0
+            return piece if at == 0 else piece[at:]
+        self._at = at + n
+        return piece[at:at + n]
 
     def close(self) -> None:
         self._done = True

@@ -469,6 +469,15 @@ class DcPool:
             self._cond.notify_all()
         await _disconnect(sender)
 
+    def warm(self) -> None:
+        """Open and authorise one sender in the background if none is open or opening (a listing
+        names files here): the first read does not pay the key exchange and the export/import."""
+        if self.senders or self._opening or self._dc_gate("*") > self._clock():
+            return
+        task = self._start_open()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.info(
+            "DC %d: could not open a connection ahead of use: %s", self.dc_id, t.exception()))
+
     # --- maintenance --------------------------------------------------------------------------
     async def reap(self, idle_seconds: float) -> int:
         """Close senders idle for longer than idle_seconds; they reopen on demand."""
@@ -553,6 +562,11 @@ class Pool:
 
     async def invoke(self, dc_id: int, request, *, urgent: bool = False, interactive: bool = False):
         return await self.dc(dc_id).invoke(request, urgent=urgent, interactive=interactive)
+
+    def warm(self, dc_ids) -> None:
+        """One sender to each of dc_ids, opened in the background where none is (DcPool.warm)."""
+        for dc_id in dc_ids:
+            self.dc(dc_id).warm()
 
     def speed(self, dc_id: int) -> float:
         """Measured bytes/s of one sender to dc_id (0 while unknown)."""
