@@ -18,8 +18,12 @@ Phases (each on offsets of fresh.bin nobody read before: every seek is a cache m
                       flight, a seek at once: bytes Telegram read (getfile_bytes) and bytes that
                       crossed the link (getfile_bytes minus answers dropped before sending) per
                       byte served
+  never opened        a new reader (no kept key) lists the channel, then reads small.bin on DC 4:
+                      first byte in RTT, with [pool] connect_listed_dcs on and off
   sequential x8       a new reader with 8 senders per DC reads big.bin whole, cold (the start
                       included): % of the link (8 x 2 MiB/s)
+  HTTP CPU            `tgdav serve` in its own process, big.bin whole with curl twice: CPU seconds
+                      per GiB of the server process, from Telegram and from the chunk cache
   Telethon player     plain Telethon iter_download from each seek offset, 2 MiB: the same figures
 Writes bench/results/stream-<timestamp>.json; prints a table.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -180,7 +185,20 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
 
     await engine.close()
 
-    # 5. sequential, 8 senders, cold, whole file
+    # 5. the first byte of a never-opened file on a DC a listing names (a new state dir: no key kept)
+    cold = {}
+    for warm in (False, True):
+        e = Engine(work / f"cold-{warm}", info, args.senders, 8, 64 * KIB)
+        e.config = dataclasses.replace(e.config, pool=dataclasses.replace(e.config.pool,
+                                                                          connect_listed_dcs=warm))
+        locs = await e.open()                   # lists the channel
+        await asyncio.sleep(2)                  # a person looks at the listing before opening a file
+        n, ttfb, _ = await e.read(locs["small.bin"], 0, 99)
+        cold["connected_ahead" if warm else "on_first_use"] = ttfb / rtt
+        await e.close()
+    results["never_opened"] = cold
+
+    # 6. sequential, 8 senders, cold, whole file
     if not args.quick:
         seq = Engine(work / "client8", info, 8, 16, 64 * KIB)
         locs = await seq.open()
@@ -307,6 +325,10 @@ def _player_rows(r: dict) -> list:
             ("player drops after 1 MiB: read / served", f"{d['getfile_over_served']:.2f} (getfile_bytes)", ""),
             ("  crossed the link / served", f"{d['link_over_served']:.2f}", "<= 1.3"),
             ("  first byte", f"{d['ttfb_rtt']:.2f} RTT", "<= 1.5")]
+    if "never_opened" in r:
+        c = r["never_opened"]
+        rows.append(("never-opened file on a listed DC: first byte", f"{c['connected_ahead']:.2f} RTT "
+                     f"(on first use: {c['on_first_use']:.2f} RTT)", "<= 2"))
     if "sequential_8" in r:
         s = r["sequential_8"]
         rows.append(("sequential, 8 senders, cold, whole", f"{100 * s['link_share']:.0f} % of the link "
