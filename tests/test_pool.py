@@ -200,3 +200,31 @@ def test_urgent_goes_first_then_interactive_then_bulk():
         await pool.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_players_window_waits_here_beyond_a_round_trip_per_sender_so_a_seek_takes_it_back():
+    """Interactive read-ahead puts at most INTERACTIVE_QUEUE bytes on each sender; the rest of a
+    player's window waits in the pool. When the player seeks away, what waited here never reaches
+    Telegram (only what was sent needs an rpc_drop_answer)."""
+    from tgdav.telegram.pool import INTERACTIVE_QUEUE
+
+    async def scenario():
+        pool, senders = await _held_pool()
+        window = [asyncio.ensure_future(pool.invoke(_request(f"play{i}"), interactive=True))
+                  for i in range(64)]                 # 2 MiB in 32 KiB parts
+        await _settle()
+        def plays():
+            return [sum(1 for r in m.sent if getattr(r, "name", "").startswith("play")) for m in senders]
+        sent = plays()
+        assert 0 < sum(sent) < 64
+        assert all(n * 32 * 1024 <= INTERACTIVE_QUEUE for n in sent), sent
+        assert sent[pool.max_senders:] in ([], [0])   # alone: the spare is kept for the next seek
+        for t in window:                              # the player seeks away
+            t.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+        await _settle()
+        assert plays() == sent                        # what waited here never went out
+        await pool.close()
+
+    asyncio.run(scenario())
