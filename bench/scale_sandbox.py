@@ -9,6 +9,8 @@ One user (home DC 2), a second user (a helper account, home DC 2, phone in "help
     hot.bin    on DC 3
     flood.bin  on DC 3, read only by the flood tests
     big.bin    --size-mib MiB on DC 4, for throughput
+and channel "Uploads", which the user created (so tgdav may write there), holding ENTRIES small files
+entry-00.bin ... on DC 2 (the shared-state and nginx tests write and list there).
 Bytes are tgdav.sandbox.content.pattern(document id, offset, length). Prints sandbox.info() plus
 "bots" (tokens) and "files" (name -> document id, size, DC) as ONE JSON line, serves until SIGTERM.
 
@@ -33,6 +35,8 @@ from tgdav.sandbox.world import World  # noqa: E402
 
 MIB = 1 << 20
 CHANNEL = "Scale"
+UPLOADS = "Uploads"
+ENTRIES = 40
 
 
 def build_world(bots: int, big: int, seed: int) -> tuple[World, list, dict]:
@@ -49,6 +53,10 @@ def build_world(bots: int, big: int, seed: int) -> tuple[World, list, dict]:
         if name == "stale.bin":
             w.make_stale(m.media, true_dc=5)
         files[name] = {"document_id": m.media.id, "size": m.media.size, "dc": m.media.true_dc}
+    uploads = w.add_channel(UPLOADS, members=[user, second, *helpers], creator=user)
+    for i in range(ENTRIES):
+        m = w.add_document(uploads, name=f"entry-{i:02d}.bin", size=4096 + i, mime="application/octet-stream", dc=2)
+        files[f"{UPLOADS}/entry-{i:02d}.bin"] = {"document_id": m.media.id, "size": m.media.size, "dc": 2}
     return w, helpers + [second], files
 
 
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     with sandbox:
         info = sandbox.info()
         info.update(bots=[b.bot_token for b in helpers], bot_ids=[b.id for b in helpers],
-                    user_id=sandbox.user.id, helper_phone=second.phone, helper_user_id=second.id, files=files, channel=CHANNEL, profile=args.profile)
+                    user_id=sandbox.user.id, helper_phone=second.phone, helper_user_id=second.id, files=files, channel=CHANNEL, uploads=UPLOADS, profile=args.profile)
         print(json.dumps(info), flush=True)
         stop.wait()
     return 0

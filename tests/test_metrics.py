@@ -90,6 +90,16 @@ def test_sources_are_read_at_scrape_time_and_a_failing_one_is_absent():
     assert value(m, "tgdav_cache_bytes") == 4096
 
 
+def test_redis_state_is_exposed_only_when_replicas_share_redis():
+    m = Metrics()
+    assert value(m, "tgdav_redis_up") is None and m.shared_state() == {}
+    state = {"up": True, "away_seconds": 0.0, "failures": 0, "last_error": ""}
+    m.set_shared_source(lambda: state)
+    assert value(m, "tgdav_redis_up") == 1 and value(m, "tgdav_redis_failures_total") == 0
+    state.update(up=False, away_seconds=4.0, failures=2, last_error="ConnectionError: refused")
+    assert value(m, "tgdav_redis_up") == 0 and value(m, "tgdav_redis_failures_total") == 2
+
+
 def test_each_metrics_has_its_own_registry():
     a, b = Metrics(), Metrics()
     a.export(2)

@@ -247,6 +247,8 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
     metrics_server = None
     try:
         metrics.set_cache_source(engine.store.chunk_stats)
+        if hasattr(engine.store, "shared_state"):       # [state] redis: the status page says if it answers
+            metrics.set_shared_source(engine.store.shared_state)
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
                         block_size=config.server.block_size, metrics=metrics, drive=engine.drive,

@@ -24,6 +24,16 @@ class RetryLater(TgdavError):
         super().__init__(message or f"Telegram asked to wait {self.seconds} s (FLOOD_WAIT); try again then")
 
 
+class SharedStateAway(RetryLater):
+    """Redis ([state] redis), which replicas share locks through, is not answering: a write that
+    needs a shared lock cannot be made safely now; come back after `seconds` (HTTP 503)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds, "the state this server shares with its replicas (Redis) is not "
+                                  "answering, so writes wait for it; reading goes on — try again in "
+                                  f"{max(1, int(-(-seconds // 1)))} s")
+
+
 class UpstreamUnavailable(TgdavError):
     """Telegram (or one of its DCs) cannot be reached or keeps failing."""
 

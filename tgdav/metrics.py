@@ -9,6 +9,7 @@ registry. Objects built without a Metrics (tests) use a fresh Metrics() of their
     read path (pool, fetch, reader)      getfile_done, getfile_failed, file_migrate, flood_wait, export,
                                          reference_refresh, cache_read, dropped_answer
     pool and cache state                 set_pool_source(fn), set_cache_source(fn): read at scrape time
+    shared state (Redis, when set)       set_shared_source(fn): read at scrape time
     write path (uploads)                 upload_opened, upload_part, upload_closed
     WebDAV face                          http_request, stream_opened/stream_closed (dav.access.StreamWatch)
     catalog                              scan_progress (the first scan of a big channel)
@@ -33,7 +34,7 @@ from typing import Callable, Iterable, Iterator
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest, start_http_server)
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tgdav.errors import ConfigError
@@ -45,6 +46,7 @@ scan_log = logging.getLogger("tgdav.catalog")
 
 PoolSource = Callable[[], dict]       # {dc_id: {"senders", "busy", "draining", "gated", "gate_seconds"}}
 CacheSource = Callable[[], dict]      # {"bytes", "count", "limit"}
+SharedSource = Callable[[], dict]     # {"up", "away_seconds", "failures", "last_error"} (cache/shared.py)
 
 HTTP_METHODS = frozenset(("GET", "HEAD", "PROPFIND", "OPTIONS", "PUT", "DELETE", "MKCOL", "MOVE",
                           "COPY", "LOCK", "UNLOCK", "PROPPATCH", "POST"))   # others count as "other"
@@ -195,6 +197,16 @@ class _Sources(Collector):
             if key in cache:
                 family.add_metric([], float(cache[key]))
             yield family
+        shared = self.metrics.shared_state()
+        if shared:          # only with [state] redis
+            up = GaugeMetricFamily("tgdav_redis_up", "1 while Redis (shared state) answers, 0 while it is "
+                                   "away (writes answer 503, reads use this replica's own state)")
+            up.add_metric([], 1.0 if shared.get("up") else 0.0)
+            yield up
+            failures = CounterMetricFamily("tgdav_redis_failures", "Redis calls that met a connection "
+                                           "error or their deadline")
+            failures.add_metric([], float(shared.get("failures", 0)))
+            yield failures
 
 
 class Metrics:
@@ -205,6 +217,7 @@ class Metrics:
         self.activity = activity if activity is not None else Activity()
         self._pool_source: PoolSource | None = None
         self._cache_source: CacheSource | None = None
+        self._shared_source: SharedSource | None = None
         r = self.registry
         # read path
         self._getfile = Counter("tgdav_getfile_requests", "successful upload.getFile requests", ["dc"],
@@ -314,6 +327,9 @@ class Metrics:
     def set_cache_source(self, fn: CacheSource | None) -> None:
         self._cache_source = fn
 
+    def set_shared_source(self, fn: SharedSource | None) -> None:
+        self._shared_source = fn
+
     def set_account(self, account: str, home_dc: int | None = None) -> None:
         """Who is logged in (shown on the status page), e.g. "@name" and the home DC."""
         self.activity.account, self.activity.home_dc = account, home_dc
@@ -352,6 +368,10 @@ class Metrics:
 
     def cache_state(self) -> dict:
         return _read(self._cache_source, "cache")
+
+    def shared_state(self) -> dict:
+        """Redis's state ({} without [state] redis)."""
+        return _read(self._shared_source, "shared state")
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's value (0 when absent), e.g. value("tgdav_cache_read_bytes_total", result="hit")."""

@@ -33,12 +33,13 @@ def need(tool: str) -> str:
     return path
 
 
-def start_redis(where: Path) -> tuple[str, subprocess.Popen]:
+def start_redis(where: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
+    """redis-server on `port` (a free one by default; the same one again to bring a stopped Redis back)."""
     where.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen([need("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", str(where)],
-                            stdout=open(where / "redis.log", "wb"), stderr=subprocess.STDOUT,
+                            stdout=open(where / "redis.log", "ab"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     import redis
     client = redis.Redis(port=port)

@@ -5,6 +5,10 @@ taken through A is seen, and conflicts, through B; released through B, A sees it
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 from wsgidav.dav_error import DAVError
 from wsgidav.lock_man.lock_manager import LockManager
@@ -12,8 +16,8 @@ from wsgidav.lock_man.lock_storage import LockStorageShelve
 from wsgidav.lock_man.lock_storage_redis import LockStorageRedis
 
 from tests.scale.conftest import start_redis, stop
-from tgdav.cache.shared import lock_storage
-from tgdav.errors import ConfigError
+from tgdav.cache.shared import link_for, lock_storage, reads_degrade
+from tgdav.errors import ConfigError, SharedStateAway
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +57,39 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path):
     from tests.e2e.conftest import free_port
     with pytest.raises(ConfigError, match="cannot reach Redis"):
         lock_storage(f"redis://127.0.0.1:{free_port()}/0", tmp_path)
+
+
+def test_with_redis_frozen_a_write_never_passes_the_lock_check_and_a_read_sees_no_locks(tmp_path):
+    """Promise 3 under promise 6: while Redis does not answer, every lock check of a write raises
+    SharedStateAway (503), never "no locks"; only requests that read (reads_degrade) see none."""
+    url, proc = start_redis(tmp_path / "redis")
+    link = link_for(url)                                  # the one the lock storage goes through
+    try:
+        manager = LockManager(lock_storage(url, tmp_path))
+        lock = _lock(manager, "/Scale/held.odt", "alice")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(SharedStateAway):
+                manager.check_write_permission(url="/Scale/held.odt", depth="0", token_list=[], principal="bob")
+            with pytest.raises(SharedStateAway):          # the breaker is open: refused at once
+                _lock(manager, "/Scale/other.odt", "bob")
+            assert link.state()["up"] is False
+
+            seen = []
+            app = reads_degrade(lambda environ, start: seen.append(manager.get_url_lock_list("/Scale/held.odt")))
+            app({"REQUEST_METHOD": "PROPFIND"}, None)
+            assert seen == [[]]
+            with pytest.raises(SharedStateAway):
+                app({"REQUEST_METHOD": "PUT"}, None)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while not link.up:                                # its background PING finds it back
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert [l["token"] for l in manager.get_url_lock_list("/Scale/held.odt")] == [lock["token"]]
+        with pytest.raises(DAVError):
+            manager.check_write_permission(url="/Scale/held.odt", depth="0", token_list=[], principal="bob")
+    finally:
+        stop(proc)
+        link.close()

@@ -249,6 +249,7 @@ class Face:
             "errors": [{"time": t, "text": text} for t, text in a.errors()],
             "cache": dict(m.cache_state(), hit_bytes=hit, miss_bytes=miss,
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
+            "redis": m.shared_state() or None,      # None: no [state] redis
         }
 
     def status_body(self) -> str:
@@ -308,6 +309,15 @@ class Face:
         held = (f'{human_size(int(c["bytes"]))} of {human_size(int(c["limit"]))} in {int(c.get("count", 0))} '
                 f'chunks' if "bytes" in c and "limit" in c else "size not known")
         out.append(f"<section><h2>Cache</h2><p>{held} · {ratio}</p></section>")
+
+        if d["redis"]:
+            r = d["redis"]
+            text = ("answers" if r.get("up") else
+                    f'<span class="warn">away for {human_seconds(float(r.get("away_seconds", 0)))}: reads and '
+                    f'listings use this replica\'s own state; writes answer 503 until it is back</span> '
+                    f'({e(r.get("last_error", ""))})')
+            out.append(f'<section id="redis"><h2>Shared state (Redis)</h2><p>{e(r.get("url", ""))}: {text}</p>'
+                       "</section>")
 
         out.append("<section><h2>Recent errors</h2>")
         if d["errors"]:

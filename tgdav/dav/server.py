@@ -91,6 +91,9 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
         "logging": {"enable": False},
         "dir_browser": {"enable": False},
     })
+    if lock_redis and drive is not None:      # locks in Redis: with it away, reads show none, writes 503
+        from tgdav.cache.shared import reads_degrade
+        dav = reads_degrade(dav)
     app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
     app = Face(app, catalog, metrics)
     app = PolicyMiddleware(app, writable=drive is not None)

@@ -11,7 +11,10 @@ HEAD of a file itself and opens the reader with exactly the bytes the client ask
 - If-None-Match, else If-Modified-Since (equal dates included) -> 304;
 - several ranges -> multipart/byteranges with exact parts, each opened from the reader in turn
   (overlapping or touching ones merged, more than MAX_PARTS: the whole file, as RFC 9110 allows);
-- HEAD sends the same headers and never opens the reader.
+- HEAD sends the same headers and never opens the reader;
+- X-Accel-Expires: @1 on every answer about a file's bytes: a caching nginx in front
+  (config/nginx.conf) may keep them but must revalidate them (If-None-Match) on every use, which
+  is answered 304 here from metadata; nginx never passes this header on to clients.
 
 The body is a generator: ErrorMiddleware pulls its first chunk before the headers go out, so an
 error at open or at the first read is still a clean 503/404; closing the body closes the ByteStream.
@@ -30,6 +33,10 @@ from tgdav.model import Catalog, FileEntry, Location, Reader
 from tgdav.ranges import Unsatisfiable, parse_range_header
 
 MAX_PARTS = 32
+# "stored, and stale from the start" for nginx's proxy cache (an absolute expiry in 1970): nginx keeps
+# each slice and asks again with its ETag before serving it, so a file overwritten, moved or deleted
+# is never served from an old slice. A 304 costs no Telegram traffic.
+REVALIDATE = ("X-Accel-Expires", "@1")
 
 
 def http_date(ts: float) -> str:
@@ -123,7 +130,7 @@ class StreamApp:
 
     def respond(self, environ: dict, start_response: StartResponse, entry: FileEntry) -> Iterable[bytes]:
         size, etag = entry.size, quoted_etag(entry)
-        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified))]
+        validators = [("ETag", etag), ("Last-Modified", http_date(entry.modified)), REVALIDATE]
         if not if_match_holds(environ, etag):
             return text_reply("412 Precondition Failed", "The file has changed (If-Match)",
                               validators).send(environ, start_response)
