@@ -13,9 +13,10 @@ byte is fetched once. A flight is cancelled when its last stream goes away (a se
 connection), which makes the pool drop its answer.
 
 Streams are not equal (after tdesktop's streaming loader and TDLib's download priorities): a stream
-is interactive while a person waits on it -- for its first CLASSIFY_EVERY bytes (it just seeked), and
-later while it waits on Telegram less than half the time (it reads at a media bitrate) -- and bulk
-once it takes everything as fast as it can. The pool (telegram/pool.py) gives interactive read-ahead
+is interactive while a person waits on it -- for its first CLASSIFY_FIRST bytes (it just seeked; the
+window it opened then stays interactive), and later while it waits on Telegram less than half the
+time (it reads at a media bitrate; looked at every CLASSIFY_EVERY bytes) -- and bulk once it takes
+everything as fast as it can (a copy: small parts would only cost it requests). The pool (telegram/pool.py) gives interactive read-ahead
 priority on senders and bulk read-ahead what is left.
 
 Read-ahead follows consumption. A stream starts with one `first_part` requested, urgent (the pool
@@ -56,7 +57,8 @@ log = logging.getLogger("tgdav.reader")
 
 Fetch = Callable[..., Awaitable[bytes]]        # fetch(location, offset, limit, urgent=False)
 MAX_PENDING = 64 * MIB                          # bytes waiting for the cache writer; beyond, not cached
-CLASSIFY_EVERY = 4 * MIB                        # bytes a stream takes between two looks at its pace
+CLASSIFY_FIRST = MIB                            # bytes a stream takes before the first look at its pace
+CLASSIFY_EVERY = 4 * MIB                        # and between two later looks
 BULK_WAITING = 0.5                              # waiting on Telegram more than this share: bulk
 INDEX_EVERY = 32                                # chunks written between two writes of a file's index
 
@@ -345,7 +347,7 @@ class _Pace:
     taken: int = 0
     waited: float = 0.0
     since: float | None = None
-    next_look: int = CLASSIFY_EVERY
+    next_look: int = CLASSIFY_FIRST
 
     def took(self, n: int, now: float) -> None:
         if self.since is None:
