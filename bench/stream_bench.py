@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -51,7 +50,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from read_bench import (Engine, Phase, random_offsets, start_sandbox, stop_sandbox,  # noqa: E402
                         total)
-from tgdav.sandbox.content import pattern  # noqa: E402
 from tgdav.sandbox.controls import PROFILES  # noqa: E402
 from tgdav.telegram.login import SandboxInfo, login, make_client  # noqa: E402
 
@@ -62,22 +60,8 @@ log = logging.getLogger("bench")
 async def play(engine: Engine, loc, offset: int, length: int) -> dict:
     """A player after a seek: `bytes=offset-`, `length` bytes taken as they come, then closed.
     {"ttfb": s, "full": s (length in hand), "ok": bytes right}."""
-    t0 = time.perf_counter()
-    ttfb, n, h = None, 0, hashlib.sha256()
-    stream = engine.reader.stream(loc, offset, loc.size - 1)
-    try:
-        async for piece in stream:
-            if ttfb is None:
-                ttfb = time.perf_counter() - t0
-            piece = piece[:length - n]
-            h.update(piece)
-            n += len(piece)
-            if n >= length:
-                break
-    finally:
-        await stream.aclose()
-    return {"offset": offset, "ttfb": ttfb, "full": time.perf_counter() - t0,
-            "ok": n == length and h.digest() == hashlib.sha256(pattern(loc.id, offset, length)).digest()}
+    n, ttfb, ok, full = await engine.play(loc, offset, length)
+    return {"offset": offset, "ttfb": ttfb, "full": full, "ok": ok and n == length}
 
 
 class Bulk:
@@ -290,11 +274,7 @@ def http_cpu(args, raw: dict, work: Path, results: dict) -> None:
                          "user_s_per_gib": (u1 - u0) / gib, "system_s_per_gib": (s1 - s0) / gib}
         results["http"] = out
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_sandbox(proc)                      # (any child: SIGTERM, then SIGKILL after 10 s)
 
 
 def table(r: dict) -> str:
