@@ -131,10 +131,10 @@ class Engine:
             await stream.aclose()
         return n, ttfb or 0.0, time.perf_counter() - t0
 
-    async def play(self, loc, offset: int, length: int) -> tuple[int, float, bool]:
+    async def play(self, loc, offset: int, length: int) -> tuple[int, float, bool, float]:
         """A player after a seek: an open-ended range from `offset`, `length` bytes taken, then the
         connection dropped (the stream closed with its read-ahead in flight).
-        (bytes, seconds to first byte, bytes ok)."""
+        (bytes, seconds to first byte, bytes ok, seconds until `length` bytes were in hand)."""
         n, ttfb, t0 = 0, None, time.perf_counter()
         h = hashlib.sha256()
         stream = self.reader.stream(loc, offset, loc.size - 1)
@@ -147,9 +147,11 @@ class Engine:
                 n += len(piece)
                 if n >= length:
                     break
+            full = time.perf_counter() - t0
         finally:
             await stream.aclose()
-        return n, ttfb or 0.0, h.digest() == hashlib.sha256(pattern(loc.id, offset, length)).digest()
+        return (n, ttfb or 0.0, h.digest() == hashlib.sha256(pattern(loc.id, offset, length)).digest(),
+                full)
 
     async def close(self) -> None:
         await self.read_path.close()
@@ -255,7 +257,7 @@ async def tgdav_phases(args, info: SandboxInfo, state: Path, results: dict) -> N
     plays = []
     with Phase(admin) as p:
         for off in offsets:
-            n, ttfb, ok = await engine.play(fresh, off, args.play_len)
+            n, ttfb, ok, _ = await engine.play(fresh, off, args.play_len)
             plays.append({"offset": off, "ttfb_ms": ttfb * 1000, "ok": ok and n == args.play_len})
         await asyncio.sleep(1.0)                      # let the last dropped answers settle
     t = sorted(x["ttfb_ms"] for x in plays)

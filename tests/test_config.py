@@ -44,7 +44,7 @@ def test_defaults_without_any_file(home):
     config = load_config(env=env_for(home))
     assert config.source is None
     assert (config.server.host, config.server.port, config.server.threads) == ("127.0.0.1", 8080, 64)
-    assert (config.server.timeout, config.server.block_size) == (300, 262144)
+    assert (config.server.timeout, config.server.block_size) == (300, 1048576)
     assert (config.auth.mode, config.auth.realm, dict(config.auth.users)) == ("basic", "tgdav", {})
     assert (config.pool.senders_per_dc, config.pool.first_part, config.pool.max_wait_seconds) == (4, 65536, 10)
     assert (config.pool.idle_seconds, config.pool.read_ahead_parts, config.pool.request_timeout) == (120, 8, 30)

@@ -70,3 +70,161 @@ def test_read_ahead_held_back_for_an_urgent_request_goes_when_that_request_is_ca
             await pool.close()
 
     assert asyncio.run(scenario()).bytes == b""
+
+
+# --- priorities: urgent, interactive read-ahead, bulk read-ahead (issue 19) ------------------------
+
+class HeldMtp(FakeMtp):
+    """A sender whose answers come only when the test says (release)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+        self.pending: list[asyncio.Future] = []
+
+    @property
+    def disconnected(self):        # as Telethon's: a new future each time (the pool cancels it)
+        return asyncio.get_running_loop().create_future()
+
+    @disconnected.setter
+    def disconnected(self, value):
+        pass
+
+    def send(self, request):
+        future = asyncio.get_running_loop().create_future()
+        self._send_queue._deque.append(SimpleNamespace(future=future, request=request, msg_id=0))
+        self.sent.append(request)
+        self.pending.append(future)
+        return future
+
+    def release(self) -> None:
+        for f in self.pending:
+            if not f.done():
+                f.set_result(SimpleNamespace(bytes=b""))
+        self.pending.clear()
+
+
+def _request(name: str, limit: int = 32 * 1024):
+    return SimpleNamespace(name=name, limit=limit)
+
+
+async def _held_pool(max_senders: int = 4):
+    senders: list[HeldMtp] = []
+
+    async def opener(dc):
+        senders.append(HeldMtp(len(senders) + 1))
+        return senders[-1]
+
+    pool = DcPool(4, opener, max_senders=max_senders, slots_per_sender=2, max_wait=10,
+                  request_timeout=30, clock=asyncio.get_running_loop().time)
+    return pool, senders
+
+
+def _carried_by(senders, name: str) -> list[int]:
+    return [m.number for m in senders if any(getattr(r, "name", None) == name for r in m.sent)]
+
+
+async def _settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def _finish(senders, tasks) -> None:
+    """Answer everything until every task is done."""
+    while not all(t.done() for t in tasks):
+        for m in senders:
+            m.release()
+        await _settle()
+    await asyncio.gather(*tasks)
+
+
+@pytest.mark.timeout(30)
+def test_interactive_read_ahead_never_queues_behind_a_bulk_part_and_bulk_keeps_its_share():
+    """A bulk reader fills every sender it may use (2 parts each); a player's read-ahead then waits
+    for a sender with no bulk part on it (answers on one connection come in order) rather than
+    pipelining behind one, gets the senders bulk lets drain beyond its share, and bulk keeps that
+    share (half of max_senders) meanwhile."""
+    async def scenario():
+        pool, senders = await _held_pool()
+        bulk = [asyncio.ensure_future(pool.invoke(_request(f"bulk{i}", 512 * 1024))) for i in range(8)]
+        await _settle()
+        assert [len(m.sent) for m in senders] == [2, 2, 2, 2, 0]    # 4 senders, the spare opened idle
+        player = [asyncio.ensure_future(pool.invoke(_request(f"play{i}"), interactive=True))
+                  for i in range(12)]
+        more_bulk = [asyncio.ensure_future(pool.invoke(_request(f"late{i}", 512 * 1024))) for i in range(4)]
+        await _settle()
+        # the player took the idle spare; none of its parts went on a sender carrying bulk
+        assert set(_carried_by(senders, "play0")) == {5}
+        assert all(len(m.sent) == 2 for m in senders[:4])
+        # bulk senders 3 and 4 answer: beyond bulk's share (2 of 4), they go to the player
+        senders[2].release()
+        senders[3].release()
+        await _settle()
+        carried = {m.number for m in senders for r in m.sent if r.name.startswith("play")}
+        assert carried == {3, 4, 5}
+        late = {m.number for m in senders for r in m.sent if r.name.startswith("late")}
+        assert late <= {1, 2}                     # bulk keeps to its share while the player waits
+        await _finish(senders, bulk + player + more_bulk)
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_urgent_goes_first_then_interactive_then_bulk():
+    """Every sender busy: an urgent request pipelines at once on the sender with no bulk part; a
+    sender that frees goes to the waiting interactive read-ahead, not to the bulk read-ahead
+    waiting before it."""
+    async def scenario():
+        pool, senders = await _held_pool(max_senders=1)
+        first = [asyncio.ensure_future(pool.invoke(_request(f"bulk{i}", 512 * 1024))) for i in range(2)]
+        await _settle()
+        urgent0 = asyncio.ensure_future(pool.invoke(_request("urgent0"), urgent=True))
+        await _settle()                            # the spare (sender 2) is opened for it
+        assert _carried_by(senders, "urgent0") == [2]
+        bulk_n = asyncio.ensure_future(pool.invoke(_request("bulkN", 512 * 1024)))
+        await _settle()
+        play = asyncio.ensure_future(pool.invoke(_request("play"), interactive=True))
+        urgent1 = asyncio.ensure_future(pool.invoke(_request("urgent1"), urgent=True))
+        await _settle()
+        assert _carried_by(senders, "urgent1") == [2]      # behind 32 KiB, not behind 1 MiB of bulk
+        assert _carried_by(senders, "play") == _carried_by(senders, "bulkN") == []
+        senders[1].release()                               # sender 2 is free: the player's
+        await _settle()
+        assert _carried_by(senders, "play") == [2]
+        assert _carried_by(senders, "bulkN") == []
+        senders[0].release()                               # sender 1 is free: now bulk's
+        await _settle()
+        assert _carried_by(senders, "bulkN") == [1]
+        await _finish(senders, first + [urgent0, bulk_n, play, urgent1])
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_players_window_waits_here_beyond_a_round_trip_per_sender_so_a_seek_takes_it_back():
+    """Interactive read-ahead puts at most INTERACTIVE_QUEUE bytes on each sender; the rest of a
+    player's window waits in the pool. When the player seeks away, what waited here never reaches
+    Telegram (only what was sent needs an rpc_drop_answer)."""
+    from tgdav.telegram.pool import INTERACTIVE_QUEUE
+
+    async def scenario():
+        pool, senders = await _held_pool()
+        window = [asyncio.ensure_future(pool.invoke(_request(f"play{i}"), interactive=True))
+                  for i in range(64)]                 # 2 MiB in 32 KiB parts
+        await _settle()
+        def plays():
+            return [sum(1 for r in m.sent if getattr(r, "name", "").startswith("play")) for m in senders]
+        sent = plays()
+        assert 0 < sum(sent) < 64
+        assert all(n * 32 * 1024 <= INTERACTIVE_QUEUE for n in sent), sent
+        assert sent[pool.max_senders:] in ([], [0])   # alone: the spare is kept for the next seek
+        for t in window:                              # the player seeks away
+            t.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+        await _settle()
+        assert plays() == sent                        # what waited here never went out
+        await pool.close()
+
+    asyncio.run(scenario())

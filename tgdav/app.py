@@ -44,6 +44,9 @@ from tgdav.telegram.updates import LiveUpdates
 log = logging.getLogger("tgdav")
 PACE_KEY = "pace:getHistory"      # the getHistory token bucket's state, kept in the store per account
 
+INTERACTIVE_PART = 32 * 1024       # a player's read-ahead parts: small, so a seek wastes little
+INTERACTIVE_AHEAD_PER_SENDER = 512 * 1024
+
 
 @dataclasses.dataclass
 class ReadPath:
@@ -99,13 +102,19 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                               # history pages on the pool's home-DC senders, several at once, paced
                               invoke=lambda request: pool.invoke(home, request),
                               pace=pace,
-                              parallel=2 * pool_cfg.senders_per_dc)
+                              parallel=2 * pool_cfg.senders_per_dc,
+                              listed=(_dcs_of_listings(pool, factory, shared=flood_board is not None)
+                                      if pool_cfg.connect_listed_dcs else None))
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
     reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
                         # at least two parts in flight per sender, or the senders idle a round trip
                         max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
                         part_limit=accounts.part_limit if accounts else fetcher.part_limit,
+                        # a player's window: what keeps the DC's senders busy (a round trip of
+                        # 2 MiB/s each) in small parts, so a seek away wastes little
+                        interactive_part=INTERACTIVE_PART,
+                        interactive_ahead=pool_cfg.senders_per_dc * INTERACTIVE_AHEAD_PER_SENDER,
                         metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts,
                     keep_pace=lambda: store.remember_listing(PACE_KEY, pace.kept()))
@@ -126,6 +135,27 @@ async def start_live(read_path: ReadPath, client, store: Store, config: Config, 
         catalog.refresh_every(config.cache.updates_refresh)
         if metrics is not None:
             metrics.set_updates_source(read_path.updates.stats)
+
+
+def _dcs_of_listings(pool: Pool, factory: SenderFactory, *, shared: bool):
+    """listed(entries) for the catalog: connect to the DCs a listing names before anyone reads
+    there (the catalog does not know the pool; this callback is the only link). Replicas sharing
+    Redis all list at start: there only DCs with a kept authorisation are connected ahead (no
+    replica exports for a read nobody made; the first read's export is shared with the others)."""
+    tasks: set[asyncio.Task] = set()
+
+    async def kept_only(dcs) -> None:
+        pool.warm([dc for dc in dcs if await factory.has_key(dc)])
+
+    def listed(entries) -> None:
+        dcs = {e.location.dc_id for e in entries if e.location.kind != "empty" and e.location.dc_id}
+        if not shared:
+            pool.warm(dcs)
+            return
+        task = asyncio.get_running_loop().create_task(kept_only(dcs))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    return listed
 
 
 def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> Accounts:

@@ -72,7 +72,7 @@ class ServerConfig(_Section):
     port: int = 8080
     threads: int = 64                        # cheroot worker threads; Explorer opens many connections
     timeout: float = 300.0                   # seconds; long so a paused player keeps its connection
-    block_size: int = 262144                 # bytes per WsgiDAV read()
+    block_size: int = 1048576                # largest write to the client (a whole part, no copies)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     head_timeout: float = 15.0               # seconds to send a request line and its headers
@@ -100,6 +100,7 @@ class PoolConfig(_Section):
     first_part: int = 65536                  # bytes of the first getFile after a seek
     read_ahead_parts: int = 8
     request_timeout: float = 30.0
+    connect_listed_dcs: bool = True          # open a connection to every DC a listing names
 
 
 @dataclass(frozen=True, repr=False)
@@ -484,6 +485,7 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "max_wait_seconds": _number(float, 0, note=" (seconds)"),
         "first_part": _part_size, "read_ahead_parts": _number(int, 0, 64),
         "request_timeout": _number(float, 1, note=" (seconds)"),
+        "connect_listed_dcs": _bool,
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)"),
               "updates": _bool, "updates_refresh": _number(float, 0, note=" (seconds)")},

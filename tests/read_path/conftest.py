@@ -155,13 +155,15 @@ class Engine:
 
     def __init__(self, sb: Sandbox, state: Path, *, senders_per_dc: int = 4, read_ahead: int = 8,
                  first_part: int = 64 * 1024, max_wait: float = 10.0, request_timeout: float = 30.0,
-                 idle_seconds: float = 120.0, **telegram) -> None:
+                 idle_seconds: float = 120.0, connect_listed_dcs: bool = False, **telegram) -> None:
         """telegram: [telegram] settings, e.g. history_per_second=10, history_burst=4."""
         self.sb = sb
         self.state = Path(state)
         self.config = Config(pool=PoolConfig(
             senders_per_dc=senders_per_dc, idle_seconds=idle_seconds, max_wait_seconds=max_wait,
-            first_part=first_part, read_ahead_parts=read_ahead, request_timeout=request_timeout),
+            first_part=first_part, read_ahead_parts=read_ahead, request_timeout=request_timeout,
+            # off unless a test is about it: most count what a first read on a DC costs
+            connect_listed_dcs=connect_listed_dcs),
             telegram=TelegramConfig(**telegram))
         self.bridge = Bridge()
         self.bridge.start()

@@ -172,3 +172,30 @@ def test_reaped_senders_reopen_without_export(make_engine, sandbox):
     assert delta(before, after, "imports") == 0, after
     assert delta(before, after, "auth_keys", dc=4) == 0, after
     assert delta(before, after, "connections", dc=4) >= 1, after
+
+
+# --- connections to the DCs a listing names, opened before the first read (issue 19) --------------
+
+@pytest.mark.timeout(60)
+def test_the_dcs_a_listing_names_are_connected_before_the_first_read(make_engine, sandbox, tmp_path):
+    """The listing names files on DCs 3 and 4: a sender to each is opened and authorised in the
+    background, so the first read of a file there costs no connection, no key exchange and no
+    export/import -- one getFile. After a restart the kept authorisation is reused for it."""
+    state = tmp_path / "warm"
+    for run in ("first", "restart"):
+        before = sandbox.snapshot()
+        engine = make_engine(state, connect_listed_dcs=True)      # lists the channel on start
+        assert wait_until(lambda: all(engine.stats().get(str(dc), {}).get("senders") for dc in (3, 4)),
+                          timeout=20), engine.stats()
+        opened = sandbox.snapshot()
+        if run == "first":
+            assert delta(before, opened, "imports", dc=4) == 1 and delta(before, opened, "imports", dc=3) == 1
+        else:
+            assert delta(before, opened, "exports") == 0 and delta(before, opened, "auth_keys", dc=4) == 0
+        engine.store.clear_chunks()
+        assert engine.read("d4.bin", 0, 100) == sandbox.expected("d4.bin", 0, 100)
+        after = sandbox.snapshot()
+        for name in ("connections", "auth_keys", "exports", "imports"):
+            assert delta(opened, after, name) == 0, (name, after)
+        assert delta(opened, after, "requests:GetFile", dc=4) == 1
+        engine.close()

@@ -32,11 +32,14 @@ class ScriptedFetch:
     def __init__(self, delay: float = 0.2, cleanup: float = 0.05) -> None:
         self.delay, self.cleanup = delay, cleanup
         self.calls: list[tuple[int, int, bool]] = []
+        self.interactive: list[bool] = []             # per call: interactive read-ahead
         self.cancelled: list[tuple[int, int]] = []
 
-    async def __call__(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
+    async def __call__(self, loc: Location, offset: int, limit: int, *, urgent: bool = False,
+                       interactive: bool = False) -> bytes:
         assert valid_request(offset, limit), (offset, limit)
         self.calls.append((offset, limit, urgent))
+        self.interactive.append(interactive)
         try:
             await asyncio.sleep(self.delay(offset) if callable(self.delay) else self.delay)
         except asyncio.CancelledError:
@@ -239,12 +242,83 @@ def test_a_flight_that_ends_cancelled_by_itself_is_asked_again_not_spun_on(store
             super().__init__(delay=0.01)
             self.failed = False
 
-        async def __call__(self, loc, offset, limit, *, urgent=False):
+        async def __call__(self, loc, offset, limit, **priority):
             if not self.failed:
                 self.failed = True
                 raise asyncio.CancelledError()
-            return await super().__call__(loc, offset, limit, urgent=urgent)
+            return await super().__call__(loc, offset, limit, **priority)
 
     fetch = CancelsOnce()
     reader = reader_for(fetch, store)
     assert asyncio.run(read_all(reader, _loc(), 0, 300_000)) == pattern(SEED, 0, 300_001)
+
+
+# --- interactive and bulk streams (issue 19) ---------------------------------------------------------
+
+@pytest.mark.timeout(30)
+def test_a_player_that_keeps_reading_gets_its_whole_window_at_once(store):
+    """After the first piece (handed out in three slices), a client that took the second slice opens
+    the interactive window at once: a player's buffer fills at link speed, not by a slow start from
+    one 64 KiB part. The window's parts are small and interactive."""
+    fetch = ScriptedFetch(delay=0.05)
+    reader = reader_for(fetch, store, interactive_part=32 * KIB, interactive_ahead=MIB)
+
+    async def scenario():
+        stream = reader.stream(_loc(), 2 * MIB + 100, SIZE - 1)
+        for _ in range(3):                          # the first piece, three slices
+            await stream.__anext__()
+        await stream.__anext__()                    # asked for while it waits for the second
+        asked = sum(limit for _, limit, _ in fetch.calls)
+        await stream.aclose()
+        return asked
+    asked = asyncio.run(scenario())
+    assert asked >= MIB, fetch.calls                 # the whole window at once
+    ahead = [(limit, i) for (_, limit, urgent), i in zip(fetch.calls, fetch.interactive) if not urgent]
+    assert ahead and all(limit <= 32 * KIB and i for limit, i in ahead), fetch.calls
+
+
+@pytest.mark.timeout(30)
+def test_a_client_that_reads_a_slice_and_leaves_does_not_open_the_window(store):
+    fetch = ScriptedFetch(delay=0.01)
+    reader = reader_for(fetch, store, interactive_part=32 * KIB, interactive_ahead=MIB)
+
+    async def scenario():
+        stream = reader.stream(_loc(), 100, SIZE - 1)
+        await stream.__anext__()
+        await stream.__anext__()        # what SyncReader pulls ahead of a client that read 8 KiB
+        await stream.aclose()
+        await asyncio.sleep(0.05)
+    asyncio.run(scenario())
+    # the first window only (the first part and the rest of its grain): the player's window did
+    # not open for a client that left
+    assert len(fetch.calls) <= 2 and fetch.fetched_bytes() <= 128 * KIB, fetch.calls
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_takes_everything_turns_bulk_and_one_at_a_media_pace_stays_interactive(store):
+    """Past its first 4 MiB a stream that mostly waits on Telegram is bulk (big parts, bulk
+    priority); one whose client is the slower side (a player at its bitrate) stays interactive."""
+    loc = _loc()
+
+    def run(consume_delay: float) -> ScriptedFetch:
+        fetch = ScriptedFetch(delay=0.02)
+        reader = reader_for(fetch, store, interactive_part=32 * KIB, interactive_ahead=256 * KIB)
+
+        async def scenario():
+            taken = 0
+            async for piece in reader.stream(loc, 0, 7 * MIB):
+                taken += len(piece)
+                if consume_delay:
+                    await asyncio.sleep(consume_delay * len(piece) / (64 * KIB))
+        asyncio.run(scenario())
+        store.clear_chunks()
+        return fetch
+
+    def late(fetch):      # read-ahead asked for beyond the first classification
+        return [(limit, i) for (offset, limit, urgent), i in zip(fetch.calls, fetch.interactive)
+                if offset >= 5 * MIB and not urgent]
+
+    bulk = late(run(0.0))
+    assert bulk and not any(i for _, i in bulk) and max(limit for limit, _ in bulk) > 32 * KIB, bulk
+    media = late(run(0.06))        # about 1 MiB/s against a link 3x faster
+    assert media and all(i and limit <= 32 * KIB for limit, i in media), media

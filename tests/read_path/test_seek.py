@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tgdav.telegram.pool import Sender
+from tgdav.telegram.pool import URGENT, Sender
 
 from .conftest import HOME_DC, MIB, delta, wait_until
 from .test_dc import _revoke
@@ -24,9 +24,9 @@ def _record_urgent_loads(engine, dc: int) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     choose = pool._choose
 
-    def recording(urgent, kind):
-        sender = choose(urgent, kind)
-        if urgent and isinstance(sender, Sender):
+    def recording(priority, kind):
+        sender = choose(priority, kind)
+        if priority == URGENT and isinstance(sender, Sender):
             seen.append((sender.in_flight, sender.draining))
         return sender
     pool._choose = recording

@@ -12,16 +12,30 @@ parts by plan.plan_missing, and waits on a flight that covers its bytes instead 
 byte is fetched once. A flight is cancelled when its last stream goes away (a seek, a closed
 connection), which makes the pool drop its answer.
 
-Read-ahead follows consumption: a stream starts with `first_part` bytes requested, the part at its
-position urgent (the pool gives it an idle sender); each piece the client takes grows the window by
-its size (slow start: the window doubles per window consumed), up to `max_ahead`. Parts are at most
+Streams are not equal (after tdesktop's streaming loader and TDLib's download priorities): a stream
+is interactive while a person waits on it -- for its first CLASSIFY_FIRST bytes (it just seeked; the
+window it opened then stays interactive), and later while it waits on Telegram less than half the
+time (it reads at a media bitrate; looked at every CLASSIFY_EVERY bytes) -- and bulk once it takes
+everything as fast as it can (a copy: small parts would only cost it requests). The pool (telegram/pool.py) gives interactive read-ahead
+priority on senders and bulk read-ahead what is left.
+
+Read-ahead follows consumption. A stream starts with one `first_part` requested, urgent (the pool
+gives it an idle sender). That first piece is handed out in three slices: a client that takes the
+second one (and so keeps reading; SyncReader pulls one piece ahead of it) opens the interactive
+window at once, `interactive_ahead` bytes in parts of `interactive_part` (enough to keep every sender
+of the DC busy: the player's buffer fills at link speed from the start), while a client that reads
+a few bytes and leaves cost one part. A bulk stream's window grows from there by what the client
+takes (slow start: it doubles per window consumed) up to `max_ahead`, in parts of at most
 `part_limit(location)` (the fetcher's: what one connection to the file's DC delivers in a couple of
-seconds, smaller while parts keep losing their connections), so a slow DC gets small parts. The
-window never reaches past the end of the range the caller asked for.
+seconds, smaller while parts keep losing their connections). Small interactive parts waste little
+when a player seeks away (its answers on the wire are dropped or small) and never queue behind a
+big one. The window never reaches past the end of the range the caller asked for.
 
 SyncReader adapts the async reader to the blocking model.Reader interface over the bridge.
 
-Everything here runs on the bridge's loop (no locks); the store is touched from worker threads.
+Everything here runs on the bridge's loop, but the writer thread: the store is touched from worker
+threads, and the count of bytes waiting for the writer (_pending_bytes) is changed by both, under
+_pending_lock (the only lock; nothing is awaited or called while it is held).
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ import asyncio
 import bisect
 import concurrent.futures
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -42,6 +57,9 @@ log = logging.getLogger("tgdav.reader")
 
 Fetch = Callable[..., Awaitable[bytes]]        # fetch(location, offset, limit, urgent=False)
 MAX_PENDING = 64 * MIB                          # bytes waiting for the cache writer; beyond, not cached
+CLASSIFY_FIRST = MIB                            # bytes a stream takes before the first look at its pace
+CLASSIFY_EVERY = 4 * MIB                        # and between two later looks
+BULK_WAITING = 0.5                              # waiting on Telegram more than this share: bulk
 INDEX_EVERY = 32                                # chunks written between two writes of a file's index
 
 
@@ -100,20 +118,25 @@ class _File:
 class PartReader:
     def __init__(self, fetch: Fetch, store, *, first_part: int = 64 * 1024, max_ahead: int = 8 * MIB,
                  max_part: int = MIB, part_limit: Callable[[Location], int] | None = None,
+                 interactive_part: int = 128 * 1024, interactive_ahead: int = MIB,
                  metrics=None) -> None:
         check_part_size("first_part", first_part)
         check_part_size("max_part", max_part)
+        check_part_size("interactive_part", interactive_part)
         self._fetch = fetch
         self._store = store
         self.first_part = first_part
         self.max_ahead = max(first_part, max_ahead)
+        self.interactive_part = interactive_part
+        self.interactive_ahead = max(self.interactive_part, interactive_ahead)
         self.max_part = max_part
         self._part_limit = part_limit or (lambda loc: max_part)
         self._metrics = metrics
         self._files: dict[str, _File] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tgdav-cache")
-        self._pending_bytes = 0
+        self._pending_bytes = 0     # the loop adds, the writer thread subtracts: under _pending_lock
+        self._pending_lock = threading.Lock()
         self.fetched = 0            # bytes received from Telegram
         self.requests = 0           # getFile parts sent
 
@@ -124,36 +147,56 @@ class PartReader:
         f = await self._file(loc)
         held: set[_Flight] = set()
         pos, stop, ahead = start, end + 1, self.first_part
+        pace = _Pace()
         try:
             while pos < stop:
-                self._request(loc, f, Range(pos, self._window_end(loc, pos, stop, ahead)), held)
+                cap = self._part_cap(loc)
+                if pace.interactive:
+                    cap = min(cap, self.interactive_part)
+                want = Range(pos, self._window_end(loc, pos, stop, ahead, cap))
+                self._request(loc, f, want, held, cap, pace.interactive)
+                t = asyncio.get_running_loop().time()
                 piece = await self._piece(loc, f, pos, stop, held)
+                pace.waited += asyncio.get_running_loop().time() - t
                 if piece is None:     # a flight it waited on ended without bytes: ask again
                     await asyncio.sleep(0)   # (after the loop has run what that ending scheduled)
                     continue
                 pos += len(piece)
                 for flight in [h for h in held if h.range.end <= pos]:
                     self._let_go(loc, f, flight, held)
-                yield piece
-                ahead = min(self.max_ahead, ahead + len(piece))
+                if pace.taken == 0 and len(piece) >= 3:
+                    third = len(piece) // 3
+                    yield piece[:third]
+                    yield piece[third:2 * third]
+                    # the client took the first slice and asks for more: it is reading on
+                    ahead = max(ahead, self.interactive_ahead)
+                    yield piece[2 * third:]
+                else:
+                    yield piece
+                pace.took(len(piece), asyncio.get_running_loop().time())
+                if pace.interactive:
+                    ahead = max(ahead, min(self.interactive_ahead, ahead + len(piece)))
+                else:
+                    ahead = min(self.max_ahead, ahead + len(piece))
         finally:
             for flight in list(held):
                 self._let_go(loc, f, flight, held)
 
-    def _window_end(self, loc: Location, pos: int, stop: int, ahead: int) -> int:
+    def _window_end(self, loc: Location, pos: int, stop: int, ahead: int, cap: int) -> int:
         """Where the bytes to have in flight end: pos + ahead rounded up to a grain (the largest
-        power of two <= ahead, at most a part), never past the range's end rounded up to a
+        power of two <= ahead, at most a part of `cap`), never past the range's end rounded up to a
         first_part, nor past the file. So chunks start and end on first_part multiples, and a
         window of several MiB asks in whole, MiB-aligned parts."""
-        grain = min(self._part_cap(loc), 1 << (max(ahead, self.first_part).bit_length() - 1))
+        grain = min(cap, 1 << (max(ahead, self.first_part).bit_length() - 1))
         end = -(-(pos + ahead) // grain) * grain
         last = -(-stop // self.first_part) * self.first_part
         return min(end, last, loc.size)
 
-    def _request(self, loc: Location, f: _File, want: Range, held: set[_Flight]) -> None:
-        """Start flights for the bytes of `want` nothing covers; hold every flight `want` overlaps.
-        The part at want.start (what the reader waits for now) is urgent and one first_part."""
-        cap = self._part_cap(loc)
+    def _request(self, loc: Location, f: _File, want: Range, held: set[_Flight], cap: int,
+                 interactive: bool) -> None:
+        """Start flights for the bytes of `want` nothing covers, in parts of at most `cap`; hold
+        every flight `want` overlaps. The part at want.start (what the reader waits for now) is
+        urgent and one first_part; the others are read-ahead, interactive or bulk."""
         for gap in f.covered(want).find_missing(want):
             parts: list[Part] = []
             if gap.start == want.start:
@@ -168,7 +211,8 @@ class PartReader:
                 parts += plan_missing(gap.start, gap.end, loc.size, cap)
             for part in parts:
                 urgent = part.offset <= want.start < part.end
-                task = asyncio.ensure_future(self._fetch_part(loc, f, part, urgent))
+                priority = {"urgent": True} if urgent else {"interactive": True} if interactive else {}
+                task = asyncio.ensure_future(self._fetch_part(loc, f, part, priority))
                 flight = _Flight(Range(part.offset, min(part.end, loc.size)), task)
                 f.flights.append(flight)
                 task.add_done_callback(lambda t, fl=flight: self._landed(f, fl, t))
@@ -228,9 +272,9 @@ class PartReader:
         if flight in f.flights:       # it covers nothing any more (its done callback may not have run)
             f.flights.remove(flight)
 
-    async def _fetch_part(self, loc: Location, f: _File, part: Part, urgent: bool) -> tuple[int, bytes]:
+    async def _fetch_part(self, loc: Location, f: _File, part: Part, priority: dict) -> tuple[int, bytes]:
         self.requests += 1
-        data = await self._fetch(loc, part.offset, part.limit, urgent=urgent)
+        data = await self._fetch(loc, part.offset, part.limit, **priority)
         self.fetched += len(data)
         if self._metrics is not None:
             self._metrics.cache_read(0, len(data))
@@ -239,9 +283,12 @@ class PartReader:
                                       "the file is shorter than its message says")
         data = data[:loc.size - part.offset]
         f.add_chunk(part.offset, len(data))
-        if data and self._pending_bytes + len(data) <= MAX_PENDING:
+        with self._pending_lock:
+            room = data and self._pending_bytes + len(data) <= MAX_PENDING
+            if room:
+                self._pending_bytes += len(data)
+        if room:
             f.pending[part.offset] = data
-            self._pending_bytes += len(data)
             self._writer.submit(self._keep, loc.file_key, f, part.offset, data)
         elif data:
             f.remove_chunk(part.offset)     # the writer is behind: serve it, do not cache it
@@ -258,7 +305,8 @@ class PartReader:
                 self._store.remember_chunk_index(file_key, sorted(lengths.items()))
         finally:
             f.pending.pop(offset, None)
-            self._pending_bytes -= len(data)
+            with self._pending_lock:
+                self._pending_bytes -= len(data)
 
     async def _file(self, loc: Location) -> _File:
         key = loc.file_key
@@ -289,6 +337,27 @@ class PartReader:
         return {"fetched_bytes": self.fetched, "requests": self.requests,
                 "flights": sum(len(f.flights) for f in self._files.values()),
                 "pending_bytes": self._pending_bytes}
+
+
+@dataclass(eq=False)
+class _Pace:
+    """How one stream takes its bytes: interactive (a person waits on it) or bulk (see the module
+    docstring). `waited`: seconds spent waiting for bytes since the last look."""
+    interactive: bool = True
+    taken: int = 0
+    waited: float = 0.0
+    since: float | None = None
+    next_look: int = CLASSIFY_FIRST
+
+    def took(self, n: int, now: float) -> None:
+        if self.since is None:
+            self.since, self.waited = now, 0.0        # from the first piece on (not the seek's wait)
+        self.taken += n
+        if self.taken >= self.next_look:
+            elapsed = now - self.since
+            self.interactive = elapsed > 0 and self.waited < BULK_WAITING * elapsed
+            self.since, self.waited = now, 0.0
+            self.next_look = self.taken + CLASSIFY_EVERY
 
 
 def _slice(data: bytes, offset: int, pos: int, stop: int) -> bytes:
@@ -329,24 +398,28 @@ class _SyncStream:
     def __init__(self, stream, timeout: float) -> None:
         self._stream = stream
         self._timeout = timeout
-        self._buffer = memoryview(b"")
+        self._piece = b""         # the piece being handed out, from self._at on
+        self._at = 0
         self._done = False
 
     def read(self, n: int = -1) -> bytes:
-        if not self._buffer and not self._done:
+        """Up to n bytes; a whole piece is handed on as it is (no copy) when n allows."""
+        if self._at >= len(self._piece) and not self._done:
             try:
-                self._buffer = memoryview(self._stream.next(timeout=self._timeout))
+                self._piece, self._at = self._stream.next(timeout=self._timeout), 0
             except StopIteration:
-                self._done = True
+                self._piece, self._at, self._done = b"", 0, True
             except TimeoutError:
                 self.close()
                 raise UpstreamUnavailable("Telegram sent nothing for "
                                           f"{self._timeout:.0f} s; giving up on this read") from None
-        if n is None or n < 0 or n >= len(self._buffer):
-            out, self._buffer = self._buffer, memoryview(b"")
-        else:
-            out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out.tobytes()
+        piece, at = self._piece, self._at
+        left = len(piece) - at
+        if n is None or n < 0 or n >= left:
+            self._piece, self._at = b"", 0
+            return piece if at == 0 else piece[at:]
+        self._at = at + n
+        return piece[at:at + n]
 
     def close(self) -> None:
         self._done = True

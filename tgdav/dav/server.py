@@ -75,7 +75,7 @@ def bind_errors(host: str, port: int) -> Iterator[None]:
 
 
 def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None, auth: str,
-              realm: str = "tgdav", block_size: int = 256 * 1024, metrics: Metrics | None = None,
+              realm: str = "tgdav", block_size: int = 1024 * 1024, metrics: Metrics | None = None,
               drive=None, state_dir: Path | None = None, lock_redis: str = "") -> Callable:
     """The whole WSGI app for one catalog and reader (metrics: the composition root's, else a fresh one).
     `drive` (a telegram.writer.SyncWriter) makes it writable, with locks, dead properties and desktop

@@ -7,6 +7,8 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
     requests:<Name>        RPCs by TL request class name without "Request", e.g. requests:GetFileRequest
                            is counted as "requests:GetFile"
     getfile_bytes          bytes returned by upload.getFile
+    dropped_answer_bytes   bytes of answers never sent because of an rpc_drop_answer (frames): what
+                           crossed the link is getfile_bytes minus these (about)
     errors:<NAME>          RPC errors answered, by error name with the number replaced by X:
                            errors:FILE_MIGRATE_X, errors:FLOOD_WAIT_X, errors:LIMIT_INVALID, ...
     upload_parts           upload parts kept (saveFilePart + saveBigFilePart), on the DC that got them

@@ -17,7 +17,8 @@ each other as real Telegram's do.
 
 Counters: connections (accepted), refused (accepted just as the DC went down), dropped (drop fault),
 errors:<NAME> (rpc_error answers, digits replaced by X: FLOOD_WAIT_X), drop_requests
-(rpc_drop_answer received), answers_dropped (answers never sent because of one), unawaited_bytes
+(rpc_drop_answer received), answers_dropped (answers never sent because of one) and
+dropped_answer_bytes (their frames' bytes), unawaited_bytes
 (bytes of answers the client had asked to drop, sent anyway because they were already on the wire).
 """
 
@@ -225,6 +226,7 @@ class DcServer:
         if jitter > 0:
             await asyncio.sleep(random.uniform(0, jitter) / 1000)
         if answer.dropped:
+            self._counters.inc(self.dc_id, "dropped_answer_bytes", len(frame))
             frame = proto.answer(call, RpcAnswerDroppedRunning())
         answer.msg_id, answer.seq_no = call.session.last_sent
         answer.ticket = link.send(frame)
@@ -241,6 +243,7 @@ class DcServer:
             reply = RpcAnswerDroppedRunning()
         elif link.cancel(answer.ticket):
             self._counters.inc(self.dc_id, "answers_dropped")
+            self._counters.inc(self.dc_id, "dropped_answer_bytes", answer.ticket.size)
             reply = RpcAnswerDropped(answer.msg_id, answer.seq_no, answer.ticket.size)
         else:
             self._counters.inc(self.dc_id, "unawaited_bytes", answer.ticket.size)

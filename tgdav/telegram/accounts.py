@@ -109,7 +109,7 @@ class Account:
 
 
 class Accounts:
-    """fetch(loc, offset, limit, urgent=) over several accounts (see the module docstring)."""
+    """fetch(loc, offset, limit, urgent=, interactive=) over several accounts (see the module docstring)."""
 
     def __init__(self, accounts: list[Account], *, max_wait: float = 10.0) -> None:
         if not accounts:
@@ -140,7 +140,8 @@ class Accounts:
                 best, best_rank = a, rank
         return best, soonest
 
-    async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
+    async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False,
+                    interactive: bool = False) -> bytes:
         dc = self._dc(loc)
         while True:
             account, soonest = self._choose(dc)
@@ -157,7 +158,8 @@ class Accounts:
             except (ConnectionError, OSError) as e:
                 raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
             try:
-                data = await account.fetcher.fetch(mine, offset, limit, urgent=urgent)
+                data = await account.fetcher.fetch(mine, offset, limit, urgent=urgent,
+                                                   interactive=interactive)
             except RetryLater as e:
                 if account.pool.dc(dc).flooded_for("GetFile") <= 0:
                     raise          # not a flood gate of this account on this DC: nothing to route around

@@ -79,11 +79,14 @@ class FileFetcher:
         """The DC this fetcher knows holds the file (None while unknown); for telegram/accounts.py."""
         return self._dcs.get(file_key)
 
-    async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False) -> bytes:
+    async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False,
+                    interactive: bool = False) -> bytes:
         """The bytes of part (offset, limit). A part whose connections keep failing under it (cut
-        after N bytes, silent) is asked for in two halves: what arrives is kept."""
+        after N bytes, silent) is asked for in two halves: what arrives is kept. urgent and
+        interactive are the pool's priorities (pool.py)."""
+        priority = {"urgent": urgent, "interactive": interactive}
         try:
-            return await self._fetch(loc, offset, limit, urgent)
+            return await self._fetch(loc, offset, limit, priority)
         except ConnectionsLost:
             if limit < 2 * SMALLEST_SPLIT:
                 raise
@@ -93,12 +96,12 @@ class FileFetcher:
             state[0], state[1] = min(state[0], half), 0
             log.info("file %s: part %d+%d keeps losing its connection; asking in halves",
                      loc.file_key, offset, limit)
-            first = await self.fetch(loc, offset, half, urgent=urgent)
+            first = await self.fetch(loc, offset, half, **priority)
             if len(first) < half:         # the end of the file
                 return first
-            return first + await self.fetch(loc, offset + half, half, urgent=urgent)
+            return first + await self.fetch(loc, offset + half, half, **priority)
 
-    async def _fetch(self, loc: Location, offset: int, limit: int, urgent: bool) -> bytes:
+    async def _fetch(self, loc: Location, offset: int, limit: int, priority: dict) -> bytes:
         key = loc.file_key
         dc = await self._dc_for(loc)
         probe = None
@@ -106,7 +109,7 @@ class FileFetcher:
             probe = self._probes[key] = asyncio.get_running_loop().create_future()
             dc = loc.dc_id
         try:
-            data = await self._fetch_on(loc, dc, offset, limit, probe is not None, urgent)
+            data = await self._fetch_on(loc, dc, offset, limit, probe is not None, priority)
         except TgdavError as e:
             if probe is not None and not probe.done():
                 probe.set_exception(e)     # the parts waiting on this probe fail with it, at once
@@ -143,7 +146,7 @@ class FileFetcher:
         task.add_done_callback(self._background.discard)
 
     async def _fetch_on(self, loc: Location, dc: int, offset: int, limit: int, probing: bool,
-                        urgent: bool) -> bytes:
+                        priority: dict) -> bytes:
         key = loc.file_key
         migrated = refreshed = False
         while True:
@@ -151,7 +154,7 @@ class FileFetcher:
             request = functions.upload.GetFileRequest(input_location(loc, reference), offset, limit)
             started = asyncio.get_running_loop().time()
             try:
-                result = await self._pool.invoke(dc, request, urgent=urgent)
+                result = await self._pool.invoke(dc, request, **priority)
             except errors.RPCError as e:
                 record = record_of(e)
                 if self._metrics is not None:

@@ -1,14 +1,25 @@
 """Per-DC pools of MTProto senders for one account: opening, choosing, cancelling, flood gates, reaping.
 
 Choosing a sender (cf. gotd's pool: a free one, a new one while under the maximum, else wait), with
-two kinds of request:
+three kinds of request, in priority order (after TDLib's ResourceManager in Baseline mode: what is
+asked goes to the highest priority first, lower ones get what is left; tdesktop's several download
+priorities per DC):
 - urgent: what a reader waits for right now (a stream's first part, the part at its position). It
   takes a sender with nothing in flight and nothing draining, else opens one (up to `max_senders`
-  plus one spare), else pipelines on the least loaded sender.
-- bulk (read-ahead): at most `max_senders` senders carry it, so the spare stays free for the next
-  seek; it prefers an idle sender, then a new one, then a free pipeline slot; it never takes a sender
-  an urgent request is waiting for. When bulk work fills every sender it may use, the spare is opened
-  in the background, so the next seek does not pay a connection.
+  plus one spare), else pipelines on the sender with the fewest bytes queued before it.
+- interactive read-ahead: a stream a person waits on (it just seeked, or reads at a media bitrate;
+  the reader decides). It goes before any bulk request: an idle sender, else a new one up to
+  `max_senders`, else a pipeline slot (up to INTERACTIVE_QUEUE bytes) on a sender that carries no
+  bulk request (answers on one connection come in order: a small part behind a big bulk one would
+  wait for it). Alone, interactive streams use at most `max_senders` senders (the spare stays free
+  for the next seek); while bulk work is about, `max_senders + spare - BULK_SHARE * max_senders`,
+  so a backup keeps its share of the link.
+- bulk read-ahead (a reader that takes everything as fast as it can): at most `max_senders` senders
+  carry it, so the spare stays free for the next seek; while interactive or urgent requests wait,
+  it keeps only its share (BULK_SHARE of `max_senders`) and lets its other senders drain for them;
+  otherwise it prefers an idle sender, then a new one, then a free pipeline slot. When read-ahead
+  fills every sender it may use, the spare is opened in the background, so the next seek does not
+  pay a connection.
 
 A sender counts as loaded by its requests in flight AND by answers it no longer wants that are still
 arriving (draining): a cancelled request that reached Telegram keeps its answer coming unless we send
@@ -21,12 +32,13 @@ request cancelled before Telethon sent it is taken out of Telethon's send queue 
 Opening senders (DH, export/import) runs in tasks the pool owns: a caller that is cancelled (a seek)
 stops waiting, the open completes and the sender joins the pool.
 
-FLOOD_WAIT is a deadline, not an error to retry at once: the sender (FLOOD_WAIT) or the whole DC
-(FLOOD_PREMIUM_WAIT, account-wide) is gated until then for the method that was flooded (Telegram
-floods per method: a flooded saveBigFilePart does not stop getFile), and new work goes elsewhere. A
-flooded export gates every method of the DC.
-When every sender of a DC is gated, a short wait (<= max_wait) is waited out, a long one raises
-RetryLater so the HTTP client is told when to come back.
+FLOOD_WAIT is a deadline, not an error to retry at once, and Telegram's limits are the account's, not
+a connection's: one FLOOD_WAIT (or FLOOD_PREMIUM_WAIT) gates the method that was flooded on the whole
+DC, every sender of this account there and any sender opened later, until the deadline (Telegram
+floods per method: a flooded saveBigFilePart does not stop getFile). No request of that kind goes to
+that DC before then: a short wait (<= max_wait) is waited out, a long one raises RetryLater at once so
+the HTTP client is told when to come back (promise 7 of DESIGN.md; replicas learn it through the
+flood board). A flooded export gates every method of the DC.
 
 Timeouts count silence, not queueing: a request fails with a timeout only when its sender delivered
 no answer at all for `request_timeout` seconds (and the expected transfer time of the request at the
@@ -61,9 +73,11 @@ SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first 
 MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
                           # fetcher asks for it in halves: a part too big for the link fits then)
 SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
-# methods Telegram limits per account, not per connection: their FLOOD_WAIT gates every sender of
-# the DC (messages.getHistory: the catalog's pages; see tgdav/telegram/pace.py)
-ACCOUNT_WIDE_FLOODS = frozenset({"GetHistory"})
+BULK_SHARE = 0.5          # of max_senders, what bulk read-ahead keeps while interactive streams wait
+INTERACTIVE_QUEUE = 256 * 1024   # bytes of small parts one sender carries for interactive streams
+                          # (about a round trip at 2 MiB/s: more would wait at Telegram, where a
+                          # seek cannot take them back; what waits here is never sent)
+URGENT, INTERACTIVE, BULK = 0, 1, 2     # request priorities, highest first
 
 
 class SenderLost(ConnectionError):
@@ -76,8 +90,8 @@ class Sender:
     mtp: object                 # telethon MTProtoSender
     in_flight: int = 0
     draining: int = 0           # answers nobody awaits any more, still arriving
-    bulk: int = 0               # of in_flight, read-ahead requests
-    gates: dict = field(default_factory=dict)   # method -> flood deadline on this sender
+    bulk: int = 0               # of in_flight, bulk read-ahead requests
+    interactive: int = 0        # of in_flight, interactive read-ahead requests
     last_used: float = field(default_factory=time.monotonic)
     last_answer: float = 0.0    # when it last delivered an answer (progress)
     queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
@@ -112,25 +126,29 @@ class DcPool:
         self._cond = asyncio.Condition()
         self._numbers = 0
         self._generation = 0             # bumped each time the DC's authorisation is renewed
-        self._urgent_waiting = 0
+        self._waiting = [0, 0, 0]        # requests waiting for a sender, per priority
+        self._bulk_share = max(1, int(max_senders * BULK_SHARE))
         self._background: set[asyncio.Task] = set()
         self.speed = 0.0                 # measured bytes/s of one sender of this DC (0: unknown)
         self.dropped_answers = 0         # rpc_drop_answer sent
 
     # --- sending ------------------------------------------------------------------------------
-    async def invoke(self, request, *, urgent: bool = False):
-        """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere."""
+    async def invoke(self, request, *, urgent: bool = False, interactive: bool = False):
+        """Send `request` on a sender of this DC; FLOOD_WAIT and dead connections move it elsewhere.
+        urgent: a reader waits for it now; interactive: read-ahead of a stream a person waits on;
+        neither: bulk read-ahead."""
+        priority = URGENT if urgent else INTERACTIVE if interactive else BULK
         attempts = 0
         reauthorised = False
         kind = _method(request)
         while True:
             if self._board is not None:      # another replica's FLOOD_WAIT gates this DC here too
                 await self._board.sync(self.dc_id, kind)
-            sender = await self._acquire(urgent, kind)
+            sender = await self._acquire(priority, kind)
             try:
                 return await self._send(sender, request)
             except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
-                account_wide = isinstance(e, errors.FloodPremiumWaitError) or kind in ACCOUNT_WIDE_FLOODS
+                account_wide = isinstance(e, errors.FloodPremiumWaitError)
                 self._gate(sender, e.seconds, account_wide, kind)
                 if self._board is not None:
                     await self._board.publish(self.dc_id, kind, e.seconds)
@@ -168,7 +186,7 @@ class DcPool:
                         f"Telegram DC {self.dc_id} is not answering ({type(e).__name__}); "
                         "check the network, tgdav retries on the next request") from None
             finally:
-                await self._release(sender, urgent)
+                await self._release(sender, priority)
 
     async def _send(self, sender: Sender, request):
         """sender.mtp.send(request) and its answer. SenderLost when the sender goes away under it;
@@ -275,16 +293,16 @@ class DcPool:
         task.add_done_callback(self._background.discard)
 
     # --- choosing a sender --------------------------------------------------------------------
-    async def _acquire(self, urgent: bool, kind: str) -> Sender:
+    async def _acquire(self, priority: int, kind: str) -> Sender:
         async with self._cond:
-            if urgent:
-                self._urgent_waiting += 1
+            self._waiting[priority] += 1
             try:
                 while True:
-                    sender = self._choose(urgent, kind)
+                    sender = self._choose(priority, kind)
                     if isinstance(sender, Sender):
                         sender.in_flight += 1
-                        sender.bulk += not urgent
+                        sender.bulk += priority == BULK
+                        sender.interactive += priority == INTERACTIVE
                         sender.last_used = self._clock()
                         self._open_spare_if_needed()
                         return sender
@@ -298,10 +316,10 @@ class DcPool:
                         continue
                     await self._wait_for_gates_or_slots(kind)
             finally:
-                if urgent:
+                self._waiting[priority] -= 1
+                if priority != BULK:
                     # read-ahead held back for it may go now: wake it, however this one leaves
                     # (with a sender, cancelled by a seek, or refused by a long flood)
-                    self._urgent_waiting -= 1
                     self._cond.notify_all()
 
     async def _reacquire(self) -> None:
@@ -317,31 +335,50 @@ class DcPool:
         if cancelled:
             raise asyncio.CancelledError
 
-    def _choose(self, urgent: bool, kind: str):
+    def _choose(self, priority: int, kind: str):
         """A sender to use now, "open" to open one first, or None to wait."""
         now = self._clock()
         if self._dc_gate(kind) > now:
             return None
-        usable = [s for s in self.senders if _until(s.gates, kind) <= now]
-        idle = [s for s in usable if s.load == 0]
+        idle = [s for s in self.senders if s.load == 0]
         count = len(self.senders) + len(self._opening)
-        if urgent:
+        if priority == URGENT:
             if idle:
                 return idle[0]
             if count < self._limit:
                 return "open"
-            free = [s for s in usable if s.in_flight < self._slots]
+            # behind the fewest bytes, on a sender that carries no bulk part if there is one
+            return min(self.senders, key=lambda s: (bool(s.bulk), s.queued_bytes, s.load), default=None)
+        bulk = [s for s in self.senders if s.bulk]
+        if priority == INTERACTIVE:
+            mine = [s for s in self.senders if s.interactive]
+            # alone: max_senders (the spare stays free for the next seek); beside bulk work: what
+            # bulk's share leaves, and the spare (the seek's first part then goes behind the
+            # fewest bytes)
+            room = (self._limit - self._bulk_share if bulk or self._waiting[BULK] else self.max_senders)
+            if idle and len(mine) < room and not self._waiting[URGENT]:
+                return idle[0]
+            if count < self.max_senders:
+                return "open"
+            free = [s for s in mine if not s.bulk and s.queued_bytes < INTERACTIVE_QUEUE]
             return min(free, key=lambda s: s.load) if free else None
-        carrying = sum(1 for s in self.senders if s.bulk or s.draining)
-        if idle and carrying < self.max_senders and not self._urgent_waiting:
-            return idle[0]
-        if count < self.max_senders:
+        carrying = sum(1 for s in self.senders if s.bulk or s.interactive or s.draining)
+        others = self._waiting[URGENT] + self._waiting[INTERACTIVE]
+        share = self._bulk_share if others else self.max_senders
+        if idle and not self._waiting[URGENT]:
+            if len(bulk) < self._bulk_share:        # its share, always
+                return idle[0]
+            if not others and carrying < self.max_senders:
+                return idle[0]
+        if count < self.max_senders and len(bulk) < share:
             return "open"
-        free = [s for s in usable if s.load and s.bulk and s.load < self._slots]
+        # pipelining: while others wait, only on the senders of its share (the rest drain for them)
+        keep = sorted(bulk, key=lambda s: s.number)[:share]
+        free = [s for s in keep if not s.interactive and s.load < self._slots]
         return min(free, key=lambda s: s.load) if free else None
 
     def _open_spare_if_needed(self) -> None:
-        carrying = sum(1 for s in self.senders if s.bulk or s.draining)
+        carrying = sum(1 for s in self.senders if s.bulk or s.interactive or s.draining)
         idle = any(s.load == 0 for s in self.senders)
         if (carrying >= self.max_senders and not idle and not self._opening
                 and len(self.senders) < self._limit):
@@ -354,10 +391,8 @@ class DcPool:
         return max(_until(self._gates, kind), shared)
 
     def flooded_for(self, kind: str) -> float:
-        """Seconds until neither the DC nor any sender is gated for `kind` (telegram/accounts.py)."""
-        now = self._clock()
-        gate = max([self._dc_gate(kind)] + [_until(s.gates, kind) for s in self.senders])
-        return max(0.0, gate - now)
+        """Seconds until `kind` may be sent to this DC again (telegram/accounts.py)."""
+        return max(0.0, self._dc_gate(kind) - self._clock())
 
     @property
     def load(self) -> int:
@@ -365,14 +400,10 @@ class DcPool:
         return sum(s.load for s in self.senders)
 
     async def _wait_for_gates_or_slots(self, kind: str) -> None:
-        now = self._clock()
-        dc_gate = self._dc_gate(kind)
-        usable = dc_gate <= now and any(_until(s.gates, kind) <= now for s in self.senders)
-        if usable or self._opening or not self.senders and dc_gate <= now:
+        wait = self._dc_gate(kind) - self._clock()
+        if wait <= 0:
             await self._wait(None)
             return
-        deadline = dc_gate if dc_gate > now else min(_until(s.gates, kind) for s in self.senders)
-        wait = deadline - now
         if wait > self._max_wait:
             raise RetryLater(wait, f"Telegram DC {self.dc_id} asked tgdav to wait "
                                    f"{wait:.0f} s (FLOOD_WAIT); try again then")
@@ -414,25 +445,23 @@ class DcPool:
                 self._opening.discard(task)
                 self._cond.notify_all()
 
-    async def _release(self, sender: Sender, urgent: bool) -> None:
+    async def _release(self, sender: Sender, priority: int) -> None:
         async with self._cond:
             sender.in_flight -= 1
-            sender.bulk -= not urgent
+            sender.bulk -= priority == BULK
+            sender.interactive -= priority == INTERACTIVE
             sender.last_used = self._clock()
             self._cond.notify_all()
 
     def _gate(self, sender: Sender, seconds: float, account_wide: bool, kind: str) -> None:
+        """Telegram's flood limits are the account's: `kind` waits on every sender of this DC."""
         until = self._clock() + seconds
         if self._metrics is not None:
             self._metrics.flood_wait(self.dc_id, seconds, account_wide)
-        if account_wide:
-            self._gates[kind] = max(self._gates.get(kind, 0.0), until)
-            log.warning("DC %d: %s %d s on %s for the whole account", self.dc_id,
-                        "FLOOD_WAIT" if kind in ACCOUNT_WIDE_FLOODS else "FLOOD_PREMIUM_WAIT", seconds, kind)
-        else:
-            sender.gates[kind] = max(sender.gates.get(kind, 0.0), until)
-            log.warning("DC %d: sender %d must wait %d s on %s (FLOOD_WAIT); routing around it",
-                        self.dc_id, sender.number, seconds, kind)
+        self._gates[kind] = max(self._gates.get(kind, 0.0), until)
+        log.warning("DC %d: %s %d s on %s (met on sender %d): no %s goes to this DC until then",
+                    self.dc_id, "FLOOD_PREMIUM_WAIT" if account_wide else "FLOOD_WAIT", seconds, kind,
+                    sender.number, kind)
 
     async def _drop(self, sender: Sender) -> None:
         async with self._cond:
@@ -440,6 +469,15 @@ class DcPool:
                 self.senders.remove(sender)
             self._cond.notify_all()
         await _disconnect(sender)
+
+    def warm(self) -> None:
+        """Open and authorise one sender in the background if none is open or opening (a listing
+        names files here): the first read does not pay the key exchange and the export/import."""
+        if self.senders or self._opening or self._dc_gate("*") > self._clock():
+            return
+        task = self._start_open()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.info(
+            "DC %d: could not open a connection ahead of use: %s", self.dc_id, t.exception()))
 
     # --- maintenance --------------------------------------------------------------------------
     async def reap(self, idle_seconds: float) -> int:
@@ -464,14 +502,13 @@ class DcPool:
 
     def stats(self) -> dict:
         now = self._clock()
-        dc_gate = max(self._gates.values(), default=0.0)
-        gate = max([dc_gate] + [max(s.gates.values(), default=0.0) for s in self.senders])
+        board = self._board.until(self.dc_id, "GetFile") if self._board is not None else 0.0
+        gate = max([board] + list(self._gates.values()))
         return {"senders": len(self.senders),
                 "busy": sum(1 for s in self.senders if s.in_flight),
                 "in_flight": sum(s.in_flight for s in self.senders),
                 "draining": sum(1 for s in self.senders if s.draining),
-                "gated": sum(1 for s in self.senders
-                             if max(dc_gate, max(s.gates.values(), default=0.0)) > now),
+                "gated": len(self.senders) if gate > now else 0,
                 "gate_seconds": max(0.0, gate - now),
                 "speed": self.speed,
                 "dropped_answers": self.dropped_answers}
@@ -524,8 +561,13 @@ class Pool:
                 self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
         return pool
 
-    async def invoke(self, dc_id: int, request, *, urgent: bool = False):
-        return await self.dc(dc_id).invoke(request, urgent=urgent)
+    async def invoke(self, dc_id: int, request, *, urgent: bool = False, interactive: bool = False):
+        return await self.dc(dc_id).invoke(request, urgent=urgent, interactive=interactive)
+
+    def warm(self, dc_ids) -> None:
+        """One sender to each of dc_ids, opened in the background where none is (DcPool.warm)."""
+        for dc_id in dc_ids:
+            self.dc(dc_id).warm()
 
     def speed(self, dc_id: int) -> float:
         """Measured bytes/s of one sender to dc_id (0 while unknown)."""

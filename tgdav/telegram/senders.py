@@ -51,6 +51,16 @@ class SenderFactory:
             self._keys.setdefault(dc_id, key)
         return self._keys[dc_id]
 
+    async def has_key(self, dc_id: int) -> bool:
+        """Whether a sender to dc_id needs no export: the home DC, or a key kept for it (asked of
+        the store each time until one is found: another replica may have exported since)."""
+        if dc_id == self.home_dc or self._keys.get(dc_id):
+            return True
+        key = await asyncio.to_thread(self._store.dc_auth, dc_id)
+        if key is not None:
+            self._keys[dc_id] = key
+        return key is not None
+
     def _keep(self, dc_id: int, key: bytes | None) -> None:
         """Remember (or forget) a DC's key, in the store at once: this happens once per export."""
         self._keys[dc_id] = key
