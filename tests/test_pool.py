@@ -26,7 +26,7 @@ class FakeMtp:
     def send(self, request):
         future = asyncio.get_running_loop().create_future()
         self._send_queue._deque.append(SimpleNamespace(future=future, request=request, msg_id=0))
-        self.sent.append(request)
+        self.sent.append(request.query)       # the pool wraps every request in invokeWithoutUpdates
         future.set_result(SimpleNamespace(bytes=b""))
         return future
 
@@ -93,7 +93,7 @@ class HeldMtp(FakeMtp):
     def send(self, request):
         future = asyncio.get_running_loop().create_future()
         self._send_queue._deque.append(SimpleNamespace(future=future, request=request, msg_id=0))
-        self.sent.append(request)
+        self.sent.append(request.query)       # the pool wraps every request in invokeWithoutUpdates
         self.pending.append(future)
         return future
 
