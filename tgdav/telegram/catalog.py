@@ -191,7 +191,7 @@ class TelegramCatalog:
         # getHistory goes through `invoke` (the pool's home-DC senders: several pages in flight) when
         # given, else through the client; `pace` (a pace.TokenBucket) keeps it inside the flood rule
         self._invoke, self._pace, self._parallel = invoke, pace, max(1, parallel)
-        self._listed = listed    # listed(entries) after a channel's listing is (re)built (app.py)
+        self._on_listed = listed    # listed(entries) after a channel's listing is (re)built (app.py)
         # progress(channel, messages, files, done) after each page of a full history scan
         # (tgdav.metrics.Metrics.scan_progress: the status page and a log line every few thousand)
         self._progress = progress
@@ -551,8 +551,8 @@ class TelegramCatalog:
             root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
-        if self._listed is not None:
-            self._listed(channel.listing)
+        if self._on_listed is not None:
+            self._on_listed(channel.listing)
         if root.modified > channel.folder.modified:
             channel.folder = replace(channel.folder, modified=root.modified)
 
