@@ -172,6 +172,7 @@ class Op:
     error: str = ""
     seen: str | None = None    # reads: the value seen (sha, ABSENT, DIR); None: nothing usable
     chunked: bool = False
+    step: int = -1             # which step of the client's plan sent it
 
     def line(self, t0: float = 0.0) -> str:
         what = f"{self.kind} {self.path or '/'}" + (f" -> {self.dest}" if self.dest else "")
@@ -270,8 +271,8 @@ class Checker:
         ns = self.ns
         if op.kind == "PUT":
             return [eff(op.path, {op.body})]
-        if op.kind == "MKCOL":
-            return [eff(op.path, {DIR})]
+        if op.kind == "MKCOL":     # a folder made anew is empty: any child there was went with the old one
+            return [eff(op.path, {DIR})] + [eff(c, {ABSENT}) for c in ns.children(op.path)]
         if op.kind == "LOCK":      # a LOCK of an unmapped URL makes an empty file (201)
             return [eff(op.path, {EMPTY})] if out == MAYBE or op.status == 201 else []
         folder = ns.is_folder(op.path)
@@ -435,11 +436,18 @@ class Checker:
                     self._add("moved-half", src, f"MOVE #{op.id} ({op.status or op.error}) to {dst}: the file "
                               f"is at both paths", dst)
 
-    def check_replicas(self, a: dict[str, str], b: dict[str, str], name_a: str, name_b: str) -> None:
+    def check_replicas(self, a: dict[str, str], b: dict[str, str], name_a: str, name_b: str,
+                       list_a: dict | None = None, list_b: dict | None = None) -> None:
+        """Two servers read the quiet tree: the same values, and the same listings."""
         for path in sorted(set(a) | set(b)):
             if a.get(path) != b.get(path):
                 self._add("replicas", path, f"{name_a} reads {str(a.get(path))[:10]}, "
                           f"{name_b} reads {str(b.get(path))[:10]}")
+        list_a, list_b = list_a or {}, list_b or {}
+        for folder in sorted(set(list_a) | set(list_b)):
+            if list_a.get(folder) != list_b.get(folder):
+                self._add("replicas", folder, f"{name_a} lists {sorted((list_a.get(folder) or {}).items())}, "
+                          f"{name_b} lists {sorted((list_b.get(folder) or {}).items())}")
 
     def run(self) -> list[Anomaly]:
         self.check_ops()

@@ -98,6 +98,10 @@ def test_folder_operations_reach_every_child():
     deleted = ops + [op("DELETE", "d3", 8, 9, 204)]
     assert kinds(deleted + [get(c3, 10, 11, ABSENT)]) == []
     assert kinds(deleted + [get(c3, 10, 11, "v1")]) == ["stale"]
+    # a folder made again is empty, whatever a DELETE that failed left there
+    remade = ops + [op("DELETE", "d3", 8, 9, 207), op("MKCOL", "d3", 10, 11, 201)]
+    assert kinds(remade + [get(c3, 12, 13, ABSENT)]) == []
+    assert kinds(remade + [get(c3, 12, 13, "v1")]) == ["stale"]
     copied = [op("MKCOL", "d2", 0, 1, 201), put(c2, "v1", 2, 3), op("COPY", "d2", 4, 5, 201, dest="d3")]
     assert kinds(copied + [get(c3, 6, 7, "v1"), get(c2, 6, 7, "v1")]) == []
 
@@ -138,6 +142,9 @@ def test_final_listings_orphans_and_replicas():
     assert sorted(a.kind for a in checker.anomalies) == ["orphan", "vanished"]
     checker.anomalies.clear()
     checker.check_replicas(state, state | {"d2/a.bin": ABSENT}, "restarted", "fresh")
+    assert [a.kind for a in checker.anomalies] == ["replicas"]
+    checker.anomalies.clear()
+    checker.check_replicas(state, state, "restarted", "fresh", {"d2": {"a.bin": 5}}, {"d2": {"a.bin": 5, "b": 1}})
     assert [a.kind for a in checker.anomalies] == ["replicas"]
 
 
