@@ -251,7 +251,7 @@ class Faults:
             self.errors.append(e)
 
     def inject(self) -> None:
-        kind = self.rnd.choices(["flood_wait", "drop", "dc_down"], [5, 3, 1])[0]
+        kind = self.rnd.choices(["flood_wait", "drop", "dc_down"], [4, 2, 3])[0]
         if kind == "flood_wait":
             self.sandbox.post("/faults", {"flood_wait": [{"dc": 0, "method": self.rnd.choice(FLOODED),
                                                           "seconds": self.rnd.randint(1, 4), "count": 1}]})
