@@ -85,12 +85,15 @@ def test_pieces_show_only_when_complete_and_read_as_one_file():
     assert tree.build([parts[0], parts[2]], 77, 5).files == {}
 
 
-def test_a_folder_hides_a_file_of_the_same_path_and_case_clashes_get_suffixes():
+def test_a_folder_hides_a_file_of_the_same_path_and_case_variants_are_one_file():
+    """Issue 14: PUT README.TXT then readme.txt: the newer claim is THE file, under its own spelling."""
     records = [_rec(1, "#tgdav file /a", "a"), _rec(2, "#tgdav dir /a"), _rec(3, "#tgdav file /B.txt", "B.txt"),
-               _rec(4, "#tgdav file /b.txt", "b.txt")]
+               _rec(4, "#tgdav file /b.txt", "b.txt"), _rec(5, "", "c.txt"), _rec(6, "", "C.TXT")]
     root = tree.build(records, 77, 5)
     assert list(root.dirs) == ["a"] and "a" not in root.files
-    assert sorted(root.files) == ["B.txt", "b (4).txt"]
+    assert sorted(root.files) == ["C (6).TXT", "b.txt", "c.txt"]    # untagged posts all show, as before
+    assert [c.message_ids for c in tree.claimants(records, ("B.TXT",))] == [(4,), (3,)]
+    assert tree.superseded(records, ("b.txt",), {4}) == [3]
 
 
 def test_piece_spans_cross_pieces_exactly():
