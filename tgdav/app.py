@@ -228,7 +228,7 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
                              tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
-                             writable=engine.drive is not None,
+                             writable=engine.drive is not None, max_file_size=config.write.max_file_size,
                              head_timeout=config.server.head_timeout,
                              per_ip_limit=config.server.per_ip_limit)
         with bind_errors(config.server.host, config.server.port):

@@ -139,7 +139,7 @@ def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None 
 
 def error_reply(exc: BaseException) -> Reply:
     """The one table from errors to HTTP. Unknown errors are logged with their traceback."""
-    if isinstance(exc, DAVError) and isinstance(exc.src_exception, TgdavError):
+    if isinstance(exc, DAVError) and isinstance(exc.src_exception, (TgdavError, RequestBodyError)):
         return error_reply(exc.src_exception)      # raised inside WsgiDAV's handlers (writes)
     if isinstance(exc, Forbidden):
         return text_reply("403 Forbidden", str(exc))

@@ -31,7 +31,8 @@ from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND,
                                HTTP_INTERNAL_ERROR)
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
-from tgdav.dav.policy import is_probe
+from tgdav.dav.guard import NEVER_DELETED
+from tgdav.dav.policy import RequestBodyTooLarge, is_probe
 from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
 
@@ -119,8 +120,11 @@ class RootResource(DAVCollection):
     def create_empty_resource(self, name: str):
         raise DAVError(HTTP_FORBIDDEN, "files live inside channels: put them in a channel's folder")
 
+    def support_recursive_delete(self) -> bool:
+        return True          # so WsgiDAV calls delete() (a refusal), never member by member
+
     def delete(self):
-        raise DAVError(HTTP_FORBIDDEN, "the root cannot be deleted")
+        raise dav_error(Forbidden(NEVER_DELETED))
 
 
 class FolderResource(DAVCollection):
@@ -191,9 +195,9 @@ class FolderResource(DAVCollection):
             self.drive.mkdir(self.folder, self.rel + (name,))
 
     def delete(self) -> None:
-        self._check()
         if not self.rel:
-            raise DAVError(HTTP_FORBIDDEN, "tgdav does not delete channels: delete it in Telegram")
+            raise dav_error(Forbidden(NEVER_DELETED))
+        self._check()
         with _Mapped():
             self.drive.delete(self.folder, self.rel)
         self.remove_all_properties(recursive=True)
@@ -403,8 +407,12 @@ def _node(catalog, folder: Folder, rel: tuple[str, ...]):
 
 
 # --- the local store of desktop clients' own files --------------------------------------------------
+LOCAL_FILE_LIMIT = 16 * 1024 * 1024   # bytes: AppleDouble files, Thumbs.db, folder.jpg fit
+
+
 class LocalFiles:
-    """Finder's ._* / .DS_Store and Explorer's desktop.ini, kept in `root`/<channel id>/<path>."""
+    """Finder's ._* / .DS_Store and Explorer's desktop.ini, kept in `root`/<channel id>/<path>,
+    each at most LOCAL_FILE_LIMIT bytes (a bigger one is 413 and leaves nothing)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -419,8 +427,31 @@ class LocalFiles:
     def create(self, provider, folder: Folder, rel: tuple[str, ...], environ: dict):
         p = self.path_of(folder, rel)
         p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        p.touch()
+        if environ.get("REQUEST_METHOD") != "PUT":     # a PUT's file exists once its body is whole
+            p.touch()
         return LocalFileResource(provider, folder, rel, p, environ)
+
+
+def _too_big_local() -> DAVError:
+    exc = RequestBodyTooLarge(f"a desktop client's own file (kept on this server, not in Telegram) "
+                              f"is limited to {LOCAL_FILE_LIMIT // 2**20} MiB")
+    return DAVError(413, str(exc), src_exception=exc)
+
+
+class _Capped:
+    """A file that refuses to grow past `limit` bytes."""
+
+    def __init__(self, file, limit: int) -> None:
+        self._file, self._left = file, limit
+
+    def write(self, data: bytes) -> int:
+        self._left -= len(data)
+        if self._left < 0:
+            raise _too_big_local()
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class LocalFileResource(DAVNonCollection):
@@ -429,7 +460,10 @@ class LocalFileResource(DAVNonCollection):
         self.folder, self.rel, self.file = folder, rel, file
 
     def _stat(self):
-        return self.file.stat()
+        try:
+            return self.file.stat()
+        except FileNotFoundError:          # a PUT to a new name, its body not yet whole
+            return os.stat_result((0,) * 10)
 
     def get_content_length(self) -> int:
         return self._stat().st_size
@@ -460,15 +494,23 @@ class LocalFileResource(DAVNonCollection):
         return open(self.file, "rb")
 
     def begin_write(self, *, content_type=None):
+        try:
+            announced = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            announced = 0
+        if announced > LOCAL_FILE_LIMIT:
+            raise _too_big_local()
         fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".tgdav-")
         self._tmp = tmp
-        return os.fdopen(fd, "wb")
+        self._out = _Capped(os.fdopen(fd, "wb"), LOCAL_FILE_LIMIT)
+        return self._out
 
     def end_write(self, *, with_errors: bool) -> None:
         tmp = getattr(self, "_tmp", None)
         if tmp is None:
             return
         if with_errors:
+            self._out.close()
             os.unlink(tmp)
         else:
             os.replace(tmp, self.file)
