@@ -52,6 +52,7 @@ class Namespace:
     static: tuple[str, ...] = ("d0", "d1")          # made at setup, never removed
     dynamic: tuple[str, ...] = ("d2", "d3")         # made, moved, copied and removed by the run
     names: tuple[str, ...] = ("a.bin", "Readme.txt", "readme.txt", "x 12:30 ü.bin")
+    fold: bool = True          # names in one folder compared case-insensitively (tgdav's tree rule)
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -66,6 +67,26 @@ class Namespace:
 
     def is_folder(self, path: str) -> bool:
         return path in self.folders
+
+    def key(self, path: str) -> str:
+        """The register a path is: with `fold`, Readme.txt and readme.txt of one folder are one file."""
+        if not self.fold or self.is_folder(path):
+            return path
+        folder, _, name = path.rpartition("/")
+        return join(folder, name.casefold())
+
+    def keys(self, folder: str) -> list[str]:
+        return sorted({self.key(c) for c in self.children(folder)})
+
+    @property
+    def file_keys(self) -> list[str]:
+        return sorted({self.key(f) for f in self.files})
+
+    def spell(self, path: str, value: str) -> str:
+        """A file's value with the name it is under (with `fold`, one register holds either spelling)."""
+        if not self.fold or value in (ABSENT, DIR, ANY) or self.is_folder(path):
+            return value
+        return path.rpartition("/")[2] + "\0" + value
 
     def initial(self, path: str) -> str:
         return DIR if path in ("",) + self.static else ABSENT
@@ -207,6 +228,7 @@ class Effect:
     start: float = -INF
     until: float = -INF        # after this the effect can no longer happen
     outcome: str = ACK
+    respell: str = ""          # a file moved or copied: the name it gets
 
 
 @dataclass
@@ -230,6 +252,25 @@ class Anomaly:
         return f"{self.kind} {self.path or '/'}: {self.text}" + "".join("\n    " + h for h in self.history)
 
 
+def name_of(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def spelling(value: str) -> str | None:
+    """The name a file value was written under (None for ABSENT, DIR, ANY and unspelled values)."""
+    return value.split("\0", 1)[0] if "\0" in value else None
+
+
+def content(value: str) -> str:
+    return value.rsplit("\0", 1)[-1]
+
+
+def short(value: str) -> str:
+    c = content(value)
+    c = c if c in (ABSENT, DIR, ANY) else c[:10]
+    return f"{spelling(value)}:{c}" if spelling(value) is not None else c
+
+
 class Checker:
     def __init__(self, ops: Iterable[Op], ns: Namespace = Namespace(),
                  restarts: Iterable[tuple[float, float]] = (), sizes: dict[str, int] | None = None) -> None:
@@ -241,8 +282,8 @@ class Checker:
         self.sizes = dict(sizes or {})
         self.sizes.setdefault(EMPTY, 0)
         self.t0 = min((o.start for o in self.ops), default=0.0)
-        self.effects: dict[str, list[Effect]] = {p: [Effect(None, p, frozenset({ns.initial(p)}))]
-                                                 for p in ns.files + list(ns.folders)}
+        self.effects: dict[str, list[Effect]] = {k: [Effect(None, k, frozenset({ns.initial(k)}))]
+                                                 for k in ns.file_keys + list(ns.folders)}
         for op in self.ops:
             for e in self._effects(op):
                 self.effects[e.path].append(e)
@@ -264,31 +305,29 @@ class Checker:
         if out == REFUSED or op.kind in READS or op.kind == "UNLOCK":
             return []
         until = self._until(op)
-
-        def eff(path: str, values: Iterable[str] = (), source: str = "") -> Effect:
-            return Effect(op, path, frozenset(values), source, op.start, until, out)
-
         ns = self.ns
+
+        def eff(path: str, values: Iterable[str] = (), source: str = "", respell: str = "") -> Effect:
+            return Effect(op, path, frozenset(values), source, op.start, until, out, respell)
+
+        key, spell = ns.key, ns.spell
         if op.kind == "PUT":
-            return [eff(op.path, {op.body})]
+            return [eff(key(op.path), {spell(op.path, op.body)})]
         if op.kind == "MKCOL":     # a folder made anew is empty: any child there was went with the old one
-            return [eff(op.path, {DIR})] + [eff(c, {ABSENT}) for c in ns.children(op.path)]
+            return [eff(op.path, {DIR})] + [eff(k, {ABSENT}) for k in ns.keys(op.path)]
         if op.kind == "LOCK":      # a LOCK of an unmapped URL makes an empty file (201)
-            return [eff(op.path, {EMPTY})] if out == MAYBE or op.status == 201 else []
-        folder = ns.is_folder(op.path)
-        pairs = [(op.path, op.dest)] + ([(a, b) for a, b in zip(ns.children(op.path), ns.children(op.dest or op.path))]
-                                         if folder else [])
-        effects: list[Effect] = []
+            return [eff(key(op.path), {spell(op.path, EMPTY)})] if out == MAYBE or op.status == 201 else []
+        if not ns.is_folder(op.path):
+            if op.kind == "DELETE":
+                return [eff(key(op.path), {ABSENT})]
+            moved = [eff(key(op.path), {ABSENT})] if op.kind == "MOVE" else []
+            return moved + [eff(key(op.dest), source=op.path, respell=name_of(op.dest))]
+        pairs = list(zip(ns.keys(op.path), ns.keys(op.dest or op.path)))
         if op.kind == "DELETE":
-            return [eff(p, {ABSENT}) for p, _ in pairs]
-        for i, (src, dst) in enumerate(pairs):
-            if op.kind == "MOVE":
-                effects.append(eff(src, {ABSENT}))
-            if folder and i == 0:
-                effects.append(eff(dst, {DIR}))
-            else:
-                effects.append(eff(dst, source=src))
-        return effects     # a destination child the source lacks gets the source's ABSENT: replaced
+            return [eff(op.path, {ABSENT})] + [eff(k, {ABSENT}) for k, _ in pairs]
+        effects = [eff(op.path, {ABSENT})] + [eff(k, {ABSENT}) for k, _ in pairs] if op.kind == "MOVE" else []
+        # a destination child the source lacks gets the source's ABSENT: the old folder is replaced
+        return effects + [eff(op.dest, {DIR})] + [eff(d, source=k) for k, d in pairs]
 
     def _holds(self) -> list[tuple[Op, float, float]]:
         """(lock, from, to): a client holds an exclusive lock on lock.path from the LOCK's answer until
@@ -302,24 +341,25 @@ class Checker:
         return holds
 
     def forbidden(self, e: Effect) -> Op | None:
-        """The lock `e` breaks, if any: an effect of a request without the token, within a hold."""
+        """The lock `e` breaks, if any: an effect of a request without the token, within a hold. With
+        names compared case-insensitively, a lock on Readme.txt holds readme.txt too (one file)."""
         if e.op is None or e.op.token:
             return None
         for lock, lo, hi in self.holds:
-            if lock.path == e.path and lock.client != e.op.client and lo < e.start and e.until < hi:
+            if self.ns.key(lock.path) == e.path and lock.client != e.op.client and lo < e.start and e.until < hi:
                 return lock
         return None
 
     # --- candidates -------------------------------------------------------------------------
-    def candidates(self, path: str, lo: float, hi: float, skip: Op | None = None, depth: int = 0) -> frozenset:
-        """Every value a read of `path` over [lo, hi] may see (ANY when it cannot be bounded)."""
-        key = (path, lo, hi, skip.id if skip else None)
-        if key in self._memo:
-            return self._memo[key]
+    def candidates(self, key: str, lo: float, hi: float, skip: Op | None = None, depth: int = 0) -> frozenset:
+        """Every value a read of `key` over [lo, hi] may see (ANY when it cannot be bounded)."""
+        memo = (key, lo, hi, skip.id if skip else None)
+        if memo in self._memo:
+            return self._memo[memo]
         if depth > 8:
             return frozenset({ANY})
-        self._memo[key] = frozenset({ANY})      # a cycle of moves is not bounded
-        effects = [e for e in self.effects[path] if skip is None or e.op is not skip]
+        self._memo[memo] = frozenset({ANY})      # a cycle of moves is not bounded
+        effects = [e for e in self.effects[key] if skip is None or e.op is not skip]
         acked = [e for e in effects if e.outcome == ACK]
         values: set[str] = set()
         for e in effects:
@@ -329,57 +369,72 @@ class Checker:
                 continue
             values |= self._values(e, depth)
         result = frozenset(values)
-        self._memo[key] = result
+        self._memo[memo] = result
         return result
 
     def _values(self, e: Effect, depth: int) -> frozenset:
         if not e.source:
             return e.values
-        got = self.candidates(e.source, e.start, e.until, skip=e.op, depth=depth + 1)
-        if e.source in self.ns.files:            # a file moved or copied existed
-            got = (got - {ABSENT}) or got
-        return got
+        got = self.candidates(self.ns.key(e.source), e.start, e.until, skip=e.op, depth=depth + 1)
+        if not e.respell or ANY in got:         # a folder's child keeps its own name
+            return got
+        src = name_of(e.source)                 # a file moved or copied: found by its name, renamed
+        moved = frozenset(self.ns.spell(e.respell, content(v)) for v in got
+                          if v != ABSENT and spelling(v) in (None, src))
+        return moved or got
+
+    def matches(self, path: str, value: str, got: frozenset) -> bool:
+        """Whether a read of `path` that saw `value` (sha, ABSENT, DIR) is one of `got`."""
+        if ANY in got:
+            return True
+        if value == ABSENT:      # nothing under this spelling: absent, or there under another one
+            return ABSENT in got or any(spelling(v) not in (None, name_of(path)) for v in got)
+        return self.ns.spell(path, value) in got
 
     # --- checks -----------------------------------------------------------------------------
-    def history(self, *paths: str, limit: int = 14) -> list[str]:
-        ops = [e.op for p in paths for e in self.effects.get(p, []) if e.op is not None]
-        reads = [o for o in self.ops if o.kind in READS and o.path in paths and o.seen]
-        locks = [o for o in self.ops if o.kind in ("LOCK", "UNLOCK") and o.path in paths]
+    def history(self, *paths: str, until: float = INF, limit: int = 16) -> list[str]:
+        """The requests that touched `paths` (and reads of them) up to `until`, the last `limit`."""
+        keys = {self.ns.key(p) for p in paths}
+        ops = [e.op for k in keys for e in self.effects.get(k, []) if e.op is not None]
+        reads = [o for o in self.ops if o.kind in READS and self.ns.key(o.path) in keys and o.seen]
+        locks = [o for o in self.ops if o.kind in ("LOCK", "UNLOCK") and self.ns.key(o.path) in keys]
         lines = sorted({o.id: o for o in ops + reads + locks}.values(), key=lambda o: o.start)
-        lines = lines[-limit:]
+        lines = [o for o in lines if o.start <= until][-limit:]
         return [o.line(self.t0) for o in lines]
 
-    def _add(self, kind: str, path: str, text: str, *paths: str) -> None:
-        self.anomalies.append(Anomaly(kind, path, text, self.history(path, *paths)))
+    def _add(self, kind: str, path: str, text: str, *paths: str, until: float = INF) -> None:
+        self.anomalies.append(Anomaly(kind, path, text, self.history(path, *paths, until=until)))
 
     def check_ops(self) -> None:
-        for path, effects in self.effects.items():
+        for key, effects in self.effects.items():
             for e in effects:
                 lock = self.forbidden(e) if e.outcome == ACK else None
                 if lock is not None:
-                    self._add("lock", path, f"request #{e.op.id} ({e.op.kind}, {e.op.status}) changed it "
-                              f"without the token while client {lock.client} held lock #{lock.id}")
+                    self._add("lock", lock.path, f"request #{e.op.id} ({e.op.kind} {e.op.path}, {e.op.status}) "
+                              f"changed it without the token while client {lock.client} held lock #{lock.id}",
+                              e.op.path, until=e.op.end + 0.5)
         for lock, lo, hi in self.holds:
             for other in self.ops:
-                if (other.kind == "LOCK" and other.path == lock.path and other.client != lock.client
-                        and outcome(other) == ACK and lo < other.start and other.end < hi):
-                    self._add("lock", lock.path, f"lock #{other.id} granted while #{lock.id} was held")
+                if (other.kind == "LOCK" and self.ns.key(other.path) == self.ns.key(lock.path)
+                        and other.client != lock.client and outcome(other) == ACK
+                        and lo < other.start and other.end < hi):
+                    self._add("lock", lock.path, f"lock #{other.id} of {other.path} granted while #{lock.id} was held",
+                              other.path, until=other.end + 0.5)
 
     def check_observation(self, ob: Observation) -> None:
-        got = self.candidates(ob.path, ob.lo, ob.hi)
-        if ANY in got or ob.value in got:
+        got = self.candidates(self.ns.key(ob.path), ob.lo, ob.hi)
+        if self.matches(ob.path, ob.value, got):
             return
         where = f"read #{ob.op.id}" if ob.op else ob.where
-        seen = ob.value if ob.value in (ABSENT, DIR) else ob.value[:10]
-        expected = ", ".join(sorted(v if v in (ABSENT, DIR) else v[:10] for v in got))
+        expected = ", ".join(sorted(short(v) for v in got))
         if ob.value not in (ABSENT, DIR) and ob.value not in self.sizes:
             kind = "corrupt"
-        elif ob.value == ABSENT and ABSENT not in got:
+        elif ob.value == ABSENT:
             kind = "vanished"
         else:
             kind = "stale"
-        self._add(kind, ob.path, f"{where} at {ob.lo - self.t0:.2f}..{ob.hi - self.t0:.2f} saw {seen}; "
-                  f"possible: {expected}")
+        self._add(kind, ob.path, f"{where} at {ob.lo - self.t0:.2f}..{ob.hi - self.t0:.2f} saw {short(ob.value)}; "
+                  f"possible: {expected}", until=ob.hi + 0.5)
 
     def observations(self) -> list[Observation]:
         return [Observation(o.path, o.start, o.end, o.seen, o) for o in self.ops if o.kind in READS and o.seen]
@@ -404,37 +459,51 @@ class Checker:
                 path = join(folder, name)
                 if state.get(path) not in (None, ABSENT) and name not in entries:
                     self._add("listing", path, f"{where}: reads {state[path][:10]} but is not listed")
+            if self.ns.fold:
+                for name in entries:
+                    twins = sorted(n for n in entries if n != name and n.casefold() == name.casefold())
+                    if twins and name < twins[0]:
+                        self._add("listing", join(folder, name), f"{where}: listed beside {twins} (one file)")
         for path, value in state.items():
             if value != ABSENT and path and state.get(parent(path), DIR) == ABSENT:
                 self._add("orphan", path, f"{where}: {value[:10]} in folder {parent(path)}, which reads 404")
         self._check_failed_moves(state)
 
+    def _key_state(self, state: dict[str, str]) -> dict[str, str]:
+        """key -> the spelled value found under one of its spellings, else ABSENT."""
+        out: dict[str, str] = {}
+        for path, value in state.items():
+            k = self.ns.key(path)
+            if value != ABSENT or k not in out:
+                out[k] = self.ns.spell(path, value)
+        return out
+
     def _check_failed_moves(self, state: dict[str, str]) -> None:
         """A MOVE that failed (no answer, 5xx, 207), of a file nothing else touched afterwards: the
         file is at one of the two paths, never both and never neither."""
+        ns, keyed = self.ns, self._key_state(state)
         for op in self.ops:
             if op.kind != "MOVE" or outcome(op) != MAYBE:
                 continue
-            ns = self.ns
-            pairs = ([(op.path, op.dest)] if not ns.is_folder(op.path)
-                     else list(zip(ns.children(op.path), ns.children(op.dest))))
+            pairs = ([(ns.key(op.path), ns.key(op.dest))] if not ns.is_folder(op.path)
+                     else list(zip(ns.keys(op.path), ns.keys(op.dest))))
             for src, dst in pairs:
-                others = [e for p in (src, dst) for e in self.effects[p]
+                others = [e for k in (src, dst) for e in self.effects[k]
                           if e.op is not None and e.op is not op and e.until > op.start]
                 if others:
                     continue
-                moved = self.candidates(src, op.start, op.end, skip=op) - {ABSENT}
-                before = self.candidates(dst, op.start, op.start, skip=op)
+                moved = {content(v) for v in self.candidates(src, op.start, op.end, skip=op)} - {ABSENT}
+                before = {content(v) for v in self.candidates(dst, op.start, op.start, skip=op)}
                 had = self.candidates(src, op.start, op.start, skip=op)
                 if not moved or ANY in moved | before | had:
                     continue
-                s, d = state.get(src), state.get(dst)
+                s, d = content(keyed.get(src, ABSENT)), content(keyed.get(dst, ABSENT))
                 if s == ABSENT and ABSENT not in had and d not in moved:
-                    self._add("moved-half", src, f"MOVE #{op.id} ({op.status or op.error}) to {dst}: the file "
-                              f"is at neither path ({dst} holds {str(d)[:10]})", dst)
+                    self._add("moved-half", op.path, f"MOVE #{op.id} ({op.status or op.error}) to {op.dest}: "
+                              f"{src} is at neither path ({dst} holds {d[:10]})", op.dest)
                 elif s in moved and d == s and d not in before:
-                    self._add("moved-half", src, f"MOVE #{op.id} ({op.status or op.error}) to {dst}: the file "
-                              f"is at both paths", dst)
+                    self._add("moved-half", op.path, f"MOVE #{op.id} ({op.status or op.error}) to {op.dest}: "
+                              f"{src} is at both paths", op.dest)
 
     def check_replicas(self, a: dict[str, str], b: dict[str, str], name_a: str, name_b: str,
                        list_a: dict | None = None, list_b: dict | None = None) -> None:

@@ -159,3 +159,28 @@ def test_the_plan_is_seeded_and_shared_out():
     puts = [s for s in steps if s.kind == "PUT"]
     assert len({body(s.seed, s.size) for s in puts if s.size}) == len([s for s in puts if s.size])
     assert isinstance(one[0][0], Step)
+
+
+def test_names_differing_in_case_are_one_file():
+    up, low = "d0/Readme.txt", "d0/readme.txt"
+    ops = [put(up, "v1", 0, 1), put(low, "v2", 2, 3, 204)]
+    assert kinds(ops + [get(low, 4, 5, "v2"), get(up, 4, 5, ABSENT)]) == []
+    assert kinds(ops + [get(up, 4, 5, "v1")]) == ["stale"]
+    assert kinds(ops + [get(low, 4, 5, ABSENT), get(up, 4, 5, ABSENT)]) == ["vanished"]
+    # a lock on one spelling holds the other
+    lock, unlock = op("LOCK", up, 2, 3, 200, client=1), op("UNLOCK", up, 10, 11, 204, client=1)
+    assert kinds([put(up, "v1", 0, 1), lock, unlock, put(low, "v2", 4, 5, 201, client=2)]) == ["lock"]
+    # a moved file takes the destination's spelling
+    moved = [put(A, "v1", 0, 1), put(low, "v0", 0, 1), op("MOVE", A, 2, 3, 204, dest=up)]
+    assert kinds(moved + [get(up, 4, 5, "v1"), get(low, 4, 5, ABSENT)]) == []
+    assert kinds(moved + [get(low, 4, 5, "v1")]) == ["stale"]
+    checker = Checker(ops, NS, sizes={"v1": 1, "v2": 1})
+    checker.check_final({}, {"d0": {"Readme.txt": 1, "readme.txt": 1}}, 4, 5)
+    assert [a.kind for a in checker.anomalies] == ["listing"]
+
+
+def test_without_folding_case_variants_are_two_files():
+    ns = Namespace(fold=False)
+    up, low = "d0/Readme.txt", "d0/readme.txt"
+    ops = [put(up, "v1", 0, 1), put(low, "v2", 2, 3), get(up, 4, 5, "v1"), get(low, 4, 5, "v2")]
+    assert Checker(ops, ns, sizes={"v1": 1, "v2": 1}).run() == []
