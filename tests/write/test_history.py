@@ -30,6 +30,8 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+import pytest
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from tests.write.conftest import PIECE_PARTS, WRITABLE, serve
 from tests.write.history import (ABSENT, DIR, Checker, Namespace, Op, Step, body, join, outcome, plan)
 
 SEED = int(os.environ.get("TGDAV_HISTORY_SEED", "1"))
-OPS = int(os.environ.get("TGDAV_HISTORY_OPS", "100"))
+OPS = int(os.environ.get("TGDAV_HISTORY_OPS", "400"))
 CLIENTS = int(os.environ.get("TGDAV_HISTORY_CLIENTS", "4"))
 SEQ_OPS = int(os.environ.get("TGDAV_HISTORY_SEQ_OPS", "60"))
 KILL_EVERY = int(os.environ.get("TGDAV_HISTORY_KILL_EVERY", "300"))   # one kill per this many ops (at least one)
@@ -419,3 +421,92 @@ def test_snapshot_reads_names_sizes_and_bytes(tmp_path):
     assert state[join("d0", NS.names[3])] == sha(b"hello") and state[NS.names[1]] == sha(b"")
     assert state["d2"] == ABSENT and state["d1"] == DIR and state["d0/a.bin"] == ABSENT
     assert lists["d0"] == {NS.names[3]: 5} and lists[""] == {"d0": -1, "d1": -1, NS.names[1]: 0}
+
+
+# ---- replays: short fixed histories that once broke a promise, judged by the same checker -------
+
+@pytest.fixture(scope="module")
+def replay_server(sandbox) -> str:
+    url, _, _ = sandbox.server("history-replay")
+    return url
+
+
+def _replay(sandbox, url: str, name: str, script) -> Checker:
+    """Run `script(request)` (request(client, kind, path, **kw) -> (Op, headers, body)) one request
+    at a time in a fresh base folder, then judge the history and the tree read back."""
+    target = Target(url, f"{WRITABLE}/replay-{name}")
+    setup_tree(target)
+    rec = Recorder()
+    script(lambda client, kind, path, **kw: rec.request(target, client, kind, path, **kw))
+    sandbox.post("/faults", {"clear": True, "upload_max_fileparts": {"default": PIECE_PARTS,
+                                                                      "premium": 2 * PIECE_PARTS}})
+    checker = Checker(rec.ops, NS, (), rec.sizes)
+    checker.run()
+    state, listings, lo, hi = snapshot(target, wait=60)
+    checker.check_final(state, listings, lo, hi)
+    return checker
+
+
+def _lock(request, client: int, path: str) -> str:
+    op, headers, _ = request(client, "LOCK", path, data=LOCKINFO, headers={"Timeout": "Second-600", "Depth": "0"})
+    assert outcome(op) == "ack", op.line()
+    return headers["Lock-Token"]
+
+
+def test_replay_a_lock_holds_every_spelling_of_its_name(sandbox, replay_server):
+    """Readme.txt and readme.txt are one file: a lock on one is a lock on the other (promise 3)."""
+    def script(request):
+        request(0, "PUT", "d0/Readme.txt", data=b"locked version")
+        token = _lock(request, 0, "d0/Readme.txt")
+        request(1, "PUT", "d0/readme.txt", data=b"no token")
+        request(0, "GET", "d0/Readme.txt", token=token)
+        request(0, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": token}, token=token)
+    checker = _replay(sandbox, replay_server, "lock-spelling", script)
+    assert not checker.anomalies, failure(checker)
+
+
+def test_replay_a_locked_child_is_not_deleted_with_its_folder(sandbox, replay_server):
+    """A lock taken on an unmapped URL (an empty file made by LOCK) holds against a DELETE of its
+    folder, as a lock on an existing file does (promise 3)."""
+    def script(request):
+        request(0, "MKCOL", "d2")
+        request(0, "PUT", "d2/a.bin", data=b"kept")
+        token = _lock(request, 0, "d2/Readme.txt")
+        token2 = _lock(request, 2, "d2/a.bin")
+        request(1, "DELETE", "d2")
+        request(1, "MOVE", "d2", dest="d3")
+        request(0, "PUT", "d2/Readme.txt", data=b"with the token", token=token)
+        request(0, "GET", "d2/Readme.txt", token=token)
+        request(0, "UNLOCK", "d2/Readme.txt", headers={"Lock-Token": token}, token=token)
+        request(2, "UNLOCK", "d2/a.bin", headers={"Lock-Token": token2}, token=token2)
+    checker = _replay(sandbox, replay_server, "lock-child", script)
+    assert not checker.anomalies, failure(checker)
+
+
+def test_replay_a_move_right_after_an_overwrite_wins(sandbox, replay_server):
+    """PUT d0/a.bin, then at once MOVE a.bin onto it: the MOVE is the later acknowledged change, so
+    d0/a.bin holds a.bin's body, even within one second of Telegram's dates (promise 1)."""
+    def script(request):
+        request(0, "PUT", "a.bin", data=b"moved body")
+        request(0, "PUT", "d0/a.bin", data=b"first")
+        while time.time() % 1 > 0.3:        # both changes inside one wall-clock second
+            time.sleep(0.05)
+        request(0, "PUT", "d0/a.bin", data=b"overwritten")
+        request(0, "MOVE", "a.bin", dest="d0/a.bin")
+        request(0, "GET", "d0/a.bin")
+    checker = _replay(sandbox, replay_server, "move-same-second", script)
+    assert not checker.anomalies, failure(checker)
+
+
+def test_replay_a_failed_copy_onto_a_file_keeps_it(sandbox, replay_server):
+    """COPY onto an existing file that Telegram refuses half-way (a long FLOOD_WAIT on sending the
+    copy): 503, and the destination keeps its body (promise 2)."""
+    def script(request):
+        request(0, "PUT", "a.bin", data=b"source")
+        request(0, "PUT", "d0/a.bin", data=b"destination")
+        for method in ("SendMedia", "ForwardMessages"):
+            sandbox.post("/faults", {"flood_wait": [{"dc": 0, "method": method, "seconds": 60, "count": 1}]})
+        request(0, "COPY", "a.bin", dest="d0/a.bin")
+        request(0, "GET", "d0/a.bin")
+    checker = _replay(sandbox, replay_server, "copy-flood", script)
+    assert not checker.anomalies, failure(checker)
