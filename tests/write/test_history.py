@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -357,6 +358,11 @@ def test_history_under_faults_and_a_kill(sandbox):
         checker.check_replicas(state, state2, "restarted server", "fresh server", listings, listings2)
     seen = {k: sandbox.total(k) - before[k] for k in counters}
     outcomes = [outcome(o) for o in rec.ops]
+    if REPORT:      # the servers' logs beside the report: pytest's temporary folders do not last
+        logs = Path(REPORT).with_suffix(".logs")
+        logs.mkdir(exist_ok=True)
+        for log in (sandbox.root / "logs").glob("history*"):
+            shutil.copy(log, logs / log.name)
     report("history", {
         "seed": SEED, "clients": CLIENTS, "steps": OPS, "requests": len(rec.ops),
         "acknowledged": outcomes.count("ack"), "refused": outcomes.count("refused"),
