@@ -169,7 +169,8 @@ class Engine:
                 self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
                 parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
                 spool_dir=_spool_dir(state),
-                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False)))))
+                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False))),
+                lock_redis=cfg.state.redis))
         if self.metrics is not None:
             self.metrics.set_pool_source(self.read_path.pool.stats)
             self.metrics.set_account(_who(me), self.client.session.dc_id)

@@ -254,6 +254,29 @@ class TelegramCatalog:
         """The channel list changed (a channel was created): read it again on the next look."""
         self._folders_checked = -1e18
 
+    async def add_channel(self, chat) -> None:
+        """A channel this account just created (channels.createChannel's answer): listed at once, so
+        a PUT right after MKCOL finds it (rclone, Finder)."""
+        await self.folders()
+        if any(c.folder.channel_id == chat.id for c in self._channels.values()):
+            return
+        name = names.clean(chat.title) or f"channel {chat.id}"
+        if name.casefold() in {n.casefold() for n in self._channels}:
+            name = names.with_suffix(name, chat.id)
+        folder = Folder(name=name, channel_id=chat.id, title=chat.title, username=getattr(chat, "username", None),
+                        modified=chat.date.timestamp(), writable=can_post(chat))
+        self._channels[name] = _Channel(folder, chat.access_hash)
+
+    async def catch_up(self, folder: Folder) -> None:
+        """Read what was posted since the last look (other replicas' writes), now."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            found = await (self._bot_scan(channel, channel.max_id) if self._is_bot
+                           else self._history(channel, channel.max_id))
+            channel.records.update(found)
+            channel.max_id = max([channel.max_id, *found])
+            await self._reindex(channel)
+
     async def apply(self, folder: Folder, messages: list) -> None:
         """Messages this account just sent or edited in `folder`'s channel."""
         channel = await self._channel(folder)
