@@ -168,6 +168,7 @@ class Engine:
             self.drive = SyncWriter(self.bridge, Writer(
                 self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
                 parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
+                spool_dir=_spool_dir(state),
                 max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False))),
                 lock_redis=cfg.state.redis))
         if self.metrics is not None:
@@ -190,6 +191,13 @@ class Engine:
             await self.read_path.close()
         if self.client is not None:
             await self.client.disconnect()
+
+
+def _spool_dir(state: Path) -> Path:
+    """Where uploads spool the parts they may have to send again (unnamed files: nothing stays)."""
+    spool = state / "spool"
+    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return spool
 
 
 def _client(cfg: Config, state: Path, session: str | None = None):

@@ -5,6 +5,7 @@ over [write] max_file_size is 413 before it is read, and desktop clients' own fi
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import urllib.parse
@@ -237,3 +238,54 @@ def test_a_chunked_body_growing_past_max_file_size_is_cut_and_leaves_nothing(san
     assert request("PUT", folder + "over.bin", random_bytes(3 * MiB + 1, 9))[0] == 413
     assert request("GET", folder + "over.bin")[0] == 404
     assert sandbox.total("messages_deleted") == deleted
+
+
+# --- names: what Linux or macOS allows is stored as sent; a refusal says why ------------------------
+NAMES = ["Screenshot 12:30:00.png", "a?b.txt", "x*.txt", 'say "hi" <now> | later.txt', "back\\slash.txt",
+         "CON", "trailing dot.", "ünï: 日本語?.bin"]
+
+
+def test_names_linux_and_macos_allow_are_stored_as_sent(folder, sandbox, tmp_path):
+    for i, name in enumerate(NAMES):
+        data = random_bytes(1000 + i, 200 + i)
+        assert request("PUT", folder + urllib.parse.quote(name), data)[0] == 201, name
+        assert sha256(request("GET", folder + urllib.parse.quote(name))[2]) == sha256(data), name
+    assert request("MKCOL", folder + urllib.parse.quote("dir: *"))[0] == 201
+    assert request("MOVE", folder + urllib.parse.quote("x*.txt"),
+                   headers={"Destination": folder + urllib.parse.quote("dir: */y|*.txt")})[0] == 201
+    # WsgiDAV reads a Destination's '?' and ';' as URL syntax: refused in words, nothing moves
+    status, _, body = request("MOVE", folder + urllib.parse.quote("a?b.txt"),
+                              headers={"Destination": folder + urllib.parse.quote("dir: *|a?c.txt")})
+    assert status == 403 and b"Destination" in body, body
+    hrefs = re.findall(r"<ns0:href>([^<]*)<", request("PROPFIND", folder, headers={"Depth": "1"})[2].decode())
+    listed = {urllib.parse.unquote(h).rstrip("/").rsplit("/", 1)[-1] for h in hrefs}
+    assert listed >= (set(NAMES) - {"x*.txt"}) | {"dir: *"}, listed
+    # a second tgdav with an empty state reads the same names from the tags
+    fresh, _, _ = sandbox.server("names-fresh")
+    other = fresh.rstrip("/") + urllib.parse.urlsplit(folder).path
+    assert request("GET", other + urllib.parse.quote("Screenshot 12:30:00.png"))[0] == 200
+    assert request("GET", other + urllib.parse.quote("dir: */y|*.txt"))[0] == 200
+    # rclone copies such a name up and back without retrying
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Screenshot 13:45:00.png").write_bytes(b"png")
+    config = tmp_path / "rclone.conf"
+    config.write_text("")
+    done = subprocess.run(["rclone", "--config", str(config), "copy", str(src), ":webdav:",
+                           "--webdav-url", folder, "--webdav-vendor", "other", "--retries", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert request("GET", folder + urllib.parse.quote("Screenshot 13:45:00.png"))[2] == b"png"
+
+
+def test_a_refused_name_says_why(dav, folder, sandbox):
+    before = _snapshot(sandbox)
+    status, _, body = request("PUT", folder + urllib.parse.quote("ends with space "), b"x")
+    assert status == 403 and b"cannot end with a space" in body, body
+    status, _, body = request("PUT", folder + urllib.parse.quote("x" * 256), b"x")
+    assert status == 403 and b"at most 255 bytes" in body, body
+    status, _, body = request("MKCOL", folder + urllib.parse.quote("bidi\u202eevil"))
+    assert status == 403 and b"bidi" in body, body
+    status, _, body = request("MKCOL", dav + urllib.parse.quote("new: channel"))
+    assert status == 403 and b"cannot name a channel" in body, body
+    assert _snapshot(sandbox) == before

@@ -98,9 +98,15 @@ class WriteGuard:
 
 
 def _destination(environ: dict) -> list[str] | None:
-    """The Destination header's path as names, read as WsgiDAV reads it; None when absent."""
+    """The Destination header's path as names, read as WsgiDAV reads it; None when absent. WsgiDAV
+    decodes the URL before it splits it, so a '?' or ';' in a name would cut the path short (and
+    the MOVE would go elsewhere): refused in words."""
     raw = environ.get("HTTP_DESTINATION")
     if not raw:
         return None
     path = urlparse(unquote(raw), allow_fragments=False).path
+    meant = unquote(urlparse(raw, allow_fragments=False).path)
+    if util.normalize_path(path or "/") != util.normalize_path(meant or "/"):
+        raise Forbidden("a MOVE or COPY Destination cannot hold '?' or ';' in a name here: "
+                        "PUT the file under that name instead")
     return [n for n in util.normalize_path(path or "/").split("/") if n]

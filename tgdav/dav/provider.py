@@ -35,9 +35,9 @@ from tgdav.dav.guard import NEVER_DELETED
 from tgdav.dav.policy import RequestBodyTooLarge, is_probe
 from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
+from tgdav.telegram import names
 
 _MIME = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
-_FORBIDDEN_NAME = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
 
 
 def content_type(entry: FileEntry) -> str:
@@ -86,11 +86,19 @@ class _Mapped:
 
 
 def check_name(name: str) -> None:
-    if not name or name in (".", "..") or _FORBIDDEN_NAME.search(name) or name != name.strip() \
-            or name.endswith(".") or len(name.encode()) > 200:
-        raise DAVError(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
-                                       "control characters, no leading/trailing spaces or trailing dot, "
-                                       "at most 200 bytes)")
+    """A file or folder name inside a channel: stored as sent unless one tag line cannot carry it."""
+    why = names.unstorable(name)
+    if why:
+        raise dav_error(Forbidden(f"{name!r} cannot be stored: {why}"))
+
+
+def check_channel_name(name: str) -> None:
+    """A new channel's name: what names.clean keeps of a title (the name it will be listed under;
+    this also keeps ':' out, so no channel shadows the reserved /:tgdav pages)."""
+    if not name or names.clean(name) != name:
+        raise dav_error(Forbidden(f"{name!r} cannot name a channel: a channel's name holds no / \\ < > : "
+                                  "\" | ? * or control characters, does not end with a dot or space and "
+                                  "is not a Windows device name (CON, NUL, ...)"))
 
 
 class RootResource(DAVCollection):
@@ -113,7 +121,7 @@ class RootResource(DAVCollection):
     def create_collection(self, name: str) -> None:
         if self.drive is None:
             raise DAVError(HTTP_FORBIDDEN, "this share is read-only")
-        check_name(name)
+        check_channel_name(name)
         with _Mapped():
             self.drive.create_channel(name)
 
@@ -546,12 +554,15 @@ class CatalogProvider(DAVProvider):
         return self.drive is None
 
     def split(self, path: str) -> tuple[Folder, tuple[str, ...]]:
-        """(channel folder, path inside it) of an existing channel; 409 otherwise."""
-        names = [n for n in util.to_str(path).split("/") if n]
-        folder = self.catalog.folder(names[0]) if names else None
+        """(channel folder, path inside it) of an existing channel, every name one that can be
+        stored (403 with the reason otherwise); 409 when there is no such channel."""
+        parts = [n for n in util.to_str(path).split("/") if n]
+        folder = self.catalog.folder(parts[0]) if parts else None
         if folder is None:
             raise DAVError(409, "the destination must be inside an existing channel")
-        return folder, tuple(names[1:])
+        for name in parts[1:]:
+            check_name(name)
+        return folder, tuple(parts[1:])
 
     def get_resource_inst(self, path: str, environ: dict):
         names = [name for name in util.to_str(path).split("/") if name]

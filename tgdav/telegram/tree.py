@@ -95,13 +95,14 @@ class Tag:
 
 
 def split_path(text: str) -> tuple[str, ...] | None:
-    """'/a/b' -> ('a', 'b'); None when a name is not one tgdav would give (so not a path of ours)."""
+    """'/a/b' -> ('a', 'b'); None when a name is not one tgdav would store (names.unstorable: names
+    as the user sent them, ':' '?' '*' included; untagged posts keep names.clean's Windows-safe names)."""
     if not text.startswith("/"):
         return None
     parts = tuple(p for p in text[1:].split("/"))
     if parts == ("",):
         return ()
-    if any(not p or names.clean(p) != p for p in parts):
+    if any(not p or names.unstorable(p) for p in parts):
         return None
     return parts
 
