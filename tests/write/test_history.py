@@ -1,11 +1,11 @@
 """The write-history check against real processes (tests/write/history.py judges what is recorded).
 
-test_history_under_faults: 4 clients run a seeded mix of PUT (sized and chunked), MKCOL, MOVE,
-COPY, DELETE and LOCK/UNLOCK over a small tree of the writable channel against `tgdav serve`, while
-the sandbox answers FLOOD_WAIT, drops connections and takes the home DC down, and tgdav is SIGKILLed
-and restarted. Every request is recorded with its answer and its times; the tree is read back by the
-restarted server and by a second one with an empty state; the checker must find nothing
-(promises 1, 2 and 3).
+test_history_under_faults_and_a_kill: 4 clients run a seeded mix of PUT (sized and chunked), MKCOL,
+MOVE, COPY, DELETE and LOCK/UNLOCK over a small tree of the writable channel against `tgdav serve`,
+while the sandbox answers FLOOD_WAIT, drops connections, takes the home DC down and loses upload
+parts (FILE_PART_X_MISSING), and tgdav is SIGKILLed and restarted. Every request is recorded with its
+answer and its times; the tree is read back by the restarted server and by a second one with an
+empty state; the checker must find nothing (promises 1, 2 and 3).
 
 test_sequential_history_matches_wsgidav: one client runs one seeded sequence against tgdav and
 against WsgiDAV's FilesystemProvider on a temporary folder (the oracle): every answer has the same
@@ -235,7 +235,7 @@ class Faults:
     def __init__(self, sandbox, seed: int, rec: Recorder, total: int, server: dict) -> None:
         self.sandbox, self.rnd, self.rec, self.total, self.server = sandbox, random.Random(seed), rec, total, server
         self.home = int(sandbox.info.get("home_dc", 2))
-        self.injected = {"flood_wait": 0, "drop": 0, "dc_down": 0, "kill": 0}
+        self.injected = {"flood_wait": 0, "drop": 0, "dc_down": 0, "part_lost": 0, "kill": 0}
         self.restarts: list[tuple[float, float]] = []
         kills = max(1, total // KILL_EVERY)
         self.kill_at = [int(total * (i + 0.45) / kills) for i in range(kills)]
@@ -257,8 +257,10 @@ class Faults:
             self.errors.append(e)
 
     def inject(self) -> None:
-        kind = self.rnd.choices(["flood_wait", "drop", "dc_down"], [4, 2, 3])[0]
-        if kind == "flood_wait":
+        kind = self.rnd.choices(["flood_wait", "drop", "dc_down", "part_lost"], [4, 2, 3, 1])[0]
+        if kind == "part_lost":     # Telegram forgets a part it acknowledged: FILE_PART_X_MISSING at sending
+            self.sandbox.post("/faults", {"file_part_missing": [{"part": self.rnd.randint(0, 3), "count": 1}]})
+        elif kind == "flood_wait":
             self.sandbox.post("/faults", {"flood_wait": [{"dc": 0, "method": self.rnd.choice(FLOODED),
                                                           "seconds": self.rnd.randint(1, 4), "count": 1}]})
         elif kind == "drop":
@@ -333,7 +335,7 @@ def failure(checker: Checker, limit: int = 12) -> str:
 # ---- the tests ---------------------------------------------------------------------------------
 
 def test_history_under_faults_and_a_kill(sandbox):
-    counters = ("errors:FLOOD_WAIT_X", "dropped", "refused")
+    counters = ("errors:FLOOD_WAIT_X", "errors:FILE_PART_X_MISSING", "dropped", "refused")
     before = {k: sandbox.total(k) for k in counters}
     with small_pieces(sandbox):
         url, proc, config = sandbox.server("history")
