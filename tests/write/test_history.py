@@ -473,6 +473,22 @@ def test_replay_a_lock_holds_every_spelling_of_its_name(sandbox, replay_server):
     assert not checker.anomalies, failure(checker)
 
 
+def test_replay_a_refused_lock_changes_nothing(sandbox, replay_server):
+    """A LOCK refused because another spelling of the name is locked makes no empty file there, and
+    leaves no lock behind once the holder unlocks (promises 2 and 3)."""
+    def script(request):
+        request(0, "PUT", "d0/readme.txt", data=b"the locked body")
+        token = _lock(request, 0, "d0/readme.txt")
+        request(1, "LOCK", "d0/Readme.txt", data=LOCKINFO, headers={"Timeout": "Second-600", "Depth": "0"})
+        request(1, "GET", "d0/Readme.txt")
+        request(0, "GET", "d0/readme.txt", token=token)
+        request(0, "UNLOCK", "d0/readme.txt", headers={"Lock-Token": token}, token=token)
+        request(1, "PUT", "d0/readme.txt", data=b"after the unlock")
+        request(1, "GET", "d0/readme.txt")
+    checker = _replay(sandbox, replay_server, "lock-refused", script)
+    assert not checker.anomalies, failure(checker)
+
+
 def test_replay_a_locked_child_is_not_deleted_with_its_folder(sandbox, replay_server):
     """A lock taken on an unmapped URL (an empty file made by LOCK) holds against a DELETE of its
     folder, as a lock on an existing file does (promise 3)."""
