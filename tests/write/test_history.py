@@ -368,7 +368,8 @@ def test_history_under_faults_and_a_kill(sandbox):
     report("history", {
         "seed": SEED, "clients": CLIENTS, "steps": OPS, "requests": len(rec.ops),
         "acknowledged": outcomes.count("ack"), "refused": outcomes.count("refused"),
-        "failed or cut": outcomes.count("maybe"), "reads checked": sum(1 for o in rec.ops if o.seen),
+        "failed or cut": outcomes.count("maybe"), "timeouts": sum(o.error == "TimeoutError" for o in rec.ops),
+        "reads checked": sum(1 for o in rec.ops if o.seen),
         "faults injected": faults.injected, "sandbox saw": seen, "seconds": round(took, 1),
         "loadavg": Path("/proc/loadavg").read_text().split()[0], "anomalies": len(checker.anomalies)}, checker)
     assert faults.injected["kill"] >= 1 and sum(faults.injected.values()) >= 3
