@@ -236,3 +236,74 @@ def test_a_channel_made_by_mkcol_takes_a_put_at_once(dav):
     assert request("PUT", channel + "first.txt", b"at once")[0] == 201      # rclone and Finder do this
     assert request("GET", channel + "first.txt")[2] == b"at once"
     assert request("MKCOL", channel + "sub/")[0] == 201
+
+
+# --- trust: only trusted posters' tags shape the tree ------------------------------------------------
+@pytest.fixture(scope="module")
+def club(tmp_path_factory):
+    """A sandbox of its own with a supergroup `Club`: the user a member, @group_owner its creator,
+    @stranger another member; posts by those two go through the admin API."""
+    from tests.e2e.conftest import stop
+    from tests.write.conftest import Sandbox, start_sandbox
+    root = tmp_path_factory.mktemp("club")
+    proc, info = start_sandbox(root, root / "sandbox-state", ("--group", "Club"))
+    sb = Sandbox(root, info, root / "sandbox.json", info["admin"].rstrip("/"), proc)
+    try:
+        yield sb
+    finally:
+        for p in sb.procs:
+            stop(p)
+        stop(sb.proc)
+
+
+def _post_as(sb, channel: str, who: str, text: str, name: str | None = None, data: bytes = b"") -> int:
+    import base64
+    import json
+    import urllib.request
+    body = {"channel": channel, "from": who, "text": text,
+            "file": {"name": name, "data": base64.b64encode(data).decode()} if name else None}
+    req = urllib.request.Request(sb.admin + "/post", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["id"]
+
+
+def _names(url: str) -> set[str]:
+    body = request("PROPFIND", url, headers={"Depth": "1"})[2].decode()
+    path = urllib.parse.urlsplit(url).path
+    return {urllib.parse.unquote(h[len(path):]).rstrip("/")
+            for h in __import__("re").findall(r"<ns0:href>([^<]*)</ns0:href>", body) if h != path} - {""}
+
+
+def test_in_a_group_only_the_account_admins_and_trusted_senders_tags_count(club):
+    """Promise 4: only trusted posters' tags shape the tree; others' posts never hide or replace."""
+    dav, _, _ = club.server("mine")
+    assert request("PUT", dav + "Club/docs/a.txt", b"mine")[0] == 409      # no folder yet
+    assert request("MKCOL", dav + "Club/docs/")[0] == 201
+    assert request("PUT", dav + "Club/docs/a.txt", b"mine")[0] == 201
+    # a stranger takes the path over with a newer tag, makes a folder, names a case variant
+    _post_as(club, "Club", "stranger", "#tgdav file /docs/a.txt", "evil.txt", b"evil")
+    _post_as(club, "Club", "stranger", "#tgdav dir /hijack")
+    _post_as(club, "Club", "stranger", "#tgdav file /docs/A.TXT", "case.txt", b"case")
+    # the group's creator (an admin) places a file
+    _post_as(club, "Club", "group_owner", "#tgdav file /docs/admin.txt", "admin.txt", b"admin")
+    fresh, _, _ = club.server("fresh")          # a tgdav reading the group from the start
+    assert request("GET", fresh + "Club/docs/a.txt")[2] == b"mine"
+    assert request("GET", fresh + "Club/docs/admin.txt")[2] == b"admin"
+    assert _names(fresh + "Club/") == {"docs", "evil.txt", "case.txt"}     # the strangers' posts
+    assert request("GET", fresh + "Club/evil.txt")[2] == b"evil"
+    # an overwrite of the path never deletes a stranger's post (it claims nothing)
+    assert request("PUT", fresh + "Club/docs/a.txt", b"mine 2")[0] == 204
+    assert request("GET", fresh + "Club/evil.txt")[2] == b"evil"
+    # [write] trust names the stranger: now the stranger's tags count
+    trusting, _, _ = club.server("trusting", '\n[write]\ntrust = ["@stranger"]\n')
+    assert _names(trusting + "Club/") == {"docs", "hijack"}
+    assert request("GET", trusting + "Club/docs/a.txt")[2] == b"mine 2"   # the newest of the name
+    assert _names(trusting + "Club/docs/") == {"a.txt", "admin.txt"}
+
+
+def test_in_a_broadcast_channel_every_admins_tag_counts(club):
+    dav, _, _ = club.server("broadcast")
+    assert request("MKCOL", dav + f"{WRITABLE}/bc/")[0] == 201
+    _post_as(club, WRITABLE, "tgdav_sandbox_bot", "#tgdav file /bc/x.txt", "x.bin", b"by the bot")   # another admin
+    fresh, _, _ = club.server("broadcast-fresh")
+    assert request("GET", fresh + f"{WRITABLE}/bc/x.txt")[2] == b"by the bot"
