@@ -20,6 +20,8 @@ Anomalies found (each one names the promise it breaks):
     stale        a read saw a value that a later acknowledged write had replaced, or a change by a
                  request that could not have happened (refused, or without the lock's token)
     lock         an acknowledged change of a locked path without its token, or a second lock
+    overwrite    a MOVE or COPY with Overwrite: F acknowledged although its destination existed
+                 throughout (under any spelling of its name)
     listing      a folder lists a name outside the namespace, or a size that is not its file's
     orphan       a file visible in a folder that is gone
     moved-half   a MOVE that failed left its file at both paths, or at neither
@@ -413,6 +415,13 @@ class Checker:
                     self._add("lock", lock.path, f"request #{e.op.id} ({e.op.kind} {e.op.path}, {e.op.status}) "
                               f"changed it without the token while client {lock.client} held lock #{lock.id}",
                               e.op.path, until=e.op.end + 0.5)
+        for op in self.ops:
+            if op.kind in ("MOVE", "COPY") and not op.overwrite and outcome(op) == ACK:
+                there = self.candidates(self.ns.key(op.dest), op.start, op.end, skip=op)
+                if ANY not in there and ABSENT not in there:
+                    self._add("overwrite", op.dest, f"#{op.id} {op.kind} {op.path} with Overwrite: F answered "
+                              f"{op.status}, but the destination held {', '.join(sorted(map(short, there)))}",
+                              op.path, until=op.end + 0.5)
         for lock, lo, hi in self.holds:
             for other in self.ops:
                 if (other.kind == "LOCK" and self.ns.key(other.path) == self.ns.key(lock.path)

@@ -529,6 +529,21 @@ def test_replay_a_move_right_after_an_overwrite_wins(sandbox, replay_server):
     assert not checker.anomalies, failure(checker)
 
 
+def test_replay_overwrite_f_onto_another_spelling_is_refused(sandbox, replay_server):
+    """readme.txt exists: MOVE and COPY onto Readme.txt with Overwrite: F find it (one file) and are
+    refused (412), the moved file stays where it was (promises 1 and 2)."""
+    def script(request):
+        request(0, "PUT", "d0/readme.txt", data=b"kept")
+        request(0, "PUT", "a.bin", data=b"to move")
+        request(0, "COPY", "a.bin", dest="d0/Readme.txt", overwrite=False)
+        request(0, "MOVE", "a.bin", dest="d0/Readme.txt", overwrite=False)
+        request(0, "GET", "a.bin")
+        request(0, "GET", "d0/readme.txt")
+        request(0, "GET", "d0/Readme.txt")
+    checker = _replay(sandbox, replay_server, "overwrite-f-spelling", script)
+    assert not checker.anomalies, failure(checker)
+
+
 def test_replay_a_failed_copy_onto_a_file_keeps_it(sandbox):
     """COPY onto an existing file that Telegram refuses half-way (a long FLOOD_WAIT on sending the
     copy): 503, and the destination keeps its body (promise 2). A server of its own: the flood gates

@@ -184,3 +184,14 @@ def test_without_folding_case_variants_are_two_files():
     up, low = "d0/Readme.txt", "d0/readme.txt"
     ops = [put(up, "v1", 0, 1), put(low, "v2", 2, 3), get(up, 4, 5, "v1"), get(low, 4, 5, "v2")]
     assert Checker(ops, ns, sizes={"v1": 1, "v2": 1}).run() == []
+
+
+def test_overwrite_f_onto_an_existing_destination_must_be_refused():
+    up, low = "d0/Readme.txt", "d0/readme.txt"
+    base = [put(A, "v1", 0, 1), put(low, "v2", 0, 1)]
+    assert kinds(base + [op("MOVE", A, 2, 3, 412, dest=up, overwrite=False)]) == []
+    assert kinds(base + [op("MOVE", A, 2, 3, 201, dest=up, overwrite=False)]) == ["overwrite"]
+    assert kinds(base + [op("COPY", A, 2, 3, 201, dest=low, overwrite=False)]) == ["overwrite"]
+    # a destination that may be gone by then: no anomaly
+    assert kinds(base + [op("DELETE", low, 1.5, 2.5, 204, client=3),
+                         op("MOVE", A, 2, 3, 201, dest=up, overwrite=False)]) == []
