@@ -307,3 +307,15 @@ def test_in_a_broadcast_channel_every_admins_tag_counts(club):
     _post_as(club, WRITABLE, "tgdav_sandbox_bot", "#tgdav file /bc/x.txt", "x.bin", b"by the bot")   # another admin
     fresh, _, _ = club.server("broadcast-fresh")
     assert request("GET", fresh + f"{WRITABLE}/bc/x.txt")[2] == b"by the bot"
+
+
+def test_a_move_onto_a_file_right_after_its_overwrite_wins(folder, sandbox, tmp_path):
+    """i14c's F9: both changes in one second (Telegram's dates are whole seconds): the later
+    acknowledged one is the file, whatever the message ids say."""
+    for n in range(3):
+        assert request("PUT", folder + "a.bin", b"first %d" % n)[0] in (201, 204)
+        assert request("PUT", folder + "src.bin", b"moved %d" % n)[0] == 201
+        assert request("PUT", folder + "a.bin", b"second %d" % n)[0] == 204
+        assert request("MOVE", folder + "src.bin", headers={"Destination": folder + "a.bin"})[0] == 204
+        assert request("GET", folder + "a.bin")[2] == b"moved %d" % n
+    assert len(_tags(sandbox, tmp_path, _rel(folder))) == 1

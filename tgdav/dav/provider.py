@@ -32,7 +32,7 @@ from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND,
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from tgdav.dav.policy import is_probe
-from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
 
 _MIME = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
@@ -63,6 +63,8 @@ def dav_error(exc: BaseException) -> DAVError:
         return DAVError(HTTP_FORBIDDEN, str(exc), src_exception=exc)
     if isinstance(exc, NotFound):
         return DAVError(HTTP_NOT_FOUND, str(exc), src_exception=exc)
+    if isinstance(exc, Conflict):
+        return DAVError(409, str(exc), src_exception=exc)
     if isinstance(exc, RetryLater):
         return DAVError(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
     if isinstance(exc, UpstreamUnavailable):
