@@ -319,3 +319,24 @@ def test_a_move_onto_a_file_right_after_its_overwrite_wins(folder, sandbox, tmp_
         assert request("MOVE", folder + "src.bin", headers={"Destination": folder + "a.bin"})[0] == 204
         assert request("GET", folder + "a.bin")[2] == b"moved %d" % n
     assert len(_tags(sandbox, tmp_path, _rel(folder))) == 1
+
+
+@pytest.mark.parametrize("method", ["COPY", "MOVE"])
+def test_a_failed_copy_or_move_onto_a_file_keeps_it(dav, folder, sandbox, method):
+    """i14c's F2: WsgiDAV deletes the destination before it copies; a COPY (or a MOVE from another
+    channel) onto a file must replace it in one step: refused half-way, the file is as it was."""
+    other = dav + urllib.parse.quote(f"Other {method}") + "/"
+    assert request("MKCOL", other)[0] == 201
+    assert request("PUT", folder + "a.bin", b"old")[0] == 201
+    source = folder + "b.bin" if method == "COPY" else other + "b.bin"
+    assert request("PUT", source, b"new")[0] == 201
+    _flood(sandbox, "SendMedia", after=0)
+    try:
+        status, _, _ = request(method, source, headers={"Destination": folder + "a.bin", "Overwrite": "T"})
+    finally:
+        _clear(sandbox)
+    assert status == 503
+    assert request("GET", folder + "a.bin")[2] == b"old" and request("GET", source)[2] == b"new"
+    assert _until_not_503(method, source, headers={"Destination": folder + "a.bin", "Overwrite": "T"})[0] == 204
+    assert request("GET", folder + "a.bin")[2] == b"new"
+    assert request("GET", source)[0] == (200 if method == "COPY" else 404)

@@ -347,21 +347,41 @@ class FileResource(DAVNonCollection):
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=False)
 
-    def handle_move(self, dest_path: str) -> bool:
-        """MOVE onto an existing file of the same channel (Overwrite: T) in one step, so the name
-        always holds a whole file: WsgiDAV would delete the destination first. Answers 204."""
-        if self.drive is None or not self.support_recursive_move(dest_path):
-            return False
+    def _existing_file(self, dest_path: str):
+        """The file at dest_path when a write onto it is to replace it in one step, else None."""
+        if self.drive is None or self.entry is None:
+            return None
         dest = self.provider.get_resource_inst(dest_path, self.environ)
-        if not isinstance(dest, FileResource) or dest.entry is None:
+        return dest if isinstance(dest, FileResource) and dest.entry is not None else None
+
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing file (Overwrite: T) in one step, so the name always holds a whole
+        file (WsgiDAV would delete the destination first): in one channel a caption edit, across
+        channels a copy that replaces it, then the source goes. Answers 204."""
+        dest = self._existing_file(dest_path)
+        if dest is None:
             return False
         self._check()
-        _, rel = self.provider.split(dest_path)
-        with _Mapped():
-            self.drive.move(self.folder, self.rel, rel)
         dest.remove_all_properties(recursive=False)
+        if self.support_recursive_move(dest_path):
+            _, rel = self.provider.split(dest_path)
+            with _Mapped():
+                self.drive.move(self.folder, self.rel, rel)
+            _copy_props(self, dest_path, True, with_children=False)
+        else:
+            self.copy_move_single(dest_path, is_move=True)
+            self.delete()
         dest.remove_all_locks(recursive=False)
-        _copy_props(self, dest_path, True, with_children=False)
+        return True
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY onto an existing file (Overwrite: T) in one step: the copy is sent, then the old
+        version goes, as an upload replaces it; a failure leaves the destination as it was."""
+        dest = self._existing_file(dest_path)
+        if dest is None:
+            return False
+        dest.remove_all_properties(recursive=False)
+        self.copy_move_single(dest_path, is_move=False)
         return True
 
 
