@@ -404,13 +404,17 @@ def build(records: list[Record], channel_id: int, channel_access_hash: int, trus
 
 
 def find(root: Dir, path: tuple[str, ...]) -> Dir | FileEntry | None:
-    """The folder or file at `path` below `root`, or None."""
+    """The folder or file at `path` below `root`, or None. A file is found under any spelling of its
+    name (key): README.TXT finds readme.txt, the one file of that name (its entry says how it is shown)."""
     d = root
     for i, name in enumerate(path):
         if name in d.dirs:
             d = d.dirs[name]
-        elif i == len(path) - 1 and name in d.files:
-            return d.files[name]
+        elif i == len(path) - 1:
+            if name in d.files:
+                return d.files[name]
+            folded = name.casefold()
+            return next((e for n, e in d.files.items() if n.casefold() == folded), None)
         else:
             return None
     return d
