@@ -223,7 +223,7 @@ def test_a_put_to_a_case_variant_lists_and_reads_back_under_exactly_that_name(fo
     assert request("GET", folder + "readme.txt")[2] == b"lower"
     listing = request("PROPFIND", folder, headers={"Depth": "1"})[2].decode()
     assert "/readme.txt</ns0:href>" in listing and "README" not in listing and "(" not in listing
-    assert request("GET", folder + "README.TXT")[0] == 404
+    assert request("GET", folder + "README.TXT")[2] == b"lower"     # one file, any spelling finds it
     assert len(_tags(sandbox, tmp_path, _rel(folder))) == 1     # the older version is gone
     status, body = _fresh_get(sandbox, "case", folder, "readme.txt")
     assert (status, body) == (200, b"lower")
@@ -307,3 +307,62 @@ def test_in_a_broadcast_channel_every_admins_tag_counts(club):
     _post_as(club, WRITABLE, "tgdav_sandbox_bot", "#tgdav file /bc/x.txt", "x.bin", b"by the bot")   # another admin
     fresh, _, _ = club.server("broadcast-fresh")
     assert request("GET", fresh + f"{WRITABLE}/bc/x.txt")[2] == b"by the bot"
+
+
+def test_a_move_onto_a_file_right_after_its_overwrite_wins(folder, sandbox, tmp_path):
+    """i14c's F9: both changes in one second (Telegram's dates are whole seconds): the later
+    acknowledged one is the file, whatever the message ids say."""
+    for n in range(3):
+        assert request("PUT", folder + "a.bin", b"first %d" % n)[0] in (201, 204)
+        assert request("PUT", folder + "src.bin", b"moved %d" % n)[0] == 201
+        assert request("PUT", folder + "a.bin", b"second %d" % n)[0] == 204
+        assert request("MOVE", folder + "src.bin", headers={"Destination": folder + "a.bin"})[0] == 204
+        assert request("GET", folder + "a.bin")[2] == b"moved %d" % n
+    assert len(_tags(sandbox, tmp_path, _rel(folder))) == 1
+
+
+@pytest.mark.parametrize("method", ["COPY", "MOVE"])
+def test_a_failed_copy_or_move_onto_a_file_keeps_it(dav, folder, sandbox, method):
+    """i14c's F2: WsgiDAV deletes the destination before it copies; a COPY (or a MOVE from another
+    channel) onto a file must replace it in one step: refused half-way, the file is as it was."""
+    other = dav + urllib.parse.quote(f"Other {method}") + "/"
+    assert request("MKCOL", other)[0] == 201
+    assert request("PUT", folder + "a.bin", b"old")[0] == 201
+    source = folder + "b.bin" if method == "COPY" else other + "b.bin"
+    assert request("PUT", source, b"new")[0] == 201
+    _flood(sandbox, "SendMedia", after=0)
+    try:
+        status, _, _ = request(method, source, headers={"Destination": folder + "a.bin", "Overwrite": "T"})
+    finally:
+        _clear(sandbox)
+    assert status == 503
+    assert request("GET", folder + "a.bin")[2] == b"old" and request("GET", source)[2] == b"new"
+    assert _until_not_503(method, source, headers={"Destination": folder + "a.bin", "Overwrite": "T"})[0] == 204
+    assert request("GET", folder + "a.bin")[2] == b"new"
+    assert request("GET", source)[0] == (200 if method == "COPY" else 404)
+
+
+def _lock(url: str) -> str:
+    body = ('<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+            '<D:locktype><D:write/></D:locktype></D:lockinfo>').encode()
+    status, headers, _ = request("LOCK", url, body, {"Content-Type": "application/xml", "Timeout": "Second-60"})
+    assert status in (200, 201), status
+    return headers["Lock-Token"]
+
+
+def test_a_lock_holds_every_spelling_of_its_name(folder):
+    """Promise 3 with case-insensitive names (i14c's F7, F13): Readme.txt and readme.txt are one
+    file, so a lock on one spelling holds the other; a LOCK of another spelling never empties it."""
+    assert request("PUT", folder + "readme.txt", b"locked body")[0] == 201
+    token = _lock(folder + "readme.txt")
+    assert request("PUT", folder + "Readme.txt", b"intruder")[0] == 423
+    assert request("LOCK", folder + "README.TXT", b"", {"Timeout": "Second-60"})[0] in (423, 400, 412)
+    assert request("MOVE", folder + "readme.txt", headers={"Destination": folder + "x.txt"})[0] == 423
+    assert request("GET", folder + "readme.txt")[2] == b"locked body"
+    assert request("PUT", folder + "Readme.txt", b"with the token", {"If": f"({token})"})[0] in (201, 204)
+    assert request("GET", folder + "Readme.txt")[2] == b"with the token"
+    assert request("UNLOCK", folder + "readme.txt", headers={"Lock-Token": token})[0] == 204
+    second = _lock(folder + "README.TXT")                 # the file, locked under another spelling
+    assert request("GET", folder + "Readme.txt")[2] == b"with the token"
+    assert request("PUT", folder + "readme.txt", b"intruder")[0] == 423
+    assert request("UNLOCK", folder + "README.TXT", headers={"Lock-Token": second})[0] == 204

@@ -54,6 +54,7 @@ class _Channel:
     listing: list[FileEntry] = field(default_factory=list)
     megagroup: bool = False       # a supergroup: tags count from trusted senders only
     admins: frozenset[int] = frozenset()    # a supergroup's creator and admins (user ids)
+    stored: bool = False          # records come from a listing kept by an earlier run, not re-read yet
 
 
 def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Record | None:
@@ -280,6 +281,14 @@ class TelegramCatalog:
                         modified=chat.date.timestamp(), writable=can_post(chat))
         self._channels[name] = _Channel(folder, chat.access_hash)
 
+    async def reread(self, folder: Folder) -> None:
+        """Before the first write: a listing kept by an earlier run (which may have been killed
+        before it stored its last changes) is replaced by the whole history, read now."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            if channel.stored:
+                await self._refresh(channel, full=True)
+
     async def catch_up(self, folder: Folder) -> None:
         """Read what was posted since the last look (other replicas' writes), now."""
         channel = await self._channel(folder)
@@ -383,8 +392,8 @@ class TelegramCatalog:
             if self._clock() - channel.checked > self._refresh_seconds:
                 await self._refresh(channel)
 
-    async def _refresh(self, channel: _Channel) -> None:
-        full = channel.refreshes % self._full_check_every == 0
+    async def _refresh(self, channel: _Channel, full: bool = False) -> None:
+        full = full or channel.refreshes % self._full_check_every == 0
         since = 0 if full else channel.max_id
         found = await (self._bot_scan(channel, since) if self._is_bot
                        else self._history(channel, since))
@@ -392,6 +401,7 @@ class TelegramCatalog:
             await self._load_admins(channel)
         if full:
             channel.records = found
+            channel.stored = False
         else:
             channel.records.update(found)
         channel.max_id = max([channel.max_id, *found])
@@ -412,6 +422,7 @@ class TelegramCatalog:
             channel.records = {r.message_id: r for r in kept["records"]}
             channel.max_id = kept["max_id"]
             channel.admins = frozenset(kept.get("admins", ()))
+            channel.stored = True
             channel.refreshes = 1
             channel.checked = self._clock()
             self._index(channel)
