@@ -54,7 +54,8 @@ class Namespace:
     static: tuple[str, ...] = ("d0", "d1")          # made at setup, never removed
     dynamic: tuple[str, ...] = ("d2", "d3")         # made, moved, copied and removed by the run
     names: tuple[str, ...] = ("a.bin", "Readme.txt", "readme.txt", "x 12:30 ü.bin")
-    fold: bool = True          # names in one folder compared case-insensitively (tgdav's tree rule)
+    fold: bool = True          # names in one folder compared case-insensitively (tgdav's tree rule):
+                               # one file, found under any spelling, listed under the newest one
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -380,18 +381,16 @@ class Checker:
         got = self.candidates(self.ns.key(e.source), e.start, e.until, skip=e.op, depth=depth + 1)
         if not e.respell or ANY in got:         # a folder's child keeps its own name
             return got
-        src = name_of(e.source)                 # a file moved or copied: found by its name, renamed
-        moved = frozenset(self.ns.spell(e.respell, content(v)) for v in got
-                          if v != ABSENT and spelling(v) in (None, src))
+        # a file moved or copied (found under any spelling of its name) takes the destination's name
+        moved = frozenset(self.ns.spell(e.respell, content(v)) for v in got if v != ABSENT)
         return moved or got
 
     def matches(self, path: str, value: str, got: frozenset) -> bool:
-        """Whether a read of `path` that saw `value` (sha, ABSENT, DIR) is one of `got`."""
+        """Whether a read of `path` that saw `value` (sha, ABSENT, DIR) is one of `got`. A read finds
+        the file under any spelling of its name: only the listing shows which one it has."""
         if ANY in got:
             return True
-        if value == ABSENT:      # nothing under this spelling: absent, or there under another one
-            return ABSENT in got or any(spelling(v) not in (None, name_of(path)) for v in got)
-        return self.ns.spell(path, value) in got
+        return value in {content(v) for v in got}
 
     # --- checks -----------------------------------------------------------------------------
     def history(self, *paths: str, until: float = INF, limit: int = 16) -> list[str]:
@@ -464,9 +463,10 @@ class Checker:
                               f"{self.sizes.get(state[path])} bytes")
                 elif state.get(path) == ABSENT:
                     self._add("listing", path, f"{where}: listed but reads 404")
+            listed = {self.ns.key(join(folder, n)) for n in entries}
             for name in self.ns.expected_entries(folder):
                 path = join(folder, name)
-                if state.get(path) not in (None, ABSENT) and name not in entries:
+                if state.get(path) not in (None, ABSENT) and self.ns.key(path) not in listed:
                     self._add("listing", path, f"{where}: reads {state[path][:10]} but is not listed")
             if self.ns.fold:
                 for name in entries:
