@@ -496,6 +496,22 @@ def test_replay_a_refused_lock_changes_nothing(sandbox, replay_server):
     assert not checker.anomalies, failure(checker)
 
 
+def test_replay_a_locked_file_is_not_moved_away_under_another_spelling(sandbox, replay_server):
+    """MOVE of Readme.txt while readme.txt is locked: 423, the file stays, the holder unlocks, a
+    later LOCK finds no stale lock and makes nothing (promises 2 and 3)."""
+    def script(request):
+        request(0, "PUT", "d0/readme.txt", data=b"locked")
+        token = _lock(request, 0, "d0/readme.txt")
+        request(1, "MOVE", "d0/Readme.txt", dest="d1/readme.txt")
+        request(0, "GET", "d0/readme.txt", token=token)
+        request(0, "UNLOCK", "d0/readme.txt", headers={"Lock-Token": token}, token=token)
+        again = _lock(request, 1, "d0/Readme.txt")
+        request(1, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": again}, token=again)
+        request(1, "GET", "d0/readme.txt")
+    checker = _replay(sandbox, replay_server, "lock-move-spelling", script)
+    assert not checker.anomalies, failure(checker)
+
+
 def test_replay_a_locked_child_is_not_deleted_with_its_folder(sandbox, replay_server):
     """A lock taken on an unmapped URL (an empty file made by LOCK) holds against a DELETE of its
     folder, as a lock on an existing file does (promise 3)."""
