@@ -512,6 +512,36 @@ def test_replay_a_locked_file_is_not_moved_away_under_another_spelling(sandbox, 
     assert not checker.anomalies, failure(checker)
 
 
+def test_replay_two_locks_of_a_missing_file_at_once(sandbox, replay_server):
+    """Two clients LOCK the same unmapped URL at the same moment, on nine paths: one lock is granted
+    (201, making the empty file) and the other refused, never a refused LOCK that made the file
+    (promises 2 and 3)."""
+    paths = [join(folder, name) for folder in ("", "d0", "d1") for name in ("a.bin", "readme.txt", NS.names[3])]
+
+    def script(request):
+        for path in paths:
+            gate = threading.Barrier(2)
+            answers: dict[int, tuple] = {}
+
+            def lock(client: int) -> None:
+                gate.wait(10)
+                answers[client] = request(client, "LOCK", path, data=LOCKINFO,
+                                          headers={"Timeout": "Second-600", "Depth": "0"})
+            both = [threading.Thread(target=lock, args=(c,)) for c in (0, 1)]
+            for t in both:
+                t.start()
+            for t in both:
+                t.join(60)
+            for client, (op, headers, _) in answers.items():
+                if outcome(op) == "ack":
+                    token = headers["Lock-Token"]
+                    request(client, "GET", path, token=token)
+                    request(client, "UNLOCK", path, headers={"Lock-Token": token}, token=token)
+            request(2, "GET", path)
+    checker = _replay(sandbox, replay_server, "two-locks", script)
+    assert not checker.anomalies, failure(checker)
+
+
 def test_replay_a_locked_child_is_not_deleted_with_its_folder(sandbox, replay_server):
     """A lock taken on an unmapped URL (an empty file made by LOCK) holds against a DELETE of its
     folder, as a lock on an existing file does (promise 3)."""
