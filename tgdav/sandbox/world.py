@@ -168,6 +168,7 @@ class Message:
     media: Document | Photo | None = None
     edit_date: int | None = None
     fwd_from: tuple[int, int, int] | None = None     # (channel id, message id, date) of a forward's origin
+    author: int = 0           # the account that posted it (0: seeded, no one in particular)
 
 
 @dataclass

@@ -14,7 +14,8 @@ Journal records ("op"):
     channel   {"id", "access_hash", "title", "date", "creator"}
     document  {"id", "access_hash", "date", "mime", "size", "name", "dc", "part_size", "video", "audio"}
     post      {"channel", "id", "date", "text", "media": {"document": id} | {"photo": id} | null,
-               "fwd": [channel, message, date] | null, "random": [account, random_id] | null}
+               "fwd": [channel, message, date] | null, "random": [account, random_id] | null,
+               "author": account id (absent in older journals: 0)}
     edit      {"channel", "id", "date", "text": str | null, "media": ... | null}
     delete    {"channel", "ids": [...]}
     title     {"channel", "title"}
@@ -72,11 +73,11 @@ class Writes:
 
     def post(self, channel: Channel, text: str, media: Document | Photo | None, date: int, *,
              fwd_from: tuple[int, int, int] | None = None,
-             random: tuple[int, int] | None = None) -> Message:
+             random: tuple[int, int] | None = None, author: int = 0) -> Message:
         return self._commit({"op": "post", "channel": channel.id, "id": channel.last_id + 1,
                              "date": int(date), "text": text, "media": _media_ref(media),
                              "fwd": list(fwd_from) if fwd_from else None,
-                             "random": list(random) if random else None})
+                             "random": list(random) if random else None, "author": author})
 
     def edit(self, channel: Channel, message: Message, date: int, text: str | None,
              media: Document | Photo | None) -> Message:
@@ -141,6 +142,7 @@ class Writes:
                              message_id=op["id"], fwd_from=fwd)
             if op["random"]:
                 self.random_ids[tuple(op["random"])] = (channel.id, message.id)
+            message.author = op.get("author") or 0
             return message
         if kind == "edit":
             message = channel.message(op["id"])

@@ -59,7 +59,7 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
         return None
     date = message.date.timestamp() if message.date else 0.0
     edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
-    return tree.Record(message.id, date, edited, tag, text, entry)
+    return tree.Record(message.id, date, edited, tag, text, entry, own=bool(getattr(message, "out", False)))
 
 
 def can_post(chat) -> bool:
@@ -300,6 +300,18 @@ class TelegramCatalog:
     async def records(self, folder: Folder) -> list[tree.Record]:
         channel = await self._channel(folder)
         return list(channel.records.values())
+
+    async def reread(self, folder: Folder) -> list[tree.Record]:
+        """The channel's whole history read again now (edits and deletions made elsewhere too), the
+        tree rebuilt from it; its records. What the janitor decides from (telegram/janitor.py)."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            found = await (self._bot_scan(channel, 0) if self._is_bot else self._history(channel, 0))
+            channel.records = found
+            channel.max_id = max([channel.max_id, *found])
+            channel.checked = self._clock()
+            await self._reindex(channel)
+            return list(found.values())
 
     def access_hash(self, folder: Folder) -> int:
         channel = (self._channels or {}).get(folder.name)

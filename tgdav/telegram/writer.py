@@ -260,6 +260,14 @@ class Writer:
                 raise
             log.warning("could not delete messages %s in %s: %s", ids, folder.name, e)
 
+    # --- for the janitor (telegram/janitor.py) ---------------------------------------------------
+    def running_sets(self) -> set[str]:
+        """Piece set ids of the uploads under way in this process."""
+        return set(self._active)
+
+    async def delete_leftovers(self, folder: Folder, ids) -> None:
+        await self._delete_ids(folder, ids)
+
     # --- the tree's rules, as this writer applies them ------------------------------------------
     def _trusted(self, folder: Folder) -> tree.Trusted:
         """Whose tags count in this channel: the catalog's rule (tree.build uses the same)."""

@@ -35,7 +35,8 @@ def peer(ch: Channel) -> types.PeerChannel:
     return types.PeerChannel(ch.id)
 
 
-def message(ch: Channel, msg: Message, refs: References) -> types.Message:
+def message(ch: Channel, msg: Message, refs: References, viewer: Account | None = None) -> types.Message:
+    """As `viewer` sees it: `out` on the messages it posted itself (as Telegram marks them)."""
     fwd = None
     if msg.fwd_from:
         from_channel, from_id, from_date = msg.fwd_from
@@ -43,6 +44,7 @@ def message(ch: Channel, msg: Message, refs: References) -> types.Message:
                                      channel_post=from_id)
     return types.Message(
         id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=True,
+        out=bool(viewer is not None and msg.author and msg.author == viewer.id),
         media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
 
 
