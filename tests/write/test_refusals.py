@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -289,3 +290,33 @@ def test_a_refused_name_says_why(dav, folder, sandbox):
     status, _, body = request("MKCOL", dav + urllib.parse.quote("new: channel"))
     assert status == 403 and b"cannot name a channel" in body, body
     assert _snapshot(sandbox) == before
+
+
+# --- a failed COPY/MOVE onto an existing file leaves it -------------------------------------------
+def test_a_copy_or_move_onto_a_file_that_fails_leaves_the_destination(sandbox):
+    """WsgiDAV deletes an existing destination first, then copies: a copy that fails (FLOOD_WAIT
+    on sendMedia) or a crash in between lost it. The copy now replaces it in one step. (A server
+    of its own: Telethon remembers a FLOOD_WAIT per method for its client.)"""
+    dav, _, _ = sandbox.server("copy-fails")
+    folder = f"{dav}{WRITABLE}/copy%20fails/"
+    other = dav + "Second%20channel/"
+    assert request("MKCOL", folder)[0] == 201
+    assert request("MKCOL", other)[0] == 201
+    _files(folder, {"src.bin": b"source", "dst.bin": b"destination"})
+    assert request("PUT", other + "dst.bin", b"elsewhere")[0] == 201
+    for method, dest in (("COPY", folder + "dst.bin"), ("MOVE", other + "dst.bin")):
+        sandbox.post("/faults", {"flood_wait": [{"method": "SendMedia", "seconds": 2, "count": 1}]})
+        try:
+            status, _, _ = request(method, folder + "src.bin", headers={"Destination": dest, "Overwrite": "T"})
+        finally:
+            sandbox.post("/faults", {"clear": True, "upload_max_fileparts": {"default": 24, "premium": 48}})
+        assert status == 503, (method, status)
+        time.sleep(3)            # the flood's deadline passes
+    _intact(folder, {"src.bin": b"source", "dst.bin": b"destination"})
+    assert request("GET", other + "dst.bin")[2] == b"elsewhere"
+    # and when it works, it replaces
+    assert request("COPY", folder + "src.bin", headers={"Destination": folder + "dst.bin"})[0] == 204
+    assert request("MOVE", folder + "src.bin", headers={"Destination": other + "dst.bin"})[0] == 204
+    assert request("GET", folder + "dst.bin")[2] == b"source"
+    assert request("GET", other + "dst.bin")[2] == b"source"
+    assert request("GET", folder + "src.bin")[0] == 404

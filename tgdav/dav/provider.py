@@ -357,21 +357,48 @@ class FileResource(DAVNonCollection):
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=False)
 
-    def handle_move(self, dest_path: str) -> bool:
-        """MOVE onto an existing file of the same channel (Overwrite: T) in one step, so the name
-        always holds a whole file: WsgiDAV would delete the destination first. Answers 204."""
-        if self.drive is None or not self.support_recursive_move(dest_path):
-            return False
+    def _existing_file(self, dest_path: str) -> "FileResource | None":
         dest = self.provider.get_resource_inst(dest_path, self.environ)
-        if not isinstance(dest, FileResource) or dest.entry is None:
+        return dest if isinstance(dest, FileResource) and dest.entry is not None else None
+
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing file (Overwrite: T) in one step, so the name always holds a whole
+        file: WsgiDAV would delete the destination first (and a failure or a crash after that would
+        lose it). Inside a channel a caption edit; across channels the copy replaces the destination,
+        then the source goes. Answers 204."""
+        if self.drive is None:
+            return False
+        dest = self._existing_file(dest_path)
+        if dest is None:
             return False
         self._check()
-        _, rel = self.provider.split(dest_path)
+        folder, rel = self.provider.split(dest_path)
         with _Mapped():
-            self.drive.move(self.folder, self.rel, rel)
+            if self.support_recursive_move(dest_path):
+                self.drive.move(self.folder, self.rel, rel)
+            else:
+                self.drive.check(folder)
+                self.drive.copy(self.folder, self.entry, folder, rel)
+                self.drive.delete(self.folder, self.rel)
         dest.remove_all_properties(recursive=False)
         dest.remove_all_locks(recursive=False)
         _copy_props(self, dest_path, True, with_children=False)
+        return True
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY onto an existing file (Overwrite: T): the copy replaces it in one step (the same
+        document sent again, then the old version deleted), never delete-then-copy. Answers 204."""
+        if self.drive is None:
+            return False
+        dest = self._existing_file(dest_path)
+        if dest is None:
+            return False
+        folder, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.check(folder)
+            self.drive.copy(self.folder, self.entry, folder, rel)
+        dest.remove_all_properties(recursive=False)
+        _copy_props(self, dest_path, False, with_children=False)
         return True
 
 
