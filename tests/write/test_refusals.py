@@ -320,3 +320,24 @@ def test_a_copy_or_move_onto_a_file_that_fails_leaves_the_destination(sandbox):
     assert request("GET", folder + "dst.bin")[2] == b"source"
     assert request("GET", other + "dst.bin")[2] == b"source"
     assert request("GET", folder + "src.bin")[0] == 404
+
+
+def test_a_lock_holds_every_spelling_and_a_refused_lock_makes_nothing(folder, sandbox):
+    assert request("PUT", folder + "Readme.txt", b"locked body")[0] == 201
+    token = _lock(folder + "Readme.txt", b"client A")
+    before = _snapshot(sandbox)
+    for method, body in (("PUT", b"other spelling"), ("LOCK", LOCK_BODY % b"client B")):
+        status, _, answer = request(method, folder + "readme.txt", body)
+        assert status == 423, (method, status, answer)
+    assert request("DELETE", folder + "README.TXT")[0] in (404, 423)
+    assert request("MOVE", folder + "README.TXT", headers={"Destination": folder + "x.txt"})[0] in (404, 423)
+    assert _snapshot(sandbox) == before
+    assert request("GET", folder + "Readme.txt", headers={"If": f"({token})"})[2] == b"locked body"
+    # a LOCK of an unmapped URL inside a folder someone else locked: 423, and no empty file
+    assert request("MKCOL", folder + "box")[0] == 201
+    _lock(folder + "box/", b"client A", depth="infinity")
+    before = _snapshot(sandbox)
+    status, _, _ = request("LOCK", folder + "box/new.txt", LOCK_BODY % b"client B")
+    assert status == 423
+    assert request("GET", folder + "box/new.txt")[0] == 404
+    assert _snapshot(sandbox) == before

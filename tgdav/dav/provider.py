@@ -194,7 +194,10 @@ class FolderResource(DAVCollection):
             return FileResource(self.provider, self.folder, self.rel + (name,), None, self.environ)
         with _Mapped():                                   # LOCK of an unmapped URL: a real empty file
             self.drive.make_empty(self.folder, self.rel + (name,))
-        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+        made = self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+        if made is None:           # the folder moved meanwhile: say so (WsgiDAV would fail with a 500)
+            raise DAVError(409, "the folder changed while the file was made: try again")
+        return made
 
     def create_collection(self, name: str) -> None:
         check_name(name)
