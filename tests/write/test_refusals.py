@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import stop
 from tests.write.conftest import READONLY, WRITABLE, http as request, login, random_bytes, serve, sha256
+from tests.write.test_atomic import _wait_for
 
 MiB = 1024 * 1024
 POSTED = "posted%20elsewhere.txt"       # the read-only channel's one file
@@ -138,8 +139,9 @@ def _locked_tree_is_kept(base: str, other: str, sandbox) -> None:
     assert request("DELETE", other)[0] == 423
     assert request("DELETE", other + "sub/")[0] == 423
     assert request("MOVE", other + "sub/", headers={"Destination": other + "moved/"})[0] == 423
-    assert request("MKCOL", other + "src")[0] == 201
-    assert request("PUT", other + "src/child.txt", b"intruder")[0] == 201
+    assert request("MKCOL", base + "src")[0] == 201
+    assert request("PUT", base + "src/child.txt", b"intruder")[0] == 201
+    _wait_for(lambda: request("GET", other + "src/child.txt")[0] == 200)   # a replica's listing catches up
     before = _snapshot(sandbox)
     assert request("COPY", other + "src/", headers={"Destination": other + "sub/", "Overwrite": "T"})[0] == 423
     assert request("MOVE", other + "src/", headers={"Destination": other + "sub/", "Overwrite": "T"})[0] == 423
@@ -174,7 +176,7 @@ def test_locks_in_redis_hold_across_replicas(sandbox, tmp_path_factory):
         for name in ("redis-a", "redis-b"):
             config = login(sandbox.root / name, sandbox.json_path, sandbox.info)
             text = config.read_text().replace("[state]\n", f'[state]\nredis = "{redis_url}"\n', 1)
-            config.write_text(text)
+            config.write_text(text + "\n[cache]\nlisting_refresh = 1\n")
             url, proc = serve(config, sandbox.root / "logs" / name)
             sandbox.procs.append(proc)
             urls.append(url)
