@@ -30,7 +30,7 @@ def test_tag_lines_round_trip_and_keep_the_users_text():
 @pytest.mark.parametrize("text", [
     "just a caption", "#tgdav file", "#tgdav file a/b", "#tgdav file /a//b", "#tgdav file /a/../b",
     "#tgdav file /", "#tgdav nonsense /a", "#tgdav piece 2/3 ab /a", "#tgdav piece 0/0 ab /a",
-    "#tgdav file /a/con", "x\n#tgdav file /a\nmore text after",
+    "#tgdav file /a/b\x01c", "#tgdav file /a/\u202eevil", "x\n#tgdav file /a\nmore text after",
 ])
 def test_anything_that_is_not_a_valid_tag_is_an_untagged_post(text):
     assert tree.parse(text) == (None, text)

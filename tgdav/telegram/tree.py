@@ -95,13 +95,14 @@ class Tag:
 
 
 def split_path(text: str) -> tuple[str, ...] | None:
-    """'/a/b' -> ('a', 'b'); None when a name is not one tgdav would give (so not a path of ours)."""
+    """'/a/b' -> ('a', 'b'); None when a name is not one tgdav would store (names.unstorable: names
+    as the user sent them, ':' '?' '*' included; untagged posts keep names.clean's Windows-safe names)."""
     if not text.startswith("/"):
         return None
     parts = tuple(p for p in text[1:].split("/"))
     if parts == ("",):
         return ()
-    if any(not p or names.clean(p) != p for p in parts):
+    if any(not p or names.unstorable(p) for p in parts):
         return None
     return parts
 
@@ -170,6 +171,7 @@ class Record:
     text: str                         # the user's text, without the tag line
     entry: FileEntry | None = None    # media messages: the file it carries (name from the document)
     sender: int = 0                   # the user who posted it (groups); 0: not named (channel posts)
+    own: bool = False                 # posted by this account (Telegram's `out`): the janitor's to clean
 
     @property
     def rank(self) -> tuple[float, int]:

@@ -48,6 +48,7 @@ log = logging.getLogger("tgdav.writer")
 
 DELETE_BATCH = 100      # channels.deleteMessages takes up to 100 ids
 ABANDONED_PIECES = 24 * 3600   # seconds after which unfinished pieces of an overwritten path go
+PART_RESENDS = 3        # sendMedia answered FILE_PART_X_MISSING: resend and try again this many times
 LOCK_WAIT = 10.0        # seconds a write waits for another replica's lock on its path, then 503
 LOCK_HOLD = 120.0       # seconds a Redis path lock lives if its replica dies holding it
 
@@ -129,13 +130,14 @@ class Upload:
 
 class Writer:
     def __init__(self, client, invoke_home, catalog, *, parallel: int = 8, max_parts: int = MAX_PARTS,
-                 allow_new_channels: bool = True, lock_redis: str = "") -> None:
+                 allow_new_channels: bool = True, lock_redis: str = "", spool_dir=None) -> None:
         self._client = client
         self._invoke = invoke_home          # request -> answer, on a home-DC sender of the pool
         self._catalog = catalog             # TelegramCatalog
         self.parallel = parallel
         self.max_parts = max_parts
         self.allow_new_channels = allow_new_channels
+        self.spool_dir = spool_dir          # where uploads spool their parts (upload.PieceUpload)
         self._active: set[str] = set()      # piece set ids of uploads under way in this process
         self._paths: dict[tuple, list] = {}  # path key -> [asyncio.Lock, users] (see _locked)
         self._lock_redis = lock_redis        # "redis://...": path locks shared by replicas
@@ -221,7 +223,7 @@ class Writer:
         except (errors.MediaCaptionTooLongError, errors.MessageTooLongError) as e:
             raise TgdavError(f"the path is too long for a caption ({e.message}): use shorter names "
                              "or fewer folders") from None
-        except (errors.FilePartMissingError, errors.MessageNotModifiedError):
+        except (errors.FilePartMissingError, errors.FilePart0MissingError, errors.MessageNotModifiedError):
             raise                       # handled by the callers
         except errors.BadRequestError as e:
             raise TgdavError(f"Telegram refused the request: {e.message}") from None
@@ -262,6 +264,14 @@ class Writer:
                 raise
             log.warning("could not delete messages %s in %s: %s", ids, folder.name, e)
 
+    # --- for the janitor (telegram/janitor.py) ---------------------------------------------------
+    def running_sets(self) -> set[str]:
+        """Piece set ids of the uploads under way in this process."""
+        return set(self._active)
+
+    async def delete_leftovers(self, folder: Folder, ids) -> None:
+        await self._delete_ids(folder, ids)
+
     # --- the tree's rules, as this writer applies them ------------------------------------------
     def _trusted(self, folder: Folder) -> tree.Trusted:
         """Whose tags count in this channel: the catalog's rule (tree.build uses the same)."""
@@ -279,8 +289,8 @@ class Writer:
         """Before a write: the first one in this process reads the channel whole again (a listing kept
         from before a crash may miss edits and deletions made just before it), then any folder move
         left half done is finished."""
-        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread"):
-            await self._catalog.reread(folder)
+        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread_kept"):
+            await self._catalog.reread_kept(folder)
             self._reread.add(folder.channel_id)
         await self._finish_journals(folder)
 
@@ -336,14 +346,18 @@ class Writer:
             piece = upload.stream.pieces[number - 1]
 
             async def send() -> None:
-                for attempt in range(3):
+                for attempt in range(PART_RESENDS + 1):
                     try:
                         messages = await self._send_media(folder, media, tree.compose("", tag))
                         break
-                    except errors.FilePartMissingError as e:
-                        if attempt == 2 or not await piece.resend(e.which):
-                            raise UpstreamUnavailable(f"Telegram lost part {e.which} of {name!r}; "
+                    except (errors.FilePartMissingError, errors.FilePart0MissingError) as e:
+                        # Telegram names the first part it lacks: send it again (from the spool); if
+                        # another is missing after that, every part from it on (they expired together)
+                        which = getattr(e, "which", 0)
+                        if attempt == PART_RESENDS or not await piece.resend(which, and_after=attempt > 0):
+                            raise UpstreamUnavailable(f"Telegram lost part {which} of {name!r}; "
                                                       "upload it again") from None
+                        log.info("Telegram lost part %d of %r; sent it again", which, name)
                 piece.forget()
                 upload.sent += [m.id for m in messages]
 
@@ -356,7 +370,7 @@ class Writer:
                 await self._replace(folder, path, keep=upload.sent)
 
         stream = StreamUpload(self._invoke, path[-1], on_piece, size=size, parallel=self.parallel,
-                              max_parts=self.max_parts, part_size=PART)
+                              max_parts=self.max_parts, part_size=PART, spool_dir=self.spool_dir)
         upload = Upload(self, folder, tuple(path), stream, set_id, [])
         holder.append(upload)
         self._active.add(set_id)

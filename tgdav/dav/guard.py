@@ -1,0 +1,142 @@
+"""Every permission a write needs, checked before WsgiDAV makes its first change.
+
+WsgiDAV checks a request's permissions as it goes: a MOVE across channels copies first and deletes
+the source after (so a source it may not delete is found out once the copy exists), an Overwrite: T
+deletes the destination before the copy, a DELETE of a folder that cannot be deleted whole goes
+member by member (a DELETE of the root empties every channel before the channels refuse), and a
+DELETE checks the locks of each member only as it reaches it. A refused request must change
+nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDAV, refuses up front:
+
+- the root and the channels are never deleted, moved or overwritten (403 in words); what is inside
+  a channel is deleted by naming it;
+- every path a request changes (PUT, MKCOL, DELETE, PROPPATCH, LOCK: the target; MOVE: the source
+  and the destination; COPY: the destination) must be in a channel the account may post in (403
+  with the reason), desktop clients' own files included;
+- a DELETE, the source of a MOVE and an existing destination of MOVE or COPY must hold no lock,
+  on themselves, an ancestor (depth infinity) or anything below them, whose token the request does
+  not carry (423 with DAV:no-conflicting-lock naming the locks), in the shelve store or in Redis;
+- a name is one file whatever its case (tree.claims): a lock on `Readme.txt` holds against a PUT,
+  LOCK, DELETE or MOVE of `readme.txt` too (WsgiDAV keys locks by exact URL);
+- a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
+  conflicting locks: the locks on it, its ancestors and its folder are checked first, so a LOCK
+  answered 423 makes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+from urllib.parse import quote, unquote, urlparse
+
+from wsgidav import util
+from wsgidav.dav_error import HTTP_LOCKED, PRECONDITION_CODE_LockConflict, DAVError, DAVErrorCondition
+from wsgidav.lock_man.lock_manager import normalize_lock_root
+
+from tgdav.dav.policy import StartResponse, decode_path
+from tgdav.errors import Forbidden
+
+CHANGES = frozenset(("PUT", "DELETE", "MKCOL", "PROPPATCH", "LOCK", "MOVE", "COPY"))
+NEVER_DELETED = ("the root and the channels are never deleted, moved or replaced through WebDAV: "
+                 "delete the files and folders inside a channel, or delete the channel in Telegram")
+
+
+class WriteGuard:
+    """WSGI middleware around WsgiDAV (see the module docstring). `catalog` gives the channels,
+    `check(folder)` raises Forbidden with the reason a channel is read-only, `locks` is WsgiDAV's
+    lock manager (None: no locks)."""
+
+    def __init__(self, app: Callable, catalog, check: Callable, locks=None) -> None:
+        self.app, self.catalog, self.check, self.locks = app, catalog, check, locks
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "")
+        if method in CHANGES:
+            self.inspect(environ, method)
+        return self.app(environ, start_response)
+
+    def inspect(self, environ: dict, method: str) -> None:
+        """Raise Forbidden or DAVError(423) when the request may not change what it names."""
+        target = decode_path(environ)
+        dest = _destination(environ) if method in ("MOVE", "COPY") else None
+        if method in ("DELETE", "MOVE") and len(target) <= 1:
+            raise Forbidden(NEVER_DELETED)
+        if dest is not None and len(dest) <= 1:
+            raise Forbidden(NEVER_DELETED if self._exists(dest) else
+                            "files and folders live inside channels: the destination must be in one")
+        changed = [target] if method != "COPY" else []
+        changed += [dest] if dest is not None else []
+        for names in changed:
+            self._writable(names, creating_channel=method == "MKCOL" and len(names) == 1)
+        if self.locks is None:
+            return
+        if method in ("DELETE", "MOVE"):
+            self._unlocked(environ, target)
+        if dest is not None and environ.get("HTTP_OVERWRITE", "T").upper() != "F":
+            self._unlocked(environ, dest)
+        for names in changed:           # the same file under another spelling
+            for variant in self._variants(names):
+                self._unlocked(environ, variant, children=method in ("DELETE", "MOVE", "COPY"))
+        if method == "LOCK" and len(target) >= 2 and self._node(target) is None:
+            self._unlocked(environ, target, children=False)
+            self._unlocked(environ, target[:-1], children=False)
+
+    def _node(self, names: list[str]):
+        folder = self.catalog.folder(names[0]) if names else None
+        if folder is None or not hasattr(self.catalog, "node"):
+            return None
+        return self.catalog.node(folder, tuple(names[1:]))
+
+    def _variants(self, names: list[str]) -> list[list[str]]:
+        """The paths of `names`' folder that differ from it in case only (one file, tree.claims)."""
+        if len(names) < 2:
+            return []
+        parent = self._node(names[:-1])
+        if parent is None or not hasattr(parent, "files"):
+            return []
+        last = names[-1]
+        return [names[:-1] + [n] for n in (*parent.dirs, *parent.files)
+                if n != last and n.casefold() == last.casefold()]
+
+    def _exists(self, names: list[str]) -> bool:
+        return not names or self.catalog.folder(names[0]) is not None
+
+    def _writable(self, names: list[str], *, creating_channel: bool) -> None:
+        if not names or creating_channel:
+            return                      # the root (LOCK/PROPPATCH of it) or a new channel: the provider's
+        folder = self.catalog.folder(names[0])
+        if folder is not None:          # no such channel: WsgiDAV answers 404/409
+            self.check(folder)
+
+    def _unlocked(self, environ: dict, names: list[str], *, children: bool = True) -> None:
+        """No lock on `names`, its ancestors (depth infinity) or (`children`) below it, but those
+        whose token the request carries (WsgiDAV's check of children ignores the tokens sent)."""
+        if "wsgidav.conditions.if" not in environ:
+            util.parse_if_header_dict(environ)
+        tokens = environ["wsgidav.ifLockTokenList"]
+        principal = environ.get("wsgidav.auth.user_name", "anonymous")    # as WsgiDAV names it
+        url = quote("/" + "/".join(names))     # as WsgiDAV keys locks (get_ref_url)
+        self.locks.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
+        if not children:
+            return
+        below = self.locks.storage.get_lock_list(normalize_lock_root(url), include_root=False,
+                                                 include_children=True, token_only=False)
+        held = [lock for lock in below if not (lock["token"] in tokens and lock["principal"] == principal)]
+        if held:
+            condition = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
+            for lock in held:
+                condition.add_href(lock["root"])
+            raise DAVError(HTTP_LOCKED, err_condition=condition)
+
+
+def _destination(environ: dict) -> list[str] | None:
+    """The Destination header's path as names, read as WsgiDAV reads it; None when absent. WsgiDAV
+    decodes the URL before it splits it, so a '?' or ';' in a name would cut the path short (and
+    the MOVE would go elsewhere): refused in words."""
+    raw = environ.get("HTTP_DESTINATION")
+    if not raw:
+        return None
+    path = urlparse(unquote(raw), allow_fragments=False).path
+    meant = unquote(urlparse(raw, allow_fragments=False).path)
+    if util.normalize_path(path or "/") != util.normalize_path(meant or "/"):
+        raise Forbidden("a MOVE or COPY Destination cannot hold '?' or ';' in a name here: "
+                        "PUT the file under that name instead")
+    return [n for n in util.normalize_path(path or "/").split("/") if n]
