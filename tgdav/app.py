@@ -122,6 +122,7 @@ class Engine:
         self.catalog: SyncCatalog | None = None
         self.reader: SyncReader | None = None
         self.drive = None          # telegram.writer.SyncWriter when [write] enabled
+        self.janitor = None        # telegram.janitor.Janitor when [write] enabled
 
     @property
     def pool(self) -> Pool | None:
@@ -165,13 +166,19 @@ class Engine:
         self.reader = SyncReader(self.bridge, self.read_path.reader)
         if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders
             from tgdav.telegram.writer import SyncWriter, Writer, max_parts_for
+            from tgdav.telegram.janitor import Janitor
             home, pool = self.client.session.dc_id, self.read_path.pool
-            self.drive = SyncWriter(self.bridge, Writer(
+            writer = Writer(
                 self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
                 parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
                 spool_dir=_spool_dir(state),
                 max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False))),
-                lock_redis=cfg.state.redis))
+                lock_redis=cfg.state.redis)
+            self.drive = SyncWriter(self.bridge, writer)
+            # tgdav's own leftovers (a crash mid-upload, between send and delete): at start, then hourly
+            self.janitor = Janitor(self.read_path.catalog, writer, grace=cfg.write.leftover_grace,
+                                   interval=cfg.write.janitor_interval, metrics=self.metrics)
+            self.janitor.start()
         if self.metrics is not None:
             self.metrics.set_pool_source(self.read_path.pool.stats)
             self.metrics.set_account(_who(me), self.client.session.dc_id)
@@ -188,6 +195,8 @@ class Engine:
             self.store.close()
 
     async def _stop(self) -> None:
+        if self.janitor is not None:
+            await self.janitor.stop()
         if self.read_path is not None:
             await self.read_path.close()
         if self.client is not None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 import urllib.parse
 
 import pytest
 
 from tests.e2e.conftest import stop
 from tests.write.conftest import READONLY, WRITABLE, http as request, login, random_bytes, serve, sha256
+from tests.write.test_atomic import _wait_for
 
 MiB = 1024 * 1024
 POSTED = "posted%20elsewhere.txt"       # the read-only channel's one file
@@ -137,8 +139,9 @@ def _locked_tree_is_kept(base: str, other: str, sandbox) -> None:
     assert request("DELETE", other)[0] == 423
     assert request("DELETE", other + "sub/")[0] == 423
     assert request("MOVE", other + "sub/", headers={"Destination": other + "moved/"})[0] == 423
-    assert request("MKCOL", other + "src")[0] == 201
-    assert request("PUT", other + "src/child.txt", b"intruder")[0] == 201
+    assert request("MKCOL", base + "src")[0] == 201
+    assert request("PUT", base + "src/child.txt", b"intruder")[0] == 201
+    _wait_for(lambda: request("GET", other + "src/child.txt")[0] == 200)   # a replica's listing catches up
     before = _snapshot(sandbox)
     assert request("COPY", other + "src/", headers={"Destination": other + "sub/", "Overwrite": "T"})[0] == 423
     assert request("MOVE", other + "src/", headers={"Destination": other + "sub/", "Overwrite": "T"})[0] == 423
@@ -173,7 +176,7 @@ def test_locks_in_redis_hold_across_replicas(sandbox, tmp_path_factory):
         for name in ("redis-a", "redis-b"):
             config = login(sandbox.root / name, sandbox.json_path, sandbox.info)
             text = config.read_text().replace("[state]\n", f'[state]\nredis = "{redis_url}"\n', 1)
-            config.write_text(text)
+            config.write_text(text + "\n[cache]\nlisting_refresh = 1\n")
             url, proc = serve(config, sandbox.root / "logs" / name)
             sandbox.procs.append(proc)
             urls.append(url)
@@ -288,4 +291,55 @@ def test_a_refused_name_says_why(dav, folder, sandbox):
     assert status == 403 and b"bidi" in body, body
     status, _, body = request("MKCOL", dav + urllib.parse.quote("new: channel"))
     assert status == 403 and b"cannot name a channel" in body, body
+    assert _snapshot(sandbox) == before
+
+
+# --- a failed COPY/MOVE onto an existing file leaves it -------------------------------------------
+def test_a_copy_or_move_onto_a_file_that_fails_leaves_the_destination(sandbox):
+    """WsgiDAV deletes an existing destination first, then copies: a copy that fails (FLOOD_WAIT
+    on sendMedia) or a crash in between lost it. The copy now replaces it in one step. (A server
+    of its own: Telethon remembers a FLOOD_WAIT per method for its client.)"""
+    dav, _, _ = sandbox.server("copy-fails")
+    folder = f"{dav}{WRITABLE}/copy%20fails/"
+    other = dav + "Second%20channel/"
+    assert request("MKCOL", folder)[0] == 201
+    assert request("MKCOL", other)[0] == 201
+    _files(folder, {"src.bin": b"source", "dst.bin": b"destination"})
+    assert request("PUT", other + "dst.bin", b"elsewhere")[0] == 201
+    for method, dest in (("COPY", folder + "dst.bin"), ("MOVE", other + "dst.bin")):
+        sandbox.post("/faults", {"flood_wait": [{"method": "SendMedia", "seconds": 2, "count": 1}]})
+        try:
+            status, _, _ = request(method, folder + "src.bin", headers={"Destination": dest, "Overwrite": "T"})
+        finally:
+            sandbox.post("/faults", {"clear": True, "upload_max_fileparts": {"default": 24, "premium": 48}})
+        assert status == 503, (method, status)
+        time.sleep(3)            # the flood's deadline passes
+    _intact(folder, {"src.bin": b"source", "dst.bin": b"destination"})
+    assert request("GET", other + "dst.bin")[2] == b"elsewhere"
+    # and when it works, it replaces
+    assert request("COPY", folder + "src.bin", headers={"Destination": folder + "dst.bin"})[0] == 204
+    assert request("MOVE", folder + "src.bin", headers={"Destination": other + "dst.bin"})[0] == 204
+    assert request("GET", folder + "dst.bin")[2] == b"source"
+    assert request("GET", other + "dst.bin")[2] == b"source"
+    assert request("GET", folder + "src.bin")[0] == 404
+
+
+def test_a_lock_holds_every_spelling_and_a_refused_lock_makes_nothing(folder, sandbox):
+    assert request("PUT", folder + "Readme.txt", b"locked body")[0] == 201
+    token = _lock(folder + "Readme.txt", b"client A")
+    before = _snapshot(sandbox)
+    for method, body in (("PUT", b"other spelling"), ("LOCK", LOCK_BODY % b"client B")):
+        status, _, answer = request(method, folder + "readme.txt", body)
+        assert status == 423, (method, status, answer)
+    assert request("DELETE", folder + "README.TXT")[0] in (404, 423)
+    assert request("MOVE", folder + "README.TXT", headers={"Destination": folder + "x.txt"})[0] in (404, 423)
+    assert _snapshot(sandbox) == before
+    assert request("GET", folder + "Readme.txt", headers={"If": f"({token})"})[2] == b"locked body"
+    # a LOCK of an unmapped URL inside a folder someone else locked: 423, and no empty file
+    assert request("MKCOL", folder + "box")[0] == 201
+    _lock(folder + "box/", b"client A", depth="infinity")
+    before = _snapshot(sandbox)
+    status, _, _ = request("LOCK", folder + "box/new.txt", LOCK_BODY % b"client B")
+    assert status == 423
+    assert request("GET", folder + "box/new.txt")[0] == 404
     assert _snapshot(sandbox) == before

@@ -249,6 +249,9 @@ class Face:
             "errors": [{"time": t, "text": text} for t, text in a.errors()],
             "cache": dict(m.cache_state(), hit_bytes=hit, miss_bytes=miss,
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
+            "leftovers": {"deleted": {kind: m.value("tgdav_leftovers_deleted_total", kind=kind)
+                                      for kind in ("pieces", "superseded")},
+                          "last_sweep": m.value("tgdav_janitor_last_sweep_timestamp_seconds") or None},
         }
 
     def status_body(self) -> str:
@@ -308,6 +311,13 @@ class Face:
         held = (f'{human_size(int(c["bytes"]))} of {human_size(int(c["limit"]))} in {int(c.get("count", 0))} '
                 f'chunks' if "bytes" in c and "limit" in c else "size not known")
         out.append(f"<section><h2>Cache</h2><p>{held} · {ratio}</p></section>")
+
+        left = d["leftovers"]
+        if left["last_sweep"]:
+            when = datetime.fromtimestamp(left["last_sweep"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            out.append(f'<section><h2>Leftovers</h2><p>{int(left["deleted"]["pieces"])} pieces of cut-short '
+                       f'uploads and {int(left["deleted"]["superseded"])} old versions deleted · last look '
+                       f'{e(when)}</p></section>')
 
         out.append("<section><h2>Recent errors</h2>")
         if d["errors"]:

@@ -171,6 +171,7 @@ class Record:
     text: str                         # the user's text, without the tag line
     entry: FileEntry | None = None    # media messages: the file it carries (name from the document)
     sender: int = 0                   # the user who posted it (groups); 0: not named (channel posts)
+    own: bool = False                 # posted by this account (Telegram's `out`): the janitor's to clean
 
     @property
     def rank(self) -> tuple[float, int]:

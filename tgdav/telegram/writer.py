@@ -264,6 +264,14 @@ class Writer:
                 raise
             log.warning("could not delete messages %s in %s: %s", ids, folder.name, e)
 
+    # --- for the janitor (telegram/janitor.py) ---------------------------------------------------
+    def running_sets(self) -> set[str]:
+        """Piece set ids of the uploads under way in this process."""
+        return set(self._active)
+
+    async def delete_leftovers(self, folder: Folder, ids) -> None:
+        await self._delete_ids(folder, ids)
+
     # --- the tree's rules, as this writer applies them ------------------------------------------
     def _trusted(self, folder: Folder) -> tree.Trusted:
         """Whose tags count in this channel: the catalog's rule (tree.build uses the same)."""
@@ -281,8 +289,8 @@ class Writer:
         """Before a write: the first one in this process reads the channel whole again (a listing kept
         from before a crash may miss edits and deletions made just before it), then any folder move
         left half done is finished."""
-        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread"):
-            await self._catalog.reread(folder)
+        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread_kept"):
+            await self._catalog.reread_kept(folder)
             self._reread.add(folder.channel_id)
         await self._finish_journals(folder)
 

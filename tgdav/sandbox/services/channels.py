@@ -40,7 +40,7 @@ def get_messages(s: State, ctx: CallContext, req: functions.channels.GetMessages
     for item in req.id:
         mid = item.id if isinstance(item, types.InputMessageID) else 0
         message = channel.message(mid)
-        out.append(tl.message(channel, message, s.references) if message else tl.message_empty(channel, mid))
+        out.append(tl.message(channel, message, s.references, me) if message else tl.message_empty(channel, mid))
     return types.messages.ChannelMessages(pts=channel.pts, count=len(channel.messages), messages=out,
                                           topics=[], chats=[tl.channel(channel, me)], users=[])
 

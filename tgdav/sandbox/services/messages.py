@@ -55,7 +55,7 @@ def get_dialogs(s: State, ctx: CallContext, req: functions.messages.GetDialogsRe
         read_inbox_max_id=c.top.id if c.top else 0, read_outbox_max_id=c.top.id if c.top else 0,
         unread_count=0, unread_mentions_count=0, unread_reactions_count=0, unread_poll_votes_count=0,
         notify_settings=tl.notify_settings(), pts=c.pts) for c in page]
-    messages = [tl.message(c, c.top, s.references) for c in page if c.top]
+    messages = [tl.message(c, c.top, s.references, me) for c in page if c.top]
     chats = [tl.channel(c, me) for c in page]
     if start == 0 and len(page) == len(channels):
         return types.messages.Dialogs(dialogs=dialogs, messages=messages, chats=chats, users=[])
@@ -88,7 +88,7 @@ def get_history(s: State, ctx: CallContext, req: functions.messages.GetHistoryRe
     window = [channel.messages[n - 1 - i] for i in range(start, end)]
     picked = [m for m in window if m.id > req.min_id and (not req.max_id or m.id < req.max_id)]
     return types.messages.ChannelMessages(
-        pts=channel.pts, count=n, messages=[tl.message(channel, m, s.references) for m in picked],
+        pts=channel.pts, count=n, messages=[tl.message(channel, m, s.references, me) for m in picked],
         topics=[], chats=[tl.channel(channel, me)], users=[])
 
 
@@ -98,7 +98,7 @@ def send_media(s: State, ctx: CallContext, req: functions.messages.SendMediaRequ
     posting.check_caption(me, req.message or "")
     random = posting.check_random_id(s, me, req.random_id)
     media = posting.media_of(s, ctx, me, req.media)
-    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, sender=me.id)
+    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, author=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -110,7 +110,7 @@ def send_message(s: State, ctx: CallContext, req: functions.messages.SendMessage
         raise RpcError(400, "MESSAGE_EMPTY")
     posting.check_message(req.message)
     random = posting.check_random_id(s, me, req.random_id)
-    message = s.writes.post(channel, req.message, None, posting.now(), random=random, sender=me.id)
+    message = s.writes.post(channel, req.message, None, posting.now(), random=random, author=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -141,7 +141,7 @@ def edit_message(s: State, ctx: CallContext, req: functions.messages.EditMessage
         raise RpcError(400, "MESSAGE_NOT_MODIFIED")
     s.writes.edit(channel, message, posting.now(), req.message, media)
     s.counters.inc(ctx.dc_id, "messages_edited")
-    update = types.UpdateEditChannelMessage(message=tl.message(channel, message, s.references),
+    update = types.UpdateEditChannelMessage(message=tl.message(channel, message, s.references, me),
                                             pts=channel.pts, pts_count=1)
     return types.Updates(updates=[update], users=[], chats=[tl.channel(channel, me)], date=posting.now(),
                          seq=0)
@@ -168,7 +168,7 @@ def forward_messages(s: State, ctx: CallContext, req: functions.messages.Forward
         text = "" if req.drop_media_captions and original.media is not None else original.text
         fwd = None if req.drop_author else (source.id, original.id, original.date)
         posted.append((s.writes.post(target, text, original.media, posting.now(), fwd_from=fwd, random=key,
-                                     sender=me.id), rid))
+                                     author=me.id), rid))
     s.counters.inc(ctx.dc_id, "messages_forwarded", len(posted))
     return posting.new_messages_updates(s, target, me, posted)
 
