@@ -232,6 +232,7 @@ class Effect:
     until: float = -INF        # after this the effect can no longer happen
     outcome: str = ACK
     respell: str = ""          # a file moved or copied: the name it gets
+    if_absent: bool = False    # happens only where nothing was (a LOCK's empty file)
 
 
 @dataclass
@@ -319,7 +320,12 @@ class Checker:
         if op.kind == "MKCOL":     # a folder made anew is empty: any child there was went with the old one
             return [eff(op.path, {DIR})] + [eff(k, {ABSENT}) for k in ns.keys(op.path)]
         if op.kind == "LOCK":      # a LOCK of an unmapped URL makes an empty file (201)
-            return [eff(key(op.path), {spell(op.path, EMPTY)})] if out == MAYBE or op.status == 201 else []
+            if op.status == 201:
+                return [eff(key(op.path), {spell(op.path, EMPTY)})]
+            # a LOCK that failed, or one granted (200) while another LOCK of the same missing file made
+            # it: an empty file may have appeared, only where there was none (never one emptied)
+            return [Effect(op, key(op.path), frozenset({spell(op.path, EMPTY)}), "", op.start, until, MAYBE,
+                           if_absent=True)]
         if not ns.is_folder(op.path):
             if op.kind == "DELETE":
                 return [eff(key(op.path), {ABSENT})]
@@ -370,6 +376,10 @@ class Checker:
                 continue
             if any(w is not e and e.until < w.start and w.until < lo for w in acked):
                 continue
+            if e.if_absent:
+                there = self.candidates(key, e.start, e.until, skip=e.op, depth=depth + 1)
+                if ABSENT not in there and ANY not in there:
+                    continue
             values |= self._values(e, depth)
         result = frozenset(values)
         self._memo[memo] = result

@@ -513,9 +513,8 @@ def test_replay_a_locked_file_is_not_moved_away_under_another_spelling(sandbox, 
 
 
 def test_replay_two_locks_of_a_missing_file_at_once(sandbox, replay_server):
-    """Two clients LOCK the same unmapped URL at the same moment, on nine paths: one lock is granted
-    (201, making the empty file) and the other refused, never a refused LOCK that made the file
-    (promises 2 and 3)."""
+    """Two clients LOCK the same unmapped URL at the same moment, on nine paths: at most one lock is
+    granted; the file is then the empty one a LOCK makes, and nothing else (promises 2 and 3)."""
     paths = [join(folder, name) for folder in ("", "d0", "d1") for name in ("a.bin", "readme.txt", NS.names[3])]
 
     def script(request):

@@ -125,6 +125,13 @@ def test_a_locked_path_changes_only_with_its_token():
 def test_a_lock_of_a_missing_file_makes_it_empty():
     assert kinds([op("LOCK", A, 0, 1, 201), get(A, 2, 3, EMPTY)]) == []
     assert kinds([op("LOCK", A, 0, 1, 201), get(A, 2, 3, ABSENT)]) == ["vanished"]
+    # two LOCKs of the missing file at once: the one granted may say 200 (the other made the file)
+    race = [op("LOCK", A, 0, 1, 200, client=1), op("LOCK", A, 0, 1, 423, client=2)]
+    assert kinds(race + [get(A, 2, 3, EMPTY)]) == []
+    # but no LOCK empties a file that is there, and a refused one alone makes nothing
+    assert kinds([put(A, "v1", 0, 1), op("LOCK", A, 2, 3, 200), get(A, 4, 5, EMPTY)]) == ["stale"]
+    assert kinds([put(A, "v1", 0, 1), op("LOCK", A, 2, 3, 503), get(A, 4, 5, EMPTY)]) == ["stale"]
+    assert kinds([op("LOCK", A, 0, 1, 423), get(A, 2, 3, EMPTY)]) == ["stale"]
 
 
 def test_final_listings_orphans_and_replicas():
