@@ -92,8 +92,11 @@ class Target:
             conn.close()
 
 
-def chunks(data: bytes, size: int = 64 * 1024):
+def chunks(data: bytes, size: int = 64 * 1024, pace: float = 0.0):
+    """`data` in chunks, `pace` seconds apart (a slow client)."""
     for i in range(0, len(data), size):
+        if i and pace:
+            time.sleep(pace)
         yield data[i:i + size]
 
 
@@ -106,7 +109,7 @@ class Recorder:
 
     def request(self, target: Target, client: int, kind: str, path: str, *, dest: str = "", data: bytes | None = None,
                 chunked: bool = False, overwrite: bool = True, headers: dict | None = None,
-                token: str = "", step: int = -1) -> tuple[Op, dict, bytes]:
+                token: str = "", step: int = -1, pace: float = 0.0) -> tuple[Op, dict, bytes]:
         op = Op(0, client, kind, path, dest=dest, overwrite=overwrite, token=bool(token), chunked=chunked, step=step)
         headers = dict(headers or {})
         if dest:
@@ -121,7 +124,7 @@ class Recorder:
                 self.sizes[op.body] = len(data)
             headers["Content-Type"] = "application/octet-stream"
             if chunked:
-                payload = chunks(data)
+                payload = chunks(data, pace=pace)
             else:
                 headers["Content-Length"] = str(len(data))
         got_headers, answer = {}, b""
@@ -477,6 +480,44 @@ def test_replay_a_lock_holds_every_spelling_of_its_name(sandbox, replay_server):
         request(0, "GET", "d0/Readme.txt", token=token)
         request(0, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": token}, token=token)
     checker = _replay(sandbox, replay_server, "lock-spelling", script)
+    assert not checker.anomalies, failure(checker)
+
+
+def test_replay_a_lock_of_a_missing_file_holds_every_spelling(sandbox, replay_server):
+    """LOCK of a missing Readme.txt makes it (empty, 201); readme.txt is the same file: PUT, DELETE
+    and MOVE onto it without the token are refused while the lock is held (promise 3)."""
+    def script(request):
+        request(1, "PUT", "a.bin", data=b"to move")
+        token = _lock(request, 0, "d0/Readme.txt")
+        request(1, "PUT", "d0/readme.txt", data=b"no token")
+        request(1, "DELETE", "d0/readme.txt")
+        request(1, "MOVE", "a.bin", dest="d0/readme.txt")
+        request(0, "PUT", "d0/Readme.txt", data=b"with the token", token=token)
+        request(1, "DELETE", "d0/readme.txt")
+        request(0, "GET", "d0/Readme.txt", token=token)
+        request(0, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": token}, token=token)
+    checker = _replay(sandbox, replay_server, "lock-null-spelling", script)
+    assert not checker.anomalies, failure(checker)
+
+
+def test_replay_a_lock_granted_during_a_slow_put_of_another_spelling(sandbox, replay_server):
+    """A slow PUT of readme.txt is under way when Readme.txt (missing) is LOCKed: the PUT began
+    first and may land, but from then on readme.txt is the locked file: writes without the token
+    are refused (promise 3)."""
+    def script(request):
+        request(1, "PUT", "a.bin", data=b"to move")
+        slow = threading.Thread(target=request, args=(1, "PUT", "d0/readme.txt"),
+                                kwargs={"data": body(5, 640 * 1024), "chunked": True, "pace": 0.1})
+        slow.start()
+        time.sleep(0.3)
+        token = _lock(request, 0, "d0/Readme.txt")
+        slow.join(60)
+        request(2, "PUT", "d0/readme.txt", data=b"no token")
+        request(2, "MOVE", "a.bin", dest="d0/readme.txt")
+        request(2, "DELETE", "d0/readme.txt")
+        request(0, "GET", "d0/Readme.txt", token=token)
+        request(0, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": token}, token=token)
+    checker = _replay(sandbox, replay_server, "lock-during-put", script)
     assert not checker.anomalies, failure(checker)
 
 
