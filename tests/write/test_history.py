@@ -462,6 +462,8 @@ def _replay(sandbox, url: str, name: str, script) -> Checker:
     checker.run()
     state, listings, lo, hi = snapshot(target, wait=90)      # a flooded pool answers 503 for a while
     checker.check_final(state, listings, lo, hi)
+    if REPORT:
+        report(f"replay-{name}", {"requests": len(rec.ops), "anomalies": len(checker.anomalies)}, checker)
     return checker
 
 
@@ -627,6 +629,33 @@ def test_replay_overwrite_f_onto_another_spelling_is_refused(sandbox, replay_ser
         request(0, "GET", "d0/readme.txt")
         request(0, "GET", "d0/Readme.txt")
     checker = _replay(sandbox, replay_server, "overwrite-f-spelling", script)
+    assert not checker.anomalies, failure(checker)
+
+
+def test_replay_a_folder_moved_onto_another_is_never_missing(sandbox, replay_server):
+    """MOVE d3 onto d2 (Overwrite: T), eight times: readers of d2 during the moves see the old d2 or
+    the new one, never no d2 (promise 2)."""
+    def script(request):
+        for folder in ("d2", "d3"):
+            request(0, "MKCOL", folder)
+            for i, name in enumerate(("a.bin", "readme.txt", NS.names[3])):
+                request(0, "PUT", join(folder, name), data=body(hash((folder, i)) & 0xFFFF, 300_000))
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                request(1, "PROPFIND", "d2", headers={"Depth": "0"})
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        for _ in range(8):      # the gap, if there is one, is short: give the watcher eight chances
+            time.sleep(0.05)
+            request(0, "MOVE", "d3", dest="d2")
+            request(0, "COPY", "d2", dest="d3")
+        done.set()
+        watcher.join(60)
+        for name in ("a.bin", "readme.txt", NS.names[3]):
+            request(0, "GET", join("d2", name))
+    checker = _replay(sandbox, replay_server, "folder-onto-folder", script)
     assert not checker.anomalies, failure(checker)
 
 
