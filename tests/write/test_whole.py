@@ -366,3 +366,38 @@ def test_a_lock_holds_every_spelling_of_its_name(folder):
     assert request("GET", folder + "Readme.txt")[2] == b"with the token"
     assert request("PUT", folder + "readme.txt", b"intruder")[0] == 423
     assert request("UNLOCK", folder + "README.TXT", headers={"Lock-Token": second})[0] == 204
+
+
+def test_concurrent_puts_through_two_replicas_sharing_redis_leave_one_version(dav, sandbox, tmp_path,
+                                                                               tmp_path_factory):
+    """Row 2 across replicas: [state] redis set, 4 PUTs through each of two tgdav at once."""
+    from tests.e2e.conftest import stop
+    from tests.scale.conftest import start_redis
+    from tests.write.conftest import login, serve
+    redis_url, redis = start_redis(tmp_path_factory.mktemp("write-redis"))
+    try:
+        urls = []
+        for name in ("replica-a", "replica-b"):
+            config = login(sandbox.root / name, sandbox.json_path, sandbox.info)
+            text = config.read_text().replace("[state]\n", f'[state]\nredis = "{redis_url}"\n', 1)
+            config.write_text(text + "\n[cache]\nlisting_refresh = 1\n")
+            url, proc = serve(config, sandbox.root / "logs" / name)
+            sandbox.procs.append(proc)
+            urls.append(f"{url}{WRITABLE}/replicas/")
+        assert request("MKCOL", urls[0])[0] == 201
+        for _ in range(100):                 # B sees the new folder at its next listing refresh
+            if request("PROPFIND", urls[1], headers={"Depth": "0"})[0] == 207:
+                break
+            time.sleep(0.2)
+        for round_ in range(3):
+            bodies = [random_bytes(150_000 + i, 900 + 10 * round_ + i) for i in range(8)]
+            threads = [threading.Thread(target=request, args=("PUT", urls[i % 2] + "same.bin", b))
+                       for i, b in enumerate(bodies)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(300)
+            assert sha256(request("GET", urls[0] + "same.bin")[2]) in {sha256(b) for b in bodies}
+        assert len(_tags(sandbox, tmp_path, "replicas/same.bin")) == 1      # the losers are gone
+    finally:
+        stop(redis)
