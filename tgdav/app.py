@@ -78,6 +78,7 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     catalog = TelegramCatalog(client, store,
                               channel_filter=ChannelFilter(config.channels.include, config.channels.exclude),
                               refresh_seconds=config.cache.listing_refresh, is_bot=is_bot,
+                              trust=config.write.trust,
                               progress=metrics.scan_progress if metrics is not None else None)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None

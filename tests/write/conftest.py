@@ -80,7 +80,7 @@ class Sandbox(SandboxAdmin):
         return url, proc, config
 
 
-def start_sandbox(root: Path, state: Path) -> tuple[subprocess.Popen, dict]:
+def start_sandbox(root: Path, state: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, dict]:
     seed = root / "seed"
     if not seed.exists():
         (seed / READONLY).mkdir(parents=True)
@@ -88,7 +88,7 @@ def start_sandbox(root: Path, state: Path) -> tuple[subprocess.Popen, dict]:
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     proc = subprocess.Popen(TGDAV + ["sandbox", "--seed", str(seed), "--writable", WRITABLE,
-                                     "--state", str(state)],
+                                     "--state", str(state), *extra],
                             stdout=subprocess.PIPE, stderr=open(logs / "sandbox.err", "ab"),
                             stdin=subprocess.DEVNULL, start_new_session=True)
     line = proc.stdout.readline()

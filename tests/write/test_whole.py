@@ -223,7 +223,7 @@ def test_a_put_to_a_case_variant_lists_and_reads_back_under_exactly_that_name(fo
     assert request("GET", folder + "readme.txt")[2] == b"lower"
     listing = request("PROPFIND", folder, headers={"Depth": "1"})[2].decode()
     assert "/readme.txt</ns0:href>" in listing and "README" not in listing and "(" not in listing
-    assert request("GET", folder + "README.TXT")[0] == 404
+    assert request("GET", folder + "README.TXT")[2] == b"lower"     # one file, any spelling finds it
     assert len(_tags(sandbox, tmp_path, _rel(folder))) == 1     # the older version is gone
     status, body = _fresh_get(sandbox, "case", folder, "readme.txt")
     assert (status, body) == (200, b"lower")
@@ -236,3 +236,133 @@ def test_a_channel_made_by_mkcol_takes_a_put_at_once(dav):
     assert request("PUT", channel + "first.txt", b"at once")[0] == 201      # rclone and Finder do this
     assert request("GET", channel + "first.txt")[2] == b"at once"
     assert request("MKCOL", channel + "sub/")[0] == 201
+
+
+# --- trust: only trusted posters' tags shape the tree ------------------------------------------------
+@pytest.fixture(scope="module")
+def club(tmp_path_factory):
+    """A sandbox of its own with a supergroup `Club`: the user a member, @group_owner its creator,
+    @stranger another member; posts by those two go through the admin API."""
+    from tests.e2e.conftest import stop
+    from tests.write.conftest import Sandbox, start_sandbox
+    root = tmp_path_factory.mktemp("club")
+    proc, info = start_sandbox(root, root / "sandbox-state", ("--group", "Club"))
+    sb = Sandbox(root, info, root / "sandbox.json", info["admin"].rstrip("/"), proc)
+    try:
+        yield sb
+    finally:
+        for p in sb.procs:
+            stop(p)
+        stop(sb.proc)
+
+
+def _post_as(sb, channel: str, who: str, text: str, name: str | None = None, data: bytes = b"") -> int:
+    import base64
+    import json
+    import urllib.request
+    body = {"channel": channel, "from": who, "text": text,
+            "file": {"name": name, "data": base64.b64encode(data).decode()} if name else None}
+    req = urllib.request.Request(sb.admin + "/post", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["id"]
+
+
+def _names(url: str) -> set[str]:
+    body = request("PROPFIND", url, headers={"Depth": "1"})[2].decode()
+    path = urllib.parse.urlsplit(url).path
+    return {urllib.parse.unquote(h[len(path):]).rstrip("/")
+            for h in __import__("re").findall(r"<ns0:href>([^<]*)</ns0:href>", body) if h != path} - {""}
+
+
+def test_in_a_group_only_the_account_admins_and_trusted_senders_tags_count(club):
+    """Promise 4: only trusted posters' tags shape the tree; others' posts never hide or replace."""
+    dav, _, _ = club.server("mine")
+    assert request("PUT", dav + "Club/docs/a.txt", b"mine")[0] == 409      # no folder yet
+    assert request("MKCOL", dav + "Club/docs/")[0] == 201
+    assert request("PUT", dav + "Club/docs/a.txt", b"mine")[0] == 201
+    # a stranger takes the path over with a newer tag, makes a folder, names a case variant
+    _post_as(club, "Club", "stranger", "#tgdav file /docs/a.txt", "evil.txt", b"evil")
+    _post_as(club, "Club", "stranger", "#tgdav dir /hijack")
+    _post_as(club, "Club", "stranger", "#tgdav file /docs/A.TXT", "case.txt", b"case")
+    # the group's creator (an admin) places a file
+    _post_as(club, "Club", "group_owner", "#tgdav file /docs/admin.txt", "admin.txt", b"admin")
+    fresh, _, _ = club.server("fresh")          # a tgdav reading the group from the start
+    assert request("GET", fresh + "Club/docs/a.txt")[2] == b"mine"
+    assert request("GET", fresh + "Club/docs/admin.txt")[2] == b"admin"
+    assert _names(fresh + "Club/") == {"docs", "evil.txt", "case.txt"}     # the strangers' posts
+    assert request("GET", fresh + "Club/evil.txt")[2] == b"evil"
+    # an overwrite of the path never deletes a stranger's post (it claims nothing)
+    assert request("PUT", fresh + "Club/docs/a.txt", b"mine 2")[0] == 204
+    assert request("GET", fresh + "Club/evil.txt")[2] == b"evil"
+    # [write] trust names the stranger: now the stranger's tags count
+    trusting, _, _ = club.server("trusting", '\n[write]\ntrust = ["@stranger"]\n')
+    assert _names(trusting + "Club/") == {"docs", "hijack"}
+    assert request("GET", trusting + "Club/docs/a.txt")[2] == b"mine 2"   # the newest of the name
+    assert _names(trusting + "Club/docs/") == {"a.txt", "admin.txt"}
+
+
+def test_in_a_broadcast_channel_every_admins_tag_counts(club):
+    dav, _, _ = club.server("broadcast")
+    assert request("MKCOL", dav + f"{WRITABLE}/bc/")[0] == 201
+    _post_as(club, WRITABLE, "tgdav_sandbox_bot", "#tgdav file /bc/x.txt", "x.bin", b"by the bot")   # another admin
+    fresh, _, _ = club.server("broadcast-fresh")
+    assert request("GET", fresh + f"{WRITABLE}/bc/x.txt")[2] == b"by the bot"
+
+
+def test_a_move_onto_a_file_right_after_its_overwrite_wins(folder, sandbox, tmp_path):
+    """i14c's F9: both changes in one second (Telegram's dates are whole seconds): the later
+    acknowledged one is the file, whatever the message ids say."""
+    for n in range(3):
+        assert request("PUT", folder + "a.bin", b"first %d" % n)[0] in (201, 204)
+        assert request("PUT", folder + "src.bin", b"moved %d" % n)[0] == 201
+        assert request("PUT", folder + "a.bin", b"second %d" % n)[0] == 204
+        assert request("MOVE", folder + "src.bin", headers={"Destination": folder + "a.bin"})[0] == 204
+        assert request("GET", folder + "a.bin")[2] == b"moved %d" % n
+    assert len(_tags(sandbox, tmp_path, _rel(folder))) == 1
+
+
+@pytest.mark.parametrize("method", ["COPY", "MOVE"])
+def test_a_failed_copy_or_move_onto_a_file_keeps_it(dav, folder, sandbox, method):
+    """i14c's F2: WsgiDAV deletes the destination before it copies; a COPY (or a MOVE from another
+    channel) onto a file must replace it in one step: refused half-way, the file is as it was."""
+    other = dav + urllib.parse.quote(f"Other {method}") + "/"
+    assert request("MKCOL", other)[0] == 201
+    assert request("PUT", folder + "a.bin", b"old")[0] == 201
+    source = folder + "b.bin" if method == "COPY" else other + "b.bin"
+    assert request("PUT", source, b"new")[0] == 201
+    _flood(sandbox, "SendMedia", after=0)
+    try:
+        status, _, _ = request(method, source, headers={"Destination": folder + "a.bin", "Overwrite": "T"})
+    finally:
+        _clear(sandbox)
+    assert status == 503
+    assert request("GET", folder + "a.bin")[2] == b"old" and request("GET", source)[2] == b"new"
+    assert _until_not_503(method, source, headers={"Destination": folder + "a.bin", "Overwrite": "T"})[0] == 204
+    assert request("GET", folder + "a.bin")[2] == b"new"
+    assert request("GET", source)[0] == (200 if method == "COPY" else 404)
+
+
+def _lock(url: str) -> str:
+    body = ('<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+            '<D:locktype><D:write/></D:locktype></D:lockinfo>').encode()
+    status, headers, _ = request("LOCK", url, body, {"Content-Type": "application/xml", "Timeout": "Second-60"})
+    assert status in (200, 201), status
+    return headers["Lock-Token"]
+
+
+def test_a_lock_holds_every_spelling_of_its_name(folder):
+    """Promise 3 with case-insensitive names (i14c's F7, F13): Readme.txt and readme.txt are one
+    file, so a lock on one spelling holds the other; a LOCK of another spelling never empties it."""
+    assert request("PUT", folder + "readme.txt", b"locked body")[0] == 201
+    token = _lock(folder + "readme.txt")
+    assert request("PUT", folder + "Readme.txt", b"intruder")[0] == 423
+    assert request("LOCK", folder + "README.TXT", b"", {"Timeout": "Second-60"})[0] in (423, 400, 412)
+    assert request("MOVE", folder + "readme.txt", headers={"Destination": folder + "x.txt"})[0] == 423
+    assert request("GET", folder + "readme.txt")[2] == b"locked body"
+    assert request("PUT", folder + "Readme.txt", b"with the token", {"If": f"({token})"})[0] in (201, 204)
+    assert request("GET", folder + "Readme.txt")[2] == b"with the token"
+    assert request("UNLOCK", folder + "readme.txt", headers={"Lock-Token": token})[0] == 204
+    second = _lock(folder + "README.TXT")                 # the file, locked under another spelling
+    assert request("GET", folder + "Readme.txt")[2] == b"with the token"
+    assert request("PUT", folder + "readme.txt", b"intruder")[0] == 423
+    assert request("UNLOCK", folder + "README.TXT", headers={"Lock-Token": second})[0] == 204

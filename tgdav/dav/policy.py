@@ -26,7 +26,8 @@ from typing import Callable, Iterable, Iterator
 
 from wsgidav.dav_error import DAVError, get_http_status_string
 
-from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import (Conflict, ConfigError, Forbidden, NotFound, RetryLater, TgdavError,
+                          UpstreamUnavailable)
 
 OUTAGE_RETRY_AFTER = 15    # seconds: what a 503 for an unreachable Telegram asks clients to wait
 
@@ -154,6 +155,8 @@ def error_reply(exc: BaseException) -> Reply:
         return text_reply("403 Forbidden", str(exc))
     if isinstance(exc, NotFound):
         return text_reply("404 Not Found", str(exc) or "Not found")
+    if isinstance(exc, Conflict):
+        return text_reply("409 Conflict", str(exc))
     if isinstance(exc, RetryLater):
         return text_reply("503 Service Unavailable", str(exc), [("Retry-After", str(exc.seconds))])
     if isinstance(exc, UpstreamUnavailable):    # a DC down or unreachable: come back in a while

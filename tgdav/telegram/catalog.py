@@ -13,6 +13,11 @@ Inside a channel, messages tgdav wrote carry a tag line that places them in a fo
 Writes (tgdav/telegram/writer.py) tell the catalog what they sent, edited and deleted, so a listing
 shows a write at once, without waiting for a refresh.
 
+Whose tags count (`trusted`): in a broadcast channel only admins post, so every tag. In a supergroup
+(megagroup: every member posts, each message names its sender) only the account's own, the group's
+admins' (channels.getParticipants, read again with every full refresh) and those of the senders
+`[write] trust` names; other members' posts show as untagged files, never hiding a tagged one.
+
 Bots cannot list dialogs or read history (BOT_METHOD_INVALID): for a bot, channels come from the
 `include` setting and messages from channels.getMessages by id, scanning up to a gap of `bot_gap`
 missing ids past the newest one found.
@@ -33,7 +38,7 @@ from tgdav.telegram import names, tree
 
 log = logging.getLogger("tgdav.catalog")
 
-LISTING_VERSION = 2
+LISTING_VERSION = 3          # 3: records name their sender; megagroups keep their admins
 PAGE = 100
 
 
@@ -47,6 +52,9 @@ class _Channel:
     refreshes: int = 0
     root: tree.Dir = field(default_factory=lambda: tree.Dir(()))
     listing: list[FileEntry] = field(default_factory=list)
+    megagroup: bool = False       # a supergroup: tags count from trusted senders only
+    admins: frozenset[int] = frozenset()    # a supergroup's creator and admins (user ids)
+    stored: bool = False          # records come from a listing kept by an earlier run, not re-read yet
 
 
 def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Record | None:
@@ -59,7 +67,9 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
         return None
     date = message.date.timestamp() if message.date else 0.0
     edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
-    return tree.Record(message.id, date, edited, tag, text, entry, own=bool(getattr(message, "out", False)))
+    sender = getattr(message, "from_id", None)
+    sender = sender.user_id if isinstance(sender, types.PeerUser) else 0
+    return tree.Record(message.id, date, edited, tag, text, entry, sender, own=bool(getattr(message, "out", False)))
 
 
 def can_post(chat) -> bool:
@@ -143,8 +153,10 @@ class TelegramCatalog:
 
     def __init__(self, client: TelegramClient, store, *, channel_filter: ChannelFilter | None = None,
                  refresh_seconds: float = 60.0, full_check_every: int = 30, is_bot: bool = False,
-                 bot_gap: int = 200, clock=time.monotonic, progress=None) -> None:
+                 bot_gap: int = 200, clock=time.monotonic, progress=None, trust=()) -> None:
         self._client = client
+        self._trust = tuple(trust)          # [write] trust: user ids or "@username" whose tags count
+        self._trust_ids: set[int] | None = None     # resolved once, with the account's own id
         # progress(channel, messages, files, done) after each page of a full history scan
         # (tgdav.metrics.Metrics.scan_progress: the status page and a log line every few thousand)
         self._progress = progress
@@ -206,7 +218,9 @@ class TelegramCatalog:
                             username=getattr(chat, "username", None), modified=chat.date.timestamp(),
                             writable=can_post(chat))
             kept = old.get(chat.id)
-            channels[folder.name] = replace(kept, folder=folder) if kept else _Channel(folder, chat.access_hash)
+            megagroup = bool(getattr(chat, "megagroup", False))
+            channels[folder.name] = (replace(kept, folder=folder, megagroup=megagroup) if kept
+                                     else _Channel(folder, chat.access_hash, megagroup=megagroup))
         self._channels = channels
         self._folders_checked = self._clock()
 
@@ -267,6 +281,14 @@ class TelegramCatalog:
                         modified=chat.date.timestamp(), writable=can_post(chat))
         self._channels[name] = _Channel(folder, chat.access_hash)
 
+    async def reread(self, folder: Folder) -> None:
+        """Before the first write: a listing kept by an earlier run (which may have been killed
+        before it stored its last changes) is replaced by the whole history, read now."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            if channel.stored:
+                await self._refresh(channel, full=True)
+
     async def catch_up(self, folder: Folder) -> None:
         """Read what was posted since the last look (other replicas' writes), now."""
         channel = await self._channel(folder)
@@ -312,6 +334,43 @@ class TelegramCatalog:
             channel.checked = self._clock()
             await self._reindex(channel)
             return list(found.values())
+    def trusted(self, folder: Folder) -> tree.Trusted:
+        """Whose tags count in this channel (the rule the tree was built with); None: everyone's."""
+        channel = (self._channels or {}).get(folder.name)
+        return self._trusted(channel) if channel is not None else None
+
+    def _trusted(self, channel: _Channel) -> tree.Trusted:
+        if not channel.megagroup:
+            return None
+        allowed = frozenset(channel.admins | (self._trust_ids or set()))
+        return lambda r: r.sender in allowed
+
+    async def _resolve_trust(self) -> None:
+        """The account's own id and [write] trust's senders as user ids (usernames looked up once)."""
+        if self._trust_ids is not None:
+            return
+        ids = {(await self._client.get_me(input_peer=True)).user_id}
+        for who in self._trust:
+            if isinstance(who, int) or str(who).lstrip("-").isdigit():
+                ids.add(int(who))
+                continue
+            try:
+                ids.add((await self._client.get_entity(who)).id)
+            except (ValueError, errors.RPCError) as e:
+                log.warning("[write] trust names %s, who cannot be found: %s", who, e)
+        self._trust_ids = ids
+
+    async def _load_admins(self, channel: _Channel) -> None:
+        """A supergroup's creator and admins, whose tags count there."""
+        await self._resolve_trust()
+        try:
+            found = await self._call(functions.channels.GetParticipantsRequest(
+                types.InputChannel(channel.folder.channel_id, channel.access_hash),
+                types.ChannelParticipantsAdmins(), 0, 200, 0))
+        except Exception as e:        # keep the admins known before; the next full refresh asks again
+            log.warning("the admins of %s cannot be read: %s", channel.folder.name, e)
+            return
+        channel.admins = frozenset(p.user_id for p in getattr(found, "participants", []))
 
     def access_hash(self, folder: Folder) -> int:
         channel = (self._channels or {}).get(folder.name)
@@ -328,6 +387,8 @@ class TelegramCatalog:
             self._in_background(folder.channel_id, lambda: self._refresh_stale(folder))
             return channel
         async with self._lock(folder.channel_id):
+            if channel.megagroup and self._trust_ids is None:    # whose tags count, before a tree
+                await self._resolve_trust()
             if not channel.checked:
                 self._load_listing(channel)
             if not channel.refreshes:          # nothing to show yet: this look waits for it
@@ -342,13 +403,16 @@ class TelegramCatalog:
             if self._clock() - channel.checked > self._refresh_seconds:
                 await self._refresh(channel)
 
-    async def _refresh(self, channel: _Channel) -> None:
-        full = channel.refreshes % self._full_check_every == 0
+    async def _refresh(self, channel: _Channel, full: bool = False) -> None:
+        full = full or channel.refreshes % self._full_check_every == 0
         since = 0 if full else channel.max_id
         found = await (self._bot_scan(channel, since) if self._is_bot
                        else self._history(channel, since))
+        if channel.megagroup and (full or self._trust_ids is None):
+            await self._load_admins(channel)
         if full:
             channel.records = found
+            channel.stored = False
         else:
             channel.records.update(found)
         channel.max_id = max([channel.max_id, *found])
@@ -360,7 +424,7 @@ class TelegramCatalog:
     def _remember(self, channel: _Channel) -> None:
         self._store.remember_listing(f"channel:{channel.folder.channel_id}", {
             "version": LISTING_VERSION, "access_hash": channel.access_hash,
-            "records": list(channel.records.values()), "max_id": channel.max_id})
+            "records": list(channel.records.values()), "max_id": channel.max_id, "admins": channel.admins})
 
     def _load_listing(self, channel: _Channel) -> None:
         """Start from the listing an earlier run kept; the first refresh is then incremental."""
@@ -368,6 +432,8 @@ class TelegramCatalog:
         if kept and kept.get("version") == LISTING_VERSION:
             channel.records = {r.message_id: r for r in kept["records"]}
             channel.max_id = kept["max_id"]
+            channel.admins = frozenset(kept.get("admins", ()))
+            channel.stored = True
             channel.refreshes = 1
             channel.checked = self._clock()
             self._index(channel)
@@ -377,18 +443,20 @@ class TelegramCatalog:
         (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
         records = list(channel.records.values())
         kept = {"version": LISTING_VERSION, "access_hash": channel.access_hash, "records": records,
-                "max_id": channel.max_id}
+                "max_id": channel.max_id, "admins": channel.admins}
         key = f"channel:{channel.folder.channel_id}"
+        trusted = self._trusted(channel)
 
         def work() -> tree.Dir:
-            root = tree.build(records, channel.folder.channel_id, channel.access_hash)
+            root = tree.build(records, channel.folder.channel_id, channel.access_hash, trusted)
             self._store.remember_listing(key, kept)
             return root
         self._index(channel, await asyncio.to_thread(work))
 
     def _index(self, channel: _Channel, root: tree.Dir | None = None) -> None:
         if root is None:
-            root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
+            root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash,
+                              self._trusted(channel))
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
         if root.modified:

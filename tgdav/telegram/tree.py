@@ -343,15 +343,22 @@ def claimants(records: Iterable[Record], path: tuple[str, ...], trusted: Trusted
     return claims(records, trusted=trusted)[0].get(key(tuple(path)), [])
 
 
-def superseded(records: Iterable[Record], path: tuple[str, ...], mine, trusted: Trusted = None) -> list[int]:
+def superseded(records: Iterable[Record], path: tuple[str, ...], mine, trusted: Trusted = None,
+               older=()) -> list[int]:
     """The messages of the claims to `path` ranked below the claim made of `mine` (message ids): what an
-    overwrite deletes once its own claim is sent. Nothing when `mine` is not (or no longer) a claim."""
+    overwrite deletes once its own claim is sent. Nothing when `mine` is not (or no longer) a claim.
+    `older`: message ids known to be older whatever their rank (the writer's own earlier claims,
+    made under the same lock: whole-second dates cannot order two changes in one second); None:
+    every other claim is older (every writer of the path holds the same lock)."""
     ranked = claimants(records, path, trusted)
     mine = set(mine)
     at = next((i for i, c in enumerate(ranked) if mine & set(c.message_ids)), None)
     if at is None:
         return []
-    return [mid for c in ranked[at + 1:] for mid in c.message_ids if mid not in mine]
+    known = None if older is None else set(older)
+    return [mid for i, c in enumerate(ranked) if i != at
+            and (i > at or known is None or known & set(c.message_ids))
+            for mid in c.message_ids if mid not in mine]
 
 
 def build(records: list[Record], channel_id: int, channel_access_hash: int, trusted: Trusted = None) -> Dir:
@@ -399,13 +406,17 @@ def build(records: list[Record], channel_id: int, channel_access_hash: int, trus
 
 
 def find(root: Dir, path: tuple[str, ...]) -> Dir | FileEntry | None:
-    """The folder or file at `path` below `root`, or None."""
+    """The folder or file at `path` below `root`, or None. A file is found under any spelling of its
+    name (key): README.TXT finds readme.txt, the one file of that name (its entry says how it is shown)."""
     d = root
     for i, name in enumerate(path):
         if name in d.dirs:
             d = d.dirs[name]
-        elif i == len(path) - 1 and name in d.files:
-            return d.files[name]
+        elif i == len(path) - 1:
+            if name in d.files:
+                return d.files[name]
+            folded = name.casefold()
+            return next((e for n, e in d.files.items() if n.casefold() == folded), None)
         else:
             return None
     return d

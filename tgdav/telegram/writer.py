@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 
 from telethon import errors, functions, types
 
-from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location
 from tgdav.telegram import tree
 from tgdav.telegram.upload import MAX_PARTS, PART, StreamUpload
@@ -143,13 +143,17 @@ class Writer:
         self._lock_redis = lock_redis        # "redis://...": path locks shared by replicas
         self._redis = None
         self._finishing: set[int] = set()    # channels whose journals are being finished now
+        self._reread: set[int] = set()       # channels read whole again since this process started
+        self._committed: dict[tuple, set[int]] = {}   # path key -> the claim this process made last
 
     # --- one writer per path ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _locked(self, folder: Folder, *paths: tuple[str, ...]):
-        """Hold the write lock of each path (in the process; across replicas too with Redis). Lock
-        order: path keys sorted, in-process lock before the Redis one."""
-        keys = sorted({(folder.channel_id,) + tree.key(tuple(p)) for p in paths}, key=repr)
+        """Hold the write lock of each path and of the folders above it (a PUT into a folder and a
+        MOVE of that folder take turns), in the process and across replicas with Redis. Lock order:
+        path keys sorted, every in-process lock before the Redis ones."""
+        keys = sorted({(folder.channel_id,) + tree.key(tuple(p)[:n]) for p in paths
+                       for n in range(1, len(p) + 1)}, key=repr)
         async with contextlib.AsyncExitStack() as stack:
             for k in keys:
                 held = self._paths.setdefault(k, [asyncio.Lock(), 0])
@@ -281,6 +285,20 @@ class Writer:
             raise TgdavError(f"the path /{'/'.join(tag.path)} is too long for a Telegram caption "
                              f"({tree.CAPTION_MAX} characters with the tag): use shorter names or fewer folders")
 
+    async def _prepare(self, folder: Folder) -> None:
+        """Before a write: the first one in this process reads the channel whole again (a listing kept
+        from before a crash may miss edits and deletions made just before it), then any folder move
+        left half done is finished."""
+        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread"):
+            await self._catalog.reread(folder)
+            self._reread.add(folder.channel_id)
+        await self._finish_journals(folder)
+
+    async def _parent_exists(self, folder: Folder, path: tuple[str, ...]) -> None:
+        """Under the path's lock: the folder it goes into is still there (not moved or deleted)."""
+        if len(path) > 1 and not isinstance(await self._catalog.node(folder, path[:-1]), tree.Dir):
+            raise Conflict(f"/{'/'.join(path[:-1])} is no longer a folder (moved or deleted meanwhile)")
+
     async def _finish_journals(self, folder: Folder) -> None:
         """Folder moves left half done (a failure or a crash after their journal was posted): edit
         what the journals still move, then delete the journals. Readers already see them done."""
@@ -306,7 +324,7 @@ class Writer:
         self.check(folder)
         path = tuple(path)
         self._must_fit(tree.upload_tag(path))        # before a byte goes to Telegram
-        await self._finish_journals(folder)
+        await self._prepare(folder)
         set_id = secrets.token_hex(4)
         holder: list[Upload] = []
 
@@ -347,6 +365,7 @@ class Writer:
                 await send()
                 return
             async with self._locked(folder, path):   # the message that decides, and the old ones' end
+                await self._parent_exists(folder, path)
                 await send()
                 await self._replace(folder, path, keep=upload.sent)
 
@@ -364,7 +383,13 @@ class Writer:
             await self._catalog.catch_up(folder)
         records = await self._catalog.records(folder)
         trusted = self._trusted(folder)
-        old = tree.superseded(records, path, keep, trusted) + self._abandoned(records, path, set(keep), trusted)
+        k = (folder.channel_id,) + tree.key(path)
+        # what this process committed there before (under this lock, so earlier in time) goes even
+        # if it ranks higher: Telegram's dates are whole seconds; with Redis, so does every claim
+        # the replicas made (they hold the same lock)
+        older = None if self._lock_redis else self._committed.get(k, set())
+        old = tree.superseded(records, path, keep, trusted, older) + self._abandoned(records, path, set(keep), trusted)
+        self._committed[k] = set(keep)
         if old:
             await self._delete_ids(folder, old, quiet=True)
 
@@ -385,16 +410,22 @@ class Writer:
         path = tuple(path)
         tag = tree.Tag("empty", path)
         self._must_fit(tag)
+        await self._prepare(folder)
         async with self._locked(folder, path):
+            await self._parent_exists(folder, path)
             messages = await self._send_text(folder, tag.line())
             await self._replace(folder, path, keep={m.id for m in messages})
 
     # --- folders ----------------------------------------------------------------------------------
     async def mkdir(self, folder: Folder, path: tuple[str, ...]) -> None:
         self.check(folder)
-        tag = tree.Tag("dir", tuple(path))
+        path = tuple(path)
+        tag = tree.Tag("dir", path)
         self._must_fit(tag)
-        await self._send_text(folder, tag.line())
+        await self._prepare(folder)
+        async with self._locked(folder, path):
+            await self._parent_exists(folder, path)
+            await self._send_text(folder, tag.line())
 
     async def create_channel(self, title: str) -> None:
         if not self.allow_new_channels:
@@ -416,7 +447,7 @@ class Writer:
         """Delete the file or folder (with everything in it) at `path`; () deletes nothing."""
         self.check(folder)
         path = tuple(path)
-        await self._finish_journals(folder)
+        await self._prepare(folder)
         async with self._locked(folder, path):
             node = await self._catalog.node(folder, path)
             if node is None:
@@ -428,6 +459,7 @@ class Writer:
             else:                            # the file, and superseded versions that would show again
                 ids = list(node.message_ids) + tree.superseded(records, path, node.message_ids, trusted)
             await self._delete_ids(folder, ids)
+            self._committed.pop((folder.channel_id,) + tree.key(path), None)
 
     # --- move and copy ----------------------------------------------------------------------------
     async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...]) -> None:
@@ -437,11 +469,12 @@ class Writer:
         the old one is deleted. Every new caption is checked before the first edit."""
         self.check(folder)
         path, dest = tuple(path), tuple(dest)
-        await self._finish_journals(folder)
+        await self._prepare(folder)
         async with self._locked(folder, path, dest):
             node = await self._catalog.node(folder, path)
             if node is None:
                 raise NotFound(f"{'/'.join(path)} does not exist")
+            await self._parent_exists(folder, dest)
             records = await self._catalog.records(folder)
             trusted = self._trusted(folder)
             if isinstance(node, tree.Dir):
@@ -504,9 +537,10 @@ class Writer:
         for number in range(1, max(1, len(pieces)) + 1):     # every caption fits, or nothing is sent
             self._must_fit(tag_of(number), entry.caption if number == max(1, len(pieces)) else "",
                            media=bool(pieces))
-        await self._finish_journals(dst_folder)
+        await self._prepare(dst_folder)
         sent: list[int] = []
         async with self._locked(dst_folder, dest):
+            await self._parent_exists(dst_folder, dest)
             try:
                 if not pieces:
                     messages = await self._send_text(dst_folder, tree.compose(entry.caption, tag_of(1)))

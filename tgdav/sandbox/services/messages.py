@@ -3,7 +3,8 @@
 
 Rights: sendMedia / sendMessage / forwardMessages (target) need the creator or an admin with
 post_messages, editMessage needs post_messages or edit_messages; a member without them gets
-403 CHAT_WRITE_FORBIDDEN, a non-member of a private channel 400 CHANNEL_PRIVATE.
+403 CHAT_WRITE_FORBIDDEN, a non-member of a private channel 400 CHANNEL_PRIVATE. In a supergroup
+every member posts and only a message's sender edits it (else 403 MESSAGE_AUTHOR_REQUIRED).
 Texts: a caption is at most 1024 UTF-16 code units (4096 for premium accounts,
 MEDIA_CAPTION_TOO_LONG), a text message at most 4096 (MESSAGE_TOO_LONG), as help.getConfig says.
 Counters (on the DC that answered): messages_sent, messages_edited, messages_forwarded,
@@ -97,7 +98,7 @@ def send_media(s: State, ctx: CallContext, req: functions.messages.SendMediaRequ
     posting.check_caption(me, req.message or "")
     random = posting.check_random_id(s, me, req.random_id)
     media = posting.media_of(s, ctx, me, req.media)
-    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, author=me.id)
+    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, sender=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -109,7 +110,7 @@ def send_message(s: State, ctx: CallContext, req: functions.messages.SendMessage
         raise RpcError(400, "MESSAGE_EMPTY")
     posting.check_message(req.message)
     random = posting.check_random_id(s, me, req.random_id)
-    message = s.writes.post(channel, req.message, None, posting.now(), random=random, author=me.id)
+    message = s.writes.post(channel, req.message, None, posting.now(), random=random, sender=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -120,9 +121,11 @@ def edit_message(s: State, ctx: CallContext, req: functions.messages.EditMessage
     if not isinstance(req.peer, types.InputPeerChannel):
         raise RpcError(400, "PEER_ID_INVALID")
     channel = s.readable_channel(req.peer, me)
-    if not channel.may_edit(me):
-        raise RpcError(403, "CHAT_WRITE_FORBIDDEN")
     message = channel.message(req.id)
+    if channel.megagroup and message is not None and not channel.may_edit(me, message):
+        raise RpcError(403, "MESSAGE_AUTHOR_REQUIRED")
+    if not channel.megagroup and not channel.may_edit(me):
+        raise RpcError(403, "CHAT_WRITE_FORBIDDEN")
     if message is None:
         raise RpcError(400, "MESSAGE_ID_INVALID")
     if req.message is not None:
@@ -165,7 +168,7 @@ def forward_messages(s: State, ctx: CallContext, req: functions.messages.Forward
         text = "" if req.drop_media_captions and original.media is not None else original.text
         fwd = None if req.drop_author else (source.id, original.id, original.date)
         posted.append((s.writes.post(target, text, original.media, posting.now(), fwd_from=fwd, random=key,
-                                     author=me.id), rid))
+                                     sender=me.id), rid))
     s.counters.inc(ctx.dc_id, "messages_forwarded", len(posted))
     return posting.new_messages_updates(s, target, me, posted)
 

@@ -24,7 +24,8 @@ def channel(ch: Channel, viewer: Account) -> types.Channel:
     """As `viewer` sees it: `creator` and `admin_rights` (chatAdminRights) tell whether it may post."""
     rights = ch.rights_of(viewer)
     return types.Channel(
-        id=ch.id, title=ch.title, photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=True,
+        id=ch.id, title=ch.title, photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=not ch.megagroup,
+        megagroup=ch.megagroup or None,
         access_hash=ch.access_hash, username=ch.username, left=viewer.id not in ch.members,
         creator=viewer.id == ch.creator_id or None,
         admin_rights=types.ChatAdminRights(**{r: True for r in sorted(rights)}) if rights else None,
@@ -42,10 +43,11 @@ def message(ch: Channel, msg: Message, refs: References, viewer: Account | None 
         from_channel, from_id, from_date = msg.fwd_from
         fwd = types.MessageFwdHeader(date=from_date, from_id=types.PeerChannel(from_channel),
                                      channel_post=from_id)
+    sender = types.PeerUser(msg.from_id) if ch.megagroup and msg.from_id else None
     return types.Message(
-        id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=True,
-        out=bool(viewer is not None and msg.author and msg.author == viewer.id),
-        media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
+        id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=not ch.megagroup,
+        out=bool(viewer is not None and msg.from_id and msg.from_id == viewer.id),
+        from_id=sender, media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
 
 
 def message_empty(ch: Channel, message_id: int) -> types.MessageEmpty:
