@@ -110,10 +110,10 @@ class CacheConfig(_Section):
 class WriteConfig(_Section):
     enabled: bool = True                     # false: the whole share is read-only (DAV: 1)
     create_channels: bool = True             # MKCOL at the root creates a private channel
+    trust: tuple[int | str, ...] = ()        # in groups, whose tags count beside the account and admins
     max_file_size: int = 100 * 2**30         # bytes: a longer PUT is 413 before its body is read
     leftover_grace: float = 6 * 3600.0       # seconds before an unshown message of tgdav's own goes
     janitor_interval: float = 3600.0         # seconds between looks for leftovers (and one at start)
-    trust: tuple[int | str, ...] = ()        # in groups, whose tags count beside the account and admins
 
 
 @dataclass(frozen=True, repr=False)
@@ -491,7 +491,8 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
         "request_timeout": _number(float, 1, note=" (seconds)"),
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)")},
-    "write": {"enabled": _bool, "create_channels": _bool, "trust": _senders, "max_file_size": _size(1, 2**50),
+    "write": {"enabled": _bool, "create_channels": _bool, "trust": _senders,
+              "max_file_size": _size(1, 2**50),
               "leftover_grace": _number(float, 0, note=" (seconds)"),
               "janitor_interval": _number(float, 1, note=" (seconds)")},
     "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},

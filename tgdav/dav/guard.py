@@ -15,7 +15,8 @@ nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDA
 - a DELETE, the source of a MOVE and an existing destination of MOVE or COPY must hold no lock,
   on themselves, an ancestor (depth infinity) or anything below them, whose token the request does
   not carry (423 with DAV:no-conflicting-lock naming the locks), in the shelve store or in Redis;
-- (a lock on one spelling of a name holding the others is provider.check_spellings');
+- a name is one file whatever its case (tree.claims): a lock on `Readme.txt` holds against a PUT,
+  LOCK, DELETE or MOVE of `readme.txt` too (WsgiDAV keys locks by exact URL);
 - a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
   conflicting locks: the locks on it, its ancestors and its folder are checked first, so a LOCK
   answered 423 makes nothing.
@@ -71,6 +72,9 @@ class WriteGuard:
             self._unlocked(environ, target)
         if dest is not None and environ.get("HTTP_OVERWRITE", "T").upper() != "F":
             self._unlocked(environ, dest)
+        for names in changed:           # the same file under another spelling
+            for variant in self._variants(names):
+                self._unlocked(environ, variant, children=method in ("DELETE", "MOVE", "COPY"))
         if method == "LOCK" and len(target) >= 2 and self._node(target) is None:
             self._unlocked(environ, target, children=False)
             self._unlocked(environ, target[:-1], children=False)
@@ -81,6 +85,16 @@ class WriteGuard:
             return None
         return self.catalog.node(folder, tuple(names[1:]))
 
+    def _variants(self, names: list[str]) -> list[list[str]]:
+        """The paths of `names`' folder that differ from it in case only (one file, tree.claims)."""
+        if len(names) < 2:
+            return []
+        parent = self._node(names[:-1])
+        if parent is None or not hasattr(parent, "files"):
+            return []
+        last = names[-1]
+        return [names[:-1] + [n] for n in (*parent.dirs, *parent.files)
+                if n != last and n.casefold() == last.casefold()]
 
     def _exists(self, names: list[str]) -> bool:
         return not names or self.catalog.folder(names[0]) is not None

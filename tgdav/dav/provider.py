@@ -25,7 +25,6 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote
 
 from wsgidav import util
 from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError,
@@ -74,26 +73,6 @@ def dav_error(exc: BaseException) -> DAVError:
     if isinstance(exc, TgdavError):
         return DAVError(HTTP_BAD_REQUEST, str(exc), src_exception=exc)
     return DAVError(HTTP_INTERNAL_ERROR, src_exception=exc)
-
-
-def check_spellings(provider, environ: dict, path: str) -> None:
-    """Readme.txt and readme.txt are one file (tgdav.telegram.tree.key): a lock on any spelling of a
-    name holds every spelling of it. WsgiDAV checks the exact URL; this checks the others (423)."""
-    lock_man = provider.lock_manager
-    if lock_man is None:
-        return
-    own = util.quote(provider.share_path + "/" + util.to_str(path).strip("/"))
-    parent, _, name = own.rpartition("/")
-    for lock in lock_man.storage.get_lock_list(parent or "/", include_root=False, include_children=True,
-                                              token_only=False):
-        root = lock["root"].rstrip("/")
-        where, _, other = root.rpartition("/")
-        if where == parent and root != own and \
-                unquote(other).casefold() == unquote(name).casefold():
-            if "wsgidav.conditions.if" not in environ:
-                util.parse_if_header_dict(environ)
-            lock_man.check_write_permission(url=root, depth="0", token_list=environ["wsgidav.ifLockTokenList"],
-                                            principal=environ.get("wsgidav.user_name"))
 
 
 class _Mapped:
@@ -213,7 +192,6 @@ class FolderResource(DAVCollection):
         if self.local is not None and is_local_name(name):
             return self.local.create(self.provider, self.folder, self.rel + (name,), self.environ)
         self._check()
-        check_spellings(self.provider, self.environ, util.join_uri(self.path, name))
         if self.environ.get("REQUEST_METHOD") == "PUT":   # nothing exists until the upload is complete
             return FileResource(self.provider, self.folder, self.rel + (name,), None, self.environ)
         with _Mapped():                                   # LOCK of an unmapped URL: a real empty file
@@ -273,7 +251,6 @@ def _within_channel(resource, dest_path: str) -> bool:
 
 def _move_within_channel(resource, dest_path: str, *, with_children: bool) -> list:
     resource._check()
-    check_spellings(resource.provider, resource.environ, dest_path)
     _, rel = resource.provider.split(dest_path)
     with _Mapped():
         resource.drive.move(resource.folder, resource.rel, rel)
@@ -346,7 +323,6 @@ class FileResource(DAVNonCollection):
 
     def begin_write(self, *, content_type=None):
         self._check()
-        check_spellings(self.provider, self.environ, self.path)
         lock_man = self.provider.lock_manager
         if self.entry is not None and self.rel[-1] != self.entry.name and lock_man is not None \
                 and lock_man.get_url_lock_list(self.get_ref_url()):
@@ -382,7 +358,6 @@ class FileResource(DAVNonCollection):
         folder, rel = self.provider.split(dest_path)
         if not rel:
             raise DAVError(HTTP_FORBIDDEN, "files live inside channels")
-        check_spellings(self.provider, self.environ, dest_path)
         with _Mapped():
             self.drive.check(folder)
             self.drive.copy(self.folder, self.entry, folder, rel)
@@ -394,43 +369,48 @@ class FileResource(DAVNonCollection):
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=False)
 
-    def _existing_file(self, dest_path: str):
-        """The file at dest_path when a write onto it is to replace it in one step, else None."""
-        if self.drive is None or self.entry is None:
-            return None
+    def _existing_file(self, dest_path: str) -> "FileResource | None":
         dest = self.provider.get_resource_inst(dest_path, self.environ)
         return dest if isinstance(dest, FileResource) and dest.entry is not None else None
 
     def handle_move(self, dest_path: str) -> bool:
         """MOVE onto an existing file (Overwrite: T) in one step, so the name always holds a whole
-        file (WsgiDAV would delete the destination first): in one channel a caption edit, across
-        channels a copy that replaces it, then the source goes. Answers 204."""
+        file: WsgiDAV would delete the destination first (and a failure or a crash after that would
+        lose it). Inside a channel a caption edit; across channels the copy replaces the destination,
+        then the source goes. Answers 204."""
+        if self.drive is None:
+            return False
         dest = self._existing_file(dest_path)
         if dest is None:
             return False
         self._check()
-        check_spellings(self.provider, self.environ, dest_path)
-        dest.remove_all_properties(recursive=False)
-        if self.support_recursive_move(dest_path):
-            _, rel = self.provider.split(dest_path)
-            with _Mapped():
+        folder, rel = self.provider.split(dest_path)
+        with _Mapped():
+            if self.support_recursive_move(dest_path):
                 self.drive.move(self.folder, self.rel, rel)
-            _copy_props(self, dest_path, True, with_children=False)
-        else:
-            self.copy_move_single(dest_path, is_move=True)
-            self.delete()
+            else:
+                self.drive.check(folder)
+                self.drive.copy(self.folder, self.entry, folder, rel)
+                self.drive.delete(self.folder, self.rel)
+        dest.remove_all_properties(recursive=False)
         dest.remove_all_locks(recursive=False)
+        _copy_props(self, dest_path, True, with_children=False)
         return True
 
     def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
-        """COPY onto an existing file (Overwrite: T) in one step: the copy is sent, then the old
-        version goes, as an upload replaces it; a failure leaves the destination as it was."""
+        """COPY onto an existing file (Overwrite: T): the copy replaces it in one step (the same
+        document sent again, then the old version deleted), never delete-then-copy. Answers 204."""
+        if self.drive is None:
+            return False
         dest = self._existing_file(dest_path)
         if dest is None:
             return False
-        check_spellings(self.provider, self.environ, dest_path)
+        folder, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.check(folder)
+            self.drive.copy(self.folder, self.entry, folder, rel)
         dest.remove_all_properties(recursive=False)
-        self.copy_move_single(dest_path, is_move=False)
+        _copy_props(self, dest_path, False, with_children=False)
         return True
 
 

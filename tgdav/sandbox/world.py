@@ -4,8 +4,8 @@ beyond reading a file-backed document's bytes.
 Who may write where: in a broadcast channel, its creator and its admins (with Telegram's admin right
 names, e.g. post_messages) post, other members only read, and posts name no sender. In a supergroup
 (megagroup) every member posts, each message names its sender (from_id), only the sender edits a
-message, and the sender or an admin with delete_messages deletes it. Writes made by clients (writes.py) go through the
-`post` / `edit` / `delete` / `restore_channel` methods here, which keep message ids increasing and never
+message, and the sender or an admin with delete_messages deletes it. Writes made by clients
+(writes.py) go through the `post` / `edit` / `delete` / `restore_channel` methods here, which keep message ids increasing and never
 reused, and the channel's pts counting every change, as on Telegram.
 
 Every id and access hash is derived from the world's seed and a stable name (a phone, a channel
@@ -170,7 +170,8 @@ class Message:
     media: Document | Photo | None = None
     edit_date: int | None = None
     fwd_from: tuple[int, int, int] | None = None     # (channel id, message id, date) of a forward's origin
-    from_id: int | None = None                       # who posted it (named to clients in supergroups)
+    author: int = 0           # the account that posted it (0: seeded, no one in particular); groups
+                              # name it (from_id), channel posts do not; `out` for its own account
 
 
 @dataclass
@@ -209,11 +210,11 @@ class Channel:
 
     def may_edit(self, account: Account, message: Message | None = None) -> bool:
         if self.megagroup:       # a group's messages are edited by their sender only
-            return message is not None and message.from_id == account.id
+            return message is not None and message.author == account.id
         return bool({"edit_messages", "post_messages"} & self.rights_of(account))
 
     def may_delete(self, account: Account, message: Message | None = None) -> bool:
-        if self.megagroup and message is not None and message.from_id == account.id:
+        if self.megagroup and message is not None and message.author == account.id:
             return True
         return "delete_messages" in self.rights_of(account)
 
@@ -395,15 +396,14 @@ class World:
 
     def post(self, channel: Channel, text: str, media: Document | Photo | None, date: int, *,
              message_id: int | None = None, fwd_from: tuple[int, int, int] | None = None,
-             sender: int | None = None) -> Message:
+             author: int = 0) -> Message:
         """A new message at the end of the channel (a date earlier than the last one's is moved up).
-        `sender` is who posted it: clients see it as `out` on their own posts, and as from_id in a
-        megagroup only (channel posts name no sender)."""
+        `author`: who posted it (a megagroup names it in from_id, a channel post does not)."""
         last = channel.messages[-1] if channel.messages else None
         date = max(int(date), last.date if last else 0)
         message = self._append(channel, text, media, date, message_id)
         message.fwd_from = fwd_from
-        message.from_id = sender
+        message.author = author
         if isinstance(media, Document):
             self.documents.setdefault(media.id, media)
         return message

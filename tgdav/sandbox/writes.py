@@ -15,7 +15,7 @@ Journal records ("op"):
     document  {"id", "access_hash", "date", "mime", "size", "name", "dc", "part_size", "video", "audio"}
     post      {"channel", "id", "date", "text", "media": {"document": id} | {"photo": id} | null,
                "fwd": [channel, message, date] | null, "random": [account, random_id] | null,
-               "from": user id | null}                 (who posted it: `out` for them, from_id in megagroups)
+               "author": account id (absent in older journals: 0)}
     edit      {"channel", "id", "date", "text": str | null, "media": ... | null}
     delete    {"channel", "ids": [...]}
     title     {"channel", "title"}
@@ -73,11 +73,11 @@ class Writes:
 
     def post(self, channel: Channel, text: str, media: Document | Photo | None, date: int, *,
              fwd_from: tuple[int, int, int] | None = None,
-             random: tuple[int, int] | None = None, sender: int | None = None) -> Message:
+             random: tuple[int, int] | None = None, author: int = 0) -> Message:
         return self._commit({"op": "post", "channel": channel.id, "id": channel.last_id + 1,
                              "date": int(date), "text": text, "media": _media_ref(media),
                              "fwd": list(fwd_from) if fwd_from else None,
-                             "random": list(random) if random else None, "from": sender})
+                             "random": list(random) if random else None, "author": author})
 
     def post_as(self, channel: Channel, sender: int, text: str, date: int, file: tuple[str, bytes] | None,
                 dc: int) -> Message:
@@ -93,7 +93,7 @@ class Writes:
             media = self.add_document(doc_id=doc_id, access_hash=int.from_bytes(os.urandom(8), "big") >> 1,
                                       date=date, mime="application/octet-stream", size=len(data), name=name,
                                       dc=dc, part_size=max(1, len(data)), video=None, audio=None)
-        return self.post(channel, text, media, date, sender=sender)
+        return self.post(channel, text, media, date, author=sender)
 
     def edit(self, channel: Channel, message: Message, date: int, text: str | None,
              media: Document | Photo | None) -> Message:
@@ -156,7 +156,7 @@ class Writes:
         if kind == "post":
             fwd = tuple(op["fwd"]) if op["fwd"] else None
             message = w.post(channel, op["text"], self._media(op["media"]), op["date"],
-                             message_id=op["id"], fwd_from=fwd, sender=op.get("from"))
+                             message_id=op["id"], fwd_from=fwd, author=op.get("author") or 0)
             if op["random"]:
                 self.random_ids[tuple(op["random"])] = (channel.id, message.id)
             return message

@@ -69,7 +69,8 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
     edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
     sender = getattr(message, "from_id", None)
     sender = sender.user_id if isinstance(sender, types.PeerUser) else 0
-    return tree.Record(message.id, date, edited, tag, text, entry, sender, own=bool(getattr(message, "out", False)))
+    return tree.Record(message.id, date, edited, tag, text, entry, sender,
+                       own=bool(getattr(message, "out", False)))
 
 
 def can_post(chat) -> bool:
@@ -281,7 +282,7 @@ class TelegramCatalog:
                         modified=chat.date.timestamp(), writable=can_post(chat))
         self._channels[name] = _Channel(folder, chat.access_hash)
 
-    async def reread(self, folder: Folder) -> None:
+    async def reread_kept(self, folder: Folder) -> None:
         """Before the first write: a listing kept by an earlier run (which may have been killed
         before it stored its last changes) is replaced by the whole history, read now."""
         channel = await self._channel(folder)
@@ -323,17 +324,6 @@ class TelegramCatalog:
         channel = await self._channel(folder)
         return list(channel.records.values())
 
-    async def reread(self, folder: Folder) -> list[tree.Record]:
-        """The channel's whole history read again now (edits and deletions made elsewhere too), the
-        tree rebuilt from it; its records. What the janitor decides from (telegram/janitor.py)."""
-        channel = await self._channel(folder)
-        async with self._lock(folder.channel_id):
-            found = await (self._bot_scan(channel, 0) if self._is_bot else self._history(channel, 0))
-            channel.records = found
-            channel.max_id = max([channel.max_id, *found])
-            channel.checked = self._clock()
-            await self._reindex(channel)
-            return list(found.values())
     def trusted(self, folder: Folder) -> tree.Trusted:
         """Whose tags count in this channel (the rule the tree was built with); None: everyone's."""
         channel = (self._channels or {}).get(folder.name)
@@ -371,6 +361,19 @@ class TelegramCatalog:
             log.warning("the admins of %s cannot be read: %s", channel.folder.name, e)
             return
         channel.admins = frozenset(p.user_id for p in getattr(found, "participants", []))
+
+    async def reread(self, folder: Folder) -> list[tree.Record]:
+        """The channel's whole history read again now (edits and deletions made elsewhere too), the
+        tree rebuilt from it; its records. What the janitor decides from (telegram/janitor.py)."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            found = await (self._bot_scan(channel, 0) if self._is_bot else self._history(channel, 0))
+            channel.records = found
+            channel.stored = False
+            channel.max_id = max([channel.max_id, *found])
+            channel.checked = self._clock()
+            await self._reindex(channel)
+            return list(found.values())
 
     def access_hash(self, folder: Folder) -> int:
         channel = (self._channels or {}).get(folder.name)

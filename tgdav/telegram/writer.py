@@ -289,8 +289,8 @@ class Writer:
         """Before a write: the first one in this process reads the channel whole again (a listing kept
         from before a crash may miss edits and deletions made just before it), then any folder move
         left half done is finished."""
-        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread"):
-            await self._catalog.reread(folder)
+        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread_kept"):
+            await self._catalog.reread_kept(folder)
             self._reread.add(folder.channel_id)
         await self._finish_journals(folder)
 

@@ -98,7 +98,7 @@ def send_media(s: State, ctx: CallContext, req: functions.messages.SendMediaRequ
     posting.check_caption(me, req.message or "")
     random = posting.check_random_id(s, me, req.random_id)
     media = posting.media_of(s, ctx, me, req.media)
-    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, sender=me.id)
+    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, author=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -110,7 +110,7 @@ def send_message(s: State, ctx: CallContext, req: functions.messages.SendMessage
         raise RpcError(400, "MESSAGE_EMPTY")
     posting.check_message(req.message)
     random = posting.check_random_id(s, me, req.random_id)
-    message = s.writes.post(channel, req.message, None, posting.now(), random=random, sender=me.id)
+    message = s.writes.post(channel, req.message, None, posting.now(), random=random, author=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -168,7 +168,7 @@ def forward_messages(s: State, ctx: CallContext, req: functions.messages.Forward
         text = "" if req.drop_media_captions and original.media is not None else original.text
         fwd = None if req.drop_author else (source.id, original.id, original.date)
         posted.append((s.writes.post(target, text, original.media, posting.now(), fwd_from=fwd, random=key,
-                                     sender=me.id), rid))
+                                     author=me.id), rid))
     s.counters.inc(ctx.dc_id, "messages_forwarded", len(posted))
     return posting.new_messages_updates(s, target, me, posted)
 

@@ -43,10 +43,10 @@ def message(ch: Channel, msg: Message, refs: References, viewer: Account | None 
         from_channel, from_id, from_date = msg.fwd_from
         fwd = types.MessageFwdHeader(date=from_date, from_id=types.PeerChannel(from_channel),
                                      channel_post=from_id)
-    sender = types.PeerUser(msg.from_id) if ch.megagroup and msg.from_id else None
+    sender = types.PeerUser(msg.author) if ch.megagroup and msg.author else None
     return types.Message(
         id=msg.id, peer_id=peer(ch), date=msg.date, message=msg.text, post=not ch.megagroup,
-        out=bool(viewer is not None and msg.from_id and msg.from_id == viewer.id),
+        out=bool(viewer is not None and msg.author and msg.author == viewer.id),
         from_id=sender, media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
 
 
