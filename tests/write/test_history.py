@@ -523,6 +523,31 @@ def test_replay_a_lock_granted_during_a_slow_put_of_another_spelling(sandbox, re
     assert not checker.anomalies, failure(checker)
 
 
+def test_replay_a_lock_granted_while_a_delete_is_under_way(sandbox, replay_server):
+    """A DELETE slowed by a 400 ms link to Telegram while another client LOCKs the file: either the
+    DELETE came first (the LOCK then makes an empty file) or the lock holds the file, never a lock
+    granted and then dropped with its file, and never two exclusive locks (promise 3)."""
+    def script(request):
+        request(0, "PUT", "d0/a.bin", data=b"deleted or locked")
+        sandbox.post("/link", {"latency_ms": 400})
+        try:
+            deleting = threading.Thread(target=request, args=(1, "DELETE", "d0/a.bin"))
+            deleting.start()
+            time.sleep(0.15)
+            op, headers, _ = request(2, "LOCK", "d0/a.bin", data=LOCKINFO,
+                                     headers={"Timeout": "Second-600", "Depth": "0"})
+            deleting.join(60)
+        finally:
+            sandbox.post("/link", {"profile": "off"})
+        token = headers.get("Lock-Token", "")
+        if token:
+            request(2, "GET", "d0/a.bin", token=token)
+            request(3, "LOCK", "d0/a.bin", data=LOCKINFO, headers={"Timeout": "Second-600", "Depth": "0"})
+            request(2, "UNLOCK", "d0/a.bin", headers={"Lock-Token": token}, token=token)
+    checker = _replay(sandbox, replay_server, "lock-during-delete", script)
+    assert not checker.anomalies, failure(checker)
+
+
 def test_replay_a_refused_lock_changes_nothing(sandbox, replay_server):
     """A LOCK refused because another spelling of the name is locked makes no empty file there, and
     leaves no lock behind once the holder unlocks (promises 2 and 3)."""
