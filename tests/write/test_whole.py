@@ -243,17 +243,9 @@ def test_a_channel_made_by_mkcol_takes_a_put_at_once(dav):
 def club(tmp_path_factory):
     """A sandbox of its own with a supergroup `Club`: the user a member, @group_owner its creator,
     @stranger another member; posts by those two go through the admin API."""
-    from tests.e2e.conftest import stop
-    from tests.write.conftest import Sandbox, start_sandbox
-    root = tmp_path_factory.mktemp("club")
-    proc, info = start_sandbox(root, root / "sandbox-state", ("--group", "Club"))
-    sb = Sandbox(root, info, root / "sandbox.json", info["admin"].rstrip("/"), proc)
-    try:
+    from tests.write.conftest import running_sandbox
+    with running_sandbox(tmp_path_factory.mktemp("club"), ("--group", "Club")) as sb:
         yield sb
-    finally:
-        for p in sb.procs:
-            stop(p)
-        stop(sb.proc)
 
 
 def _post_as(sb, channel: str, who: str, text: str, name: str | None = None, data: bytes = b"") -> int:
@@ -373,17 +365,11 @@ def test_concurrent_puts_through_two_replicas_sharing_redis_leave_one_version(da
     """Row 2 across replicas: [state] redis set, 4 PUTs through each of two tgdav at once."""
     from tests.e2e.conftest import stop
     from tests.scale.conftest import start_redis
-    from tests.write.conftest import login, serve
+    from tests.write.conftest import redis_replica
     redis_url, redis = start_redis(tmp_path_factory.mktemp("write-redis"))
     try:
-        urls = []
-        for name in ("replica-a", "replica-b"):
-            config = login(sandbox.root / name, sandbox.json_path, sandbox.info)
-            text = config.read_text().replace("[state]\n", f'[state]\nredis = "{redis_url}"\n', 1)
-            config.write_text(text + "\n[cache]\nlisting_refresh = 1\n")
-            url, proc = serve(config, sandbox.root / "logs" / name)
-            sandbox.procs.append(proc)
-            urls.append(f"{url}{WRITABLE}/replicas/")
+        urls = [f"{redis_replica(sandbox, name, redis_url)}{WRITABLE}/replicas/"
+                for name in ("replica-a", "replica-b")]
         assert request("MKCOL", urls[0])[0] == 201
         for _ in range(100):                 # B sees the new folder at its next listing refresh
             if request("PROPFIND", urls[1], headers={"Depth": "0"})[0] == 207:
