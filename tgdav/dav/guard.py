@@ -16,7 +16,9 @@ nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDA
   on themselves, an ancestor (depth infinity) or anything below them, whose token the request does
   not carry (423 with DAV:no-conflicting-lock naming the locks), in the shelve store or in Redis;
 - a name is one file whatever its case (tree.claims): a lock on `Readme.txt` holds against a PUT,
-  LOCK, DELETE or MOVE of `readme.txt` too (WsgiDAV keys locks by exact URL);
+  LOCK, DELETE or MOVE of `readme.txt` too (WsgiDAV keys locks by exact URL); the locks are found
+  in the store, so one taken on a spelling the tree no longer shows (another spelling's PUT landed
+  since) still holds;
 - a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
   conflicting locks: the locks on it, its ancestors and its folder are checked first, so a LOCK
   answered 423 makes nothing.
@@ -72,11 +74,12 @@ class WriteGuard:
             self._unlocked(environ, target)
         if dest is not None and environ.get("HTTP_OVERWRITE", "T").upper() != "F":
             self._unlocked(environ, dest)
-        for names in changed:           # the same file under another spelling
-            for variant in self._variants(names):
-                self._unlocked(environ, variant, children=method in ("DELETE", "MOVE", "COPY"))
-        if method == "LOCK" and len(target) >= 2 and self._node(target) is None:
-            self._unlocked(environ, target, children=False)
+        lock_null = method == "LOCK" and len(target) >= 2 and self._node(target) is None
+        for names in changed:           # its own locks (any spelling) and its ancestors', for every write
+            if len(names) >= 2:         # (an existing resource's LOCK: WsgiDAV judges its own URL's
+                self._unlocked(environ, names, children=False,      # locks, shared ones included)
+                               other_spellings_only=method == "LOCK" and not lock_null)
+        if lock_null:
             self._unlocked(environ, target[:-1], children=False)
 
     def _node(self, names: list[str]):
@@ -84,17 +87,6 @@ class WriteGuard:
         if folder is None or not hasattr(self.catalog, "node"):
             return None
         return self.catalog.node(folder, tuple(names[1:]))
-
-    def _variants(self, names: list[str]) -> list[list[str]]:
-        """The paths of `names`' folder that differ from it in case only (one file, tree.claims)."""
-        if len(names) < 2:
-            return []
-        parent = self._node(names[:-1])
-        if parent is None or not hasattr(parent, "files"):
-            return []
-        last = names[-1]
-        return [names[:-1] + [n] for n in (*parent.dirs, *parent.files)
-                if n != last and n.casefold() == last.casefold()]
 
     def _exists(self, names: list[str]) -> bool:
         return not names or self.catalog.folder(names[0]) is not None
@@ -106,25 +98,37 @@ class WriteGuard:
         if folder is not None:          # no such channel: WsgiDAV answers 404/409
             self.check(folder)
 
-    def _unlocked(self, environ: dict, names: list[str], *, children: bool = True) -> None:
-        """No lock on `names`, its ancestors (depth infinity) or (`children`) below it, but those
-        whose token the request carries (WsgiDAV's check of children ignores the tokens sent)."""
+    def _unlocked(self, environ: dict, names: list[str], *, children: bool = True,
+                  other_spellings_only: bool = False) -> None:
+        """No lock on `names` under any spelling of its last name (one file: tree.key), on its
+        ancestors (depth infinity) or (`children`) below it, but those whose token the request
+        carries. Locks are found in the store, not through the tree: a lock taken on a spelling the
+        tree no longer shows (another spelling's PUT landed since) still holds."""
         if "wsgidav.conditions.if" not in environ:
             util.parse_if_header_dict(environ)
         tokens = environ["wsgidav.ifLockTokenList"]
         principal = environ.get("wsgidav.auth.user_name", "anonymous")    # as WsgiDAV names it
         url = quote("/" + "/".join(names))     # as WsgiDAV keys locks (get_ref_url)
-        self.locks.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
-        if not children:
-            return
-        below = self.locks.storage.get_lock_list(normalize_lock_root(url), include_root=False,
-                                                 include_children=True, token_only=False)
-        held = [lock for lock in below if not (lock["token"] in tokens and lock["principal"] == principal)]
+        if not other_spellings_only:
+            self.locks.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
+        parent = normalize_lock_root(quote("/" + "/".join(names[:-1])))
+        own = _folded(url)
+        held = [lock for lock in self.locks.storage.get_lock_list(parent, include_root=False, include_children=True,
+                                                                  token_only=False)
+                if (_folded(lock["root"]) == own or (children and _folded(lock["root"]).startswith(own + "/")))
+                and not (other_spellings_only and normalize_lock_root(lock["root"]) == normalize_lock_root(url))
+                and not (lock["token"] in tokens and lock["principal"] == principal)]
         if held:
             condition = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
             for lock in held:
                 condition.add_href(lock["root"])
             raise DAVError(HTTP_LOCKED, err_condition=condition)
+
+
+def _folded(url: str) -> str:
+    """A lock root as tree.key compares paths: folders exact, the last name case-insensitively."""
+    where, _, name = normalize_lock_root(url).rpartition("/")
+    return f"{where}/{unquote(name).casefold()}"
 
 
 def _destination(environ: dict) -> list[str] | None:
