@@ -387,3 +387,37 @@ def test_concurrent_puts_through_two_replicas_sharing_redis_leave_one_version(da
         assert len(_tags(sandbox, tmp_path, "replicas/same.bin")) == 1      # the losers are gone
     finally:
         stop(redis)
+
+
+@pytest.mark.parametrize("flood", [None, "EditMessage", "DeleteMessages"])
+def test_a_folder_moved_onto_another_replaces_it_in_one_step(folder, sandbox, flood):
+    """i14c's F16: MOVE d3 onto d2 (Overwrite: T): readers see the old d2 or the new one, never none;
+    with Telegram asking to wait after the journal, the move is still whole, and tidied later."""
+    for name, n in (("d2", 3), ("d3", 2)):
+        assert request("MKCOL", folder + name + "/")[0] == 201
+        for i in range(n):
+            assert request("PUT", folder + f"{name}/f{i}.bin", f"{name} {i}".encode())[0] == 201
+    statuses: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            statuses.add(request("PROPFIND", folder + "d2/", headers={"Depth": "0"})[0])
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    if flood:
+        _flood(sandbox, flood, after=0)
+    try:
+        status = request("MOVE", folder + "d3/", headers={"Destination": folder + "d2/", "Overwrite": "T"})[0]
+    finally:
+        _clear(sandbox)
+        done.set()
+        watcher.join(60)
+    assert status == 204 and statuses == {207}
+    assert _names(folder + "d2/") == {"f0.bin", "f1.bin"} and request("GET", folder + "d3/")[0] == 404
+    assert request("GET", folder + "d2/f1.bin")[2] == b"d3 1"
+    fresh = _fresh(sandbox, f"onto-{flood}", folder)
+    assert _names(fresh + "d2/") == {"f0.bin", "f1.bin"} and request("GET", fresh + "d2/f0.bin")[2] == b"d3 0"
+    time.sleep(2.5)
+    assert request("PUT", folder + "later.txt", b"x")[0] == 201        # the next write tidies up
+    assert request("GET", fresh + "d2/f0.bin")[2] == b"d3 0"
