@@ -22,6 +22,12 @@ nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDA
 - a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
   conflicting locks: the locks on it, its ancestors and its folder are checked first, so a LOCK
   answered 423 makes nothing.
+
+A check and the change it allows are one step for the locks of this process: a LOCK runs alone,
+while DELETE, MOVE and COPY (which change whole trees) run beside each other but never beside a
+LOCK (a ReadWriteLock: those are its readers, LOCK its writer). So a LOCK granted while a DELETE of
+its folder runs cannot be deleted under its owner, and two LOCKs of one missing file cannot both
+pass the check before either makes it. (Replicas sharing Redis locks are not ordered this way.)
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ from urllib.parse import quote, unquote, urlparse
 from wsgidav import util
 from wsgidav.dav_error import HTTP_LOCKED, PRECONDITION_CODE_LockConflict, DAVError, DAVErrorCondition
 from wsgidav.lock_man.lock_manager import normalize_lock_root
+from wsgidav.rw_lock import ReadWriteLock
 
 from tgdav.dav.policy import StartResponse, decode_path
 from tgdav.errors import Forbidden
 
 CHANGES = frozenset(("PUT", "DELETE", "MKCOL", "PROPPATCH", "LOCK", "MOVE", "COPY"))
+ORDERED = frozenset(("LOCK", "DELETE", "MOVE", "COPY"))     # see "one step" in the docstring
 NEVER_DELETED = ("the root and the channels are never deleted, moved or replaced through WebDAV: "
                  "delete the files and folders inside a channel, or delete the channel in Telegram")
 
@@ -48,12 +56,29 @@ class WriteGuard:
 
     def __init__(self, app: Callable, catalog, check: Callable, locks=None) -> None:
         self.app, self.catalog, self.check, self.locks = app, catalog, check, locks
+        self._order = ReadWriteLock()
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "")
-        if method in CHANGES:
+        if method not in CHANGES:
+            return self.app(environ, start_response)
+        if method not in ORDERED or self.locks is None:
             self.inspect(environ, method)
-        return self.app(environ, start_response)
+            return self.app(environ, start_response)
+        if method == "LOCK":
+            self._order.acquire_write()
+        else:
+            self._order.acquire_read()
+        try:                       # WsgiDAV does these methods' work before it returns their body
+            self.inspect(environ, method)
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+        finally:
+            self._order.release()
 
     def inspect(self, environ: dict, method: str) -> None:
         """Raise Forbidden or DAVError(423) when the request may not change what it names."""
@@ -127,8 +152,8 @@ class WriteGuard:
 
 def _folded(url: str) -> str:
     """A lock root as tree.key compares paths: folders exact, the last name case-insensitively."""
-    where, _, name = normalize_lock_root(url).rpartition("/")
-    return f"{where}/{unquote(name).casefold()}"
+    where, _, name = unquote(normalize_lock_root(url)).rpartition("/")
+    return f"{where}/{name.casefold()}"
 
 
 def _destination(environ: dict) -> list[str] | None:
