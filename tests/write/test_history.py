@@ -467,6 +467,19 @@ def _replay(sandbox, url: str, name: str, script) -> Checker:
     return checker
 
 
+def _without_the_token(request, client: int) -> None:
+    """PUT, MOVE onto and DELETE of d0/readme.txt, without a lock token."""
+    request(client, "PUT", "d0/readme.txt", data=b"no token")
+    request(client, "MOVE", "a.bin", dest="d0/readme.txt")
+    request(client, "DELETE", "d0/readme.txt")
+
+
+def _release(request, client: int, path: str, token: str) -> None:
+    """The lock holder reads its file with the token, then unlocks it."""
+    request(client, "GET", path, token=token)
+    request(client, "UNLOCK", path, headers={"Lock-Token": token}, token=token)
+
+
 def _lock(request, client: int, path: str) -> str:
     op, headers, _ = request(client, "LOCK", path, data=LOCKINFO, headers={"Timeout": "Second-600", "Depth": "0"})
     assert outcome(op) == "ack", op.line()
@@ -491,13 +504,10 @@ def test_replay_a_lock_of_a_missing_file_holds_every_spelling(sandbox, replay_se
     def script(request):
         request(1, "PUT", "a.bin", data=b"to move")
         token = _lock(request, 0, "d0/Readme.txt")
-        request(1, "PUT", "d0/readme.txt", data=b"no token")
-        request(1, "DELETE", "d0/readme.txt")
-        request(1, "MOVE", "a.bin", dest="d0/readme.txt")
+        _without_the_token(request, 1)
         request(0, "PUT", "d0/Readme.txt", data=b"with the token", token=token)
-        request(1, "DELETE", "d0/readme.txt")
-        request(0, "GET", "d0/Readme.txt", token=token)
-        request(0, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": token}, token=token)
+        _without_the_token(request, 1)
+        _release(request, 0, "d0/Readme.txt", token)
     checker = _replay(sandbox, replay_server, "lock-null-spelling", script)
     assert not checker.anomalies, failure(checker)
 
@@ -514,11 +524,8 @@ def test_replay_a_lock_granted_during_a_slow_put_of_another_spelling(sandbox, re
         time.sleep(0.3)
         token = _lock(request, 0, "d0/Readme.txt")
         slow.join(60)
-        request(2, "PUT", "d0/readme.txt", data=b"no token")
-        request(2, "MOVE", "a.bin", dest="d0/readme.txt")
-        request(2, "DELETE", "d0/readme.txt")
-        request(0, "GET", "d0/Readme.txt", token=token)
-        request(0, "UNLOCK", "d0/Readme.txt", headers={"Lock-Token": token}, token=token)
+        _without_the_token(request, 2)
+        _release(request, 0, "d0/Readme.txt", token)
     checker = _replay(sandbox, replay_server, "lock-during-put", script)
     assert not checker.anomalies, failure(checker)
 
