@@ -384,6 +384,8 @@ def test_history_under_faults_and_a_kill(sandbox):
     assert faults.injected["kill"] >= 1 and sum(faults.injected.values()) >= 3
     assert outcomes.count("ack") >= OPS // 3      # the run did write, it was not refused throughout
     assert not checker.anomalies, failure(checker)
+    hung = [o.line(checker.t0) for o in rec.ops if o.error == "TimeoutError"]
+    assert not hung, f"requests without an answer for {TIMEOUT:.0f} s:\n" + "\n".join(hung)
 
 
 def test_sequential_history_matches_wsgidav(sandbox, tmp_path):
