@@ -532,6 +532,27 @@ def test_replay_a_lock_granted_during_a_slow_put_of_another_spelling(sandbox, re
     assert not checker.anomalies, failure(checker)
 
 
+def test_replay_a_lock_asked_during_a_slow_put_of_a_new_file(sandbox, replay_server):
+    """A slow PUT makes d0/readme.txt; a LOCK of it (either spelling) meanwhile is granted or
+    refused, and a refused one leaves no empty file behind (promise 2)."""
+    def script(request):
+        for name in ("readme.txt", "Readme.txt"):
+            request(0, "DELETE", "d0/readme.txt")
+            slow = threading.Thread(target=request, args=(1, "PUT", "d0/readme.txt"),
+                                    kwargs={"data": body(7, 640 * 1024), "chunked": True, "pace": 0.1})
+            slow.start()
+            time.sleep(0.3)
+            op, headers, _ = request(2, "LOCK", f"d0/{name}", data=LOCKINFO,
+                                     headers={"Timeout": "Second-600", "Depth": "0"})
+            request(3, "GET", f"d0/{name}")
+            if headers.get("Lock-Token"):
+                _release(request, 2, f"d0/{name}", headers["Lock-Token"])
+            slow.join(60)
+            request(3, "GET", "d0/readme.txt")
+    checker = _replay(sandbox, replay_server, "lock-during-new-put", script)
+    assert not checker.anomalies, failure(checker)
+
+
 def test_replay_a_lock_granted_while_a_delete_is_under_way(sandbox, replay_server):
     """A DELETE slowed by a 400 ms link to Telegram while another client LOCKs the file: either the
     DELETE came first (the LOCK then makes an empty file) or the lock holds the file, never a lock
