@@ -231,7 +231,8 @@ def test_a_chunked_body_growing_past_max_file_size_is_cut_and_leaves_nothing(san
     assert sandbox.total("messages_sent") == sent          # nothing was posted ...
     assert sha256(request("GET", folder + "grows.bin")[2]) == sha256(old)   # ... the old file stays
     assert request("PUT", folder + "fits.bin", random_bytes(3 * MiB, 8))[0] == 201
-    assert request("PUT", folder + "over.bin", random_bytes(3 * MiB + 1, 9))[0] == 413
+    answer = _raw_put(folder + "over.bin", length=3 * MiB + 1, body=random_bytes(3 * MiB + 1, 9))
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
     assert request("GET", folder + "over.bin")[0] == 404
     assert sandbox.total("messages_deleted") == deleted
 
@@ -361,3 +362,23 @@ def test_a_lock_holds_after_a_put_of_another_spelling_lands(folder, sandbox):
     assert request("GET", folder + "readme.txt")[2] == b"owner"
     assert request("UNLOCK", folder + "Readme.txt", headers={"Lock-Token": token})[0] == 204
     assert request("PUT", folder + "readme.txt", b"free again")[0] == 204
+
+
+def test_locks_of_one_missing_file_at_once_grant_one_and_make_one_file(folder, sandbox):
+    """i14c F15: the check and WsgiDAV's make-then-lock are one step: of 6 LOCKs of one missing file
+    sent at once, one makes it (201), the others are 423, and one message was sent."""
+    import threading
+    sent = sandbox.total("messages_sent")
+    statuses: list[int] = []
+    go = threading.Barrier(6)
+
+    def lock() -> None:
+        go.wait()
+        statuses.append(request("LOCK", folder + "contested.txt", LOCK_BODY % b"someone")[0])
+    threads = [threading.Thread(target=lock) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(statuses) == [201] + [423] * 5, statuses
+    assert sandbox.total("messages_sent") == sent + 1

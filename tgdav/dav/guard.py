@@ -22,21 +22,34 @@ nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDA
 - a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
   conflicting locks: the locks on it, its ancestors and its folder are checked first, so a LOCK
   answered 423 makes nothing.
+
+A check and the change it allows are one step for the locks of this process: in one channel a
+LOCK runs alone, while DELETE, MOVE and COPY (which change whole trees) run beside each other but
+never beside a LOCK (a ReadWriteLock per channel: those are its readers, LOCK its writer). So a
+LOCK granted while a DELETE of its folder runs cannot be deleted under its owner, and two LOCKs of
+one missing file cannot both pass the check before either makes it. A LOCK that would wait longer
+than ORDER_WAIT behind a long COPY is answered 503 with Retry-After. (Replicas sharing Redis locks
+are not ordered this way.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Callable, Iterable
 from urllib.parse import quote, unquote, urlparse
 
 from wsgidav import util
 from wsgidav.dav_error import HTTP_LOCKED, PRECONDITION_CODE_LockConflict, DAVError, DAVErrorCondition
 from wsgidav.lock_man.lock_manager import normalize_lock_root
+from wsgidav.rw_lock import ReadWriteLock
 
 from tgdav.dav.policy import StartResponse, decode_path
-from tgdav.errors import Forbidden
+from tgdav.errors import Forbidden, RetryLater
 
 CHANGES = frozenset(("PUT", "DELETE", "MKCOL", "PROPPATCH", "LOCK", "MOVE", "COPY"))
+ORDERED = frozenset(("LOCK", "DELETE", "MOVE", "COPY"))     # see "one step" in the docstring
+ORDER_WAIT = 10.0          # seconds a LOCK waits for the DELETE/MOVE/COPY under way in its channel
 NEVER_DELETED = ("the root and the channels are never deleted, moved or replaced through WebDAV: "
                  "delete the files and folders inside a channel, or delete the channel in Telegram")
 
@@ -48,12 +61,51 @@ class WriteGuard:
 
     def __init__(self, app: Callable, catalog, check: Callable, locks=None) -> None:
         self.app, self.catalog, self.check, self.locks = app, catalog, check, locks
+        self._orders: dict[str, ReadWriteLock] = {}
+        self._orders_lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "")
-        if method in CHANGES:
+        if method not in CHANGES:
+            return self.app(environ, start_response)
+        if method not in ORDERED or self.locks is None:
             self.inspect(environ, method)
-        return self.app(environ, start_response)
+            return self.app(environ, start_response)
+        with self._ordered(environ, method):   # WsgiDAV does these methods' work before their body
+            self.inspect(environ, method)
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+
+    @contextlib.contextmanager
+    def _ordered(self, environ: dict, method: str):
+        """The channels the request names, in name order: LOCK as the writer, the others as readers."""
+        names = decode_path(environ)[:1]
+        try:
+            names += (_destination(environ) or [])[:1] if method in ("MOVE", "COPY") else []
+        except Forbidden:
+            pass                               # inspect() says why
+        with self._orders_lock:
+            orders = [self._orders.setdefault(name, ReadWriteLock()) for name in sorted(set(names))]
+        held = []
+        try:
+            for order in orders:
+                if method == "LOCK":
+                    try:
+                        order.acquire_write(timeout=ORDER_WAIT)
+                    except RuntimeError:
+                        raise RetryLater(5, "a DELETE, MOVE or COPY is under way in this channel; "
+                                            "send the LOCK again") from None
+                else:
+                    order.acquire_read()
+                held.append(order)
+            yield
+        finally:
+            for order in reversed(held):
+                order.release()
 
     def inspect(self, environ: dict, method: str) -> None:
         """Raise Forbidden or DAVError(423) when the request may not change what it names."""
@@ -127,8 +179,8 @@ class WriteGuard:
 
 def _folded(url: str) -> str:
     """A lock root as tree.key compares paths: folders exact, the last name case-insensitively."""
-    where, _, name = normalize_lock_root(url).rpartition("/")
-    return f"{where}/{unquote(name).casefold()}"
+    where, _, name = unquote(normalize_lock_root(url)).rpartition("/")
+    return f"{where}/{name.casefold()}"
 
 
 def _destination(environ: dict) -> list[str] | None:
