@@ -104,7 +104,8 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                               pace=pace,
                               parallel=2 * pool_cfg.senders_per_dc,
                               listed=(_dcs_of_listings(pool, factory, shared=flood_board is not None)
-                                      if pool_cfg.connect_listed_dcs else None))
+                                      if pool_cfg.connect_listed_dcs else None),
+                              trust=config.write.trust)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
     accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
     reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
@@ -190,6 +191,7 @@ class Engine:
         self.catalog: SyncCatalog | None = None
         self.reader: SyncReader | None = None
         self.drive = None          # telegram.writer.SyncWriter when [write] enabled
+        self.janitor = None        # telegram.janitor.Janitor when [write] enabled
 
     @property
     def pool(self) -> Pool | None:
@@ -234,11 +236,19 @@ class Engine:
         self.reader = SyncReader(self.bridge, self.read_path.reader)
         if cfg.write.enabled:      # writes: uploads share the pool's home-DC senders
             from tgdav.telegram.writer import SyncWriter, Writer, max_parts_for
+            from tgdav.telegram.janitor import Janitor
             home, pool = self.client.session.dc_id, self.read_path.pool
-            self.drive = SyncWriter(self.bridge, Writer(
+            writer = Writer(
                 self.client, lambda request: pool.invoke(home, request), self.read_path.catalog,
                 parallel=2 * pool.senders_per_dc, allow_new_channels=cfg.write.create_channels,
-                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False)))))
+                spool_dir=_spool_dir(state),
+                max_parts=await max_parts_for(self.client, bool(getattr(me, "premium", False))),
+                lock_redis=cfg.state.redis)
+            self.drive = SyncWriter(self.bridge, writer)
+            # tgdav's own leftovers (a crash mid-upload, between send and delete): at start, then hourly
+            self.janitor = Janitor(self.read_path.catalog, writer, grace=cfg.write.leftover_grace,
+                                   interval=cfg.write.janitor_interval, metrics=self.metrics)
+            self.janitor.start()
         if self.metrics is not None:
             self.metrics.set_pool_source(self.read_path.pool.stats)
             self.metrics.set_account(_who(me), self.client.session.dc_id)
@@ -255,10 +265,19 @@ class Engine:
             self.store.close()
 
     async def _stop(self) -> None:
+        if self.janitor is not None:
+            await self.janitor.stop()
         if self.read_path is not None:
             await self.read_path.close()
         if self.client is not None:
             await self.client.disconnect()
+
+
+def _spool_dir(state: Path) -> Path:
+    """Where uploads spool the parts they may have to send again (unnamed files: nothing stays)."""
+    spool = state / "spool"
+    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return spool
 
 
 def _client(cfg: Config, state: Path, session: str | None = None):
@@ -299,7 +318,7 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
         server = make_server(app, host=config.server.host, port=config.server.port,
                              threads=config.server.threads, timeout=config.server.timeout,
                              tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
-                             writable=engine.drive is not None,
+                             writable=engine.drive is not None, max_file_size=config.write.max_file_size,
                              head_timeout=config.server.head_timeout,
                              per_ip_limit=config.server.per_ip_limit)
         with bind_errors(config.server.host, config.server.port):

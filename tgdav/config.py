@@ -115,6 +115,10 @@ class CacheConfig(_Section):
 class WriteConfig(_Section):
     enabled: bool = True                     # false: the whole share is read-only (DAV: 1)
     create_channels: bool = True             # MKCOL at the root creates a private channel
+    trust: tuple[int | str, ...] = ()        # in groups, whose tags count beside the account and admins
+    max_file_size: int = 100 * 2**30         # bytes: a longer PUT is 413 before its body is read
+    leftover_grace: float = 6 * 3600.0       # seconds before an unshown message of tgdav's own goes
+    janitor_interval: float = 3600.0         # seconds between looks for leftovers (and one at start)
 
 
 @dataclass(frozen=True, repr=False)
@@ -415,6 +419,16 @@ def _channels(value: Any) -> tuple[int | str, ...]:
     return tuple(value)
 
 
+def _senders(value: Any) -> tuple[int | str, ...]:
+    if not isinstance(value, list):
+        raise _Invalid("is not a list", 'write a list such as [123456789, "@alice"]')
+    for item in value:
+        if isinstance(item, bool) or not (isinstance(item, int) and item > 0 or
+                                          (isinstance(item, str) and re.fullmatch(r"@\w{4,32}", item))):
+            raise _Invalid(f"holds {item!r}", 'list user ids (numbers) or "@username" strings')
+    return tuple(value)
+
+
 def _users(value: Any) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise _Invalid("is not a table", 'write users = { alice = "password" }')
@@ -489,7 +503,10 @@ _RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
     "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)"),
               "updates": _bool, "updates_refresh": _number(float, 0, note=" (seconds)")},
-    "write": {"enabled": _bool, "create_channels": _bool},
+    "write": {"enabled": _bool, "create_channels": _bool, "trust": _senders,
+              "max_file_size": _size(1, 2**50),
+              "leftover_grace": _number(float, 0, note=" (seconds)"),
+              "janitor_interval": _number(float, 1, note=" (seconds)")},
     "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
     "metrics": {"listen": _listen},
 }

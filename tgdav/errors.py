@@ -42,6 +42,10 @@ class ConnectionsLost(UpstreamUnavailable):
     """A request lost its connection (or met only silence) on every sender it was tried on."""
 
 
+class Conflict(TgdavError):
+    """The request does not fit the tree as it is now (a folder moved or deleted meanwhile): 409."""
+
+
 class Forbidden(TgdavError):
     """The account may not do this here (a read-only channel, writes switched off); HTTP 403."""
 

@@ -11,6 +11,7 @@ registry. Objects built without a Metrics (tests) use a fresh Metrics() of their
     pool and cache state                 set_pool_source(fn), set_cache_source(fn): read at scrape time
     shared state (Redis, when set)       set_shared_source(fn): read at scrape time
     write path (uploads)                 upload_opened, upload_part, upload_closed
+    janitor (leftover messages)          leftovers_deleted, janitor_swept
     WebDAV face                          http_request, stream_opened/stream_closed (dav.access.StreamWatch)
     catalog                              scan_progress (the first scan of a big channel)
 
@@ -282,6 +283,12 @@ class Metrics:
                                      ["result"], registry=r)
         self._scanned = Counter("tgdav_catalog_messages_scanned", "channel messages read while listing",
                                 registry=r)
+        # the janitor (telegram/janitor.py)
+        self._leftovers = Counter("tgdav_leftovers_deleted", "tgdav's own messages no folder showed, "
+                                  "deleted after the grace period (kind: pieces, superseded)", ["kind"],
+                                  registry=r)
+        self._swept = Gauge("tgdav_janitor_last_sweep_timestamp_seconds", "when the janitor last looked "
+                            "at every writable channel (unix time; 0: not yet)", registry=r)
         r.register(_Sources(self))
 
     # --- the read path's interface --------------------------------------------------------------
@@ -339,6 +346,12 @@ class Metrics:
         self._upload_files.labels("done" if ok else "failed").inc()
         if not ok:
             self.activity.error(f"upload failed: {error or 'no reason given'}")
+
+    def leftovers_deleted(self, kind: str, count: int) -> None:
+        self._leftovers.labels(kind).inc(count)
+
+    def janitor_swept(self) -> None:
+        self._swept.set(time.time())
 
     def set_pool_source(self, fn: PoolSource | None) -> None:
         self._pool_source = fn

@@ -9,6 +9,8 @@ import random
 import pytest
 from telethon.tl import functions, types
 
+from dataclasses import replace
+
 from tgdav.model import FileEntry, Location
 from tgdav.telegram import tree
 from tgdav.telegram.upload import BIG, PART, StreamUpload
@@ -28,7 +30,7 @@ def test_tag_lines_round_trip_and_keep_the_users_text():
 @pytest.mark.parametrize("text", [
     "just a caption", "#tgdav file", "#tgdav file a/b", "#tgdav file /a//b", "#tgdav file /a/../b",
     "#tgdav file /", "#tgdav nonsense /a", "#tgdav piece 2/3 ab /a", "#tgdav piece 0/0 ab /a",
-    "#tgdav file /a/con", "x\n#tgdav file /a\nmore text after",
+    "#tgdav file /a/b\x01c", "#tgdav file /a/\u202eevil", "x\n#tgdav file /a\nmore text after",
 ])
 def test_anything_that_is_not_a_valid_tag_is_an_untagged_post(text):
     assert tree.parse(text) == (None, text)
@@ -85,12 +87,15 @@ def test_pieces_show_only_when_complete_and_read_as_one_file():
     assert tree.build([parts[0], parts[2]], 77, 5).files == {}
 
 
-def test_a_folder_hides_a_file_of_the_same_path_and_case_clashes_get_suffixes():
+def test_a_folder_hides_a_file_of_the_same_path_and_case_variants_are_one_file():
+    """Issue 14: PUT README.TXT then readme.txt: the newer claim is THE file, under its own spelling."""
     records = [_rec(1, "#tgdav file /a", "a"), _rec(2, "#tgdav dir /a"), _rec(3, "#tgdav file /B.txt", "B.txt"),
-               _rec(4, "#tgdav file /b.txt", "b.txt")]
+               _rec(4, "#tgdav file /b.txt", "b.txt"), _rec(5, "", "c.txt"), _rec(6, "", "C.TXT")]
     root = tree.build(records, 77, 5)
     assert list(root.dirs) == ["a"] and "a" not in root.files
-    assert sorted(root.files) == ["B.txt", "b (4).txt"]
+    assert sorted(root.files) == ["C (6).TXT", "b.txt", "c.txt"]    # untagged posts all show, as before
+    assert [c.message_ids for c in tree.claimants(records, ("B.TXT",))] == [(4,), (3,)]
+    assert tree.superseded(records, ("b.txt",), {4}) == [3]
 
 
 def test_piece_spans_cross_pieces_exactly():
@@ -331,3 +336,114 @@ def test_deleting_or_moving_never_brings_a_superseded_version_back():
         assert "a.bin" not in root.files, action
         if action == "move":
             assert root.files["b.bin"].size == 2
+
+
+# --- issue 14: one rule for which message owns a path ------------------------------------------------
+def test_an_overwrite_deletes_only_claims_ranked_below_its_own():
+    records = [_rec(1, "#tgdav file /x.bin", "x.bin"), _rec(2, "#tgdav file /x.bin", "x.bin"),
+               _rec(3, "#tgdav file /X.BIN", "X.BIN"), _rec(4, "", "x.bin")]
+    assert tree.superseded(records, ("x.bin",), {2}) == [1, 4]     # 3 is newer: never deleted
+    assert tree.superseded(records, ("x.bin",), {3}) == [2, 1, 4]
+    assert tree.superseded(records, ("x.bin",), {99}) == []        # not a claim: deletes nothing
+    assert list(tree.build(records, 77, 5).files) == ["X.BIN"]
+
+
+def test_a_piece_set_is_where_its_last_piece_says_and_claims_as_one():
+    parts = [_rec(10, "#tgdav piece 1 aa /old.bin", "old.bin.001", size=100),
+             _rec(11, "#tgdav piece 2/2 aa /new.bin", "old.bin.002", size=5),
+             _rec(12, "#tgdav file /new.bin", "new.bin", size=1, edited=5.0)]   # older than the set
+    root = tree.build(parts, 77, 5)
+    assert list(root.files) == ["new.bin"] and root.files["new.bin"].size == 105
+    assert [c.message_ids for c in tree.claimants(parts, ("new.bin",))] == [(10, 11), (12,)]
+    assert tree.superseded(parts, ("new.bin",), {10, 11}) == [12]
+    assert sorted(r.message_id for r in tree.below(parts, ())) == [10, 11, 12]
+
+
+def test_a_folder_move_journal_moves_everything_older_at_once_and_edits_finish_it():
+    records = [_rec(1, "#tgdav dir /a"), _rec(2, "#tgdav file /a/f.bin", "f.bin"),
+               _rec(3, "#tgdav piece 1 bb /a/b/p.bin", "p.001"), _rec(4, "#tgdav piece 2/2 bb /a/b/p.bin", "p.002")]
+    before = tree.build(records, 77, 5)
+    journal = tree.Tag("move", ("z", "a2"), source=("a",))
+    assert tree.parse(journal.line()) == (journal, "")
+    records.append(_rec(5, journal.line()))
+    records.append(_rec(6, "#tgdav file /a/new.bin", "new.bin"))     # posted after the journal: stays
+    root = tree.build(records, 77, 5)
+    assert sorted(root.dirs) == ["a", "z"] and list(root.dirs["a"].files) == ["new.bin"]
+    moved = tree.find(root, ("z", "a2"))
+    assert list(moved.files) == ["f.bin"] and list(moved.dirs["b"].files) == ["p.bin"]
+    assert moved.dirs["b"].files["p.bin"].pieces == before.dirs["a"].dirs["b"].files["p.bin"].pieces
+    # the edits one by one (each already where the journal puts it), then the journal goes
+    todo = tree.unfinished(records)
+    assert sorted((r.message_id, p) for r, p in todo) == [
+        (1, ("z", "a2")), (2, ("z", "a2", "f.bin")), (3, ("z", "a2", "b", "p.bin")), (4, ("z", "a2", "b", "p.bin"))]
+    for n, (r, path) in enumerate(todo):
+        records = [x for x in records if x.message_id != r.message_id]
+        records.append(_rec(r.message_id, tree.compose(r.text, tree.Tag(**{**vars(r.tag), "path": path})),
+                            r.entry.name if r.entry else None, edited=10.0 + n))
+        assert _shape(tree.build(records, 77, 5)) == _shape(root)
+    records = [x for x in records if x.message_id != 5]
+    assert _shape(tree.build(records, 77, 5)) == _shape(root) and tree.unfinished(records) == []
+
+
+def _shape(root):
+    return sorted((d.path, tuple(sorted((n, e.size) for n, e in d.files.items()))) for d in root.walk())
+
+
+@pytest.mark.parametrize("text", ["#tgdav move /a\n#tgdav to /a/b", "#tgdav to /b", "#tgdav move /a\n#tgdav to /",
+                                  "#tgdav move /\n#tgdav to /b"])
+def test_a_journal_into_itself_or_without_a_source_is_no_journal(text):
+    assert tree.parse(text)[0] is None
+
+
+def test_caption_fits_counts_utf16_units():
+    assert tree.fits(tree.Tag("file", ("a" * 1011,)))                # "#tgdav file /" is 13: 1024
+    assert not tree.fits(tree.Tag("file", ("a" * 1012,)))
+    assert not tree.fits(tree.Tag("file", ("a" * 1011,)), "x")
+    assert not tree.fits(tree.Tag("file", ("😀" * 506,)))            # 2 units each
+    assert tree.fits(tree.Tag("file", ("😀" * 505,)))
+    assert not tree.fits(tree.upload_tag(("a" * 1000,)))
+
+
+def test_only_trusted_posters_tags_count_and_others_are_posts_that_never_hide_a_tagged_file():
+    def rec(mid, text, name=None, sender=0):
+        return replace(_rec(mid, text, name), sender=sender)
+    records = [rec(1, "#tgdav file /doc.txt", "doc.txt", sender=7),
+               rec(2, "#tgdav file /doc.txt", "evil.txt", sender=666),      # a newer claim by a stranger
+               rec(3, "#tgdav dir /doc.txt", sender=666),                   # a folder over the file
+               rec(4, "#tgdav file /DOC.TXT", "x.txt", sender=666)]
+    trusted = lambda r: r.sender == 7                                       # noqa: E731
+    root = tree.build(records, 77, 5, trusted)
+    assert root.dirs == {} and root.files["doc.txt"].location.message_id == 1
+    assert sorted(root.files) == ["doc.txt", "evil.txt", "x.txt"]          # shown as the posts they are
+    assert tree.superseded(records, ("doc.txt",), {1}, trusted) == []
+    assert list(tree.build(records, 77, 5).dirs) == ["doc.txt"]      # everyone's tags: hijacked
+
+
+def test_an_unreachable_redis_for_path_locks_is_503_at_once():
+    from tgdav.errors import RetryLater
+    from tgdav.model import Folder
+    from tgdav.telegram.writer import Writer
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                          # nothing listens there
+    writer = Writer(None, None, None, lock_redis=f"redis://127.0.0.1:{port}/0")
+
+    async def put():
+        async with writer._locked(Folder("Up", 77, "Up", None, 0, writable=True), ("a",)):
+            raise AssertionError("the lock was given without Redis")
+    with pytest.raises(RetryLater) as e:
+        asyncio.run(put())
+    assert e.value.seconds >= 1 and writer._paths == {}
+
+
+def test_a_folder_move_onto_an_existing_folder_replaces_it_in_the_same_post():
+    records = [_rec(1, "#tgdav dir /t"), _rec(2, "#tgdav file /t/old.bin", "old.bin"),
+               _rec(3, "#tgdav file /t/same.bin", "same.bin", size=1), _rec(4, "#tgdav dir /s"),
+               _rec(5, "#tgdav file /s/same.bin", "same.bin", size=2), _rec(6, "#tgdav file /t2/x.bin", "x.bin")]
+    records.append(_rec(7, tree.Tag("move", ("t",), source=("s",)).line()))
+    root = tree.build(records, 77, 5)
+    assert sorted(root.dirs) == ["t", "t2"] and list(root.dirs["t"].files) == ["same.bin"]
+    assert root.dirs["t"].files["same.bin"].size == 2 and root.files == {}    # nothing replaced shows as a post
+    todo = sorted((r.message_id, p) for r, p in tree.unfinished(records))
+    assert todo == [(1, None), (2, None), (3, None), (4, ("t",)), (5, ("t", "same.bin"))]

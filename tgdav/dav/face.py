@@ -261,6 +261,9 @@ class Face:
                           hit_ratio=(hit / (hit + miss)) if hit + miss else None),
             "redis": m.shared_state() or None,      # None: no [state] redis
             "live": {str(channel): state for channel, state in sorted(m.updates_state().items())},
+            "leftovers": {"deleted": {kind: m.value("tgdav_leftovers_deleted_total", kind=kind)
+                                      for kind in ("pieces", "superseded")},
+                          "last_sweep": m.value("tgdav_janitor_last_sweep_timestamp_seconds") or None},
         }
 
     def status_body(self) -> str:
@@ -332,6 +335,12 @@ class Face:
                     f'({e(r.get("last_error", ""))})')
             out.append(f'<section id="redis"><h2>Shared state (Redis)</h2><p>{e(r.get("url", ""))}: {text}</p>'
                        "</section>")
+        left = d["leftovers"]
+        if left["last_sweep"]:
+            when = datetime.fromtimestamp(left["last_sweep"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            out.append(f'<section><h2>Leftovers</h2><p>{int(left["deleted"]["pieces"])} pieces of cut-short '
+                       f'uploads and {int(left["deleted"]["superseded"])} old versions deleted · last look '
+                       f'{e(when)}</p></section>')
 
         out.append("<section><h2>Recent errors</h2>")
         if d["errors"]:

@@ -189,8 +189,7 @@ class _Request(HTTPRequest):
             length = int(self.inheaders.get(b"Content-Length", 0))
             if limit and length > limit:
                 self.close_connection = True
-                self.simple_response("413 Request Entity Too Large",
-                                     "The request body is larger than this server accepts.")
+                self.simple_response("413 Request Entity Too Large", self.server.too_large)
                 return
             self.rfile = KnownLengthRFile(self.conn.rfile, length)
         self.server.gateway(self).respond()
@@ -227,6 +226,8 @@ class _Request(HTTPRequest):
     def simple_response(self, status, msg="") -> None:
         if str(status)[:3] in ("400", "408", "413", "414", "431", "501", "505"):
             self.close_connection = True
+        if str(status)[:3] == "413" and msg.startswith("The entity sent"):   # cheroot's Content-Length
+            msg = self.server.too_large                                   # check, before 100 Continue
         super().simple_response(status, msg)
 
 
@@ -261,6 +262,7 @@ class HardenedServer(wsgi.Server):
 
     ConnectionClass = _Connection
     request_queue_size = socket.SOMAXCONN
+    too_large = "The request body is larger than this server accepts."   # the 413's words
 
     def __init__(self, *args, head_timeout: float = 15.0, per_ip_limit: int = 32, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -32,7 +32,8 @@ from xml.etree import ElementTree as ET
 from wsgidav.dav_error import ERROR_RESPONSES, DAVError, get_http_status_string
 
 from tgdav import text
-from tgdav.errors import ConfigError, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import (Conflict, ConfigError, Forbidden, NotFound, RetryLater, TgdavError,
+                          UpstreamUnavailable)
 
 OUTAGE_RETRY_AFTER = 15    # seconds: what a 503 for an unreachable Telegram asks clients to wait
 
@@ -120,6 +121,15 @@ def decode_path(environ: dict) -> list[str]:
     return names
 
 
+def _drop_dot_segments(environ: dict) -> None:
+    """"/a/./b" is "/a/b" (RFC 3986 5.2.4); rclone sends "./" before a name holding ':' so that it
+    is not read as a URL scheme. ".." stays refused (decode_path)."""
+    path = environ.get("PATH_INFO", "")
+    if "/./" in path or path.endswith("/."):
+        kept = [name for name in path.split("/") if name != "."]
+        environ["PATH_INFO"] = "/".join(kept) + ("/" if path.endswith("/.") else "")
+
+
 def is_probe(name: str) -> bool:
     """A name desktop clients ask for on every folder; Telegram never has it."""
     return name.startswith("._") or name.lower() in PROBE_NAMES
@@ -146,12 +156,14 @@ def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None 
 
 def error_reply(exc: BaseException) -> Reply:
     """The one table from errors to HTTP. Unknown errors are logged with their traceback."""
-    if isinstance(exc, DAVError) and isinstance(exc.src_exception, TgdavError):
+    if isinstance(exc, DAVError) and isinstance(exc.src_exception, (TgdavError, RequestBodyError)):
         return error_reply(exc.src_exception)      # raised inside WsgiDAV's handlers (writes)
     if isinstance(exc, Forbidden):
         return text_reply("403 Forbidden", str(exc))
     if isinstance(exc, NotFound):
         return text_reply("404 Not Found", str(exc) or "Not found")
+    if isinstance(exc, Conflict):
+        return text_reply("409 Conflict", str(exc))
     if isinstance(exc, RetryLater):
         return text_reply("503 Service Unavailable", str(exc), [("Retry-After", str(exc.seconds))])
     if isinstance(exc, UpstreamUnavailable):    # a DC down or unreachable: come back in a while
@@ -257,6 +269,7 @@ class PolicyMiddleware:
         self.writable = writable
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        _drop_dot_segments(environ)
         if self.writable:
             return self._writable(environ, start_response)
         method = environ.get("REQUEST_METHOD", "")

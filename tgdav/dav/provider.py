@@ -32,12 +32,13 @@ from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND,
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from tgdav import text
-from tgdav.dav.policy import Refusal, is_probe
-from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.dav.guard import NEVER_DELETED
+from tgdav.dav.policy import Refusal, RequestBodyTooLarge, is_probe
+from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Folder
+from tgdav.telegram import names
 
 _MIME = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
-_FORBIDDEN_NAME = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
 
 
 def content_type(entry: FileEntry) -> str:
@@ -64,6 +65,8 @@ def dav_error(exc: BaseException) -> DAVError:
         return Refusal(HTTP_FORBIDDEN, str(exc), src_exception=exc)
     if isinstance(exc, NotFound):
         return Refusal(HTTP_NOT_FOUND, str(exc), src_exception=exc)
+    if isinstance(exc, Conflict):
+        return Refusal(409, str(exc), src_exception=exc)
     if isinstance(exc, RetryLater):
         return Refusal(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
     if isinstance(exc, UpstreamUnavailable):
@@ -86,11 +89,21 @@ class _Mapped:
 
 
 def check_name(name: str) -> None:
-    if not name or name in (".", "..") or _FORBIDDEN_NAME.search(name) or name != name.strip() \
-            or name.endswith(".") or len(name.encode()) > 200 or not text.is_safe(name):
-        raise Refusal(HTTP_FORBIDDEN, f"{name!r} cannot be a name here (no / \\ < > : \" | ? * or "
-                                      "control, noncharacter or bidi control characters, no leading/trailing "
-                                      "spaces or trailing dot, at most 200 bytes)")
+    """A file or folder name inside a channel: stored as sent unless one tag line cannot carry it,
+    or it holds characters that text.safe would change (then it could not be listed as sent)."""
+    why = names.unstorable(name) or (None if text.is_safe(name) else
+                                     "it holds a control, noncharacter or bidi control character")
+    if why:
+        raise dav_error(Forbidden(f"{name!r} cannot be stored: {why}"))
+
+
+def check_channel_name(name: str) -> None:
+    """A new channel's name: what names.clean keeps of a title (the name it will be listed under;
+    this also keeps ':' out, so no channel shadows the reserved /:tgdav pages)."""
+    if not name or names.clean(name) != name:
+        raise dav_error(Forbidden(f"{name!r} cannot name a channel: a channel's name holds no / \\ < > : "
+                                  "\" | ? * or control characters, does not end with a dot or space and "
+                                  "is not a Windows device name (CON, NUL, ...)"))
 
 
 class RootResource(DAVCollection):
@@ -113,15 +126,18 @@ class RootResource(DAVCollection):
     def create_collection(self, name: str) -> None:
         if self.drive is None:
             raise Refusal(HTTP_FORBIDDEN, "this share is read-only")
-        check_name(name)
+        check_channel_name(name)
         with _Mapped():
             self.drive.create_channel(name)
 
     def create_empty_resource(self, name: str):
         raise Refusal(HTTP_FORBIDDEN, "files live inside channels: put them in a channel's folder")
 
+    def support_recursive_delete(self) -> bool:
+        return True          # so WsgiDAV calls delete() (a refusal), never member by member
+
     def delete(self):
-        raise Refusal(HTTP_FORBIDDEN, "the root cannot be deleted")
+        raise dav_error(Forbidden(NEVER_DELETED))
 
 
 class FolderResource(DAVCollection):
@@ -185,7 +201,10 @@ class FolderResource(DAVCollection):
             return FileResource(self.provider, self.folder, self.rel + (name,), None, self.environ)
         with _Mapped():                                   # LOCK of an unmapped URL: a real empty file
             self.drive.make_empty(self.folder, self.rel + (name,))
-        return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+        made = self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
+        if made is None:           # the folder moved meanwhile: say so (WsgiDAV would fail with a 500)
+            raise Refusal(409, "the folder changed while the file was made: try again")
+        return made
 
     def create_collection(self, name: str) -> None:
         check_name(name)
@@ -194,9 +213,9 @@ class FolderResource(DAVCollection):
             self.drive.mkdir(self.folder, self.rel + (name,))
 
     def delete(self) -> None:
-        self._check()
         if not self.rel:
-            raise Refusal(HTTP_FORBIDDEN, "tgdav does not delete channels: delete it in Telegram")
+            raise dav_error(Forbidden(NEVER_DELETED))
+        self._check()
         with _Mapped():
             self.drive.delete(self.folder, self.rel)
         self.remove_all_properties(recursive=True)
@@ -221,6 +240,24 @@ class FolderResource(DAVCollection):
 
     def support_recursive_move(self, dest_path: str) -> bool:
         return bool(self.rel) and _within_channel(self, dest_path)
+
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing folder of the same channel (Overwrite: T) in one step (one journal
+        post, tgdav/telegram/tree.py): WsgiDAV would delete the destination first, and readers would
+        see no folder there for a moment (or for good, after a failure). Answers 204."""
+        if self.drive is None or not self.support_recursive_move(dest_path):
+            return False
+        dest = self.provider.get_resource_inst(dest_path, self.environ)
+        if not isinstance(dest, FolderResource):
+            return False
+        self._check()
+        _, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.move(self.folder, self.rel, rel)
+        dest.remove_all_properties(recursive=True)
+        dest.remove_all_locks(recursive=True)
+        _copy_props(self, dest_path, True, with_children=True)
+        return True
 
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=True)
@@ -258,7 +295,16 @@ class FileResource(DAVNonCollection):
 
     def __init__(self, provider: "CatalogProvider", folder: Folder, path: tuple[str, ...],
                  entry: FileEntry | None, environ: dict) -> None:
-        super().__init__(_join(folder.name, *path), environ)
+        # the URL (locks, properties) is the name as shown; `rel`, the name asked for, is what a
+        # write stores (names are one file under any spelling: tgdav.telegram.tree.key). A lock
+        # taken on the spelling asked for (before another spelling's PUT landed) keeps that URL,
+        # so its owner can still write with it and UNLOCK it.
+        shown = tuple(path[:-1]) + (entry.name,) if entry is not None and path else tuple(path)
+        locks = provider.lock_manager
+        if shown != tuple(path) and locks is not None and locks.get_url_lock_list(
+                util.quote(provider.share_path + _join(folder.name, *path))):
+            shown = tuple(path)
+        super().__init__(_join(folder.name, *shown), environ)
         self.catalog, self.drive = provider.catalog, provider.drive
         self.folder, self.rel, self.entry = folder, tuple(path), entry
         self._upload = None
@@ -306,6 +352,10 @@ class FileResource(DAVNonCollection):
 
     def begin_write(self, *, content_type=None):
         self._check()
+        lock_man = self.provider.lock_manager
+        if self.entry is not None and self.rel[-1] != self.entry.name and lock_man is not None \
+                and lock_man.get_url_lock_list(self.get_ref_url()):
+            self.rel = self.rel[:-1] + (self.entry.name,)     # a locked file keeps the name its lock holds
         size = None
         if "chunked" not in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             try:
@@ -348,21 +398,48 @@ class FileResource(DAVNonCollection):
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=False)
 
-    def handle_move(self, dest_path: str) -> bool:
-        """MOVE onto an existing file of the same channel (Overwrite: T) in one step, so the name
-        always holds a whole file: WsgiDAV would delete the destination first. Answers 204."""
-        if self.drive is None or not self.support_recursive_move(dest_path):
-            return False
+    def _existing_file(self, dest_path: str) -> "FileResource | None":
         dest = self.provider.get_resource_inst(dest_path, self.environ)
-        if not isinstance(dest, FileResource) or dest.entry is None:
+        return dest if isinstance(dest, FileResource) and dest.entry is not None else None
+
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing file (Overwrite: T) in one step, so the name always holds a whole
+        file: WsgiDAV would delete the destination first (and a failure or a crash after that would
+        lose it). Inside a channel a caption edit; across channels the copy replaces the destination,
+        then the source goes. Answers 204."""
+        if self.drive is None:
+            return False
+        dest = self._existing_file(dest_path)
+        if dest is None:
             return False
         self._check()
-        _, rel = self.provider.split(dest_path)
+        folder, rel = self.provider.split(dest_path)
         with _Mapped():
-            self.drive.move(self.folder, self.rel, rel)
+            if self.support_recursive_move(dest_path):
+                self.drive.move(self.folder, self.rel, rel)
+            else:
+                self.drive.check(folder)
+                self.drive.copy(self.folder, self.entry, folder, rel)
+                self.drive.delete(self.folder, self.rel)
         dest.remove_all_properties(recursive=False)
         dest.remove_all_locks(recursive=False)
         _copy_props(self, dest_path, True, with_children=False)
+        return True
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """COPY onto an existing file (Overwrite: T): the copy replaces it in one step (the same
+        document sent again, then the old version deleted), never delete-then-copy. Answers 204."""
+        if self.drive is None:
+            return False
+        dest = self._existing_file(dest_path)
+        if dest is None:
+            return False
+        folder, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.check(folder)
+            self.drive.copy(self.folder, self.entry, folder, rel)
+        dest.remove_all_properties(recursive=False)
+        _copy_props(self, dest_path, False, with_children=False)
         return True
 
 
@@ -406,8 +483,12 @@ def _node(catalog, folder: Folder, rel: tuple[str, ...]):
 
 
 # --- the local store of desktop clients' own files --------------------------------------------------
+LOCAL_FILE_LIMIT = 16 * 1024 * 1024   # bytes: AppleDouble files, Thumbs.db, folder.jpg fit
+
+
 class LocalFiles:
-    """Finder's ._* / .DS_Store and Explorer's desktop.ini, kept in `root`/<channel id>/<path>."""
+    """Finder's ._* / .DS_Store and Explorer's desktop.ini, kept in `root`/<channel id>/<path>,
+    each at most LOCAL_FILE_LIMIT bytes (a bigger one is 413 and leaves nothing)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -422,8 +503,31 @@ class LocalFiles:
     def create(self, provider, folder: Folder, rel: tuple[str, ...], environ: dict):
         p = self.path_of(folder, rel)
         p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        p.touch()
+        if environ.get("REQUEST_METHOD") != "PUT":     # a PUT's file exists once its body is whole
+            p.touch()
         return LocalFileResource(provider, folder, rel, p, environ)
+
+
+def _too_big_local() -> DAVError:
+    exc = RequestBodyTooLarge(f"a desktop client's own file (kept on this server, not in Telegram) "
+                              f"is limited to {LOCAL_FILE_LIMIT // 2**20} MiB")
+    return Refusal(413, str(exc), src_exception=exc)
+
+
+class _Capped:
+    """A file that refuses to grow past `limit` bytes."""
+
+    def __init__(self, file, limit: int) -> None:
+        self._file, self._left = file, limit
+
+    def write(self, data: bytes) -> int:
+        self._left -= len(data)
+        if self._left < 0:
+            raise _too_big_local()
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class LocalFileResource(DAVNonCollection):
@@ -432,7 +536,10 @@ class LocalFileResource(DAVNonCollection):
         self.folder, self.rel, self.file = folder, rel, file
 
     def _stat(self):
-        return self.file.stat()
+        try:
+            return self.file.stat()
+        except FileNotFoundError:          # a PUT to a new name, its body not yet whole
+            return os.stat_result((0,) * 10)
 
     def get_content_length(self) -> int:
         return self._stat().st_size
@@ -463,15 +570,23 @@ class LocalFileResource(DAVNonCollection):
         return open(self.file, "rb")
 
     def begin_write(self, *, content_type=None):
+        try:
+            announced = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            announced = 0
+        if announced > LOCAL_FILE_LIMIT:
+            raise _too_big_local()
         fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".tgdav-")
         self._tmp = tmp
-        return os.fdopen(fd, "wb")
+        self._out = _Capped(os.fdopen(fd, "wb"), LOCAL_FILE_LIMIT)
+        return self._out
 
     def end_write(self, *, with_errors: bool) -> None:
         tmp = getattr(self, "_tmp", None)
         if tmp is None:
             return
         if with_errors:
+            self._out.close()
             os.unlink(tmp)
         else:
             os.replace(tmp, self.file)
@@ -507,12 +622,15 @@ class CatalogProvider(DAVProvider):
         return self.drive is None
 
     def split(self, path: str) -> tuple[Folder, tuple[str, ...]]:
-        """(channel folder, path inside it) of an existing channel; 409 otherwise."""
-        names = [n for n in util.to_str(path).split("/") if n]
-        folder = self.catalog.folder(names[0]) if names else None
+        """(channel folder, path inside it) of an existing channel, every name one that can be
+        stored (403 with the reason otherwise); 409 when there is no such channel."""
+        parts = [n for n in util.to_str(path).split("/") if n]
+        folder = self.catalog.folder(parts[0]) if parts else None
         if folder is None:
             raise Refusal(409, "the destination must be inside an existing channel")
-        return folder, tuple(names[1:])
+        for name in parts[1:]:
+            check_name(name)
+        return folder, tuple(parts[1:])
 
     def get_resource_inst(self, path: str, environ: dict):
         names = [name for name in util.to_str(path).split("/") if name]

@@ -3,7 +3,8 @@
 Request path, outermost first:
 
     AccessLog -> ErrorMiddleware -> Authenticator -> PolicyMiddleware -> Face -> StreamApp
-        -> (reads_degrade with locks in Redis) -> FastPropfind -> DavBodies -> WsgiDAV
+        -> (reads_degrade with locks in Redis) -> FastPropfind -> WriteGuard (writes on: dav.guard)
+        -> DavBodies -> WsgiDAV
 
 WsgiDAV (request resolver only: no locks, no dead properties, its own error printer, authenticator
 and dir browser replaced by ours; DavBodies puts tgdav's words in place of every body it composes)
@@ -29,6 +30,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from tgdav.dav.access import AccessLog, StreamWatch
 from tgdav.dav.auth import SCHEMES, Authenticator
 from tgdav.dav.face import Face, ReservedNames
+from tgdav.dav.guard import WriteGuard
 from tgdav.dav.http import HardenedServer, TLSAdapter
 from tgdav.dav.listing import DeadProperties, FastPropfind
 from tgdav.dav.policy import DavBodies, ErrorMiddleware, PolicyMiddleware
@@ -96,12 +98,15 @@ def build_app(catalog: Catalog, reader: Reader, *, users: dict[str, str] | None,
         "logging": {"enable": False},
         "dir_browser": {"enable": False},
     })
+    locks = dav.lock_manager
     dav = DavBodies(dav)        # pulls WsgiDAV's answer inside this call (reads_degrade's mark covers it)
+    if drive is not None:      # every permission of a write checked before WsgiDAV changes anything
+        dav = WriteGuard(dav, catalog, drive.check, locks)
     # PROPFIND of collections straight from the catalog, streamed (dav.listing); the rest: WsgiDAV
     dav = FastPropfind(dav, provider)
     if lock_redis and drive is not None:      # locks in Redis: with it away, reads show none, writes 503
         from tgdav.cache.shared import reads_degrade
-        dav = reads_degrade(dav)              # around both: each looks locks up inside the call
+        dav = reads_degrade(dav)              # around all: each looks locks up inside the call
     app = StreamApp(catalog, reader, dav, block_size, watch=StreamWatch(metrics))
     app = Face(app, catalog, metrics)
     app = PolicyMiddleware(app, writable=drive is not None)
@@ -128,16 +133,20 @@ def _write_options(drive, state_dir: Path | None, lock_redis: str = "") -> dict:
 def make_server(app: Callable, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 64,
                 timeout: int = 300, tls_cert: str | None = None, tls_key: str | None = None,
                 writable: bool = False, head_timeout: float = 15.0,
-                per_ip_limit: int = 32) -> HardenedServer:
+                per_ip_limit: int = 32, max_file_size: int = 0) -> HardenedServer:
     """A cheroot server for `app` (not started: call .prepare() / .serve() or .start()), with the
     rules of tgdav.dav.http: a deadline for each request head, at most `per_ip_limit` connections
     of one client address served at once (0: no limit), request bodies consumed or the connection
-    closed, and the kernel's maximum listen backlog. `writable`: PUT bodies of any size (the policy
-    then bounds every other body)."""
+    closed, and the kernel's maximum listen backlog. `writable`: PUT bodies up to `max_file_size`
+    bytes (0: any size; the policy then bounds every other body): a longer Content-Length is 413
+    before `100 Continue`, a chunked body is cut with 413 when it grows past it."""
     server = HardenedServer((host, port), app, numthreads=threads, timeout=timeout, server_name="tgdav",
                             head_timeout=head_timeout, per_ip_limit=per_ip_limit)
     server.max_request_header_size = MAX_HEADER_BYTES
-    server.max_request_body_size = 0 if writable else MAX_BODY_BYTES
+    server.max_request_body_size = max_file_size if writable else MAX_BODY_BYTES
+    if writable and max_file_size:
+        server.too_large = (f"The request body is larger than the largest file this server takes "
+                            f"([write] max_file_size = {max_file_size} bytes).")
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
             raise ConfigError("TLS needs both a certificate and a key file")

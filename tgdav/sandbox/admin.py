@@ -3,6 +3,9 @@
     GET  /faults       Controls.snapshot()
     POST /faults       Controls.apply_faults(body)   (see controls.py for the JSON)
     POST /link         Controls.apply_link(body)
+    POST /post         a post by another member: {"channel": title, "from": username, "text": "...",
+                       "file": {"name": "x.txt", "data": base64} | null} -> {"id": message id}
+                       (a second poster for tests: another admin of a channel, a group's member)
     GET  /login-code   {"code": "..."}: the code auth.sendCode "sends"
     POST /publish      a message from some poster, as hostile as a test likes (publish() below)
 Answers are JSON. A bad request gets 400 with {"error": "..."}; nothing a client sends stops the server.
@@ -32,10 +35,11 @@ POLL = 0.1      # seconds; how soon close() is noticed
 class AdminServer:
     def __init__(self, counters: Counters, controls: Controls, world: World,
                  clock: Callable[[], float] = time.monotonic, host: str = "127.0.0.1", port: int = 0,
-                 call: Callable[[Callable[[], object]], object] = lambda fn: fn()) -> None:
+                 call: Callable[[Callable[[], object]], object] = lambda fn: fn(), writes=None) -> None:
         self.counters = counters
         self.controls = controls
         self.world = world
+        self.writes = writes    # sandbox.writes.Writes: what /post goes through (journaled)
         self.clock = clock      # the services' clock: "expire references now" must mean their now
         self.call = call        # runs a change of the world where the services run (their loop)
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -59,6 +63,26 @@ class AdminServer:
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
+
+    def post_as(self, body: dict) -> dict:
+        if self.writes is None:
+            raise ControlError("this sandbox takes no posts")
+        if not isinstance(body, dict):
+            raise ControlError("a post must be a JSON object")
+        channel = next((c for c in self.world.channels.values() if c.title == body.get("channel")), None)
+        sender = self.world.by_username(str(body.get("from", "")))
+        if channel is None or sender is None or sender in self.world.channels.values():
+            raise ControlError("name an existing channel (title) and user (username)")
+        if not channel.may_post(sender):
+            raise ControlError(f"@{sender.username} may not post in {channel.title!r}")
+        file = body.get("file")
+        try:
+            file = (str(file["name"]), base64.b64decode(file["data"], validate=True)) if file else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ControlError(f"bad file: {e!r}") from None
+        message = self.call(lambda: self.writes.post_as(channel, sender.id, str(body.get("text", "")),
+                                                        int(time.time()), file, self.world.upload_dc(sender)))
+        return {"id": message.id}
 
     def __enter__(self) -> "AdminServer":
         return self.start()
@@ -120,6 +144,7 @@ def _handler_for(admin: AdminServer) -> type[BaseHTTPRequestHandler]:
         "/faults": lambda body: admin.controls.apply_faults(body, now=admin.clock()),
         "/link": lambda body: admin.controls.apply_link(body),
         "/publish": admin.publish,
+        "/post": lambda body: admin.post_as(body),
     }
 
     class Handler(BaseHTTPRequestHandler):

@@ -14,7 +14,9 @@ JSON accepted by POST /link (and `apply_link`):
 
 JSON accepted by POST /faults (and `apply_faults`); every key optional, absent keys unchanged:
     {"flood_wait": [{"dc": 2, "method": "GetFile", "seconds": 5, "count": 1, "premium": false,
-                     "account": 0}],                            # account: only this user id (0 = any)
+                     "account": 0, "after": 0}],                # account: only this user id (0 = any);
+                                                                # after: let that many matching calls
+                                                                # through first (flood the 2nd edit: 1)
      "getfile_rate_limit": {"per_second": 10, "seconds": 3},   # rule: > N getFile/s per account and DC
      "history_rate_limit": {"per_second": 1, "burst": 30, "seconds": 3},  # messages.getHistory per
                                                                 # account: a bucket of `burst` calls
@@ -81,6 +83,7 @@ class FloodInjection:
     count: int = 1
     premium: bool = False
     account: int = 0     # user id of the one account it floods (Telegram's limits are per account); 0 = any
+    after: int = 0       # matching calls let through before the flood starts
 
 
 @dataclass
@@ -174,6 +177,9 @@ class Controls:
             for inj in self._faults.flood_wait:
                 if (inj.dc in (dc_id, 0) and inj.method in (method, "*")
                         and inj.account in (account_id, 0)):
+                    if inj.after > 0:
+                        inj.after -= 1
+                        continue
                     inj.count -= 1
                     if inj.count <= 0:
                         self._faults.flood_wait.remove(inj)
@@ -249,7 +255,8 @@ class Controls:
                     f.flood_wait.append(FloodInjection(
                         dc=int(item.get("dc", 0)), method=str(item.get("method", "*")),
                         seconds=int(item["seconds"]), count=int(item.get("count", 1)),
-                        premium=bool(item.get("premium", False)), account=int(item.get("account", 0))))
+                        premium=bool(item.get("premium", False)), account=int(item.get("account", 0)),
+                        after=int(item.get("after", 0))))
                 if "getfile_rate_limit" in body:
                     rule = body["getfile_rate_limit"] or {}
                     f.getfile_per_second = int(rule.get("per_second", 0))

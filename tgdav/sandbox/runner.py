@@ -48,7 +48,8 @@ class Sandbox:
         self.services = Services(world, self.keys, self.counters, self.controls, state_dir=self.state_dir)
         self.cluster = ClusterThread(self.services, self.keys, self.counters, self.controls, self.rsa,
                                      dc_ids=tuple(world.dc_ids))
-        self.admin = AdminServer(self.counters, self.controls, world, call=self._on_loop)
+        self.admin = AdminServer(self.counters, self.controls, world, call=self._on_loop,
+                                 writes=self.services.state.writes)
 
     def _on_loop(self, fn):
         """fn() run on the cluster's loop, between the services' steps (the admin API's changes)."""
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--writable", metavar="TITLE", action="append", default=[],
                    help="with --seed: the user creates (owns) the channel of this title, so it may post "
                         "there; an empty one is made if no subfolder has that name (repeatable)")
+    p.add_argument("--group", metavar="TITLE", action="append", default=[],
+                   help="with --seed: a supergroup of this title where the user is a plain member, "
+                        "@group_owner its creator and @stranger another member (repeatable)")
     return p
 
 
@@ -123,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.seed).is_dir():
             build_parser().error(f"--seed {args.seed}: not a folder")
         world = build_world_from_folder(Path(args.seed), dc_ids=dc_ids, password=args.password,
-                                        writable=tuple(args.writable))
+                                        writable=tuple(args.writable), groups=tuple(args.group))
     else:
-        if args.writable:
-            build_parser().error("--writable needs --seed (the demo world has its writable Uploads)")
+        if args.writable or args.group:
+            build_parser().error("--writable and --group need --seed (the demo world has its writable Uploads)")
         world = build_demo_world(dc_ids=dc_ids, password=args.password)
     sandbox = Sandbox(world, user_password=args.password, state_dir=args.state, profile=args.profile)
     stop = threading.Event()

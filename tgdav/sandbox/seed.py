@@ -73,7 +73,8 @@ def add_owner_accounts(world: World, *, home_dc: int | None = None,
 
 def build_world_from_folder(folder: str | Path, *, seed: int = 0, dc_ids: tuple[int, ...] = DEFAULT_DCS,
                             home_dc: int | None = None, password: str | None = None,
-                            synthetic: tuple[SyntheticFile, ...] = (), writable: tuple[str, ...] = ()) -> World:
+                            synthetic: tuple[SyntheticFile, ...] = (), writable: tuple[str, ...] = (),
+                            groups: tuple[str, ...] = ()) -> World:
     """Hidden files and nested folders are skipped; Telegram channels are flat."""
     root = Path(folder)
     if not root.is_dir():
@@ -103,6 +104,11 @@ def build_world_from_folder(folder: str | Path, *, seed: int = 0, dc_ids: tuple[
     for title in writable:
         if title not in channels:
             channels[title] = world.add_channel(title, members=owners, **_ownership(title, writable, owners))
+    if groups:      # supergroups: the user a plain member beside a creator and a stranger
+        owner = world.add_user("15550100002", "Group Owner", username="group_owner", home_dc=owners[0].home_dc)
+        stranger = world.add_user("15550100003", "Stranger", username="stranger", home_dc=owners[0].home_dc)
+        for title in groups:
+            world.add_channel(title, members=(owners[0], stranger), creator=owner, megagroup=True)
     return world
 
 

@@ -1,9 +1,11 @@
 """The sandbox's Telegram: accounts, channels, messages, documents and photos. Pure data, no I/O
 beyond reading a file-backed document's bytes.
 
-Who may write where: a channel's creator and its admins (with Telegram's admin right names, e.g.
-post_messages) post; other members only read. Writes made by clients (writes.py) go through the
-`post` / `edit` / `delete` / `restore_channel` methods here, which keep message ids increasing and never
+Who may write where: in a broadcast channel, its creator and its admins (with Telegram's admin right
+names, e.g. post_messages) post, other members only read, and posts name no sender. In a supergroup
+(megagroup) every member posts, each message names its sender (from_id), only the sender edits a
+message, and the sender or an admin with delete_messages deletes it. Writes made by clients
+(writes.py) go through the `post` / `edit` / `delete` / `restore_channel` methods here, which keep message ids increasing and never
 reused, and the channel's pts counting every change, as on Telegram.
 
 Every id and access hash is derived from the world's seed and a stable name (a phone, a channel
@@ -169,6 +171,8 @@ class Message:
     media: Document | Photo | None = None
     edit_date: int | None = None
     fwd_from: tuple[int, int, int] | None = None     # (channel id, message id, date) of a forward's origin
+    author: int = 0           # the account that posted it (0: seeded, no one in particular); groups
+                              # name it (from_id), channel posts do not; `out` for its own account
 
 
 @dataclass
@@ -187,6 +191,7 @@ class Channel:
     # the channel's update box: (pts after, pts_count, "new" | "edit" | "delete", message ids, unix time)
     # per change, oldest first; updates.getChannelDifference answers from it
     box: list[tuple[int, int, str, tuple[int, ...], int]] = field(default_factory=list, repr=False)
+    megagroup: bool = False   # a supergroup: every member posts, messages name their sender
 
     @property
     def top(self) -> Message | None:
@@ -203,12 +208,18 @@ class Channel:
         return self.admins.get(account.id, frozenset())
 
     def may_post(self, account: Account) -> bool:
+        if self.megagroup:
+            return account.id in self.members
         return "post_messages" in self.rights_of(account)
 
-    def may_edit(self, account: Account) -> bool:
+    def may_edit(self, account: Account, message: Message | None = None) -> bool:
+        if self.megagroup:       # a group's messages are edited by their sender only
+            return message is not None and message.author == account.id
         return bool({"edit_messages", "post_messages"} & self.rights_of(account))
 
-    def may_delete(self, account: Account) -> bool:
+    def may_delete(self, account: Account, message: Message | None = None) -> bool:
+        if self.megagroup and message is not None and message.author == account.id:
+            return True
         return "delete_messages" in self.rights_of(account)
 
     def message(self, message_id: int) -> Message | None:
@@ -308,14 +319,16 @@ class World:
         return self._add_account(account)
 
     def add_channel(self, title: str, *, username: str | None = None, members=(),
-                    date: int = EPOCH, creator: Account | None = None, admins=None) -> Channel:
-        """`members` read; `creator` (a member) holds every admin right; `admins` maps accounts to
-        their admin right names (default POSTER_RIGHTS when given as a plain list of accounts)."""
+                    date: int = EPOCH, creator: Account | None = None, admins=None,
+                    megagroup: bool = False) -> Channel:
+        """`members` read (and, in a megagroup, post); `creator` (a member) holds every admin right;
+        `admins` maps accounts to their admin right names (default POSTER_RIGHTS when given as a plain
+        list of accounts)."""
         n = 0
         while (cid := self.new_channel_id(title, n)) in self.channels:
             n += 1
         channel = Channel(cid, derive(self.seed, "channel-hash", cid), title, date, username=username,
-                          members={_account_id(m) for m in members})
+                          members={_account_id(m) for m in members}, megagroup=megagroup)
         if creator is not None:
             channel.creator_id = _account_id(creator)
             channel.members.add(channel.creator_id)
@@ -335,11 +348,11 @@ class World:
         return 1_000_000_000 + derive(self.seed, "channel", title, n) % 1_000_000_000
 
     def restore_channel(self, cid: int, access_hash: int, title: str, date: int,
-                        creator_id: int | None) -> Channel:
+                        creator_id: int | None, megagroup: bool = False) -> Channel:
         """A channel a client created (channels.createChannel), with the id and hash it was given."""
         if cid in self.channels:
             raise ValueError(f"channel {cid} already exists")
-        channel = Channel(cid, access_hash, title, date, creator_id=creator_id)
+        channel = Channel(cid, access_hash, title, date, creator_id=creator_id, megagroup=megagroup)
         if creator_id is not None:
             channel.members.add(creator_id)
         self.channels[cid] = channel
@@ -386,12 +399,15 @@ class World:
         return account.home_dc
 
     def post(self, channel: Channel, text: str, media: Document | Photo | None, date: int, *,
-             message_id: int | None = None, fwd_from: tuple[int, int, int] | None = None) -> Message:
-        """A new message at the end of the channel (a date earlier than the last one's is moved up)."""
+             message_id: int | None = None, fwd_from: tuple[int, int, int] | None = None,
+             author: int = 0) -> Message:
+        """A new message at the end of the channel (a date earlier than the last one's is moved up).
+        `author`: who posted it (a megagroup names it in from_id, a channel post does not)."""
         last = channel.messages[-1] if channel.messages else None
         date = max(int(date), last.date if last else 0)
         message = self._append(channel, text, media, date, message_id)
         message.fwd_from = fwd_from
+        message.author = author
         if isinstance(media, Document):
             self.documents.setdefault(media.id, media)
         return message

@@ -11,10 +11,11 @@ restart shows is what was served. A line cut short by a crash, or one that no lo
 folder for the life of the process.
 
 Journal records ("op"):
-    channel   {"id", "access_hash", "title", "date", "creator"}
+    channel   {"id", "access_hash", "title", "date", "creator", "megagroup"}
     document  {"id", "access_hash", "date", "mime", "size", "name", "dc", "part_size", "video", "audio"}
     post      {"channel", "id", "date", "text", "media": {"document": id} | {"photo": id} | null,
-               "fwd": [channel, message, date] | null, "random": [account, random_id] | null}
+               "fwd": [channel, message, date] | null, "random": [account, random_id] | null,
+               "author": account id (absent in older journals: 0)}
     edit      {"channel", "id", "date", "text": str | null, "media": ... | null}
     delete    {"channel", "ids": [...]}
     title     {"channel", "title"}
@@ -55,13 +56,13 @@ class Writes:
         self.replayed = self._replay()
 
     # --- the changes -------------------------------------------------------------------------------
-    def create_channel(self, title: str, creator_id: int, date: int) -> Channel:
+    def create_channel(self, title: str, creator_id: int, date: int, megagroup: bool = False) -> Channel:
         n = 0
         while (cid := self.world.new_channel_id(title, n)) in self.world.channels:
             n += 1
         access_hash = int.from_bytes(os.urandom(8), "big") >> 1
         return self._commit({"op": "channel", "id": cid, "access_hash": access_hash, "title": title,
-                             "date": int(date), "creator": creator_id})
+                             "date": int(date), "creator": creator_id, "megagroup": megagroup})
 
     def add_document(self, *, doc_id: int, access_hash: int, date: int, mime: str, size: int, name: str,
                      dc: int, part_size: int, video: Video | None, audio: Audio | None) -> Document:
@@ -73,11 +74,27 @@ class Writes:
 
     def post(self, channel: Channel, text: str, media: Document | Photo | None, date: int, *,
              fwd_from: tuple[int, int, int] | None = None,
-             random: tuple[int, int] | None = None) -> Message:
+             random: tuple[int, int] | None = None, author: int = 0) -> Message:
         return self._commit({"op": "post", "channel": channel.id, "id": channel.last_id + 1,
                              "date": int(date), "text": text, "media": _media_ref(media),
                              "fwd": list(fwd_from) if fwd_from else None,
-                             "random": list(random) if random else None})
+                             "random": list(random) if random else None, "author": author})
+
+    def post_as(self, channel: Channel, sender: int, text: str, date: int, file: tuple[str, bytes] | None,
+                dc: int) -> Message:
+        """A post by another user (the admin API's way to play a second member): `file` is
+        (name, bytes) of a new document stored on `dc`, or None for a text message."""
+        media = None
+        if file is not None:
+            name, data = file
+            doc_id = int.from_bytes(os.urandom(8), "big") >> 1
+            folder = self.folder_of(doc_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "000000").write_bytes(data)
+            media = self.add_document(doc_id=doc_id, access_hash=int.from_bytes(os.urandom(8), "big") >> 1,
+                                      date=date, mime="application/octet-stream", size=len(data), name=name,
+                                      dc=dc, part_size=max(1, len(data)), video=None, audio=None)
+        return self.post(channel, text, media, date, author=sender)
 
     def edit(self, channel: Channel, message: Message, date: int, text: str | None,
              media: Document | Photo | None) -> Message:
@@ -130,7 +147,8 @@ class Writes:
         w = self.world
         kind = op["op"]
         if kind == "channel":
-            return w.restore_channel(op["id"], op["access_hash"], op["title"], op["date"], op["creator"])
+            return w.restore_channel(op["id"], op["access_hash"], op["title"], op["date"], op["creator"],
+                                     bool(op.get("megagroup")))
         if kind == "document":
             doc = Document(op["id"], op["access_hash"], op["date"], op["mime"], op["size"], op["name"],
                            op["dc"], op["dc"], PartsSource(self.folder_of(op["id"]), op["part_size"], op["size"]),
@@ -142,7 +160,7 @@ class Writes:
         if kind == "post":
             fwd = tuple(op["fwd"]) if op["fwd"] else None
             message = w.post(channel, op["text"], self._media(op["media"]), op["date"],
-                             message_id=op["id"], fwd_from=fwd)
+                             message_id=op["id"], fwd_from=fwd, author=op.get("author") or 0)
             if op["random"]:
                 self.random_ids[tuple(op["random"])] = (channel.id, message.id)
             return message

@@ -17,6 +17,11 @@ Inside a channel, messages tgdav wrote carry a tag line that places them in a fo
 Writes (tgdav/telegram/writer.py) tell the catalog what they sent, edited and deleted, so a listing
 shows a write at once, without waiting for a refresh.
 
+Whose tags count (`trusted`): in a broadcast channel only admins post, so every tag. In a supergroup
+(megagroup: every member posts, each message names its sender) only the account's own, the group's
+admins' (channels.getParticipants, read again with every whole read) and those of the senders
+`[write] trust` names; other members' posts show as untagged files, never hiding a tagged one.
+
 Bots cannot list dialogs or read history (BOT_METHOD_INVALID): for a bot, channels come from the
 `include` setting and messages from channels.getMessages by id, scanning up to a gap of `bot_gap`
 missing ids past the newest one found.
@@ -37,7 +42,7 @@ from tgdav.telegram import names, tree
 
 log = logging.getLogger("tgdav.catalog")
 
-LISTING_VERSION = 3
+LISTING_VERSION = 4          # 4: records name their sender, megagroups keep their admins, pieces
 PAGE = 100
 SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
 
@@ -55,6 +60,9 @@ class _Channel:
     listing: list[FileEntry] = field(default_factory=list)
     pts: int = 0                  # the channel's pts the records are current to (0: not known)
     read_pts: int = 0             # the pts the last history read started at
+    megagroup: bool = False       # a supergroup: tags count from trusted senders only
+    admins: frozenset[int] = frozenset()    # a supergroup's creator and admins (user ids)
+    stored: bool = False          # records come from a listing kept by an earlier run, not re-read yet
 
 
 def _segment_records(records: dict[int, tree.Record], segment: int) -> list[tree.Record]:
@@ -71,7 +79,10 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
         return None
     date = message.date.timestamp() if message.date else 0.0
     edited = message.edit_date.timestamp() if getattr(message, "edit_date", None) else date
-    return tree.Record(message.id, date, edited, tag, text, entry)
+    sender = getattr(message, "from_id", None)
+    sender = sender.user_id if isinstance(sender, types.PeerUser) else 0
+    return tree.Record(message.id, date, edited, tag, text, entry, sender,
+                       own=bool(getattr(message, "out", False)))
 
 
 def _timestamp(date) -> float:
@@ -186,8 +197,10 @@ class TelegramCatalog:
     def __init__(self, client: TelegramClient, store, *, channel_filter: ChannelFilter | None = None,
                  refresh_seconds: float = 60.0, is_bot: bool = False, bot_gap: int = 200,
                  clock=time.monotonic, progress=None, invoke=None, pace=None, parallel: int = 4,
-                 listed=None) -> None:
+                 listed=None, trust=()) -> None:
         self._client = client
+        self._trust = tuple(trust)          # [write] trust: user ids or "@username" whose tags count
+        self._trust_ids: set[int] | None = None     # resolved once, with the account's own id
         # getHistory goes through `invoke` (the pool's home-DC senders: several pages in flight) when
         # given, else through the client; `pace` (a pace.TokenBucket) keeps it inside the flood rule
         self._invoke, self._pace, self._parallel = invoke, pace, max(1, parallel)
@@ -257,9 +270,10 @@ class TelegramCatalog:
             folder = Folder(name=titles[chat.id], channel_id=chat.id, title=chat.title,
                             username=getattr(chat, "username", None), modified=modified,
                             writable=can_post(chat))
+            megagroup = bool(getattr(chat, "megagroup", False))
             if kept:        # the same object: a refresh running on it now is not lost
-                kept.folder = folder
-            channels[folder.name] = kept or _Channel(folder, chat.access_hash)
+                kept.folder, kept.megagroup = folder, megagroup
+            channels[folder.name] = kept or _Channel(folder, chat.access_hash, megagroup=megagroup)
         self._channels = channels
         self._folders_checked = self._clock()
 
@@ -311,6 +325,83 @@ class TelegramCatalog:
     def invalidate_folders(self) -> None:
         """The channel list changed (a channel was created): read it again on the next look."""
         self._folders_checked = -1e18
+
+    async def add_channel(self, chat) -> None:
+        """A channel this account just created (channels.createChannel's answer): listed at once, so
+        a PUT right after MKCOL finds it (rclone, Finder)."""
+        await self.folders()
+        if any(c.folder.channel_id == chat.id for c in self._channels.values()):
+            return
+        name = names.clean(chat.title) or f"channel {chat.id}"
+        if name.casefold() in {n.casefold() for n in self._channels}:
+            name = names.with_suffix(name, chat.id)
+        folder = Folder(name=name, channel_id=chat.id, title=chat.title, username=getattr(chat, "username", None),
+                        modified=chat.date.timestamp(), writable=can_post(chat))
+        self._channels[name] = _Channel(folder, chat.access_hash)
+
+    async def reread_stored(self, folder: Folder) -> None:
+        """Before the first write: a listing kept by an earlier run (which may have been killed
+        before it stored its last changes) is replaced by the whole history, read now."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            if channel.stored:
+                await self._refresh(channel, full=True)
+
+    async def catch_up(self, folder: Folder) -> None:
+        """Read what was posted since the last look (other replicas' writes), now."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            found = await (self._bot_scan(channel, channel.max_id) if self._is_bot
+                           else self._history(channel, channel.max_id))
+            channel.records.update(found)
+            channel.max_id = max([channel.max_id, *found])
+            await self._reindex(channel, found)
+
+    def trusted(self, folder: Folder) -> tree.Trusted:
+        """Whose tags count in this channel (the rule the tree was built with); None: everyone's."""
+        channel = (self._channels or {}).get(folder.name)
+        return self._trusted(channel) if channel is not None else None
+
+    def _trusted(self, channel: _Channel) -> tree.Trusted:
+        if not channel.megagroup:
+            return None
+        allowed = frozenset(channel.admins | (self._trust_ids or set()))
+        return lambda r: r.sender in allowed
+
+    async def _resolve_trust(self) -> None:
+        """The account's own id and [write] trust's senders as user ids (usernames looked up once)."""
+        if self._trust_ids is not None:
+            return
+        ids = {(await self._client.get_me(input_peer=True)).user_id}
+        for who in self._trust:
+            if isinstance(who, int) or str(who).lstrip("-").isdigit():
+                ids.add(int(who))
+                continue
+            try:
+                ids.add((await self._client.get_entity(who)).id)
+            except (ValueError, errors.RPCError) as e:
+                log.warning("[write] trust names %s, who cannot be found: %s", who, e)
+        self._trust_ids = ids
+
+    async def _load_admins(self, channel: _Channel) -> None:
+        """A supergroup's creator and admins, whose tags count there."""
+        await self._resolve_trust()
+        try:
+            found = await self._call(functions.channels.GetParticipantsRequest(
+                types.InputChannel(channel.folder.channel_id, channel.access_hash),
+                types.ChannelParticipantsAdmins(), 0, 200, 0))
+        except Exception as e:        # keep the admins known before; the next whole read asks again
+            log.warning("the admins of %s cannot be read: %s", channel.folder.name, e)
+            return
+        channel.admins = frozenset(p.user_id for p in getattr(found, "participants", []))
+
+    async def reread(self, folder: Folder) -> list[tree.Record]:
+        """The channel's whole history read again now (edits and deletions made elsewhere too), the
+        tree rebuilt from it; its records. What the janitor decides from (telegram/janitor.py)."""
+        channel = await self._channel(folder)
+        async with self._lock(folder.channel_id):
+            await self._refresh(channel, full=True)
+            return list(channel.records.values())
 
     async def apply(self, folder: Folder, messages: list) -> None:
         """Messages this account just sent or edited in `folder`'s channel."""
@@ -407,7 +498,8 @@ class TelegramCatalog:
                 channel.max_id = max(channel.max_id, head["max_id"])
                 channel.pts = max(channel.pts, head.get("pts", 0))
                 self._index(channel, await asyncio.to_thread(
-                    tree.build, list(channel.records.values()), channel_id, channel.access_hash))
+                    tree.build, list(channel.records.values()), channel_id, channel.access_hash,
+                    self._trusted(channel)))
 
     def _listed(self, channel_id: int) -> _Channel | None:
         return next((c for c in (self._channels or {}).values()
@@ -449,6 +541,8 @@ class TelegramCatalog:
             async def run():
                 try:
                     async with self._lock(channel.folder.channel_id):
+                        if channel.megagroup and self._trust_ids is None:   # whose tags count, first
+                            await self._resolve_trust()
                         if not channel.checked:
                             self._load_listing(channel)
                         if not channel.refreshes:
@@ -474,11 +568,13 @@ class TelegramCatalog:
         since = channel.max_id if channel.refreshes and not full else 0
         found = await (self._bot_scan(channel, since) if self._is_bot
                        else self._history(channel, since))
+        if channel.megagroup and (not since or self._trust_ids is None):
+            await self._load_admins(channel)
         if since:
             channel.records.update(found)
         else:
             channel.records = found
-        if not since:
+            channel.stored = False
             channel.pts = channel.read_pts       # a whole read is current to where it started
         channel.max_id = max([channel.max_id, *found])
         channel.refreshes += 1
@@ -506,7 +602,7 @@ class TelegramCatalog:
             channel.segments = {mid // SEGMENT for mid in channel.records}
         self._store.remember_listing(key, {
             "version": LISTING_VERSION, "access_hash": channel.access_hash, "max_id": channel.max_id,
-            "segments": sorted(channel.segments), "pts": channel.pts})
+            "segments": sorted(channel.segments), "pts": channel.pts, "admins": channel.admins})
 
     def _kept(self, channel: _Channel) -> tuple[dict, dict[int, tree.Record]] | None:
         """(head, records) of the listing in the store; None if there is none or a piece is missing."""
@@ -531,6 +627,8 @@ class TelegramCatalog:
         channel.records, channel.segments = records, set(head["segments"])
         channel.max_id = head["max_id"]
         channel.pts = head.get("pts", 0)
+        channel.admins = frozenset(head.get("admins", ()))
+        channel.stored = True
         channel.refreshes = 1
         channel.checked = self._clock()
         self._index(channel)
@@ -539,16 +637,18 @@ class TelegramCatalog:
         """After a write: the tree built and the changed pieces stored in a worker thread, so a big
         channel (100 ms for 10 000 messages) does not hold up the loop; the caller holds the channel lock."""
         records = list(channel.records.values())
+        trusted = self._trusted(channel)
 
         def work() -> tree.Dir:
-            root = tree.build(records, channel.folder.channel_id, channel.access_hash)
+            root = tree.build(records, channel.folder.channel_id, channel.access_hash, trusted)
             self._remember(channel, changed)
             return root
         self._index(channel, await asyncio.to_thread(work))
 
     def _index(self, channel: _Channel, root: tree.Dir | None = None) -> None:
         if root is None:
-            root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash)
+            root = tree.build(list(channel.records.values()), channel.folder.channel_id, channel.access_hash,
+                              self._trusted(channel))
         channel.root = root
         channel.listing = sorted(root.files.values(), key=lambda e: e.location.message_id)
         if self._on_listed is not None:

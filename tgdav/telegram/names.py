@@ -68,3 +68,26 @@ def unique(items: Iterable[tuple[int, str]]) -> dict[int, str]:
         taken.add(name.casefold())
         out[ident] = name
     return out
+
+
+# --- names a user gives inside a channel (PUT, MKCOL, MOVE, COPY): stored as sent --------------------
+# What Linux and macOS allow in a name, minus what one tag line (tgdav/telegram/tree.py) or an XML/HTML
+# listing cannot carry: '/', controls (C0, DEL, C1), lone surrogates, noncharacters, bidi controls.
+# Windows-only rules (\ : * ? " < > |, trailing dots, CON...) do not apply: the name is the user's.
+_UNSTORABLE = re.compile("[/\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+                         + "".join(f"{chr(p + 0xfffe)}{chr(p + 0xffff)}" for p in range(0x10000, 0x110000, 0x10000))
+                         + "\u202a-\u202e\u2066-\u2069]")
+MAX_STORED_NAME = 255    # bytes of UTF-8, as Linux and macOS allow
+
+
+def unstorable(name: str) -> str:
+    """Why `name` cannot be a file or folder name inside a channel, or "" when it can, as given."""
+    if name in ("", ".", ".."):
+        return f"{name!r} cannot be a name"
+    if _UNSTORABLE.search(name):
+        return "a name cannot hold '/', control characters, bidi controls or noncharacters"
+    if name != name.rstrip():
+        return "a name cannot end with a space (Telegram trims the end of a caption)"
+    if len(name.encode()) > MAX_STORED_NAME:
+        return f"a name is at most {MAX_STORED_NAME} bytes (UTF-8)"
+    return ""

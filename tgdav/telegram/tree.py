@@ -24,55 +24,88 @@ hold '/' or control characters). Why a tag per message and not an index message 
   is simply an untagged post, shown as before (at the channel's root, under its document name); a
   user who edits the path in the tag moves the file, which is what they asked for.
 
-Rules that make overwrites atomic and repairs automatic:
-- Several messages claiming one path: the latest (edit date, else post date; then message id) wins
-  and the others are not shown. An overwrite sends the new message first and deletes the old one
-  after, so a reader sees the whole old file or the whole new one; if tgdav dies in between, the new
-  one already wins. A tagged file also hides an untagged post of the same name at the root (that is
-  what overwriting an existing post does).
-- A file in pieces is shown only when its last piece (the one with "/N") and pieces 1..N exist, and
-  the last piece is sent last: a half-uploaded big file is never visible.
+Which message owns a path (one rule, `claims`, used by `build` and by the writer):
+- Only trusted posters' tags count (`trusted`, see build): in a broadcast channel every poster is an
+  admin, so every tag; in a group, the account itself and the admins, or whom `[write] trust` names.
+  Any other post is an untagged post, even with a tag line: it never hides or replaces a tagged file.
+- A path's key is its folder (exact) and its name compared case-insensitively (as Finder and Explorer
+  compare): README.TXT and readme.txt are one file. Everything that claims a key is ranked: tagged
+  claims by their rank (edit date, else post date; then message id), newest first, then untagged posts
+  of that name at the root. The first is shown under its own spelling; the others are superseded.
+- An overwrite sends the new message first and then deletes only the claims ranked BELOW it, never a
+  newer one (a concurrent writer's): so concurrent writers leave exactly the newest version, and a
+  reader sees the whole old file or the whole new one; if tgdav dies in between, the new one already
+  wins. Untagged posts of the name are superseded by any tagged claim (overwriting a post).
 - A folder hides a file of the same path; folders exist when a marker or anything below them does.
 - Messages without a valid tag (every post made outside tgdav) are shown exactly as before: at the
   root, named by names.unique over their document names.
+
+Changes that span several messages are all-or-nothing for every reader (one message decides):
+- A file in pieces is shown only when its last piece (the one with "/N") and pieces 1..N exist; the
+  last piece is sent last, so a half-uploaded big file is never visible. The set's path is the one
+  in its LAST piece only (the other pieces' paths are for people reading the channel): a MOVE edits
+  the other pieces first (nothing visible changes) and the last piece last, the one edit that moves
+  the whole file.
+- A folder MOVE first posts one journal, a text message of two tag lines:
+      #tgdav move /old/folder
+      #tgdav to /new/place
+  From then on every tagged message below /old/folder that is older than the journal (smaller id,
+  not edited after it) is read as if it were below /new/place: the whole folder moves in one post;
+  and what was below /new/place before the journal is gone (a MOVE onto an existing folder,
+  Overwrite: T, replaces it in the same post).
+  The writer then edits the messages one by one (each edit is already where the journal puts it;
+  the first in a later second than the journal's date, so no edited message is taken for an older
+  one), deletes the replaced ones, and deletes the journal last. Any step after the journal may fail (FLOOD_WAIT, a crash): readers still
+  see the folder moved, whole, and the next write in that channel finishes what is left (`journals`).
+- Every tag tgdav writes must fit a caption (`fits`: 1024 UTF-16 code units, as Telegram counts
+  them); the writer checks every caption a change makes before it sends anything.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
 
 from tgdav.model import FileEntry, Location
 from tgdav.telegram import names
 
 TAG = "#tgdav"
 _LINE = re.compile(r"#tgdav (file|empty|dir|piece (\d{1,6})(?:/(\d{1,6}))? ([0-9a-f]{1,32})) (/.*)\Z")
+_MOVE = re.compile(r"#tgdav move (/.*)\Z")
+_TO = re.compile(r"#tgdav to (/.*)\Z")
+CAPTION_MAX = 1024        # UTF-16 code units Telegram allows in a media caption (help.config)
+MESSAGE_MAX = 4096        # ... and in a text message
 
 
 @dataclass(frozen=True)
 class Tag:
-    kind: str                         # "file", "empty", "dir" or "piece"
+    kind: str                         # "file", "empty", "dir", "piece" or "move" (a folder move's journal)
     path: tuple[str, ...]             # names from the channel's root; () is the root itself (dir only)
     piece: int = 0                    # pieces: 1-based number
     pieces: int = 0                   # pieces: the count, on the last piece only
     set_id: str = ""                  # pieces: what ties the pieces of one upload together
+    source: tuple[str, ...] = ()      # move: the folder that moves (to `path`)
 
     def line(self) -> str:
         path = "/" + "/".join(self.path)
         if self.kind == "piece":
             count = f"/{self.pieces}" if self.pieces else ""
             return f"{TAG} piece {self.piece}{count} {self.set_id} {path}"
+        if self.kind == "move":
+            return f"{TAG} move /{'/'.join(self.source)}\n{TAG} to {path}"
         return f"{TAG} {self.kind} {path}"
 
 
 def split_path(text: str) -> tuple[str, ...] | None:
-    """'/a/b' -> ('a', 'b'); None when a name is not one tgdav would give (so not a path of ours)."""
+    """'/a/b' -> ('a', 'b'); None when a name is not one tgdav would store (names.unstorable: names
+    as the user sent them, ':' '?' '*' included; untagged posts keep names.clean's Windows-safe names)."""
     if not text.startswith("/"):
         return None
     parts = tuple(p for p in text[1:].split("/"))
     if parts == ("",):
         return ()
-    if any(not p or names.clean(p) != p for p in parts):
+    if any(not p or names.unstorable(p) for p in parts):
         return None
     return parts
 
@@ -80,6 +113,14 @@ def split_path(text: str) -> tuple[str, ...] | None:
 def parse(text: str) -> tuple[Tag | None, str]:
     """(the tag on the last line, the user's text above it); (None, text) when there is none."""
     body, _, last = (text or "").rpartition("\n")
+    journal = _TO.match(last.strip())
+    if journal is not None:
+        above, _, move = body.rpartition("\n")
+        source, dest = _MOVE.match(move.strip()), split_path(journal.group(1))
+        source = split_path(source.group(1)) if source else None
+        if source and dest and dest[:len(source)] != source:
+            return Tag("move", dest, source=source), above
+        return None, text or ""
     m = _LINE.match(last.strip())
     if m is None:
         return None, text or ""
@@ -103,6 +144,26 @@ def compose(text: str, tag: Tag) -> str:
     return f"{text}\n{tag.line()}" if text else tag.line()
 
 
+def text_length(text: str) -> int:
+    """Telegram counts caption and message lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fits(tag: Tag, text: str = "", limit: int = CAPTION_MAX) -> bool:
+    """Whether the user's `text` and `tag` fit one caption (or, with MESSAGE_MAX, one text message)."""
+    return text_length(compose(text, tag)) <= limit
+
+
+def upload_tag(path: tuple[str, ...]) -> Tag:
+    """The longest tag an upload to `path` may carry (a piece of a huge file): checked before a byte goes."""
+    return Tag("piece", tuple(path), 99999, 99999, "f" * 8)
+
+
+def key(path: tuple[str, ...]) -> tuple:
+    """What two paths of one file share: the folder as it is, the name compared case-insensitively."""
+    return (tuple(path[:-1]), path[-1].casefold()) if path else ((), "")
+
+
 @dataclass(frozen=True)
 class Record:
     """One message as the tree sees it (what the catalog keeps per message id)."""
@@ -112,10 +173,15 @@ class Record:
     tag: Tag | None
     text: str                         # the user's text, without the tag line
     entry: FileEntry | None = None    # media messages: the file it carries (name from the document)
+    sender: int = 0                   # the user who posted it (groups); 0: not named (channel posts)
+    own: bool = False                 # posted by this account (Telegram's `out`): the janitor's to clean
 
     @property
     def rank(self) -> tuple[float, int]:
         return (self.edited, self.message_id)
+
+
+Trusted = Callable[[Record], bool] | None    # whose tags count; None: everyone's
 
 
 @dataclass
@@ -142,58 +208,176 @@ class Dir:
         return out
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One version claiming a path: a tagged file, an empty file, a whole piece set, or an untagged post."""
+    rank: tuple[float, int]
+    message_ids: tuple[int, ...]
+    entry: FileEntry
+    tagged: bool = True
+
+
 def _etag(first: Location, size: int, edited: float) -> str:
     return f"{first.id:x}-{size:x}-{int(edited):x}"
 
 
-def build(records: list[Record], channel_id: int, channel_access_hash: int) -> Dir:
-    """The channel's tree from its records (see the module docstring for the rules)."""
-    claims: dict[tuple[str, ...], tuple[tuple[float, int], FileEntry]] = {}
-    folders: dict[tuple[str, ...], list[Record]] = {(): []}
-    untagged: list[Record] = []
-    sets: dict[str, dict[int, Record]] = {}
+def _valid(r: Record, trusted: Trusted) -> bool:
+    """A tag that counts: from a trusted poster, on the kind of message it names."""
+    tag = r.tag
+    if tag is None or (trusted is not None and not trusted(r)):
+        return False
+    if tag.kind in ("file", "piece"):
+        return r.entry is not None
+    return r.entry is None
 
-    def claim(path: tuple[str, ...], rank: tuple[float, int], entry: FileEntry) -> None:
-        held = claims.get(path)
-        if held is None or held[0] < rank:
-            claims[path] = (rank, entry)
+
+def journals(records: Iterable[Record], trusted: Trusted = None) -> list[Record]:
+    """Folder moves not finished yet (their journal messages), oldest first."""
+    return sorted((r for r in records if _valid(r, trusted) and r.tag.kind == "move"),
+                  key=lambda r: r.message_id)
+
+
+def _moved(r: Record, moves: list[Record]) -> tuple[str, ...] | None:
+    """r's own tag path, moved by every journal younger than r (and not older than its last edit);
+    None when such a journal moved a folder onto the one r was in (it replaced it: r is gone)."""
+    path = r.tag.path
+    for j in moves:
+        if r.message_id < j.message_id and r.edited <= j.date:
+            n = len(j.tag.source)
+            if path[:n] == j.tag.source:
+                path = j.tag.path + path[n:]
+            elif path[:len(j.tag.path)] == j.tag.path:
+                return None
+    return path
+
+
+def unfinished(records: Iterable[Record], trusted: Trusted = None) -> list[tuple[Record, tuple[str, ...] | None]]:
+    """(message, path its tag must get) for what the pending journals still move, (message, None)
+    for what they replaced: once those are edited and these deleted, the journals can go and the
+    tree is the same."""
+    records = [r for r in records if _valid(r, trusted)]
+    moves = journals(records)
+    out = []
+    for r in records:
+        if r.tag.kind != "move":
+            path = _moved(r, moves)
+            if path != r.tag.path:
+                out.append((r, path))
+    return out
+
+
+def placed(records: Iterable[Record], trusted: Trusted = None) -> dict[int, tuple[str, ...]]:
+    """Where each trusted tagged message is, by the rules above: its tag's path moved by the journals
+    that apply to it; a piece where its set's last piece is (once there is one)."""
+    return {mid: path for mid, path in _placement(records, trusted).items() if path is not None}
+
+
+def _placement(records: Iterable[Record], trusted: Trusted) -> dict[int, tuple[str, ...] | None]:
+    """placed(), with None for the messages a journal replaced (gone for readers)."""
+    records = [r for r in records if _valid(r, trusted)]
+    moves = journals(records)
+    out = {r.message_id: _moved(r, moves) for r in records if r.tag.kind != "move"}
+    last: dict[str, Record] = {}
+    for r in records:
+        if r.tag.kind == "piece" and r.tag.pieces:
+            held = last.get(r.tag.set_id)
+            if held is None or held.rank < r.rank:
+                last[r.tag.set_id] = r
+    for r in records:
+        if r.tag.kind == "piece" and r.tag.set_id in last:
+            out[r.message_id] = out[last[r.tag.set_id].message_id]
+    return out
+
+
+def below(records: Iterable[Record], path: tuple[str, ...], trusted: Trusted = None) -> list[Record]:
+    """Every trusted tagged message at or below folder `path` (shown or not: uploads under way too)."""
+    records = list(records)
+    where = placed(records, trusted)
+    n = len(path)
+    return [r for r in records if r.message_id in where and where[r.message_id][:n] == tuple(path)]
+
+
+def claims(records: Iterable[Record], channel_id: int = 0, channel_access_hash: int = 0,
+           trusted: Trusted = None) -> tuple[dict[tuple, list[Claim]], dict[tuple[str, ...], list[Record]]]:
+    """({path key: its claims, best first}, {folder path: its markers}): THE rule for which message
+    owns a path, used by build() to show and by the writer to replace."""
+    records = list(records)
+    placement = _placement(records, trusted)
+    where = {mid: path for mid, path in placement.items() if path is not None}
+    found: dict[tuple, list[Claim]] = {}
+    folders: dict[tuple[str, ...], list[Record]] = {(): []}
+    sets: dict[str, dict[int, Record]] = {}
+    untagged: list[Record] = []
+
+    def claim(path: tuple[str, ...], rank, ids, entry: FileEntry, tagged: bool = True) -> None:
+        found.setdefault(key(path), []).append(Claim(rank, tuple(ids), entry, tagged))
 
     for r in records:
-        tag = r.tag
-        if tag is None or (tag.kind in ("file", "piece") and r.entry is None) \
-                or (tag.kind in ("empty", "dir") and r.entry is not None):
-            if r.entry is not None:
+        if r.message_id not in where:      # untagged (or an untrusted or invalid tag): a post
+            if r.entry is not None and r.message_id not in placement:
                 untagged.append(r)
             continue
+        tag, path = r.tag, where[r.message_id]
         if tag.kind == "dir":
-            folders.setdefault(tag.path, []).append(r)
+            folders.setdefault(path, []).append(r)
         elif tag.kind == "file":
-            claim(tag.path, r.rank, replace(r.entry, name=tag.path[-1], dir=tag.path[:-1], caption=r.text))
+            claim(path, r.rank, [r.message_id],
+                  replace(r.entry, name=path[-1], dir=path[:-1], caption=r.text))
         elif tag.kind == "empty":
             loc = Location("empty", 0, 0, b"", 0, 0, channel_id, channel_access_hash, r.message_id)
-            entry = FileEntry(name=tag.path[-1], size=0, mime=_mime(tag.path[-1]), modified=r.edited,
-                              created=r.date, etag=f"e{r.message_id:x}-0-{int(r.edited):x}", location=loc,
-                              dir=tag.path[:-1], caption=r.text)
-            claim(tag.path, r.rank, entry)
+            claim(path, r.rank, [r.message_id],
+                  FileEntry(name=path[-1], size=0, mime=_mime(path[-1]), modified=r.edited, created=r.date,
+                            etag=f"e{r.message_id:x}-0-{int(r.edited):x}", location=loc, dir=path[:-1],
+                            caption=r.text))
         else:
             held = sets.setdefault(tag.set_id, {}).get(tag.piece)
             if held is None or held.rank < r.rank:
                 sets[tag.set_id][tag.piece] = r
     for pieces in sets.values():
-        last = next((r for r in pieces.values() if r.tag.pieces), None)
+        last = max((r for r in pieces.values() if r.tag.pieces), key=lambda r: r.rank, default=None)
         if last is None or any(n not in pieces for n in range(1, last.tag.pieces + 1)):
             continue            # not (yet) complete: never shown
         ordered = [pieces[n] for n in range(1, last.tag.pieces + 1)]
-        if any(r.tag.path != last.tag.path for r in ordered):
-            continue
+        path = where[last.message_id]
         locs = tuple(r.entry.location for r in ordered)
         size = sum(loc.size for loc in locs)
-        first = ordered[0].entry
-        entry = replace(first, name=last.tag.path[-1], dir=last.tag.path[:-1], caption=last.text,
-                        size=size, modified=last.edited, created=ordered[0].date,
-                        etag=_etag(locs[0], size, last.edited), location=locs[0], pieces=locs)
-        claim(last.tag.path, last.rank, entry)
+        entry = replace(ordered[0].entry, name=path[-1], dir=path[:-1], caption=last.text, size=size,
+                        modified=last.edited, created=ordered[0].date, etag=_etag(locs[0], size, last.edited),
+                        location=locs[0], pieces=locs)
+        claim(path, last.rank, [r.message_id for r in ordered], entry)
+    for ranked in found.values():
+        ranked.sort(key=lambda c: c.rank, reverse=True)
+    for r in untagged:          # below every tagged claim of the name, never instead of one
+        claim((r.entry.name,), r.rank, [r.message_id], replace(r.entry, caption=r.text), tagged=False)
+    return found, folders
 
+
+def claimants(records: Iterable[Record], path: tuple[str, ...], trusted: Trusted = None) -> list[Claim]:
+    """Everything that claims `path` (case-insensitively), best first: [0] is what readers see."""
+    return claims(records, trusted=trusted)[0].get(key(tuple(path)), [])
+
+
+def superseded(records: Iterable[Record], path: tuple[str, ...], mine, trusted: Trusted = None,
+               older=()) -> list[int]:
+    """The messages of the claims to `path` ranked below the claim made of `mine` (message ids): what an
+    overwrite deletes once its own claim is sent. Nothing when `mine` is not (or no longer) a claim.
+    `older`: message ids known to be older whatever their rank (the writer's own earlier claims,
+    made under the same lock: whole-second dates cannot order two changes in one second); None:
+    every other claim is older (every writer of the path holds the same lock)."""
+    ranked = claimants(records, path, trusted)
+    mine = set(mine)
+    at = next((i for i, c in enumerate(ranked) if mine & set(c.message_ids)), None)
+    if at is None:
+        return []
+    known = None if older is None else set(older)
+    return [mid for i, c in enumerate(ranked) if i != at
+            and (i > at or known is None or known & set(c.message_ids))
+            for mid in c.message_ids if mid not in mine]
+
+
+def build(records: list[Record], channel_id: int, channel_access_hash: int, trusted: Trusted = None) -> Dir:
+    """The channel's tree from its records (see the module docstring for the rules)."""
+    found, folders = claims(records, channel_id, channel_access_hash, trusted)
     root = Dir(())
     index: dict[tuple[str, ...], Dir] = {(): root}
 
@@ -208,22 +392,22 @@ def build(records: list[Record], channel_id: int, channel_access_hash: int) -> D
         d = folder(path)
         d.markers += sorted(r.message_id for r in markers)
         d.modified = max([d.modified, *(r.edited for r in markers)])
-    for path in claims:
-        folder(path[:-1])
-    for path, (_, entry) in claims.items():
+    shown: list[Claim] = []
+    for (where, _), ranked in found.items():
+        folder(where)
+        shown += ranked[:1] if ranked[0].tagged else ranked    # untagged posts of one name all show
+    pool: dict[tuple[str, ...], list[tuple[int, FileEntry]]] = {}
+    for c in shown:
+        path = c.entry.dir + (c.entry.name,) if c.tagged else (c.entry.name,)
         if path in index:          # a folder hides a file of the same path
             continue
-        index[path[:-1]].files[path[-1]] = entry
-    for d in index.values():
+        pool.setdefault(path[:-1], []).append((c.entry.location.message_id, c.entry))
+    for path, entries in pool.items():
+        d = index[path]
         taken = {n.casefold() for n in d.dirs}
-        extra = untagged if d is root else []
-        tagged = {n.casefold() for n in d.files}
-        pool = [(e.location.message_id, e) for e in d.files.values()]
-        pool += [(r.message_id, replace(r.entry, caption=r.text)) for r in extra
-                 if r.entry.name.casefold() not in tagged]
-        unique = names.unique((mid, e.name) for mid, e in pool)
+        unique = names.unique((mid, e.name) for mid, e in entries)
         files: dict[str, FileEntry] = {}
-        for mid, e in sorted(pool, key=lambda p: p[0]):
+        for mid, e in sorted(entries, key=lambda p: p[0]):
             name = unique[mid]
             if name.casefold() in taken:
                 name = names.with_suffix(name, mid)
@@ -236,13 +420,17 @@ def build(records: list[Record], channel_id: int, channel_access_hash: int) -> D
 
 
 def find(root: Dir, path: tuple[str, ...]) -> Dir | FileEntry | None:
-    """The folder or file at `path` below `root`, or None."""
+    """The folder or file at `path` below `root`, or None. A file is found under any spelling of its
+    name (key): README.TXT finds readme.txt, the one file of that name (its entry says how it is shown)."""
     d = root
     for i, name in enumerate(path):
         if name in d.dirs:
             d = d.dirs[name]
-        elif i == len(path) - 1 and name in d.files:
-            return d.files[name]
+        elif i == len(path) - 1:
+            if name in d.files:
+                return d.files[name]
+            folded = name.casefold()
+            return next((e for n, e in d.files.items() if n.casefold() == folded), None)
         else:
             return None
     return d

@@ -12,9 +12,12 @@ uploaded file; `on_piece(input_file, number, size, last)` is called for each in 
 writer, which sends it as a message). A full piece of a stream of unknown length is handed over only
 when the next byte arrives or the stream ends, so `last` is always right.
 
-Memory is bounded per upload: at most `parallel` parts in flight plus the one being filled (plus,
-for files under 10 MB, their parts kept until the message is sent, so FILE_PART_X_MISSING can be
-answered by sending part X again). The parts go on the home DC's senders of the pool
+Memory is bounded per upload: at most `parallel` parts in flight plus the one being filled. So that
+FILE_PART_X_MISSING (FILE_PART_0_MISSING included) can be answered by sending part X again, whatever
+the file's size, every part of the piece being uploaded is also written to a spool file in
+`spool_dir` (the state directory's spool/): an unnamed temporary file (unlinked at once, so even a
+killed tgdav leaves nothing), at most one piece (upload_max_fileparts parts) per upload, dropped
+when the piece's message is sent or the upload ends. The parts go on the home DC's senders of the pool
 (`invoke(request)`), which gates FLOOD_WAIT and raises RetryLater for long ones; any failure fails
 the upload, and nothing is sent as a message before every part of a piece is saved.
 """
@@ -24,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import secrets
+import tempfile
 from typing import Awaitable, Callable
 
 from telethon.tl import functions, types
@@ -47,7 +52,7 @@ class PieceUpload:
     """One uploaded file (one message's worth): parts saved in parallel, then an input file."""
 
     def __init__(self, invoke: Invoke, name: str, *, size: int | None, parallel: int,
-                 part_size: int = PART) -> None:
+                 part_size: int = PART, spool_dir=None) -> None:
         self._invoke = invoke
         self.name = name
         self.file_id = secrets.randbits(63)
@@ -55,8 +60,11 @@ class PieceUpload:
         self.total = None if size is None else max(1, -(-size // part_size))
         self.count = 0              # parts handed in
         self.size = 0
+        self._part = part_size
         self._md5 = None if self.big else hashlib.md5()
-        self._kept: dict[int, bytes] = {}      # small files: every part, for FILE_PART_X_MISSING
+        # every part, for FILE_PART_X_MISSING: an unnamed file (gone with the process, whatever happens)
+        self._spool = tempfile.TemporaryFile(dir=spool_dir, prefix="tgdav-upload-")
+        self._lengths: dict[int, int] = {}
         self._slots = asyncio.Semaphore(parallel)
         self._tasks: set[asyncio.Task] = set()
         self._error: BaseException | None = None
@@ -72,7 +80,8 @@ class PieceUpload:
         self.size += len(data)
         if self._md5 is not None:
             self._md5.update(data)
-            self._kept[index] = data
+        await asyncio.to_thread(os.pwrite, self._spool.fileno(), data, index * self._part)
+        self._lengths[index] = len(data)
         if total is None:
             total = self.total if self.total is not None else (index + 1 if last else -1)
         task = asyncio.get_running_loop().create_task(self._save(index, data, total))
@@ -115,26 +124,37 @@ class PieceUpload:
             return types.InputFileBig(self.file_id, self.count, self.name)
         return types.InputFile(self.file_id, self.count, self.name, self._md5.hexdigest())
 
-    async def resend(self, index: int) -> bool:
-        """FILE_PART_X_MISSING: send part X again if it is still held (files under 10 MB)."""
-        data = self._kept.get(index)
-        if data is None:
+    async def resend(self, index: int, *, and_after: bool = False) -> bool:
+        """FILE_PART_X_MISSING: send part X again (`and_after`: every part from X on, in parallel)
+        from the spool; False when the piece has no such part (or was forgotten)."""
+        if index not in self._lengths or self._spool.closed:
             return False
-        await self._save(index, data, self.count)
-        await self._slots.acquire()     # _save released the slot it never took
+        for i in (range(index, self.count) if and_after else (index,)):
+            await self._slots.acquire()
+            if self._error is not None:
+                self._slots.release()
+                raise self._error
+            data = await asyncio.to_thread(os.pread, self._spool.fileno(), self._lengths[i], i * self._part)
+            task = asyncio.get_running_loop().create_task(self._save(i, data, self.count))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._error is not None:
             raise self._error
         return True
 
     def forget(self) -> None:
-        """The message is sent: the held parts are not needed any more."""
-        self._kept.clear()
+        """The message is sent (or the upload is over): the spooled parts go."""
+        self._spool.close()
+        self._lengths.clear()
 
     async def abort(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self.forget()
 
 
 class StreamUpload:
@@ -144,11 +164,13 @@ class StreamUpload:
     """
 
     def __init__(self, invoke: Invoke, name: str, on_piece: OnPiece, *, size: int | None,
-                 parallel: int = 8, max_parts: int = MAX_PARTS, part_size: int = PART) -> None:
+                 parallel: int = 8, max_parts: int = MAX_PARTS, part_size: int = PART,
+                 spool_dir=None) -> None:
         if max_parts < 1:
             raise ValueError("max_parts must be at least 1")
         self._invoke, self._name, self._on_piece = invoke, name, on_piece
         self._size, self._parallel, self._max_parts, self._part = size, parallel, max_parts, part_size
+        self._spool_dir = spool_dir
         self._piece: PieceUpload | None = None
         self._number = 0            # pieces started
         self._sent = 0              # bytes handed in
@@ -165,7 +187,7 @@ class StreamUpload:
         if self._size is not None:
             size = min(self._size - self._sent, self._max_parts * self._part)
         piece = PieceUpload(self._invoke, self._name, size=size, parallel=self._parallel,
-                            part_size=self._part)
+                            part_size=self._part, spool_dir=self._spool_dir)
         self.pieces.append(piece)
         self._piece = piece
         return piece

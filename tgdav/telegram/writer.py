@@ -11,9 +11,17 @@ deletes those messages and tells the catalog what it did, so the next listing sh
   one (the newest claim wins). An upload that fails or is abandoned deletes the pieces it already
   sent (none of which were ever visible) and leaves the old version alone.
 - Empty files and folders are text messages ("#tgdav empty ..." / "#tgdav dir ...").
-- Rename/move inside a channel edits tag lines (messages.editMessage): no bytes move. Copy, and
-  move across channels, send the same document again (inputMediaDocument), never re-uploading; a
-  move then deletes the original.
+- Which message owns a path is tree.claims' rule, the one the tree is shown by: an overwrite deletes
+  only the claims ranked below the message it sent (tree.superseded), never a newer one.
+- Writes to one path are serialised (`_locked`): in the process, and across replicas with a short
+  Redis lock when `[state] redis` is set (Redis unreachable or the lock held too long: 503 with
+  Retry-After, never a hang). So concurrent PUTs leave exactly one version, the last to commit.
+- Rename/move inside a channel edits tag lines (messages.editMessage): no bytes move. A file's one
+  deciding message (the file, or the last of its pieces) is edited last; a folder moves with one
+  journal post first (tree.py), then its messages are edited, then the journal goes; whatever is
+  left after a failure is finished by the next write in that channel. Every caption a change makes
+  is checked against Telegram's limit before anything is sent. Copy, and move across channels, send
+  the same document again (inputMediaDocument), never re-uploading; a move then deletes the original.
 - A channel the account may not post in: Forbidden, with the reason.
 
 Everything here runs on the bridge's loop; SyncWriter is what WSGI threads call.
@@ -21,6 +29,8 @@ Everything here runs on the bridge's loop; SyncWriter is what WSGI threads call.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import mimetypes
 import secrets
@@ -29,7 +39,7 @@ from dataclasses import dataclass, replace
 
 from telethon import errors, functions, types
 
-from tgdav.errors import Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location
 from tgdav.telegram import tree
 from tgdav.telegram.upload import MAX_PARTS, PART, StreamUpload
@@ -38,6 +48,9 @@ log = logging.getLogger("tgdav.writer")
 
 DELETE_BATCH = 100      # channels.deleteMessages takes up to 100 ids
 ABANDONED_PIECES = 24 * 3600   # seconds after which unfinished pieces of an overwritten path go
+PART_RESENDS = 3        # sendMedia answered FILE_PART_X_MISSING: resend and try again this many times
+LOCK_WAIT = 10.0        # seconds a write waits for another replica's lock on its path, then 503
+LOCK_HOLD = 120.0       # seconds a Redis path lock lives if its replica dies holding it
 
 
 _MAGIC = ((b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
@@ -117,14 +130,71 @@ class Upload:
 
 class Writer:
     def __init__(self, client, invoke_home, catalog, *, parallel: int = 8, max_parts: int = MAX_PARTS,
-                 allow_new_channels: bool = True) -> None:
+                 allow_new_channels: bool = True, lock_redis: str = "", spool_dir=None) -> None:
         self._client = client
         self._invoke = invoke_home          # request -> answer, on a home-DC sender of the pool
         self._catalog = catalog             # TelegramCatalog
         self.parallel = parallel
         self.max_parts = max_parts
         self.allow_new_channels = allow_new_channels
+        self.spool_dir = spool_dir          # where uploads spool their parts (upload.PieceUpload)
         self._active: set[str] = set()      # piece set ids of uploads under way in this process
+        self._paths: dict[tuple, list] = {}  # path key -> [asyncio.Lock, users] (see _locked)
+        self._lock_redis = lock_redis        # "redis://...": path locks shared by replicas
+        self._redis = None
+        self._finishing: set[int] = set()    # channels whose journals are being finished now
+        self._reread: set[int] = set()       # channels read whole again since this process started
+        self._committed: dict[tuple, set[int]] = {}   # path key -> the claim this process made last
+
+    # --- one writer per path ----------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _locked(self, folder: Folder, *paths: tuple[str, ...]):
+        """Hold the write lock of each path and of the folders above it (a PUT into a folder and a
+        MOVE of that folder take turns), in the process and across replicas with Redis. Lock order:
+        path keys sorted, every in-process lock before the Redis ones."""
+        keys = sorted({(folder.channel_id,) + tree.key(tuple(p)[:n]) for p in paths
+                       for n in range(1, len(p) + 1)}, key=repr)
+        async with contextlib.AsyncExitStack() as stack:
+            for k in keys:
+                held = self._paths.setdefault(k, [asyncio.Lock(), 0])
+                held[1] += 1
+                stack.callback(self._unuse, k)
+                await stack.enter_async_context(held[0])
+            for k in keys:
+                if self._lock_redis:
+                    await stack.enter_async_context(self._redis_lock(k))
+            yield
+
+    def _unuse(self, k: tuple) -> None:
+        held = self._paths.get(k)
+        if held is not None:
+            held[1] -= 1
+            if held[1] <= 0:
+                del self._paths[k]
+
+    @contextlib.asynccontextmanager
+    async def _redis_lock(self, k: tuple):
+        """redis-py's lock on one path key: LOCK_WAIT to get it, LOCK_HOLD before it lapses by itself."""
+        import redis
+        import redis.asyncio
+        if self._redis is None:
+            self._redis = redis.asyncio.Redis.from_url(self._lock_redis, socket_timeout=2,
+                                                       socket_connect_timeout=2)
+        lock = self._redis.lock("tgdav:write:" + repr(k), timeout=LOCK_HOLD, blocking_timeout=LOCK_WAIT)
+        try:
+            got = await lock.acquire()
+        except redis.RedisError as e:
+            log.warning("Redis path lock failed: %s", e)
+            raise RetryLater(5, "the shared lock store (Redis) is not answering") from None
+        if not got:
+            raise RetryLater(5, "another replica is writing this path")
+        try:
+            yield
+        finally:
+            try:
+                await lock.release()
+            except redis.RedisError as e:    # lapsed or Redis gone: it expires on its own
+                log.warning("Redis path lock release failed: %s", e)
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _peer(self, folder: Folder):
@@ -153,7 +223,7 @@ class Writer:
         except (errors.MediaCaptionTooLongError, errors.MessageTooLongError) as e:
             raise TgdavError(f"the path is too long for a caption ({e.message}): use shorter names "
                              "or fewer folders") from None
-        except (errors.FilePartMissingError, errors.MessageNotModifiedError):
+        except (errors.FilePartMissingError, errors.FilePart0MissingError, errors.MessageNotModifiedError):
             raise                       # handled by the callers
         except errors.BadRequestError as e:
             raise TgdavError(f"Telegram refused the request: {e.message}") from None
@@ -194,9 +264,70 @@ class Writer:
                 raise
             log.warning("could not delete messages %s in %s: %s", ids, folder.name, e)
 
+    # --- for the janitor (telegram/janitor.py) ---------------------------------------------------
+    def running_sets(self) -> set[str]:
+        """Piece set ids of the uploads under way in this process."""
+        return set(self._active)
+
+    async def delete_leftovers(self, folder: Folder, ids) -> None:
+        await self._delete_ids(folder, ids)
+
+    # --- the tree's rules, as this writer applies them ------------------------------------------
+    def _trusted(self, folder: Folder) -> tree.Trusted:
+        """Whose tags count in this channel: the catalog's rule (tree.build uses the same)."""
+        trusted = getattr(self._catalog, "trusted", None)
+        return trusted(folder) if trusted is not None else None
+
+    @staticmethod
+    def _must_fit(tag: tree.Tag, text: str = "", media: bool = True) -> None:
+        """Telegram's caption limit, checked before anything is sent (tree.fits)."""
+        if not tree.fits(tag) or not tree.fits(tag, text, tree.CAPTION_MAX if media else tree.MESSAGE_MAX):
+            raise TgdavError(f"the path /{'/'.join(tag.path)} is too long for a Telegram caption "
+                             f"({tree.CAPTION_MAX} characters with the tag): use shorter names or fewer folders")
+
+    async def _prepare(self, folder: Folder) -> None:
+        """Before a write: the first one in this process reads the channel whole again (a listing kept
+        from before a crash may miss edits and deletions made just before it), then any folder move
+        left half done is finished."""
+        if folder.channel_id not in self._reread and hasattr(self._catalog, "reread_stored"):
+            await self._catalog.reread_stored(folder)
+            self._reread.add(folder.channel_id)
+        await self._finish_journals(folder)
+
+    async def _parent_exists(self, folder: Folder, path: tuple[str, ...]) -> None:
+        """Under the path's lock: the folder it goes into is still there (not moved or deleted)."""
+        if len(path) > 1 and not isinstance(await self._catalog.node(folder, path[:-1]), tree.Dir):
+            raise Conflict(f"/{'/'.join(path[:-1])} is no longer a folder (moved or deleted meanwhile)")
+
+    async def _finish_journals(self, folder: Folder) -> None:
+        """Folder moves left half done (a failure or a crash after their journal was posted): edit
+        what the journals still move, then delete the journals. Readers already see them done."""
+        if folder.channel_id in self._finishing:
+            return
+        records = await self._catalog.records(folder)
+        trusted = self._trusted(folder)
+        moves = tree.journals(records, trusted)
+        if not moves:
+            return
+        self._finishing.add(folder.channel_id)
+        try:
+            todo = tree.unfinished(records, trusted)
+            for r, path in todo:
+                if path is not None:
+                    await self._edit(folder, r.message_id, tree.compose(r.text, replace(r.tag, path=path)))
+            await self._delete_ids(folder, [r.message_id for r, path in todo if path is None])
+            await self._delete_ids(folder, [j.message_id for j in moves])
+        except Exception as e:      # still done for every reader; the next write tries again
+            log.warning("finishing folder moves in %s failed: %s", folder.name, e)
+        finally:
+            self._finishing.discard(folder.channel_id)
+
     # --- uploads ----------------------------------------------------------------------------------
     async def begin_upload(self, folder: Folder, path: tuple[str, ...], size: int | None) -> Upload:
         self.check(folder)
+        path = tuple(path)
+        self._must_fit(tree.upload_tag(path))        # before a byte goes to Telegram
+        await self._prepare(folder)
         set_id = secrets.token_hex(4)
         holder: list[Upload] = []
 
@@ -216,73 +347,102 @@ class Writer:
                 file=input_file, mime_type=mime_for(name, upload.stream.head), force_file=True,
                 attributes=attributes)
             piece = upload.stream.pieces[number - 1]
-            for attempt in range(3):
-                try:
-                    messages = await self._send_media(folder, media, tree.compose("", tag))
-                    break
-                except errors.FilePartMissingError as e:
-                    if attempt == 2 or not await piece.resend(e.which):
-                        raise UpstreamUnavailable(f"Telegram lost part {e.which} of {name!r}; "
-                                                  "upload it again") from None
-            piece.forget()
-            upload.sent += [m.id for m in messages]
-            if last:
+
+            async def send() -> None:
+                for attempt in range(PART_RESENDS + 1):
+                    try:
+                        messages = await self._send_media(folder, media, tree.compose("", tag))
+                        break
+                    except (errors.FilePartMissingError, errors.FilePart0MissingError) as e:
+                        # Telegram names the first part it lacks: send it again (from the spool); if
+                        # another is missing after that, every part from it on (they expired together)
+                        which = getattr(e, "which", 0)
+                        if attempt == PART_RESENDS or not await piece.resend(which, and_after=attempt > 0):
+                            raise UpstreamUnavailable(f"Telegram lost part {which} of {name!r}; "
+                                                      "upload it again") from None
+                        log.info("Telegram lost part %d of %r; sent it again", which, name)
+                piece.forget()
+                upload.sent += [m.id for m in messages]
+
+            if not last:
+                await send()
+                return
+            async with self._locked(folder, path):   # the message that decides, and the old ones' end
+                await self._parent_exists(folder, path)
+                await send()
                 await self._replace(folder, path, keep=upload.sent)
 
         stream = StreamUpload(self._invoke, path[-1], on_piece, size=size, parallel=self.parallel,
-                              max_parts=self.max_parts, part_size=PART)
+                              max_parts=self.max_parts, part_size=PART, spool_dir=self.spool_dir)
         upload = Upload(self, folder, tuple(path), stream, set_id, [])
         holder.append(upload)
         self._active.add(set_id)
         return upload
 
     async def _replace(self, folder: Folder, path: tuple[str, ...], keep) -> None:
-        """The new version at `path` is sent: delete whatever else claimed the path before."""
-        old = await self._older_claims(folder, path, set(keep))
+        """The new version at `path` is sent (`keep`, its messages; the caller holds the path's
+        lock): delete the claims ranked below it (never a newer one) and abandoned pieces there."""
+        if self._lock_redis and hasattr(self._catalog, "catch_up"):   # what other replicas sent
+            await self._catalog.catch_up(folder)
+        records = await self._catalog.records(folder)
+        trusted = self._trusted(folder)
+        k = (folder.channel_id,) + tree.key(path)
+        # what this process committed there before (under this lock, so earlier in time) goes even
+        # if it ranks higher: Telegram's dates are whole seconds; with Redis, so does every claim
+        # the replicas made (they hold the same lock)
+        older = None if self._lock_redis else self._committed.get(k, set())
+        old = tree.superseded(records, path, keep, trusted, older) + self._abandoned(records, path, set(keep), trusted)
+        self._committed[k] = set(keep)
         if old:
             await self._delete_ids(folder, old, quiet=True)
 
-    async def _older_claims(self, folder: Folder, path: tuple[str, ...], keep: set[int]) -> list[int]:
-        records = await self._catalog.records(folder)
-        complete = {r.tag.set_id for r in records if r.tag is not None and r.tag.kind == "piece"
-                    and r.tag.pieces and r.tag.path == path}
-        out = []
-        for r in records:
-            if r.message_id in keep:
-                continue
-            if r.tag is not None and r.tag.kind == "piece" and r.tag.set_id not in complete:
-                # pieces of an upload that never finished (tgdav stopped mid-way) are left over
-                # when they are old and not ours; younger ones may be another upload under way
-                if r.tag.path == path and r.tag.set_id not in self._active \
-                        and time.time() - r.date > ABANDONED_PIECES:
-                    out.append(r.message_id)
-                continue
-            if r.tag is not None and r.tag.kind in ("file", "empty", "piece") and r.tag.path == path:
-                out.append(r.message_id)
-            elif r.tag is None and r.entry is not None and len(path) == 1 and r.entry.name == path[0]:
-                out.append(r.message_id)     # an untagged post of that name at the root
-        return out
+    def _abandoned(self, records: list, path: tuple[str, ...], keep: set[int], trusted) -> list[int]:
+        """Pieces at `path` of an upload that never finished (tgdav stopped mid-way) when they are old
+        and not this process's; younger ones may be another upload under way."""
+        found, _ = tree.claims(records, trusted=trusted)
+        claimed = {mid for ranked in found.values() for c in ranked for mid in c.message_ids}
+        where = tree.placed(records, trusted)
+        now = time.time()
+        return [r.message_id for r in records
+                if r.message_id in where and r.tag.kind == "piece" and r.message_id not in claimed
+                and r.message_id not in keep and tree.key(where[r.message_id]) == tree.key(path)
+                and r.tag.set_id not in self._active and now - r.date > ABANDONED_PIECES]
 
     async def make_empty(self, folder: Folder, path: tuple[str, ...]) -> None:
         self.check(folder)
-        messages = await self._send_text(folder, tree.Tag("empty", tuple(path)).line())
-        await self._replace(folder, tuple(path), keep={m.id for m in messages})
+        path = tuple(path)
+        tag = tree.Tag("empty", path)
+        self._must_fit(tag)
+        await self._prepare(folder)
+        async with self._locked(folder, path):
+            await self._parent_exists(folder, path)
+            messages = await self._send_text(folder, tag.line())
+            await self._replace(folder, path, keep={m.id for m in messages})
 
     # --- folders ----------------------------------------------------------------------------------
     async def mkdir(self, folder: Folder, path: tuple[str, ...]) -> None:
         self.check(folder)
-        await self._send_text(folder, tree.Tag("dir", tuple(path)).line())
+        path = tuple(path)
+        tag = tree.Tag("dir", path)
+        self._must_fit(tag)
+        await self._prepare(folder)
+        async with self._locked(folder, path):
+            await self._parent_exists(folder, path)
+            await self._send_text(folder, tag.line())
 
     async def create_channel(self, title: str) -> None:
         if not self.allow_new_channels:
             raise Forbidden("creating channels is switched off ([write] create_channels = false)")
         try:
-            await self._client(functions.channels.CreateChannelRequest(
+            updates = await self._client(functions.channels.CreateChannelRequest(
                 title=title, about="Created by tgdav", broadcast=True))
         except errors.FloodWaitError as e:
             raise RetryLater(e.seconds) from None
         except errors.RPCError as e:
             raise Forbidden(f"Telegram refused to create channel {title!r}: {e.message}") from None
+        chats = [c for c in getattr(updates, "chats", []) if isinstance(c, types.Channel)]
+        if chats and hasattr(self._catalog, "add_channel"):    # a PUT right after MKCOL finds it
+            await self._catalog.add_channel(chats[0])
         self._catalog.invalidate_folders()
 
     # --- delete -----------------------------------------------------------------------------------
@@ -290,74 +450,113 @@ class Writer:
         """Delete the file or folder (with everything in it) at `path`; () deletes nothing."""
         self.check(folder)
         path = tuple(path)
-        node = await self._catalog.node(folder, path)
-        if node is None:
-            raise NotFound(f"{'/'.join(path)} does not exist")
-        if isinstance(node, tree.Dir):   # everything tagged below it, shown or not
-            n = len(path)
-            ids = [r.message_id for r in await self._catalog.records(folder)
-                   if r.tag is not None and r.tag.path[:n] == path] + node.message_ids()
-        else:                            # the file, and superseded versions that would show again
-            ids = list(node.message_ids) + await self._older_claims(folder, path, set(node.message_ids))
-        await self._delete_ids(folder, ids)
+        await self._prepare(folder)
+        async with self._locked(folder, path):
+            node = await self._catalog.node(folder, path)
+            if node is None:
+                raise NotFound(f"{'/'.join(path)} does not exist")
+            records = await self._catalog.records(folder)
+            trusted = self._trusted(folder)
+            if isinstance(node, tree.Dir):   # everything tagged below it, shown or not
+                ids = [r.message_id for r in tree.below(records, path, trusted)] + node.message_ids()
+            else:                            # the file, and superseded versions that would show again
+                ids = list(node.message_ids) + tree.superseded(records, path, node.message_ids, trusted)
+            await self._delete_ids(folder, ids)
+            self._committed.pop((folder.channel_id,) + tree.key(path), None)
 
     # --- move and copy ----------------------------------------------------------------------------
     async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...]) -> None:
-        """Inside one channel: every message at or below `path` gets its tag moved to `dest` (caption
-        edits only). A file moved onto an existing file replaces it as an upload does: the moved
-        message wins the path at once, then the old one is deleted."""
+        """Inside one channel, caption edits only, all-or-nothing for readers (tree.py): a file's
+        deciding message is edited last; a folder moves with its journal. A file moved onto an
+        existing file replaces it as an upload does: the moved message wins the path at once, then
+        the old one is deleted. Every new caption is checked before the first edit."""
         self.check(folder)
         path, dest = tuple(path), tuple(dest)
-        node = await self._catalog.node(folder, path)
-        if node is None:
-            raise NotFound(f"{'/'.join(path)} does not exist")
-        records = await self._catalog.records(folder)
-        n = len(path)
-        if isinstance(node, tree.Dir):   # everything tagged below it, shown or not (uploads under way too)
-            targets = [r for r in records if r.tag is not None and r.tag.path[:n] == path]
-            garbage: list[int] = []
-        else:
-            ids = set(node.message_ids)
-            targets = [r for r in records if r.message_id in ids]
-            garbage = await self._older_claims(folder, path, ids)   # superseded versions stay behind otherwise
-        for r in sorted(targets, key=lambda r: r.message_id):
-            if r.tag is None:          # an untagged post at the root: give it a tag
-                tag = tree.Tag("file", dest)
+        await self._prepare(folder)
+        async with self._locked(folder, path, dest):
+            node = await self._catalog.node(folder, path)
+            if node is None:
+                raise NotFound(f"{'/'.join(path)} does not exist")
+            await self._parent_exists(folder, dest)
+            records = await self._catalog.records(folder)
+            trusted = self._trusted(folder)
+            if isinstance(node, tree.Dir):
+                await self._move_folder(folder, records, trusted, path, dest)
             else:
-                tag = replace(r.tag, path=dest + r.tag.path[n:])
-            await self._edit(folder, r.message_id, tree.compose(r.text, tag))
+                await self._move_file(folder, records, trusted, node, path, dest)
+
+    async def _move_file(self, folder: Folder, records, trusted, node: FileEntry, path, dest) -> None:
+        by_id = {r.message_id: r for r in records}
+        where = tree.placed(records, trusted)
+        edits = []
+        for mid in node.message_ids:        # pieces 1..N: the last one decides, so it goes last
+            r = by_id[mid]
+            tag = replace(r.tag, path=dest) if mid in where else tree.Tag("file", dest)   # a post gets a tag
+            self._must_fit(tag, r.text, media=r.entry is not None)
+            edits.append((mid, tree.compose(r.text, tag)))
+        garbage = tree.superseded(records, path, node.message_ids, trusted)   # would show again
+        for mid, text in edits:
+            await self._edit(folder, mid, text)
         if garbage:
             await self._delete_ids(folder, garbage, quiet=True)
-        if not isinstance(node, tree.Dir):
-            await self._replace(folder, dest, keep={r.message_id for r in targets})
+        await self._replace(folder, dest, keep=set(node.message_ids))
+
+    async def _move_folder(self, folder: Folder, records, trusted, path, dest) -> None:
+        where = tree.placed(records, trusted)
+        edits = []
+        for r in tree.below(records, path, trusted):    # everything tagged below it, shown or not
+            tag = replace(r.tag, path=dest + where[r.message_id][len(path):])
+            self._must_fit(tag, r.text, media=r.entry is not None)
+            edits.append((r.message_id, tree.compose(r.text, tag)))
+        if len(edits) <= 1 and not tree.below(records, dest, trusted):   # one edit is all-or-nothing
+            for mid, text in edits:
+                await self._edit(folder, mid, text)
+            return
+        journal = tree.Tag("move", dest, source=path)
+        self._must_fit(journal, media=False)
+        posted = await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
+        # dates are whole seconds: the first edit goes in a later second than the journal's, so an
+        # edited message is never taken for one the journal applies to (tree.py)
+        when = max((m.date.timestamp() for m in posted if getattr(m, "date", None)), default=0.0)
+        await asyncio.sleep(max(0.0, min(2.0, when + 1.05 - time.time())))
+        await self._finish_journals(folder)              # edits, deletions, the journal; else the next write
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
                    dest: tuple[str, ...]) -> None:
         """Send the same file again at `dest` (any channel): no bytes are uploaded."""
         self.check(dst_folder)
         dest = tuple(dest)
-        sent: list[int] = []
-        try:
+        pieces = () if entry.location.kind == "empty" else (entry.pieces or (entry.location,))
+        set_id = secrets.token_hex(4)
+
+        def tag_of(number: int) -> tree.Tag:
             if entry.location.kind == "empty":
-                messages = await self._send_text(dst_folder, tree.compose(entry.caption, tree.Tag("empty", dest)))
-                sent += [m.id for m in messages]
-            else:
-                pieces = entry.pieces or (entry.location,)
-                set_id = secrets.token_hex(4)
+                return tree.Tag("empty", dest)
+            if len(pieces) == 1:
+                return tree.Tag("file", dest)
+            return tree.Tag("piece", dest, number, number if number == len(pieces) else 0, set_id)
+        for number in range(1, max(1, len(pieces)) + 1):     # every caption fits, or nothing is sent
+            self._must_fit(tag_of(number), entry.caption if number == max(1, len(pieces)) else "",
+                           media=bool(pieces))
+        await self._prepare(dst_folder)
+        sent: list[int] = []
+        async with self._locked(dst_folder, dest):
+            await self._parent_exists(dst_folder, dest)
+            try:
+                if not pieces:
+                    messages = await self._send_text(dst_folder, tree.compose(entry.caption, tag_of(1)))
+                    sent += [m.id for m in messages]
                 for number, loc in enumerate(pieces, 1):
                     loc = await self._fresh(loc)
-                    if len(pieces) == 1:
-                        tag = tree.Tag("file", dest)
-                    else:
-                        tag = tree.Tag("piece", dest, number, number if number == len(pieces) else 0, set_id)
                     text = entry.caption if number == len(pieces) else ""
-                    messages = await self._send_media(dst_folder, _input_media(loc), tree.compose(text, tag))
+                    messages = await self._send_media(dst_folder, _input_media(loc),
+                                                      tree.compose(text, tag_of(number)))
                     sent += [m.id for m in messages]
-        except BaseException:
-            if sent:
-                await self._delete_ids(dst_folder, sent, quiet=True)
-            raise
-        await self._replace(dst_folder, dest, keep=set(sent))
+            except BaseException:
+                if sent:
+                    await self._delete_ids(dst_folder, sent, quiet=True)
+                raise
+            await self._replace(dst_folder, dest, keep=set(sent))
 
     async def _fresh(self, loc: Location) -> Location:
         """A location with a current file reference (the message is fetched again)."""

@@ -1,5 +1,5 @@
-"""channels.*: channel records, full info, and messages by id (the way bots and reference refreshes
-read messages); creating a broadcast channel (its creator holds every admin right) and deleting
+"""channels.*: channel records, full info, participants (the admins of a supergroup), and messages
+by id (the way bots and reference refreshes read messages); creating a broadcast channel (its creator holds every admin right) and deleting
 messages (creator or an admin with delete_messages, else 403 MESSAGE_DELETE_FORBIDDEN); renaming
 (change_info) and deleting a channel (its creator), else 400 CHAT_ADMIN_REQUIRED.
 Counters: channels_created, channels_renamed, channels_deleted, messages_deleted.
@@ -40,7 +40,7 @@ def get_messages(s: State, ctx: CallContext, req: functions.channels.GetMessages
     for item in req.id:
         mid = item.id if isinstance(item, types.InputMessageID) else 0
         message = channel.message(mid)
-        out.append(tl.message(channel, message, s.references) if message else tl.message_empty(channel, mid))
+        out.append(tl.message(channel, message, s.references, me) if message else tl.message_empty(channel, mid))
     return types.messages.ChannelMessages(pts=channel.pts, count=len(channel.messages), messages=out,
                                           topics=[], chats=[tl.channel(channel, me)], users=[])
 
@@ -52,7 +52,7 @@ def create_channel(s: State, ctx: CallContext, req: functions.channels.CreateCha
     """A broadcast channel whose creator is the caller; answered with updateChannel and the channel."""
     me = s.user_not_bot(ctx)
     title = _title(req.title)
-    channel = s.writes.create_channel(title, me.id, posting.now())
+    channel = s.writes.create_channel(title, me.id, posting.now(), megagroup=bool(req.megagroup))
     s.counters.inc(ctx.dc_id, "channels_created")
     return types.Updates(updates=[types.UpdateChannel(channel_id=channel.id)], users=[],
                          chats=[tl.channel(channel, me)], date=posting.now(), seq=0)
@@ -98,14 +98,38 @@ def delete_messages(s: State, ctx: CallContext, req: functions.channels.DeleteMe
     """Ids that do not exist are ignored; pts moves by the number deleted."""
     me = s.user(ctx)
     channel = s.readable_channel(req.channel, me)
-    if not channel.may_delete(me):
+    if not all(channel.may_delete(me, channel.message(i)) for i in req.id):
         raise RpcError(403, "MESSAGE_DELETE_FORBIDDEN")
     gone = s.writes.delete(channel, list(req.id))
     s.counters.inc(ctx.dc_id, "messages_deleted", len(gone))
     return types.messages.AffectedMessages(pts=channel.pts, pts_count=len(gone))
 
 
+def get_participants(s: State, ctx: CallContext, req: functions.channels.GetParticipantsRequest):
+    """channelParticipantsAdmins: the creator and the admins; any other filter: every member."""
+    me = s.user(ctx)
+    channel = s.readable_channel(req.channel, me)
+    admins = isinstance(req.filter, types.ChannelParticipantsAdmins)
+    ids = sorted(channel.members)
+    if admins:
+        ids = [i for i in ids if i == channel.creator_id or i in channel.admins]
+    page = ids[max(0, req.offset):max(0, req.offset) + max(0, min(req.limit, 200))]
+    out = []
+    for uid in page:
+        rights = types.ChatAdminRights(**{r: True for r in sorted(channel.admins.get(uid, ()))})
+        if uid == channel.creator_id:
+            out.append(types.ChannelParticipantCreator(uid, admin_rights=rights))
+        elif uid in channel.admins:
+            out.append(types.ChannelParticipantAdmin(uid, promoted_by=channel.creator_id or uid,
+                                                     date=channel.date, admin_rights=rights))
+        else:
+            out.append(types.ChannelParticipant(uid, date=channel.date))
+    users = [tl.user(s.world.accounts[uid], me) for uid in page if uid in s.world.accounts]
+    return types.channels.ChannelParticipants(count=len(ids), participants=out, chats=[], users=users)
+
+
 HANDLERS = {
+    functions.channels.GetParticipantsRequest: get_participants,
     functions.channels.CreateChannelRequest: create_channel,
     functions.channels.DeleteMessagesRequest: delete_messages,
     functions.channels.EditTitleRequest: edit_title,

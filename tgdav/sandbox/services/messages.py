@@ -3,7 +3,8 @@
 
 Rights: sendMedia / sendMessage / forwardMessages (target) need the creator or an admin with
 post_messages, editMessage needs post_messages or edit_messages; a member without them gets
-403 CHAT_WRITE_FORBIDDEN, a non-member of a private channel 400 CHANNEL_PRIVATE.
+403 CHAT_WRITE_FORBIDDEN, a non-member of a private channel 400 CHANNEL_PRIVATE. In a supergroup
+every member posts and only a message's sender edits it (else 403 MESSAGE_AUTHOR_REQUIRED).
 Texts: a caption is at most 1024 UTF-16 code units (4096 for premium accounts,
 MEDIA_CAPTION_TOO_LONG), a text message at most 4096 (MESSAGE_TOO_LONG), as help.getConfig says.
 Counters (on the DC that answered): messages_sent, messages_edited, messages_forwarded,
@@ -50,7 +51,7 @@ def get_dialogs(s: State, ctx: CallContext, req: functions.messages.GetDialogsRe
         start = next((i for i, c in enumerate(channels) if _top_date(c) < offset_date), len(channels))
     page = channels[start:start + limit]
     dialogs = [tl.dialog(c) for c in page]
-    messages = [tl.message(c, c.top, s.references) for c in page if c.top]
+    messages = [tl.message(c, c.top, s.references, me) for c in page if c.top]
     chats = [tl.channel(c, me) for c in page]
     if start == 0 and len(page) == len(channels):
         return types.messages.Dialogs(dialogs=dialogs, messages=messages, chats=chats, users=[])
@@ -87,7 +88,7 @@ def get_history(s: State, ctx: CallContext, req: functions.messages.GetHistoryRe
     window = [channel.messages[n - 1 - i] for i in range(start, end)]
     picked = [m for m in window if m.id > req.min_id and (not req.max_id or m.id < req.max_id)]
     return types.messages.ChannelMessages(
-        pts=channel.pts, count=n, messages=[tl.message(channel, m, s.references) for m in picked],
+        pts=channel.pts, count=n, messages=[tl.message(channel, m, s.references, me) for m in picked],
         topics=[], chats=[tl.channel(channel, me)], users=[])
 
 
@@ -97,7 +98,7 @@ def send_media(s: State, ctx: CallContext, req: functions.messages.SendMediaRequ
     posting.check_caption(me, req.message or "")
     random = posting.check_random_id(s, me, req.random_id)
     media = posting.media_of(s, ctx, me, req.media)
-    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random)
+    message = s.writes.post(channel, req.message or "", media, posting.now(), random=random, author=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -109,7 +110,7 @@ def send_message(s: State, ctx: CallContext, req: functions.messages.SendMessage
         raise RpcError(400, "MESSAGE_EMPTY")
     posting.check_message(req.message)
     random = posting.check_random_id(s, me, req.random_id)
-    message = s.writes.post(channel, req.message, None, posting.now(), random=random)
+    message = s.writes.post(channel, req.message, None, posting.now(), random=random, author=me.id)
     s.counters.inc(ctx.dc_id, "messages_sent")
     return posting.new_messages_updates(s, channel, me, [(message, req.random_id)])
 
@@ -120,9 +121,11 @@ def edit_message(s: State, ctx: CallContext, req: functions.messages.EditMessage
     if not isinstance(req.peer, types.InputPeerChannel):
         raise RpcError(400, "PEER_ID_INVALID")
     channel = s.readable_channel(req.peer, me)
-    if not channel.may_edit(me):
-        raise RpcError(403, "CHAT_WRITE_FORBIDDEN")
     message = channel.message(req.id)
+    if channel.megagroup and message is not None and not channel.may_edit(me, message):
+        raise RpcError(403, "MESSAGE_AUTHOR_REQUIRED")
+    if not channel.megagroup and not channel.may_edit(me):
+        raise RpcError(403, "CHAT_WRITE_FORBIDDEN")
     if message is None:
         raise RpcError(400, "MESSAGE_ID_INVALID")
     if req.message is not None:
@@ -138,7 +141,7 @@ def edit_message(s: State, ctx: CallContext, req: functions.messages.EditMessage
         raise RpcError(400, "MESSAGE_NOT_MODIFIED")
     s.writes.edit(channel, message, posting.now(), req.message, media)
     s.counters.inc(ctx.dc_id, "messages_edited")
-    update = types.UpdateEditChannelMessage(message=tl.message(channel, message, s.references),
+    update = types.UpdateEditChannelMessage(message=tl.message(channel, message, s.references, me),
                                             pts=channel.pts, pts_count=1)
     return types.Updates(updates=[update], users=[], chats=[tl.channel(channel, me)], date=posting.now(),
                          seq=0)
@@ -164,7 +167,8 @@ def forward_messages(s: State, ctx: CallContext, req: functions.messages.Forward
     for (original, rid), key in zip(originals, keys):
         text = "" if req.drop_media_captions and original.media is not None else original.text
         fwd = None if req.drop_author else (source.id, original.id, original.date)
-        posted.append((s.writes.post(target, text, original.media, posting.now(), fwd_from=fwd, random=key), rid))
+        posted.append((s.writes.post(target, text, original.media, posting.now(), fwd_from=fwd, random=key,
+                                     author=me.id), rid))
     s.counters.inc(ctx.dc_id, "messages_forwarded", len(posted))
     return posting.new_messages_updates(s, target, me, posted)
 

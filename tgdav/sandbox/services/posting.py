@@ -122,5 +122,5 @@ def new_messages_updates(s: State, channel: Channel, viewer: Account,
         if random_id:
             updates.append(types.UpdateMessageID(id=message.id, random_id=random_id))
         updates.append(types.UpdateNewChannelMessage(
-            message=tl.message(channel, message, s.references), pts=first_pts + n, pts_count=1))
+            message=tl.message(channel, message, s.references, viewer), pts=first_pts + n, pts_count=1))
     return types.Updates(updates=updates, users=[], chats=[tl.channel(channel, viewer)], date=now(), seq=0)

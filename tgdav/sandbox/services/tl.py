@@ -35,7 +35,8 @@ def channel(ch: Channel, viewer: Account) -> types.Channel:
     """As `viewer` sees it: `creator` and `admin_rights` (chatAdminRights) tell whether it may post."""
     rights = ch.rights_of(viewer)
     return types.Channel(
-        id=ch.id, title=wire(ch.title), photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=True,
+        id=ch.id, title=wire(ch.title), photo=types.ChatPhotoEmpty(), date=ch.date, broadcast=not ch.megagroup,
+        megagroup=ch.megagroup or None,
         access_hash=ch.access_hash, username=ch.username, left=viewer.id not in ch.members,
         creator=viewer.id == ch.creator_id or None,
         admin_rights=types.ChatAdminRights(**{r: True for r in sorted(rights)}) if rights else None,
@@ -46,15 +47,18 @@ def peer(ch: Channel) -> types.PeerChannel:
     return types.PeerChannel(ch.id)
 
 
-def message(ch: Channel, msg: Message, refs: References) -> types.Message:
+def message(ch: Channel, msg: Message, refs: References, viewer: Account | None = None) -> types.Message:
+    """As `viewer` sees it: `out` on the messages it posted itself (as Telegram marks them)."""
     fwd = None
     if msg.fwd_from:
         from_channel, from_id, from_date = msg.fwd_from
         fwd = types.MessageFwdHeader(date=from_date, from_id=types.PeerChannel(from_channel),
                                      channel_post=from_id)
+    sender = types.PeerUser(msg.author) if ch.megagroup and msg.author else None
     return types.Message(
-        id=msg.id, peer_id=peer(ch), date=msg.date, message=wire(msg.text), post=True,
-        media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
+        id=msg.id, peer_id=peer(ch), date=msg.date, message=wire(msg.text), post=not ch.megagroup,
+        out=bool(viewer is not None and msg.author and msg.author == viewer.id),
+        from_id=sender, media=_media(msg.media, refs), edit_date=msg.edit_date, fwd_from=fwd)
 
 
 def message_empty(ch: Channel, message_id: int) -> types.MessageEmpty:
