@@ -14,7 +14,9 @@ import hashlib
 import json
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
+from xml.etree import ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +149,13 @@ def folder(dav, request) -> str:
     with urllib.request.urlopen(req, timeout=60) as r:
         assert r.status == 201
     return url
+
+
+def hrefs(multistatus: bytes | str) -> list[str]:
+    """The hrefs of a 207 multistatus, unquoted, in order (parsed as XML: the prefix a server
+    chooses for DAV: is its own business)."""
+    root = ET.fromstring(multistatus.encode() if isinstance(multistatus, str) else multistatus)
+    return [urllib.parse.unquote(h.text or "") for h in root.iter("{DAV:}href")]
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
