@@ -389,3 +389,23 @@ def test_locks_of_one_missing_file_at_once_grant_one_and_make_one_file(folder, s
         t.join(120)
     assert sorted(statuses) == [201] + [423] * 5, statuses
     assert sandbox.total("messages_sent") == sent + 1
+
+
+def test_a_lock_refused_during_a_put_of_a_new_file_makes_nothing(folder, sandbox):
+    """i14c F22: a LOCK of a file whose PUT is still receiving its body is 423 (WsgiDAV's write
+    transaction), and it must not make the empty lock-null file readers would see meanwhile."""
+    parts = urllib.parse.urlsplit(folder + "readme.txt")
+    s = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    s.sendall(f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    data = random_bytes(1200 * 1024, 77)
+    parts_before = sandbox.total("upload_parts")
+    s.sendall(f"{1100 * 1024:x}\r\n".encode() + data[:1100 * 1024] + b"\r\n")
+    _wait_for(lambda: sandbox.total("upload_parts") > parts_before)     # the PUT is taking its body
+    assert request("LOCK", folder + "readme.txt", LOCK_BODY % b"client B")[0] == 423
+    assert request("LOCK", folder + "Readme.txt", LOCK_BODY % b"client C")[0] == 423
+    assert request("GET", folder + "readme.txt")[0] == 404
+    rest = data[1100 * 1024:]
+    s.sendall(f"{len(rest):x}\r\n".encode() + rest + b"\r\n0\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 201")
+    s.close()
+    assert sha256(request("GET", folder + "readme.txt")[2]) == sha256(data)
