@@ -9,6 +9,7 @@ Uploads, so tests do not see each other's files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -99,18 +100,35 @@ def start_sandbox(root: Path, state: Path, extra: tuple[str, ...] = ()) -> tuple
     return proc, json.loads(line)
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory):
-    root = tmp_path_factory.mktemp("write")
-    proc, info = start_sandbox(root, root / "sandbox-state")
+@contextlib.contextmanager
+def running_sandbox(root: Path, extra: tuple[str, ...] = ()):
+    """A sandbox process in `root` (extra: more `tgdav sandbox` flags); every server it started
+    and the sandbox stop at the end."""
+    proc, info = start_sandbox(root, root / "sandbox-state", extra)
     sb = Sandbox(root, info, root / "sandbox.json", info["admin"].rstrip("/"), proc)
-    sb.post("/faults", {"upload_max_fileparts": {"default": PIECE_PARTS, "premium": 2 * PIECE_PARTS}})
     try:
         yield sb
     finally:
         for p in sb.procs:
             stop(p)
         stop(sb.proc)
+
+
+def redis_replica(sandbox: Sandbox, name: str, redis_url: str) -> str:
+    """A `tgdav serve` keeping its shared state in Redis (listings refreshed every second): its URL."""
+    config = login(sandbox.root / name, sandbox.json_path, sandbox.info)
+    text = config.read_text().replace("[state]\n", f'[state]\nredis = "{redis_url}"\n', 1)
+    config.write_text(text + "\n[cache]\nlisting_refresh = 1\n")
+    url, proc = serve(config, sandbox.root / "logs" / name)
+    sandbox.procs.append(proc)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    with running_sandbox(tmp_path_factory.mktemp("write")) as sb:
+        sb.post("/faults", {"upload_max_fileparts": {"default": PIECE_PARTS, "premium": 2 * PIECE_PARTS}})
+        yield sb
 
 
 @pytest.fixture(scope="session")

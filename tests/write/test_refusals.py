@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from tests.e2e.conftest import stop
-from tests.write.conftest import READONLY, WRITABLE, http as request, login, random_bytes, serve, sha256
+from tests.write.conftest import READONLY, WRITABLE, http as request, random_bytes, redis_replica, sha256
 from tests.write.test_atomic import _wait_for
 
 MiB = 1024 * 1024
@@ -171,15 +171,8 @@ def test_a_locked_subfolder_depth_0_keeps_its_members(folder, sandbox):
 def test_locks_in_redis_hold_across_replicas(sandbox, tmp_path_factory):
     from tests.scale.conftest import start_redis
     redis_url, redis = start_redis(tmp_path_factory.mktemp("guard-redis"))
-    urls = []
     try:
-        for name in ("redis-a", "redis-b"):
-            config = login(sandbox.root / name, sandbox.json_path, sandbox.info)
-            text = config.read_text().replace("[state]\n", f'[state]\nredis = "{redis_url}"\n', 1)
-            config.write_text(text + "\n[cache]\nlisting_refresh = 1\n")
-            url, proc = serve(config, sandbox.root / "logs" / name)
-            sandbox.procs.append(proc)
-            urls.append(url)
+        urls = [redis_replica(sandbox, name, redis_url) for name in ("redis-a", "redis-b")]
         a, b = (f"{u}{WRITABLE}/redis%20locks/" for u in urls)
         assert request("MKCOL", a)[0] == 201
         _locked_tree_is_kept(a, b, sandbox)

@@ -435,3 +435,15 @@ def test_an_unreachable_redis_for_path_locks_is_503_at_once():
     with pytest.raises(RetryLater) as e:
         asyncio.run(put())
     assert e.value.seconds >= 1 and writer._paths == {}
+
+
+def test_a_folder_move_onto_an_existing_folder_replaces_it_in_the_same_post():
+    records = [_rec(1, "#tgdav dir /t"), _rec(2, "#tgdav file /t/old.bin", "old.bin"),
+               _rec(3, "#tgdav file /t/same.bin", "same.bin", size=1), _rec(4, "#tgdav dir /s"),
+               _rec(5, "#tgdav file /s/same.bin", "same.bin", size=2), _rec(6, "#tgdav file /t2/x.bin", "x.bin")]
+    records.append(_rec(7, tree.Tag("move", ("t",), source=("s",)).line()))
+    root = tree.build(records, 77, 5)
+    assert sorted(root.dirs) == ["t", "t2"] and list(root.dirs["t"].files) == ["same.bin"]
+    assert root.dirs["t"].files["same.bin"].size == 2 and root.files == {}    # nothing replaced shows as a post
+    todo = sorted((r.message_id, p) for r, p in tree.unfinished(records))
+    assert todo == [(1, None), (2, None), (3, None), (4, ("t",)), (5, ("t", "same.bin"))]

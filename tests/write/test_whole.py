@@ -243,17 +243,9 @@ def test_a_channel_made_by_mkcol_takes_a_put_at_once(dav):
 def club(tmp_path_factory):
     """A sandbox of its own with a supergroup `Club`: the user a member, @group_owner its creator,
     @stranger another member; posts by those two go through the admin API."""
-    from tests.e2e.conftest import stop
-    from tests.write.conftest import Sandbox, start_sandbox
-    root = tmp_path_factory.mktemp("club")
-    proc, info = start_sandbox(root, root / "sandbox-state", ("--group", "Club"))
-    sb = Sandbox(root, info, root / "sandbox.json", info["admin"].rstrip("/"), proc)
-    try:
+    from tests.write.conftest import running_sandbox
+    with running_sandbox(tmp_path_factory.mktemp("club"), ("--group", "Club")) as sb:
         yield sb
-    finally:
-        for p in sb.procs:
-            stop(p)
-        stop(sb.proc)
 
 
 def _post_as(sb, channel: str, who: str, text: str, name: str | None = None, data: bytes = b"") -> int:
@@ -366,3 +358,66 @@ def test_a_lock_holds_every_spelling_of_its_name(folder):
     assert request("GET", folder + "Readme.txt")[2] == b"with the token"
     assert request("PUT", folder + "readme.txt", b"intruder")[0] == 423
     assert request("UNLOCK", folder + "README.TXT", headers={"Lock-Token": second})[0] == 204
+
+
+def test_concurrent_puts_through_two_replicas_sharing_redis_leave_one_version(dav, sandbox, tmp_path,
+                                                                               tmp_path_factory):
+    """Row 2 across replicas: [state] redis set, 4 PUTs through each of two tgdav at once."""
+    from tests.e2e.conftest import stop
+    from tests.scale.conftest import start_redis
+    from tests.write.conftest import redis_replica
+    redis_url, redis = start_redis(tmp_path_factory.mktemp("write-redis"))
+    try:
+        urls = [f"{redis_replica(sandbox, name, redis_url)}{WRITABLE}/replicas/"
+                for name in ("replica-a", "replica-b")]
+        assert request("MKCOL", urls[0])[0] == 201
+        for _ in range(100):                 # B sees the new folder at its next listing refresh
+            if request("PROPFIND", urls[1], headers={"Depth": "0"})[0] == 207:
+                break
+            time.sleep(0.2)
+        for round_ in range(3):
+            bodies = [random_bytes(150_000 + i, 900 + 10 * round_ + i) for i in range(8)]
+            threads = [threading.Thread(target=request, args=("PUT", urls[i % 2] + "same.bin", b))
+                       for i, b in enumerate(bodies)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(300)
+            assert sha256(request("GET", urls[0] + "same.bin")[2]) in {sha256(b) for b in bodies}
+        assert len(_tags(sandbox, tmp_path, "replicas/same.bin")) == 1      # the losers are gone
+    finally:
+        stop(redis)
+
+
+@pytest.mark.parametrize("flood", [None, "EditMessage", "DeleteMessages"])
+def test_a_folder_moved_onto_another_replaces_it_in_one_step(folder, sandbox, flood):
+    """i14c's F16: MOVE d3 onto d2 (Overwrite: T): readers see the old d2 or the new one, never none;
+    with Telegram asking to wait after the journal, the move is still whole, and tidied later."""
+    for name, n in (("d2", 3), ("d3", 2)):
+        assert request("MKCOL", folder + name + "/")[0] == 201
+        for i in range(n):
+            assert request("PUT", folder + f"{name}/f{i}.bin", f"{name} {i}".encode())[0] == 201
+    statuses: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            statuses.add(request("PROPFIND", folder + "d2/", headers={"Depth": "0"})[0])
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    if flood:
+        _flood(sandbox, flood, after=0)
+    try:
+        status = request("MOVE", folder + "d3/", headers={"Destination": folder + "d2/", "Overwrite": "T"})[0]
+    finally:
+        _clear(sandbox)
+        done.set()
+        watcher.join(60)
+    assert status == 204 and statuses == {207}
+    assert _names(folder + "d2/") == {"f0.bin", "f1.bin"} and request("GET", folder + "d3/")[0] == 404
+    assert request("GET", folder + "d2/f1.bin")[2] == b"d3 1"
+    fresh = _fresh(sandbox, f"onto-{flood}", folder)
+    assert _names(fresh + "d2/") == {"f0.bin", "f1.bin"} and request("GET", fresh + "d2/f0.bin")[2] == b"d3 0"
+    time.sleep(2.5)
+    assert request("PUT", folder + "later.txt", b"x")[0] == 201        # the next write tidies up
+    assert request("GET", fresh + "d2/f0.bin")[2] == b"d3 0"

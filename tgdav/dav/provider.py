@@ -236,6 +236,24 @@ class FolderResource(DAVCollection):
     def support_recursive_move(self, dest_path: str) -> bool:
         return bool(self.rel) and _within_channel(self, dest_path)
 
+    def handle_move(self, dest_path: str) -> bool:
+        """MOVE onto an existing folder of the same channel (Overwrite: T) in one step (one journal
+        post, tgdav/telegram/tree.py): WsgiDAV would delete the destination first, and readers would
+        see no folder there for a moment (or for good, after a failure). Answers 204."""
+        if self.drive is None or not self.support_recursive_move(dest_path):
+            return False
+        dest = self.provider.get_resource_inst(dest_path, self.environ)
+        if not isinstance(dest, FolderResource):
+            return False
+        self._check()
+        _, rel = self.provider.split(dest_path)
+        with _Mapped():
+            self.drive.move(self.folder, self.rel, rel)
+        dest.remove_all_properties(recursive=True)
+        dest.remove_all_locks(recursive=True)
+        _copy_props(self, dest_path, True, with_children=True)
+        return True
+
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=True)
 

@@ -50,9 +50,12 @@ Changes that span several messages are all-or-nothing for every reader (one mess
       #tgdav move /old/folder
       #tgdav to /new/place
   From then on every tagged message below /old/folder that is older than the journal (smaller id,
-  not edited after it) is read as if it were below /new/place: the whole folder moves in one post.
-  The writer then edits the messages one by one (each edit is already where the journal puts it) and
-  deletes the journal last. Any step after the journal may fail (FLOOD_WAIT, a crash): readers still
+  not edited after it) is read as if it were below /new/place: the whole folder moves in one post;
+  and what was below /new/place before the journal is gone (a MOVE onto an existing folder,
+  Overwrite: T, replaces it in the same post).
+  The writer then edits the messages one by one (each edit is already where the journal puts it;
+  the first in a later second than the journal's date, so no edited message is taken for an older
+  one), deletes the replaced ones, and deletes the journal last. Any step after the journal may fail (FLOOD_WAIT, a crash): readers still
   see the folder moved, whole, and the next write in that channel finishes what is left (`journals`).
 - Every tag tgdav writes must fit a caption (`fits`: 1024 UTF-16 code units, as Telegram counts
   them); the writer checks every caption a change makes before it sends anything.
@@ -234,19 +237,24 @@ def journals(records: Iterable[Record], trusted: Trusted = None) -> list[Record]
                   key=lambda r: r.message_id)
 
 
-def _moved(r: Record, moves: list[Record]) -> tuple[str, ...]:
-    """r's own tag path, moved by every journal younger than r (and not older than its last edit)."""
+def _moved(r: Record, moves: list[Record]) -> tuple[str, ...] | None:
+    """r's own tag path, moved by every journal younger than r (and not older than its last edit);
+    None when such a journal moved a folder onto the one r was in (it replaced it: r is gone)."""
     path = r.tag.path
     for j in moves:
-        n = len(j.tag.source)
-        if r.message_id < j.message_id and r.edited <= j.date and path[:n] == j.tag.source:
-            path = j.tag.path + path[n:]
+        if r.message_id < j.message_id and r.edited <= j.date:
+            n = len(j.tag.source)
+            if path[:n] == j.tag.source:
+                path = j.tag.path + path[n:]
+            elif path[:len(j.tag.path)] == j.tag.path:
+                return None
     return path
 
 
-def unfinished(records: Iterable[Record], trusted: Trusted = None) -> list[tuple[Record, tuple[str, ...]]]:
-    """(message, path its tag must get) for what the pending journals still move: once these edits
-    are made, the journals can go and the tree is the same."""
+def unfinished(records: Iterable[Record], trusted: Trusted = None) -> list[tuple[Record, tuple[str, ...] | None]]:
+    """(message, path its tag must get) for what the pending journals still move, (message, None)
+    for what they replaced: once those are edited and these deleted, the journals can go and the
+    tree is the same."""
     records = [r for r in records if _valid(r, trusted)]
     moves = journals(records)
     out = []
@@ -261,6 +269,11 @@ def unfinished(records: Iterable[Record], trusted: Trusted = None) -> list[tuple
 def placed(records: Iterable[Record], trusted: Trusted = None) -> dict[int, tuple[str, ...]]:
     """Where each trusted tagged message is, by the rules above: its tag's path moved by the journals
     that apply to it; a piece where its set's last piece is (once there is one)."""
+    return {mid: path for mid, path in _placement(records, trusted).items() if path is not None}
+
+
+def _placement(records: Iterable[Record], trusted: Trusted) -> dict[int, tuple[str, ...] | None]:
+    """placed(), with None for the messages a journal replaced (gone for readers)."""
     records = [r for r in records if _valid(r, trusted)]
     moves = journals(records)
     out = {r.message_id: _moved(r, moves) for r in records if r.tag.kind != "move"}
@@ -289,7 +302,8 @@ def claims(records: Iterable[Record], channel_id: int = 0, channel_access_hash: 
     """({path key: its claims, best first}, {folder path: its markers}): THE rule for which message
     owns a path, used by build() to show and by the writer to replace."""
     records = list(records)
-    where = placed(records, trusted)
+    placement = _placement(records, trusted)
+    where = {mid: path for mid, path in placement.items() if path is not None}
     found: dict[tuple, list[Claim]] = {}
     folders: dict[tuple[str, ...], list[Record]] = {(): []}
     sets: dict[str, dict[int, Record]] = {}
@@ -300,7 +314,7 @@ def claims(records: Iterable[Record], channel_id: int = 0, channel_access_hash: 
 
     for r in records:
         if r.message_id not in where:      # untagged (or an untrusted or invalid tag): a post
-            if r.entry is not None:
+            if r.entry is not None and r.message_id not in placement:
                 untagged.append(r)
             continue
         tag, path = r.tag, where[r.message_id]

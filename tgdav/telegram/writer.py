@@ -311,8 +311,11 @@ class Writer:
             return
         self._finishing.add(folder.channel_id)
         try:
-            for r, path in tree.unfinished(records, trusted):
-                await self._edit(folder, r.message_id, tree.compose(r.text, replace(r.tag, path=path)))
+            todo = tree.unfinished(records, trusted)
+            for r, path in todo:
+                if path is not None:
+                    await self._edit(folder, r.message_id, tree.compose(r.text, replace(r.tag, path=path)))
+            await self._delete_ids(folder, [r.message_id for r, path in todo if path is None])
             await self._delete_ids(folder, [j.message_id for j in moves])
         except Exception as e:      # still done for every reader; the next write tries again
             log.warning("finishing folder moves in %s failed: %s", folder.name, e)
@@ -505,20 +508,18 @@ class Writer:
             tag = replace(r.tag, path=dest + where[r.message_id][len(path):])
             self._must_fit(tag, r.text, media=r.entry is not None)
             edits.append((r.message_id, tree.compose(r.text, tag)))
-        if len(edits) <= 1:                 # one edit is all-or-nothing by itself
+        if len(edits) <= 1 and not tree.below(records, dest, trusted):   # one edit is all-or-nothing
             for mid, text in edits:
                 await self._edit(folder, mid, text)
             return
         journal = tree.Tag("move", dest, source=path)
         self._must_fit(journal, media=False)
-        posted = await self._send_text(folder, journal.line())    # from here on, moved for everyone
-        try:
-            for mid, text in sorted(edits):
-                await self._edit(folder, mid, text)
-            await self._delete_ids(folder, [m.id for m in posted])
-        except Exception as e:              # done for readers; the next write in the channel finishes it
-            log.warning("moving %s to %s: done, but its tidying failed (%s); the next write finishes it",
-                        "/".join(path), "/".join(dest), e)
+        posted = await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
+        # dates are whole seconds: the first edit goes in a later second than the journal's, so an
+        # edited message is never taken for one the journal applies to (tree.py)
+        when = max((m.date.timestamp() for m in posted if getattr(m, "date", None)), default=0.0)
+        await asyncio.sleep(max(0.0, min(2.0, when + 1.05 - time.time())))
+        await self._finish_journals(folder)              # edits, deletions, the journal; else the next write
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
                    dest: tuple[str, ...]) -> None:
