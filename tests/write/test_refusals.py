@@ -339,31 +339,6 @@ def test_a_lock_holds_every_spelling_and_a_refused_lock_makes_nothing(folder, sa
     assert _snapshot(sandbox) == before
 
 
-def test_a_lock_holds_after_a_put_of_another_spelling_lands(folder, sandbox):
-    """i14c F17: a PUT of readme.txt begun before a LOCK of (missing) Readme.txt lands after it; the
-    file is then shown as readme.txt, and the lock on Readme.txt must still hold it."""
-    parts = urllib.parse.urlsplit(folder + "readme.txt")
-    s = socket.create_connection((parts.hostname, parts.port), timeout=60)
-    s.sendall(f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-    s.sendall(b"5\r\nfirst\r\n")
-    token = _lock(folder + "Readme.txt", b"client A")
-    s.sendall(b"5\r\n part\r\n0\r\n\r\n")
-    assert s.recv(65536).startswith(b"HTTP/1.1 20")
-    s.close()
-    before = _snapshot(sandbox)
-    assert request("PUT", folder + "readme.txt", b"intruder")[0] == 423
-    assert request("DELETE", folder + "readme.txt")[0] == 423
-    assert request("PUT", folder + "other.txt", b"other")[0] == 201
-    before = _snapshot(sandbox)
-    assert request("MOVE", folder + "other.txt", headers={"Destination": folder + "readme.txt"})[0] == 423
-    assert _snapshot(sandbox) == before
-    # the owner still writes through its lock's spelling, and unlocks it
-    assert request("PUT", folder + "Readme.txt", b"owner", headers={"If": f"({token})"})[0] == 204
-    assert request("GET", folder + "readme.txt")[2] == b"owner"
-    assert request("UNLOCK", folder + "Readme.txt", headers={"Lock-Token": token})[0] == 204
-    assert request("PUT", folder + "readme.txt", b"free again")[0] == 204
-
-
 def test_locks_of_one_missing_file_at_once_grant_one_and_make_one_file(folder, sandbox):
     """i14c F15: the check and WsgiDAV's make-then-lock are one step: of 6 LOCKs of one missing file
     sent at once, one makes it (201), the others are 423, and one message was sent."""
@@ -382,3 +357,23 @@ def test_locks_of_one_missing_file_at_once_grant_one_and_make_one_file(folder, s
         t.join(120)
     assert sorted(statuses) == [201] + [423] * 5, statuses
     assert sandbox.total("messages_sent") == sent + 1
+
+
+def test_a_lock_refused_during_a_put_of_a_new_file_makes_nothing(folder, sandbox):
+    """i14c F22: a LOCK of a file whose PUT is still receiving its body is 423 (WsgiDAV's write
+    transaction), and it must not make the empty lock-null file readers would see meanwhile."""
+    parts = urllib.parse.urlsplit(folder + "readme.txt")
+    s = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    s.sendall(f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    data = random_bytes(1200 * 1024, 77)
+    parts_before = sandbox.total("upload_parts")
+    s.sendall(f"{1100 * 1024:x}\r\n".encode() + data[:1100 * 1024] + b"\r\n")
+    _wait_for(lambda: sandbox.total("upload_parts") > parts_before)     # the PUT is taking its body
+    assert request("LOCK", folder + "readme.txt", LOCK_BODY % b"client B")[0] == 423
+    assert request("LOCK", folder + "Readme.txt", LOCK_BODY % b"client C")[0] == 423
+    assert request("GET", folder + "readme.txt")[0] == 404
+    rest = data[1100 * 1024:]
+    s.sendall(f"{len(rest):x}\r\n".encode() + rest + b"\r\n0\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 201")
+    s.close()
+    assert sha256(request("GET", folder + "readme.txt")[2]) == sha256(data)

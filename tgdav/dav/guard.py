@@ -20,8 +20,8 @@ nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDA
   in the store, so one taken on a spelling the tree no longer shows (another spelling's PUT landed
   since) still holds;
 - a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
-  conflicting locks: the locks on it, its ancestors and its folder are checked first, so a LOCK
-  answered 423 makes nothing.
+  conflicting locks: the locks on it, its ancestors and its folder, and PUTs of it under way, are
+  checked first, so a LOCK answered 423 makes nothing.
 
 A check and the change it allows are one step for the locks of this process: in one channel a
 LOCK runs alone, while DELETE, MOVE and COPY (which change whole trees) run beside each other but
@@ -133,6 +133,15 @@ class WriteGuard:
                                other_spellings_only=method == "LOCK" and not lock_null)
         if lock_null:
             self._unlocked(environ, target[:-1], children=False)
+            self._not_being_written(target)
+
+    def _not_being_written(self, names: list[str]) -> None:
+        """A LOCK of a missing file while a PUT of it (any spelling) is receiving its body: 423
+        before WsgiDAV makes the empty file (its own refusal comes after it made it)."""
+        own = _folded(quote("/" + "/".join(names)))
+        writing = list(getattr(self.locks, "_active_writes", None) or ())   # WsgiDAV's write_transaction marks
+        if any(_folded(url) == own for url in writing):
+            raise DAVError(HTTP_LOCKED, "a PUT of this file is under way")
 
     def _node(self, names: list[str]):
         folder = self.catalog.folder(names[0]) if names else None

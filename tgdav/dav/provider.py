@@ -291,14 +291,8 @@ class FileResource(DAVNonCollection):
     def __init__(self, provider: "CatalogProvider", folder: Folder, path: tuple[str, ...],
                  entry: FileEntry | None, environ: dict) -> None:
         # the URL (locks, properties) is the name as shown; `rel`, the name asked for, is what a
-        # write stores (names are one file under any spelling: tgdav.telegram.tree.key). A lock
-        # taken on the spelling asked for (before another spelling's PUT landed) keeps that URL,
-        # so its owner can still write with it and UNLOCK it.
+        # write stores (names are one file under any spelling: tgdav.telegram.tree.key)
         shown = tuple(path[:-1]) + (entry.name,) if entry is not None and path else tuple(path)
-        locks = provider.lock_manager
-        if shown != tuple(path) and locks is not None and locks.get_url_lock_list(
-                util.quote(provider.share_path + _join(folder.name, *path))):
-            shown = tuple(path)
         super().__init__(_join(folder.name, *shown), environ)
         self.catalog, self.drive = provider.catalog, provider.drive
         self.folder, self.rel, self.entry = folder, tuple(path), entry
