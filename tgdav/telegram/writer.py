@@ -391,7 +391,11 @@ class Writer:
         # if it ranks higher: Telegram's dates are whole seconds; with Redis, so does every claim
         # the replicas made (they hold the same lock)
         older = None if self._lock_redis else self._committed.get(k, set())
-        old = tree.superseded(records, path, keep, trusted, older) + self._abandoned(records, path, set(keep), trusted)
+
+        def decide() -> list[int]:      # a big channel's claims take tens of ms: not on the loop
+            return tree.superseded(records, path, keep, trusted, older) + \
+                self._abandoned(records, path, set(keep), trusted)
+        old = await asyncio.to_thread(decide)
         self._committed[k] = set(keep)
         if old:
             await self._delete_ids(folder, old, quiet=True)
