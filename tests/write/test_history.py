@@ -11,6 +11,10 @@ test_sequential_history_matches_wsgidav: one client runs one seeded sequence aga
 against WsgiDAV's FilesystemProvider on a temporary folder (the oracle): every answer has the same
 class and the trees end the same (names, sizes, SHA-256).
 
+test_replay_*: short fixed histories that once broke a promise (a lock through another spelling, a
+LOCK racing a PUT or a DELETE, a MOVE in the same second as an overwrite, a folder moved onto
+another, a COPY refused half-way), judged by the same checker.
+
 Longer runs, one command (the figures are printed; TGDAV_HISTORY_REPORT=file.json keeps the whole
 history and the anomalies in file.history.json and file.sequential.json):
     TGDAV_HISTORY_SEED=7 TGDAV_HISTORY_OPS=1500 python -m pytest -q -s --timeout 0 \
