@@ -11,6 +11,10 @@ test_sequential_history_matches_wsgidav: one client runs one seeded sequence aga
 against WsgiDAV's FilesystemProvider on a temporary folder (the oracle): every answer has the same
 class and the trees end the same (names, sizes, SHA-256).
 
+test_replay_*: short fixed histories that once broke a promise (a lock through another spelling, a
+LOCK racing a PUT or a DELETE, a MOVE in the same second as an overwrite, a folder moved onto
+another, a COPY refused half-way), judged by the same checker.
+
 Longer runs, one command (the figures are printed; TGDAV_HISTORY_REPORT=file.json keeps the whole
 history and the anomalies in file.history.json and file.sequential.json):
     TGDAV_HISTORY_SEED=7 TGDAV_HISTORY_OPS=1500 python -m pytest -q -s --timeout 0 \
@@ -515,19 +519,21 @@ def test_replay_a_lock_of_a_missing_file_holds_every_spelling(sandbox, replay_se
 
 
 def test_replay_a_lock_granted_during_a_slow_put_of_another_spelling(sandbox, replay_server):
-    """A slow PUT of readme.txt is under way when Readme.txt (missing) is LOCKed: the PUT began
-    first and may land, but from then on readme.txt is the locked file: writes without the token
-    are refused (promise 3)."""
+    """A slow PUT of readme.txt is under way when Readme.txt (missing) is LOCKed: the LOCK is refused
+    while the PUT receives its body, or granted, and then readme.txt is the locked file: writes
+    without the token are refused until it is released (promises 2 and 3)."""
     def script(request):
         request(1, "PUT", "a.bin", data=b"to move")
         slow = threading.Thread(target=request, args=(1, "PUT", "d0/readme.txt"),
                                 kwargs={"data": body(5, 640 * 1024), "chunked": True, "pace": 0.1})
         slow.start()
         time.sleep(0.3)
-        token = _lock(request, 0, "d0/Readme.txt")
+        _, headers, _ = request(0, "LOCK", "d0/Readme.txt", data=LOCKINFO,
+                                headers={"Timeout": "Second-600", "Depth": "0"})
         slow.join(60)
         _without_the_token(request, 2)
-        _release(request, 0, "d0/Readme.txt", token)
+        if headers.get("Lock-Token"):
+            _release(request, 0, "d0/Readme.txt", headers["Lock-Token"])
     checker = _replay(sandbox, replay_server, "lock-during-put", script)
     assert not checker.anomalies, failure(checker)
 
