@@ -47,15 +47,15 @@ def test_writes_are_answered_in_tgdavs_words(live):
         ("MKCOL", "Uploads/dir", (), 201, "Created"),
         ("COPY", "Uploads/a.txt", dest("Uploads/b.txt"), 201, "Created"),
         ("MOVE", "Uploads/b.txt", dest("Uploads/dir/c.txt"), 201, "Created"),
-        ("DELETE", "Welcome/", (), 403, "read-only"),
-        ("MOVE", "Welcome/", dest("Uploads/x"), 403, "read-only"),
+        ("DELETE", "Welcome/", (), 403, "channels are never deleted"),
+        ("MOVE", "Welcome/", dest("Uploads/x"), 403, "channels are never deleted, moved"),
         ("COPY", "Uploads/a.txt", dest("Welcome/a.txt"), 403, "read-only"),
         ("MOVE", "Uploads/a.txt", dest("Welcome/a.txt"), 403, "read-only"),
         ("COPY", "Uploads/dir", dest("Welcome/dir"), 403, "read-only"),
         ("PUT", "Welcome/a.txt", ("--data-binary", "x"), 403, "read-only"),
         # a name the listing would show otherwise (U+FFFF, U+202E): refused, never acknowledged
-        ("PUT", "Uploads/vid%E2%80%AE4pm.html", ("--data-binary", "x"), 403, "cannot be a name here"),
-        ("MKCOL", "Uploads/d%EF%BF%BF", (), 403, "cannot be a name here"),
+        ("PUT", "Uploads/vid%E2%80%AE4pm.html", ("--data-binary", "x"), 403, "cannot be stored"),
+        ("MKCOL", "Uploads/d%EF%BF%BF", (), 403, "cannot be stored"),
     ]
     for method, path, args, status, words in steps:
         got = curl(live, method, path, *args)

@@ -60,7 +60,9 @@ def test_a_put_through_a_is_listed_by_b_from_the_announcement(fleet):
     finally:
         sb.faults({"drop_updates": 0})
     assert delta(before, after, "updates_dropped") >= 1
-    assert delta(before, after, "requests:GetHistory") == 0
+    # one getHistory at most: A's own catch-up before its write decides what it replaces (the writer
+    # does it with [state] redis: promise 1); B takes the change from the announcement alone
+    assert delta(before, after, "requests:GetHistory") <= 1
     assert delta(before, after, "requests:GetChannelDifference") == 0
     status, body = request("GET", f"{b}{quoted}/second.bin")
     assert status == 200 and body == b"two" * 1000

@@ -95,7 +95,8 @@ def dav(url: str, method: str, headers: dict | None = None, body: bytes | None =
 
 
 def test_a_lock_taken_through_a_is_seen_through_b(fleet):
-    a, b = fleet.file_url(0, "hot.bin"), fleet.file_url(1, "hot.bin")
+    # a file of the channel the user may write in (LOCK is a write: refused in a read-only channel)
+    a, b = (f"{url}Uploads/entry-00.bin" for url in fleet.urls[:2])
     status, _, headers = dav(a, "LOCK", {"Content-Type": "application/xml", "Timeout": "Second-600"},
                              LOCK_BODY)
     assert status == 200, status

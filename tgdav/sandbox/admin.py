@@ -114,6 +114,7 @@ class AdminServer:
                     raise ControlError(f"no channel titled {body['channel']!r}")
                 channel = w.add_channel(body["channel"], members=list(w.accounts.values()))
                 channel.changes += 1
+                self._announce({"op": "channel"}, channel, channel)
             text = fields["text"] or ""
             if fields["name"] is None and data is None and not body.get("size"):
                 message = w.add_text(channel, text)
@@ -121,8 +122,16 @@ class AdminServer:
                 message = w.add_document(channel, name=fields["name"] or "", size=size,
                                          mime=fields["mime"] or "application/octet-stream", text=text,
                                          source=BytesSource(data) if data is not None else None)
+            self._announce({"op": "post"}, message, channel)
             return {"channel": channel.id, "message": message.id, "ok": True}
         return self.call(change)
+
+    def _announce(self, op: dict, result, channel) -> None:
+        """Tell connected clients, as Telegram pushes every post and new channel to its members
+        (services/feed.py, through the journal's listener)."""
+        listener = getattr(self.writes, "listener", None)
+        if listener is not None:
+            listener(op, result, channel)
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -150,9 +150,12 @@ class SenderFactory:
         return sender
 
     def _init(self, query) -> functions.InitConnectionRequest:
-        """A fresh initConnection around `query` (never Telethon's shared, mutated one)."""
+        """A fresh initConnection around `query` (never Telethon's shared, mutated one), inside
+        invokeWithoutUpdates: Telegram pushes updates only to the client's main connection, and a
+        pool sender has no queue for them (the pool wraps every later request the same way)."""
         t = self._client._init_request
         return functions.InitConnectionRequest(
             api_id=t.api_id, device_model=t.device_model, system_version=t.system_version,
             app_version=t.app_version, system_lang_code=t.system_lang_code,
-            lang_pack=t.lang_pack, lang_code=t.lang_code, query=query, proxy=t.proxy)
+            lang_pack=t.lang_pack, lang_code=t.lang_code, query=functions.InvokeWithoutUpdatesRequest(query),
+            proxy=t.proxy)
