@@ -287,12 +287,3 @@ def shared_engine(sandbox, tmp_path_factory):
     yield engine
     engine.close()
 
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    """Poll predicate() until true or `timeout` seconds passed; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)

@@ -11,7 +11,8 @@ import pytest
 from tgdav.errors import RetryLater
 from tgdav.sandbox.keys import key_id_of
 
-from .conftest import HOME_DC, MIB, STALE_TRUE_DC, delta, wait_until
+from .conftest import HOME_DC, MIB, STALE_TRUE_DC, delta
+from tests.helpers import wait_until
 
 
 def test_stale_dc_costs_one_migrate_with_read_ahead(engine, sandbox):
@@ -164,7 +165,7 @@ def test_reaped_senders_reopen_without_export(make_engine, sandbox):
     engine = make_engine(idle_seconds=1.0)
     assert engine.read("d4.bin", 0, 3 * MIB) == sandbox.expected("d4.bin", 0, 3 * MIB)
     assert engine.stats()["4"]["senders"] > 0
-    assert wait_until(lambda: engine.stats()["4"]["senders"] == 0, timeout=15), engine.stats()
+    wait_until(lambda: engine.stats()["4"]["senders"] == 0, 15, lambda: engine.stats())
     before = sandbox.snapshot()
     assert engine.read("d4.bin", 3 * MIB, 5 * MIB) == sandbox.expected("d4.bin", 3 * MIB, 5 * MIB)
     after = sandbox.snapshot()
@@ -185,8 +186,8 @@ def test_the_dcs_a_listing_names_are_connected_before_the_first_read(make_engine
     for run in ("first", "restart"):
         before = sandbox.snapshot()
         engine = make_engine(state, connect_listed_dcs=True)      # lists the channel on start
-        assert wait_until(lambda: all(engine.stats().get(str(dc), {}).get("senders") for dc in (3, 4)),
-                          timeout=20), engine.stats()
+        wait_until(lambda: all(engine.stats().get(str(dc), {}).get("senders") for dc in (3, 4)),
+                   20, lambda: engine.stats())
         opened = sandbox.snapshot()
         if run == "first":
             assert delta(before, opened, "imports", dc=4) == 1 and delta(before, opened, "imports", dc=3) == 1

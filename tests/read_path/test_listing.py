@@ -13,7 +13,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.read_path.conftest import CHANNEL, HOME_DC, delta, running_sandbox, wait_until
+from tests.helpers import wait_until
+from tests.read_path.conftest import CHANNEL, HOME_DC, delta, running_sandbox
 from tgdav.dav.server import build_app, make_server
 from tgdav.cache.reader import SyncReader
 from tgdav.sandbox.world import World

@@ -14,7 +14,8 @@ import pytest
 
 from tgdav.telegram.pool import URGENT, Sender
 
-from .conftest import HOME_DC, MIB, delta, wait_until
+from .conftest import HOME_DC, MIB, delta
+from tests.helpers import wait_until
 from .test_dc import _revoke
 
 
@@ -70,18 +71,21 @@ def test_a_cancelled_sent_request_is_dropped_once(engine, sandbox):
     loc = engine.loc("mid.bin")
     before = sandbox.snapshot()
 
-    async def cancel_one():
-        task = asyncio.ensure_future(engine.fetcher.fetch(loc, MIB, 64 * 1024))
-        await asyncio.sleep(0.1)          # sent, its answer 300 ms away
+    async def start():
+        return asyncio.ensure_future(engine.fetcher.fetch(loc, MIB, 64 * 1024))
+
+    async def cancel(task):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    engine.call(cancel_one())
-    assert wait_until(lambda: delta(before, sandbox.snapshot(), "drop_requests", 3) == 1, timeout=5)
-    time.sleep(0.5)
+    task = engine.call(start())
+    wait_until(lambda: delta(before, sandbox.snapshot(), "requests:GetFile", 3) == 1, 5,
+               "the getFile reached DC 3")     # sent, its answer 300 ms away
+    engine.call(cancel(task))
+    wait_until(lambda: delta(before, sandbox.snapshot(), "drop_requests", 3) == 1, 5, "one rpc_drop_answer")
+    wait_until(lambda: engine.stats()["3"]["draining"] == 0, 5, "the drop answered")   # its story is over
     after = sandbox.snapshot()
     assert delta(before, after, "drop_requests", 3) == 1
     assert delta(before, after, "requests:GetFile", 3) == 1
-    assert wait_until(lambda: engine.stats()["3"]["draining"] == 0, timeout=5)
 
 
 @pytest.mark.timeout(60)
@@ -90,13 +94,17 @@ def test_a_cancelled_first_read_on_a_new_dc_leaves_one_key_and_one_export(engine
     loc = engine.loc("d4.bin")
     before = sandbox.snapshot()
 
-    async def seek_away():
-        task = asyncio.ensure_future(engine.fetcher.fetch(loc, 0, 64 * 1024, urgent=True))
-        await asyncio.sleep(0.15)          # the sender to DC 4 is being opened
+    async def start():
+        return asyncio.ensure_future(engine.fetcher.fetch(loc, 0, 64 * 1024, urgent=True))
+
+    async def seek_away(task):
         task.cancel()                      # the player seeks elsewhere
         await asyncio.gather(task, return_exceptions=True)
         return await engine.fetcher.fetch(loc, MIB, 64 * 1024, urgent=True)
-    assert engine.call(seek_away()) == sandbox.expected("d4.bin", MIB, MIB + 64 * 1024 - 1)
+    task = engine.call(start())
+    wait_until(lambda: delta(before, sandbox.snapshot(), "connections", 4) >= 1, 10,
+               "the sender to DC 4 is being opened")      # connected, its key exchange under way
+    assert engine.call(seek_away(task)) == sandbox.expected("d4.bin", MIB, MIB + 64 * 1024 - 1)
     engine.read("d4.bin", 0, 4 * MIB)     # and more senders to DC 4 reuse the one authorisation
     after = sandbox.snapshot()
     assert delta(before, after, "exports", HOME_DC) == 1, after

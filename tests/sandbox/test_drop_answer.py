@@ -11,6 +11,7 @@ import pytest
 from telethon.tl.functions import RpcDropAnswerRequest
 from telethon.tl.types import RpcAnswerDropped, RpcAnswerDroppedRunning, RpcAnswerUnknown, upload
 
+from tests.helpers import run
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 
@@ -33,9 +34,6 @@ def clean(sandbox):
     yield
     sandbox.controls.set_link(Link())
 
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 async def sent_msg_id(sender, future) -> int:

@@ -4,7 +4,6 @@ sandbox counted are both asserted."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import StringSession
 from telethon.tl import functions, types
 
+from tests.helpers import run
 from tests.sandbox.conftest import MIB, PASSWORD, Small, build_small_world
 from tgdav.sandbox.cluster import ClusterThread
 from tgdav.sandbox.content import pattern
@@ -99,9 +99,6 @@ def sandbox(running):
     running.controls.apply_faults({"clear": True}, now=running.services.clock())
     return running
 
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def sha(data: bytes) -> str:

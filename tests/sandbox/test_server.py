@@ -15,6 +15,7 @@ from telethon.network.connection import ConnectionTcpAbridged, ConnectionTcpFull
 from telethon.sessions import StringSession
 from telethon.tl import functions
 
+from tests.helpers import run
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 from tgdav.sandbox.keys import key_id_of
@@ -37,9 +38,6 @@ def clean(sandbox):
     sandbox.counters.reset()
     yield
 
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 async def connected(sandbox, dc=2, **kwargs):

@@ -5,12 +5,12 @@ channel_differences), never on time: waits poll for a state with a generous dead
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from telethon import TelegramClient, events
 from telethon.tl import functions, types
 
+from tests.helpers import run, until
 from tests.sandbox.test_e2e_telethon import new_client, serve
 from tgdav.sandbox.world import World
 
@@ -45,17 +45,6 @@ async def login(ports, phone: str, code: str) -> TelegramClient:
     return client
 
 
-async def until(predicate, seconds: float = 20.0) -> bool:
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 90))
-
 
 def test_changes_reach_the_readers_main_connection_with_channel_pts(sb):
     world, channel, counters, *_ , ports = sb
@@ -74,7 +63,7 @@ def test_changes_reach_the_readers_main_connection_with_channel_pts(sb):
             m = await poster.send_message(entity, "hello")
             await poster.edit_message(entity, m, "hello again")
             await poster.delete_messages(entity, [m.id])
-            assert await until(lambda: len(seen) == 3), seen
+            await until(lambda: len(seen) == 3, 20, lambda: seen)
             assert [type(u) for u in seen] == [types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
                                                types.UpdateDeleteChannelMessages]
             assert [u.pts for u in seen] == [pts0 + 1, pts0 + 2, pts0 + 3]
@@ -85,7 +74,7 @@ def test_changes_reach_the_readers_main_connection_with_channel_pts(sb):
         finally:
             await poster.disconnect()
             await reader.disconnect()
-    run(go())
+    run(go(), 90)
 
 
 def test_a_client_without_updates_is_not_subscribed(sb):
@@ -106,7 +95,7 @@ def test_a_client_without_updates_is_not_subscribed(sb):
         finally:
             await poster.disconnect()
             await quiet.disconnect()
-    run(go())
+    run(go(), 90)
 
 
 def test_dropped_updates_are_healed_with_get_channel_difference(sb):
@@ -122,18 +111,18 @@ def test_dropped_updates_are_healed_with_get_channel_difference(sb):
             entity = types.InputPeerChannel(channel.id, channel.access_hash)
             await reader.get_dialogs()
             await poster.send_message(entity, "first")
-            assert await until(lambda: texts == ["first"])
+            await until(lambda: texts == ["first"], 20)
             controls.apply_faults({"drop_updates": 2}, now=services.clock())
             for text in ("lost 1", "lost 2", "third"):
                 await poster.send_message(entity, text)
-            assert await until(lambda: len(texts) == 4), texts
+            await until(lambda: len(texts) == 4, 20, lambda: texts)
             assert sorted(texts) == sorted(["first", "lost 1", "lost 2", "third"])
             assert counters.total("updates_dropped") == 2
             assert counters.total("channel_differences") >= 1      # Telethon's MessageBox healed the gap
         finally:
             await poster.disconnect()
             await reader.disconnect()
-    run(go())
+    run(go(), 90)
 
 
 def test_channel_difference_slices_and_too_long(sb):
@@ -172,4 +161,4 @@ def test_channel_difference_slices_and_too_long(sb):
         finally:
             await poster.disconnect()
             await reader.disconnect()
-    run(go())
+    run(go(), 90)

@@ -18,6 +18,7 @@ from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import StringSession
 from telethon.tl import functions, types
 
+from tests.helpers import run
 from tests.sandbox.conftest import build_small_world
 from tgdav.sandbox.controls import Link
 from tgdav.sandbox.demo import UPLOADS, build_demo_world
@@ -56,9 +57,6 @@ def sb(tmp_path):
     assert counter(sandbox, "errors:INPUT_METHOD_INVALID") == 0
     assert counter(sandbox, "errors:INTERNAL") == 0
 
-
-def run(coro, timeout: float = 120):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def sha(data: bytes) -> str:
@@ -134,7 +132,7 @@ def test_send_file_small_and_big_round_trip_byte_exact(sb):
             return m1, m2, back1, back2, listed
         finally:
             await client.disconnect()
-    m1, m2, back1, back2, listed = run(go())
+    m1, m2, back1, back2, listed = run(go(), 120)
     assert (m1.file.name, m1.file.size, m1.message) == ("small.bin", len(small), "a small one")
     assert (m2.file.name, m2.file.size) == ("big.bin", len(big))
     assert m1.id + 1 == m2.id and m1.document.dc_id == 2
@@ -166,7 +164,7 @@ def test_streamed_upload_with_unknown_total_until_the_last_part(sb):
             return await client.download_media(m1, bytes), await client.download_media(m2, bytes), m1, m2
         finally:
             await client.disconnect()
-    back1, back2, m1, m2 = run(go())
+    back1, back2, m1, m2 = run(go(), 120)
     assert sha(back1) == sha(data) and m1.file.size == len(data)
     assert sha(back2) == sha(even) and m2.file.size == len(even)
     assert counter(sb, "upload_parts", 2) == 6 + 5
@@ -213,7 +211,7 @@ def test_upload_rules_answer_telegrams_error_names(sb):
             return seen
         finally:
             await client.disconnect()
-    seen = run(go())
+    seen = run(go(), 120)
     assert seen == {
         "too big": "FilePartTooBigError", "bad size": "FilePartSizeInvalidError",
         "not dividing": "FilePartSizeInvalidError", "changed": "FilePartSizeChangedError",
@@ -274,7 +272,7 @@ def test_part_limit_expiry_lost_part_and_upload_floods(sb):
             return seen
         finally:
             await client.disconnect()
-    seen = run(go())
+    seen = run(go(), 120)
     assert seen["config"] == {"upload_max_fileparts_default": 4000, "upload_max_fileparts_premium": 8000}
     assert seen["lost"] == 1 and seen["resent"] is True
     assert seen["injected"] == 7 and seen["rate"] == 11
@@ -293,7 +291,7 @@ def test_a_random_id_is_used_once(sb):
             return [m.message async for m in client.iter_messages(peer)]
         finally:
             await client.disconnect()
-    assert run(go()) == ["once"]
+    assert run(go(), 120) == ["once"]
     assert counter(sb, "messages_sent") == 1 and counter(sb, "errors:RANDOM_ID_DUPLICATE") >= 1
 
 
@@ -326,7 +324,7 @@ def test_read_only_channels_refuse_writes_and_rights_are_visible(sb):
             return seen
         finally:
             await client.disconnect()
-    seen = run(go())
+    seen = run(go(), 120)
     assert seen["uploads"] == (True, True)
     assert seen["films"] == (False, None) and seen["getChannels"] == (False, None)
     assert seen["message"] == seen["file"] == seen["edit"] == "ChatWriteForbiddenError"
@@ -395,7 +393,7 @@ def test_edit_delete_forward_and_create_channel(sb):
             return seen
         finally:
             await client.disconnect()
-    seen = run(go())
+    seen = run(go(), 120)
     assert seen["edited"] == ("second", True, "doc.txt")
     n, header, doc_id, channel_post = seen["forward"]
     assert n == 1 and header is None and doc_id == films_doc.id and channel_post == films_msg
@@ -433,7 +431,7 @@ def test_writes_survive_a_sandbox_restart(tmp_path):
                 return client.session.save(), keep.id
             finally:
                 await client.disconnect()
-        session, keep_id = run(write())
+        session, keep_id = run(write(), 120)
     finally:
         sandbox.stop()
     sandbox, _ = start(state)                       # a new process would rebuild the same world
@@ -450,7 +448,7 @@ def test_writes_survive_a_sandbox_restart(tmp_path):
                 return msgs, await client.download_media(msgs[0], bytes), small, made, after.id, titles
             finally:
                 await client.disconnect()
-        msgs, back, small, made, after_id, titles = run(read())
+        msgs, back, small, made, after_id, titles = run(read(), 120)
     finally:
         sandbox.stop()
         TelegramClient._config = None
@@ -492,7 +490,7 @@ def test_upload_bandwidth_cap_slows_uploads_per_connection(sb):
         finally:
             await client.disconnect()
     sb.controls.apply_link({"dc": 2, "upload_bandwidth": cap})
-    took = run(go())
+    took = run(go(), 120)
     print(f"\n{size} bytes uploaded in {took:.2f} s at a cap of {cap} B/s: {size / took / MIB:.2f} MiB/s")
     assert counter(sb, "upload_bytes", 2) == size
     assert took >= 0.8 * (size - BURST) / cap                          # it cannot beat the cap
@@ -549,13 +547,13 @@ def test_a_killed_sandbox_process_keeps_what_was_written(tmp_path):
 
     proc, line = launch()
     try:
-        session, sent_id = run(write(line))
+        session, sent_id = run(write(line), 120)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     proc, line = launch()
     try:
-        listed, back = run(read(line, session))
+        listed, back = run(read(line, session), 120)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)

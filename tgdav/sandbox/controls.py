@@ -2,7 +2,10 @@
 
 Read by the server (link, down, drop) and by the services (floods, file references). Written by the
 admin API (POST /link, POST /faults) and by in-process tests. Every accessor takes the lock, so the
-admin thread and the loop thread can share one Controls.
+admin thread and the loop thread can share one Controls. apply_faults returns once the faults are in
+force: what is read at each use is at once, and what a server must act on (a DC going down cuts its
+connections and stops listening; coming back up, it listens again) is done by the enforcers the DC
+servers register (enforce_with) before it returns, so the admin API's answer means "done".
 
 JSON accepted by POST /link (and `apply_link`):
     {"profile": "telegram-like"}            named profile (see PROFILES)
@@ -46,7 +49,9 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ PROFILES: dict[str, Link] = {
 }
 
 
+ENFORCE_TIMEOUT = 10.0         # seconds apply_faults waits for a server to put a fault in force
 UPLOAD_PART_TTL = 6 * 3600.0   # seconds: Telegram keeps unused upload parts for hours
 # messages.getHistory per account: (calls per second, burst, flood seconds); why these figures:
 # services/ratelimit.py HistoryRate
@@ -119,6 +125,27 @@ class Controls:
         self._link = link or Link()
         self._dc_links: dict[int, Link] = {}
         self._faults = Faults()
+        self._enforcers: list[Callable[[], Future | None]] = []
+
+    def enforce_with(self, enforce: Callable[[], Future | None]) -> Callable[[], None]:
+        """Have `enforce()` called after every apply_faults: it puts the faults in force where they are
+        served and returns a Future that completes once they are (None: nothing to wait for, e.g. when
+        called on the server's own loop). Returns the function that unregisters it."""
+        with self._lock:
+            self._enforcers.append(enforce)
+
+        def unregister() -> None:
+            with self._lock:
+                if enforce in self._enforcers:
+                    self._enforcers.remove(enforce)
+        return unregister
+
+    def _enforce(self) -> None:
+        with self._lock:
+            enforcers = list(self._enforcers)
+        for done in [enforce() for enforce in enforcers]:
+            if done is not None:
+                done.result(ENFORCE_TIMEOUT)
 
     # --- link -------------------------------------------------------------------------------
     def link_for(self, dc_id: int) -> Link:
@@ -243,7 +270,8 @@ class Controls:
 
     # --- admin --------------------------------------------------------------------------------
     def apply_faults(self, body: dict, now: float) -> None:
-        """Apply a POST /faults body. `now` is the monotonic clock of the services."""
+        """Apply a POST /faults body, returning once it is in force. `now` is the monotonic clock of the
+        services."""
         if not isinstance(body, dict):
             raise ControlError("faults must be a JSON object")
         try:
@@ -302,6 +330,7 @@ class Controls:
                     f.upload_max_fileparts_default, f.upload_max_fileparts_premium = default, premium
         except (KeyError, TypeError, ValueError) as e:
             raise ControlError(f"bad fault value: {e!r}") from None
+        self._enforce()
 
     def snapshot(self) -> dict:
         with self._lock:

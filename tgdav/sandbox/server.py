@@ -4,7 +4,8 @@ Every RPC runs as its own task, so a slow getFile blocks neither pings nor other
 connection; answers go out in the order they are ready, through the connection's LinkWriter. A
 dispatcher RpcError becomes rpc_error; any other exception becomes rpc_error 500 INTERNAL and a log
 line. A protocol error closes that one connection. Controls are read live: a down DC closes its open
-connections and stops listening until it is up again; a drop fault cuts a new connection after N bytes.
+connections and stops listening until it is up again, done before Controls.apply_faults returns (the
+server registers its enforcer with the Controls); a drop fault cuts a new connection after N bytes.
 
 rpc_drop_answer is answered here, as Telegram documents it (core.telegram.org/mtproto/service_messages):
 rpc_answer_dropped_running while the call still runs (the call finishes, and its answer is replaced by
@@ -25,6 +26,7 @@ dropped_answer_bytes (their frames' bytes), unawaited_bytes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import random
@@ -49,7 +51,7 @@ from .uplink import ReadPacer
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
-DOWN_POLL = 0.1           # seconds between checks whether the DC went down or came back up
+DOWN_POLL = 0.1           # seconds between retries to listen again when the port was not free yet
 GOODBYE_TIMEOUT = 5.0     # how long a transport error may take to reach a client before we close
 STOP_TIMEOUT = 5.0        # how long stop() lets connections wind down before cancelling them
 REMEMBERED_ANSWERS = 1024  # per connection: answers an rpc_drop_answer can still name
@@ -96,16 +98,23 @@ class DcServer:
         self._handlers: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._watch: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._down_lock: asyncio.Lock | None = None
+        self._unenforce = lambda: None
 
     async def start(self, port: int = 0) -> int:
         await self._listen(port)
         self.port = self._listener.sockets[0].getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._down_lock = asyncio.Lock()
         self._watch = asyncio.create_task(self._watch_down())
+        self._unenforce = self._controls.enforce_with(self._enforce_from_anywhere)
         return self.port
 
     async def stop(self) -> None:
         if self._watch is None:
             return
+        self._unenforce()
         self._watch.cancel()
         self._unlisten()
         if self._handlers:
@@ -126,10 +135,25 @@ class DcServer:
         for writer in list(self._writers):
             writer.transport.abort()
 
-    async def _watch_down(self) -> None:
-        """A down DC does not listen (clients get 'connection refused'); it listens again when back up."""
-        while True:
-            await asyncio.sleep(DOWN_POLL)
+    def _enforce_from_anywhere(self) -> concurrent.futures.Future | None:
+        """Controls' enforcer: _enforce_down on this server's loop; a Future to wait for from any other
+        thread, None (scheduled only) from the loop itself, which must not block on itself."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return None
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            loop.create_task(self._enforce_down())
+            return None
+        return asyncio.run_coroutine_threadsafe(self._enforce_down(), loop)
+
+    async def _enforce_down(self) -> None:
+        """A down DC does not listen (clients get 'connection refused') and cuts what is open; it listens
+        again when back up."""
+        async with self._down_lock:
             down = self._controls.is_down(self.dc_id)
             if down and self._listener is not None:
                 self._unlisten()
@@ -138,6 +162,12 @@ class DcServer:
                     await self._listen(self.port)
                 except OSError as e:
                     log.warning("DC %d: cannot listen on port %d again yet: %s", self.dc_id, self.port, e)
+
+    async def _watch_down(self) -> None:
+        """Retries what _enforce_down could not do at once (the port not free yet)."""
+        while True:
+            await asyncio.sleep(DOWN_POLL)
+            await self._enforce_down()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
