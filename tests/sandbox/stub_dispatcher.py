@@ -3,8 +3,8 @@
 The stub answers: invokeWithLayer / initConnection / invokeWithoutUpdates (unwrapped), help.getConfig
 (dc_options = the cluster's real ports), help.getNearestDc, users.getUsers (401: nobody is logged in,
 which is what Telethon's connect() expects of a fresh key), and upload.getFile, whose reply is the
-deterministic content.pattern(location.id, offset, limit) after a delay of location.access_hash ms:
-the echo that makes traffic and slow calls. help.getCdnConfig crashes the stub (a dispatcher bug, which
+deterministic content.pattern(location.id, offset, limit): the echo that makes traffic. A getFile
+with a non-zero location.access_hash is held (a slow call) until the test calls release(). help.getCdnConfig crashes the stub (a dispatcher bug, which
 the server must turn into 500 INTERNAL). Anything else is 400 METHOD_NOT_STUBBED.
 """
 
@@ -37,6 +37,9 @@ class StubDispatcher:
         self.ports: dict[int, int] = {}
         self.host = "127.0.0.1"
         self.calls: list[tuple[CallContext, object]] = []
+        self.held = 0                       # held getFiles running now
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gate: asyncio.Event | None = None
 
     async def call(self, ctx: CallContext, request):
         while isinstance(request, _WRAPPERS):
@@ -51,12 +54,30 @@ class StubDispatcher:
         if isinstance(request, functions.upload.GetFileRequest):
             location = request.location
             if location.access_hash:
-                await asyncio.sleep(location.access_hash / 1000)
+                await self._held()
             return types.upload.File(type=types.storage.FilePartial(), mtime=0,
                                      bytes=pattern(location.id, request.offset, request.limit))
         if isinstance(request, functions.help.GetCdnConfigRequest):
             raise RuntimeError("the stub crashes on purpose")
         raise RpcError(400, "METHOD_NOT_STUBBED")
+
+    async def _held(self) -> None:
+        if self._gate is None:
+            self._loop, self._gate = asyncio.get_running_loop(), asyncio.Event()
+        self.held += 1
+        try:
+            await self._gate.wait()
+        finally:
+            self.held -= 1
+
+    def release(self) -> None:
+        """Let every held getFile answer (from any thread); later ones are held again."""
+        def open_gate() -> None:
+            if self._gate is not None:
+                self._gate.set()
+                self._gate = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(open_gate)
 
     def config(self, this_dc: int) -> types.Config:
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -73,9 +94,9 @@ class StubDispatcher:
             me_url_prefix="https://t.me/", caption_length_max=1024, message_length_max=4096, webfile_dc_id=4)
 
 
-def get_file(seed: int, offset: int, limit: int, delay_ms: int = 0) -> functions.upload.GetFileRequest:
-    """A getFile the stub answers with pattern(seed, offset, limit) after delay_ms."""
-    location = types.InputDocumentFileLocation(id=seed, access_hash=delay_ms, file_reference=b"", thumb_size="")
+def get_file(seed: int, offset: int, limit: int, held: bool = False) -> functions.upload.GetFileRequest:
+    """A getFile the stub answers with pattern(seed, offset, limit), once released if `held`."""
+    location = types.InputDocumentFileLocation(id=seed, access_hash=int(held), file_reference=b"", thumb_size="")
     return functions.upload.GetFileRequest(location=location, offset=offset, limit=limit)
 
 

@@ -9,9 +9,10 @@ import time
 
 import pytest
 from telethon.tl.functions import RpcDropAnswerRequest
+from telethon.tl.functions.upload import GetFileRequest
 from telethon.tl.types import RpcAnswerDropped, RpcAnswerDroppedRunning, RpcAnswerUnknown, upload
 
-from tests.helpers import run
+from tests.helpers import run, until
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 
@@ -38,12 +39,13 @@ def clean(sandbox):
 
 async def sent_msg_id(sender, future) -> int:
     """The msg_id Telethon gave the request behind `future`, once it has gone out."""
-    for _ in range(500):
-        for msg_id, state in sender._pending_state.items():
-            if state.future is future:
-                return msg_id
-        await asyncio.sleep(0.01)
-    raise AssertionError("the request was never sent")
+    return await until(lambda: next((msg_id for msg_id, state in sender._pending_state.items()
+                                     if state.future is future), None), 5, "the request sent")
+
+
+def getfiles(sandbox) -> int:
+    """upload.getFile calls the stub has received so far."""
+    return sum(isinstance(request, GetFileRequest) for _, request in sandbox.stub.calls)
 
 
 async def with_sender(sandbox, body):
@@ -57,9 +59,10 @@ async def with_sender(sandbox, body):
 
 def test_a_drop_while_the_call_runs_answers_dropped_running_to_both(sandbox):
     async def body(sender):
-        slow = sender.send(get_file(seed=5, offset=0, limit=4096, delay_ms=500))
+        slow = sender.send(get_file(seed=5, offset=0, limit=4096, held=True))
         msg_id = await sent_msg_id(sender, slow)
-        reply = await sender.send(RpcDropAnswerRequest(msg_id))
+        reply = await sender.send(RpcDropAnswerRequest(msg_id))     # while the call is held (runs)
+        sandbox.stub.release()
         return reply, await slow
     reply, original = run(with_sender(sandbox, body))
     assert isinstance(reply, RpcAnswerDroppedRunning)
@@ -72,14 +75,17 @@ def test_a_drop_of_a_queued_answer_takes_it_back_and_one_on_the_wire_keeps_comin
     sandbox.controls.set_link(Link(latency_ms=0, bandwidth=2 * MIB))   # 1 MiB takes 0.5 s
 
     async def body(sender):
+        asked = getfiles(sandbox)
         parts = [sender.send(get_file(seed=9, offset=i * MIB, limit=MIB)) for i in range(3)]
         ids = [await sent_msg_id(sender, f) for f in parts]
-        await asyncio.sleep(0.1)          # all three answered by the server: one on the wire, two queued
+        # all three answered by the server (the stub answers as it is called): one on the wire, two queued
+        await until(lambda: getfiles(sandbox) == asked + 3, 5, "the three getFiles reached the stub")
         queued = await sender.send(RpcDropAnswerRequest(ids[2]))
         on_wire = await sender.send(RpcDropAnswerRequest(ids[0]))
         first = await parts[0]
         second = await parts[1]
-        await asyncio.sleep(0.2)
+        # frames never overtake each other (no jitter here): the third answer, had it been sent, was
+        # queued before the reply to its drop, which has come
         return queued, on_wire, first, second, parts[2].done()
     queued, on_wire, first, second, third_done = run(with_sender(sandbox, body))
     assert isinstance(queued, RpcAnswerDropped) and queued.bytes > MIB
