@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from tests.helpers import until
 from tgdav.cache.reader import PartReader
 from tgdav.cache.store import Store
 from tgdav.model import Location
@@ -27,25 +28,32 @@ def _loc() -> Location:
 
 class ScriptedFetch:
     """Requests take `delay`; cancelling one takes `cleanup` to unwind (as pool.invoke's finally does).
-    Records (offset, limit, urgent) of every request and which were cancelled."""
+    Records (offset, limit, urgent) of every request and which were cancelled; `active` and `done`
+    count the requests running and answered, for the tests to wait on (helpers.until), never a sleep."""
 
     def __init__(self, delay: float = 0.2, cleanup: float = 0.05) -> None:
         self.delay, self.cleanup = delay, cleanup
         self.calls: list[tuple[int, int, bool]] = []
         self.interactive: list[bool] = []             # per call: interactive read-ahead
         self.cancelled: list[tuple[int, int]] = []
+        self.active = 0
+        self.done = 0
 
     async def __call__(self, loc: Location, offset: int, limit: int, *, urgent: bool = False,
                        interactive: bool = False) -> bytes:
         assert valid_request(offset, limit), (offset, limit)
         self.calls.append((offset, limit, urgent))
         self.interactive.append(interactive)
+        self.active += 1
         try:
             await asyncio.sleep(self.delay(offset) if callable(self.delay) else self.delay)
         except asyncio.CancelledError:
             self.cancelled.append((offset, limit))
             await asyncio.sleep(self.cleanup)
             raise
+        finally:
+            self.active -= 1
+        self.done += 1
         return pattern(SEED, offset, max(0, min(limit, SIZE - offset)))
 
     def fetched_bytes(self) -> int:
@@ -66,6 +74,11 @@ def store(tmp_path):
     s = Store(tmp_path / "cache")
     yield s
     s.close()
+
+
+def waiters(reader: PartReader) -> int:
+    """Streams holding flights of the reader, all files together."""
+    return sum(flight.waiters for f in reader._files.values() for flight in f.flights)
 
 
 def reader_for(fetch, store, **kw) -> PartReader:
@@ -102,7 +115,7 @@ def test_reading_8_kib_of_an_open_range_then_closing_costs_at_most_two_requests(
         stream = reader.stream(_loc(), 3 * MIB + 100, SIZE - 1)
         piece = await stream.__anext__()
         await stream.aclose()
-        await asyncio.sleep(0.1)
+        await until(lambda: fetch.active == 0, 5, "the requests the close let go ended")
         return piece
     piece = asyncio.run(scenario())
     assert piece[:8192] == pattern(SEED, 3 * MIB + 100, 8192)
@@ -132,7 +145,8 @@ def test_a_read_inside_a_flight_waits_for_it_instead_of_asking_again(store):
 
     async def scenario():
         big = asyncio.ensure_future(read_all(reader, loc, 2 * MIB, 3 * MIB - 1))
-        await asyncio.sleep(0.35)          # its first part is in; the rest is in flight
+        await until(lambda: fetch.done >= 1 and fetch.active > 0, 5,
+                    "its first part is in; the rest is in flight")
         inside = await read_all(reader, loc, 2 * MIB + 500_000, 2 * MIB + 600_000)
         return await big, inside
     big, inside = asyncio.run(scenario())
@@ -167,14 +181,14 @@ def test_reader_joining_a_flight_being_cancelled_gets_its_bytes(store):
     async def scenario():
         a = reader.stream(loc, 0, SIZE - 1)
         first = asyncio.ensure_future(a.__anext__())
-        await asyncio.sleep(0.05)
+        await until(lambda: fetch.active == 1, 5, "A's first part in flight")
         first.cancel()
         try:
             await first
         except asyncio.CancelledError:
             pass
         await a.aclose()
-        await asyncio.sleep(0.01)                 # A's flight unwinds
+        await until(lambda: fetch.cancelled, 5, "A's flight unwinding")     # for `cleanup` seconds
         return await read_all(reader, loc, 0, 64 * KIB - 1)
 
     assert asyncio.run(scenario()) == pattern(SEED, 0, 64 * KIB)
@@ -190,7 +204,7 @@ def test_one_reader_leaving_does_not_cancel_a_shared_flight(store):
     async def scenario():
         b_task = asyncio.ensure_future(read_all(reader, loc, 0, 65535))
         a_task = asyncio.ensure_future(read_all(reader, loc, 0, 65535))
-        await asyncio.sleep(0.05)
+        await until(lambda: waiters(reader) == 2, 5, "both readers on the one flight")
         a_task.cancel()
         return await b_task
 
@@ -212,7 +226,7 @@ def test_a_seek_cancels_the_read_ahead_it_made_useless(store):
             if got >= MIB:
                 break
         await a.aclose()                     # the player drops the connection and seeks
-        await asyncio.sleep(0.1)
+        await until(lambda: fetch.active == 0, 5, "the read-ahead the close let go ended")
         return await read_all(reader, loc, 6 * MIB, 6 * MIB + 9)
 
     assert asyncio.run(scenario()) == pattern(SEED, 6 * MIB, 10)
@@ -290,7 +304,7 @@ def test_a_client_that_reads_a_slice_and_leaves_does_not_open_the_window(store):
         await stream.__anext__()
         await stream.__anext__()        # what SyncReader pulls ahead of a client that read 8 KiB
         await stream.aclose()
-        await asyncio.sleep(0.05)
+        await until(lambda: fetch.active == 0, 5, "the requests the close let go ended")
     asyncio.run(scenario())
     # the first window only (the first part and the rest of its grain): the player's window did
     # not open for a client that left
