@@ -16,13 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import wait_until
 
 TGDAV = [sys.executable, "-m", "tgdav"]
 START_TIMEOUT = 60.0
@@ -72,20 +73,19 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
 
 
 def wait_http(url: str, proc: subprocess.Popen, method: str = "PROPFIND", timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before answering {url}")
         try:
             req = urllib.request.Request(url, method=method, headers={"Depth": "0"})
             with urllib.request.urlopen(req, timeout=5) as r:
                 r.read()
-                return
         except urllib.error.HTTPError:
-            return          # it answers
+            pass            # it answers
         except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
+            return False
+        return True
+    wait_until(answers, timeout, f"{url} answering", interval=0.2)
 
 
 

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.visible.conftest import running
 
 LEAKS = ("WsgiDAV", "wsgidav", "4.4", "Source exception", "Error condition", "Traceback", "Forbidden(",
@@ -88,11 +89,9 @@ def test_an_upload_the_client_abandons_is_logged_as_one(live):
     with socket.create_connection((host, int(port)), timeout=30) as s:
         s.sendall(b"PUT /Uploads/abandoned.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 1000)
         time.sleep(0.5)
-    deadline = time.monotonic() + 30
     log = live.root / "logs" / "serve.err"
-    while "/Uploads/abandoned.bin" not in log.read_text(errors="replace"):
-        assert time.monotonic() < deadline, "no access line for the abandoned upload"
-        time.sleep(0.1)
+    wait_until(lambda: "/Uploads/abandoned.bin" in log.read_text(errors="replace"), 30,
+               "an access line for the abandoned upload", interval=0.1)
     line = next(x for x in log.read_text(errors="replace").splitlines() if "/Uploads/abandoned.bin" in x)
     assert "client went away during the upload after 1000 of 100000 bytes: nothing was stored" in line, line
     assert "seek or stop" not in line

@@ -12,6 +12,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import TGDAV, free_port, stop
 from tgdav.sandbox.content import pattern
 
@@ -41,10 +42,8 @@ def _stops_cleanly(proc: subprocess.Popen, signum: int, children: set[int]) -> N
     """`signum` ends the demo with status 0, and its sandbox child with it."""
     proc.send_signal(signum)
     assert proc.wait(30) == 0
-    deadline = time.monotonic() + 10
-    while any(_alive(c) for c in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(c) for c in children), "the sandbox child outlived the demo"
+    wait_until(lambda: not any(_alive(c) for c in children), 10, "the sandbox child ends with the demo",
+               interval=0.1)
 
 
 def _propfind(url: str, depth: str) -> ET.Element:

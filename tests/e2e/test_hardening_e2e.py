@@ -9,12 +9,12 @@ import shutil
 import signal
 import stat
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import CHANNEL_A, TGDAV, free_port, sha256, stop
 from tests.e2e.test_demo import _read_until
 from tests.e2e.test_rclone import _unmount
@@ -62,11 +62,11 @@ def test_the_demo_commands_work_as_printed(tmp_path):
         log = open(tmp_path / "mount.log", "wb")
         mount = subprocess.Popen(["bash", "-c", mount_line], env=env, stdout=log, stderr=log,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not os.path.ismount(mnt):
+
+        def mounted() -> bool:
             assert mount.poll() is None, (tmp_path / "mount.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "rclone mount did not come up"
-            time.sleep(0.2)
+            return os.path.ismount(mnt)
+        wait_until(mounted, 60, "rclone mount up", interval=0.2)
         assert {"Welcome", "Videos", "Archive"} <= set(os.listdir(mnt))
     finally:
         if mount is not None:

@@ -11,7 +11,6 @@ import itertools
 import json
 import re
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -20,6 +19,7 @@ import html5lib
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+from tests.helpers import wait_until
 from tests.visible.conftest import running
 
 DAV = "{DAV:}"
@@ -70,13 +70,9 @@ def post_channel(live, title: str, names: list[str]) -> tuple[str, str]:
     before = {href for href, _ in responses(propfind(live, "/"))}
     for name in names:
         live.publish(title, name, b"some bytes", mime="video/mp4")
-    deadline = time.monotonic() + 30
-    while True:
-        new = [(href, shown) for href, shown in responses(propfind(live, "/")) if href not in before]
-        if new:
-            return new[0]
-        assert time.monotonic() < deadline, "the new channel never appeared"
-        time.sleep(0.2)
+    new = wait_until(lambda: [(href, shown) for href, shown in responses(propfind(live, "/"))
+                              if href not in before], 30, "the new channel listed", interval=0.2)
+    return new[0]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

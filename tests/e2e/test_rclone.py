@@ -6,11 +6,11 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import BIG_NAME, CHANNEL_A, CHANNEL_B, MP4_NAME, sha256, sha256_file
 
 pytestmark = pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone not installed")
@@ -52,9 +52,10 @@ def _unmount(mnt: Path) -> None:
         if not os.path.ismount(mnt):
             return
         subprocess.run(args, capture_output=True, timeout=30)
-        deadline = time.monotonic() + 5
-        while os.path.ismount(mnt) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        try:
+            wait_until(lambda: not os.path.ismount(mnt), 5, "unmounted", interval=0.1)
+        except AssertionError:
+            continue        # the next, stronger way
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +69,13 @@ def mount(e2e, tmp_path_factory):
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
+
+        def mounted() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"rclone mount exited with {proc.returncode}: "
                             f"{(mnt.parent / 'rclone-mount.log').read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("rclone mount did not come up")
-            time.sleep(0.1)
+            return os.path.ismount(mnt)
+        wait_until(mounted, 30, "rclone mount up", interval=0.1)
         yield mnt
     finally:
         _unmount(mnt)

@@ -5,7 +5,6 @@ the sandbox's counters (requests:GetHistory, requests:GetChannelDifference), nev
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -15,9 +14,7 @@ import pytest
 from telethon import TelegramClient
 from telethon.tl import types
 
-from tgdav.app import build_read_path, start_live
-from tgdav.bridge import Bridge
-from tgdav.cache.store import Store
+from tests.read_path.conftest import Engine
 from tgdav.config import CacheConfig, Config
 from tgdav.sandbox.cluster import ClusterThread
 from tgdav.sandbox.controls import Controls
@@ -26,7 +23,7 @@ from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import load_or_create
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import World
-from tgdav.telegram.login import SandboxInfo, login, make_client
+from tgdav.telegram.login import SandboxInfo
 
 logging.getLogger("telethon").setLevel(logging.ERROR)
 
@@ -77,30 +74,13 @@ def clean(sandbox):
     sandbox.faults({"clear": True})
 
 
-class Side:
-    """One logged-in account on its own bridge loop; for the reader, tgdav's read path and updates."""
+class Side(Engine):
+    """One logged-in account on its own bridge loop (the read path's Engine, built by the same code);
+    for the reader, tgdav's read path and updates started as `tgdav serve` starts them."""
 
     def __init__(self, sb: Sandbox, state: Path, phone: str, *, tgdav: bool, config: Config | None = None):
-        self.sb, self.state, self.phone = sb, Path(state), phone
-        self.config = config or Config(cache=CacheConfig(listing_refresh=0.2, updates_refresh=3600))
-        self.bridge = Bridge()
-        self.bridge.start()
-        self.store = self.read_path = self.client = None
-        self.call(self._start(tgdav), timeout=60)
-
-    async def _start(self, tgdav: bool) -> None:
-        sb = self.sb
-        self.client = make_client(self.state, "s", 1, "x", sb.info)
-        await login(self.client, bot_token=None, phone=self.phone, ask=lambda p, s: sb.world.login_code)
-        if tgdav:
-            self.store = Store(self.state / "cache")
-            self.read_path = build_read_path(self.client, self.store, self.config, is_bot=False)
-            await start_live(self.read_path, self.client, self.store, self.config)
-            self.catalog = self.read_path.catalog
-            self.updates = self.read_path.updates
-
-    def call(self, coro, timeout: float = 60):
-        return self.bridge.call(coro, timeout=timeout)
+        super().__init__(sb, state, phone=phone, tgdav=tgdav, live=True, channel=None,
+                         config=config or Config(cache=CacheConfig(listing_refresh=0.2, updates_refresh=3600)))
 
     # --- the reader: what tgdav lists -----------------------------------------------------------------
     def folder(self):
@@ -135,21 +115,6 @@ class Side:
     def delete(self, *ids: int):
         return self.call(self.client.delete_messages(self.peer, list(ids)))
 
-    def close(self) -> None:
-        if self.bridge.running:
-            async def stop():
-                if self.read_path is not None:
-                    await self.read_path.close()
-                await self.client.disconnect()
-            try:
-                self.call(stop(), timeout=15)
-            except Exception:
-                logging.getLogger(__name__).warning("close failed", exc_info=True)
-            self.bridge.stop()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
 
 @pytest.fixture
 def sides(sandbox, tmp_path):
@@ -169,11 +134,3 @@ def sides(sandbox, tmp_path):
 def poster(sides) -> Side:
     return sides(phone=POSTER, tgdav=False)
 
-
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.helpers import until
 from tests.live.fakes import FakeClient
 from tgdav.telegram.catalog import TelegramCatalog
 
@@ -43,12 +44,10 @@ def test_a_folder_reload_during_a_refresh_keeps_what_the_refresh_found():
         client.hold["GetHistory"] = asyncio.Event()
         client.hold["GetDialogs"] = asyncio.Event()
         await catalog.entries(folder)               # starts both refreshes in the background
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert client.calls["GetHistory"] == 2 and client.calls["GetDialogs"] == 2
+        await until(lambda: client.calls["GetHistory"] == 2 and client.calls["GetDialogs"] == 2, 5,
+                    lambda: dict(client.calls))       # both refreshes asked, both held
         client.hold.pop("GetDialogs").set()         # the channel list is read again first...
-        while "folders" in catalog._refreshing:
-            await asyncio.sleep(0)
+        await until(lambda: "folders" not in catalog._refreshing, 5, "the channel list read again")
         client.hold.pop("GetHistory").set()         # ...then the history answer comes back
         await _settle(catalog)
 

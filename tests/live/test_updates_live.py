@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tests.live.conftest import wait_until
+from tests.helpers import wait_until
 
 
 def history(sb) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from telethon import TelegramClient
 
-from tgdav.app import build_read_path
+from tgdav.app import build_read_path, start_live
 from tgdav.bridge import Bridge
 from tgdav.cache.reader import SyncReader
 from tgdav.cache.store import Store
@@ -151,15 +151,22 @@ def clean_faults(sandbox):
 
 
 class Engine:
-    """The read path of one logged-in account on its own bridge loop, over one state dir."""
+    """The read path of one logged-in account on its own bridge loop, over one state dir. Also what
+    tests/live builds its accounts with: `phone` (default: the sandbox's user), `config` (default: one
+    made of the pool settings below), `tgdav=False` for a plain Telethon account with no read path,
+    `live=True` to start tgdav's updates (app.start_live) as `tgdav serve` does, `channel` the title
+    whose entries are indexed at start (None: none)."""
 
-    def __init__(self, sb: Sandbox, state: Path, *, senders_per_dc: int = 4, read_ahead: int = 8,
+    def __init__(self, sb, state: Path, *, phone: str | None = None, config: Config | None = None,
+                 tgdav: bool = True, live: bool = False, channel: str | None = CHANNEL,
+                 senders_per_dc: int = 4, read_ahead: int = 8,
                  first_part: int = 64 * 1024, max_wait: float = 10.0, request_timeout: float = 30.0,
                  idle_seconds: float = 120.0, connect_listed_dcs: bool = False, **telegram) -> None:
         """telegram: [telegram] settings, e.g. history_per_second=10, history_burst=4."""
         self.sb = sb
         self.state = Path(state)
-        self.config = Config(pool=PoolConfig(
+        self.phone = phone or sb.user.phone
+        self.config = config or Config(pool=PoolConfig(
             senders_per_dc=senders_per_dc, idle_seconds=idle_seconds, max_wait_seconds=max_wait,
             first_part=first_part, read_ahead_parts=read_ahead, request_timeout=request_timeout,
             # off unless a test is about it: most count what a first read on a DC costs
@@ -170,28 +177,33 @@ class Engine:
         self.store: Store | None = None
         self.client = None
         self.read_path = None
+        self.entries: dict[str, FileEntry] = {}
         self.opens: Counter[int] = Counter()        # sender open attempts per DC
         try:
-            self.call(self._start(), timeout=60)
+            self.call(self._start(tgdav, live, channel), timeout=60)
         except BaseException:
             self.close()
             raise
 
-    async def _start(self) -> None:
+    async def _start(self, tgdav: bool, live: bool, channel: str | None) -> None:
         sb = self.sb
         self.client = make_client(self.state, "reader", 1, "x", sb.info)
-        await login(self.client, bot_token=None, phone=sb.user.phone, ask=lambda p, s: sb.world.login_code)
+        await login(self.client, bot_token=None, phone=self.phone, ask=lambda p, s: sb.world.login_code)
+        if not tgdav:
+            return
         self.store = Store(self.state / "cache")
         # wired by the same code as `tgdav serve`
         rp = self.read_path = build_read_path(self.client, self.store, self.config, is_bot=False,
                                               open_sender=self._open_sender)
-        self.factory, self.pool, self.catalog, self.fetcher, self.reader = (
-            rp.factory, rp.pool, rp.catalog, rp.fetcher, rp.reader)
+        if live:
+            await start_live(rp, self.client, self.store, self.config)
+        self.factory, self.pool, self.catalog, self.fetcher, self.reader, self.updates = (
+            rp.factory, rp.pool, rp.catalog, rp.fetcher, rp.reader, rp.updates)
         self.sync_reader = SyncReader(self.bridge, self.reader)
-        folder = next(f for f in await self.catalog.folders() if f.title == CHANNEL)
-        self.entries: dict[str, FileEntry] = {}
-        for e in await self.catalog.entries(folder):
-            self.entries["photo" if e.location.kind == "photo" else e.name] = e
+        if channel is not None:
+            folder = next(f for f in await self.catalog.folders() if f.title == channel)
+            for e in await self.catalog.entries(folder):
+                self.entries["photo" if e.location.kind == "photo" else e.name] = e
 
     async def _open_sender(self, factory, dc_id: int):
         """factory.open, counting the attempts per DC (engine.opens) for the tests."""

@@ -11,13 +11,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import TGDAV, free_port, serve_config, sha256, stop
 from tgdav.sandbox.content import pattern
 
@@ -43,17 +43,22 @@ def start_redis(where: Path, port: int | None = None) -> tuple[str, subprocess.P
                             stdin=subprocess.DEVNULL, start_new_session=True)
     import redis
     client = redis.Redis(port=port)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def answers() -> bool:
         try:
-            client.ping()
-            break
+            return client.ping()
         except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError("redis-server did not start: " + (where / "redis.log").read_text())
-            time.sleep(0.1)
-    client.close()
+            if proc.poll() is not None:
+                raise RuntimeError("redis-server did not start: " + (where / "redis.log").read_text()) from None
+            return False
+    try:
+        wait_until(answers, 30, lambda: "redis-server answering: " + (where / "redis.log").read_text(),
+                   interval=0.1)
+    except BaseException:
+        stop(proc)
+        raise
+    finally:
+        client.close()
     return f"redis://127.0.0.1:{port}/0", proc
 
 

@@ -5,12 +5,12 @@ sandbox told to lose its updates, B learns of the PUT only from A's announcement
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
+from tests.helpers import wait_until
 from tests.scale.conftest import delta
 
 DAV = "{DAV:}"
@@ -32,30 +32,21 @@ def listed(url: str) -> set[str]:
     return {e.text for e in ET.fromstring(body).iter(DAV + "displayname") if e.text}
 
 
-def wait_for(predicate, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_put_through_a_is_listed_by_b_from_the_announcement(fleet):
     a, b = fleet.urls
     sb = fleet.sandbox
     folder = "Live replicas"
     quoted = urllib.parse.quote(folder)
     assert request("MKCOL", f"{a}{quoted}/")[0] == 201
-    assert wait_for(lambda: folder in listed(a) and folder in listed(b))   # updateChannel reached B
+    assert wait_until(lambda: folder in listed(a) and folder in listed(b))   # updateChannel reached B
     assert request("PUT", f"{a}{quoted}/first.bin", b"one")[0] == 201
-    assert wait_for(lambda: "first.bin" in listed(f"{b}{quoted}/"))
+    assert wait_until(lambda: "first.bin" in listed(f"{b}{quoted}/"))
 
     sb.faults({"drop_updates": 1000})           # from now on only Redis can tell B
     try:
         before = sb.counters()
         assert request("PUT", f"{a}{quoted}/second.bin", b"two" * 1000)[0] == 201
-        assert wait_for(lambda: "second.bin" in listed(f"{b}{quoted}/"))
+        assert wait_until(lambda: "second.bin" in listed(f"{b}{quoted}/"))
         after = sb.counters()
     finally:
         sb.faults({"drop_updates": 0})

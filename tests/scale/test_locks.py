@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 from wsgidav.dav_error import DAVError
@@ -15,6 +14,7 @@ from wsgidav.lock_man.lock_manager import LockManager
 from wsgidav.lock_man.lock_storage import LockStorageShelve
 from wsgidav.lock_man.lock_storage_redis import LockStorageRedis
 
+from tests.helpers import wait_until
 from tests.scale.conftest import start_redis, stop
 from tgdav.cache.shared import link_for, lock_storage, reads_degrade
 from tgdav.errors import ConfigError, SharedStateAway
@@ -83,10 +83,7 @@ def test_with_redis_frozen_a_write_never_passes_the_lock_check_and_a_read_sees_n
                 app({"REQUEST_METHOD": "PUT"}, None)
         finally:
             os.kill(proc.pid, signal.SIGCONT)
-        deadline = time.monotonic() + 30
-        while not link.up:                                # its background PING finds it back
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: link.up, 30, "its background PING finds it back", interval=0.2)
         assert [l["token"] for l in manager.get_url_lock_list("/Scale/held.odt")] == [lock["token"]]
         with pytest.raises(DAVError):
             manager.check_write_permission(url="/Scale/held.odt", depth="0", token_list=[], principal="bob")

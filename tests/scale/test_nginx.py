@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import free_port, sha256, stop
 from tests.scale.conftest import ROOT, delta, need
 
@@ -52,18 +52,22 @@ def start_nginx(where: Path, upstreams: list[str]) -> tuple[str, subprocess.Pope
                             stdout=subprocess.DEVNULL, stderr=open(where / "stderr.log", "wb"),
                             stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def answers() -> bool:
         try:
             urllib.request.urlopen(url, timeout=5).read()
-            break
         except urllib.error.HTTPError:
-            break
+            pass
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop(proc)
-                raise RuntimeError("nginx did not start: " + (where / "error.log").read_text())
-            time.sleep(0.1)
+            if proc.poll() is not None:
+                raise RuntimeError("nginx did not start: " + (where / "error.log").read_text()) from None
+            return False
+        return True
+    try:
+        wait_until(answers, 30, lambda: "nginx answering: " + (where / "error.log").read_text(), interval=0.1)
+    except BaseException:
+        stop(proc)
+        raise
     return url, proc
 
 

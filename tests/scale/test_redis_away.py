@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import sha256, stop
 from tests.scale.conftest import Sandbox, login, replica_config, serve, start_redis
 from tests.scale.test_replicas import LOCK_BODY
@@ -88,10 +88,8 @@ class Pair:
 
     def wait_until_redis_is_back(self) -> None:
         """Each replica notices by itself (its background PING); nobody restarts anything."""
-        deadline = time.monotonic() + 60
-        while not all(status_json(u)["redis"]["up"] for u in self.urls):
-            assert time.monotonic() < deadline, "a replica never saw Redis come back"
-            time.sleep(0.5)
+        wait_until(lambda: all(status_json(u)["redis"]["up"] for u in self.urls), 60,
+                   "every replica saw Redis come back", interval=0.5)
 
 
 @pytest.fixture(scope="module")

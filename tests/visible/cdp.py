@@ -8,11 +8,12 @@ import itertools
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import websocket
+
+from tests.helpers import wait_until
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,14 +55,7 @@ class Tab:
 
     def wait(self, expression: str, what: str, timeout: float = 60.0):
         """Poll `expression` until it is truthy (bounded); returns its value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.js(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s ({expression} -> {value!r})")
-            time.sleep(0.1)
+        return wait_until(lambda: self.js(expression), timeout, f"{what} ({expression})", interval=0.1)
 
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
@@ -92,11 +86,13 @@ class Browser:
                                      stdout=subprocess.DEVNULL, stderr=open(profile / "chromium.err", "wb"),
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+
+        def started() -> bool:
+            if self.proc.poll() is not None:
                 raise RuntimeError("chromium did not start: " + (profile / "chromium.err").read_text()[-2000:])
-            time.sleep(0.1)
+            return port_file.exists() and len(port_file.read_text().splitlines()) >= 2
+        wait_until(started, 60, lambda: "chromium's DevToolsActivePort: "
+                   + (profile / "chromium.err").read_text()[-2000:], interval=0.1)
         self.port = int(port_file.read_text().splitlines()[0])
         self.tabs: list[Tab] = []
 

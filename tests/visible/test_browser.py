@@ -2,18 +2,17 @@
 watches it play, and sees the stream on the status page. Screenshots are kept in the test's tmp dir.
 
 Also here, on the demo world because it has a file whose message names the wrong DC (Archive/moved.bin):
-the migration counter held against the sandbox's own count (needs the lead's read-path wiring)."""
+the migration counter held against the sandbox's own count."""
 
 from __future__ import annotations
 
-import time
 import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.visible.conftest import metric_sum, start_live, stop_live
-from tests.visible.test_live import needs_read_path
 from tgdav.sandbox.content import pattern
 
 DAV = "{DAV:}"
@@ -29,7 +28,6 @@ def demo(tmp_path_factory):
         stop_live(live)
 
 
-@needs_read_path
 def test_migrations_are_counted_as_the_sandbox_answered_them(demo):
     req = urllib.request.Request(demo.url + "Archive/moved.bin", method="PROPFIND", headers={"Depth": "0"})
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -71,22 +69,24 @@ def test_click_the_demo_video_seek_and_watch_it_on_the_status_page(demo, browser
         page.js("document.getElementById('player').play().then(() => true)", gesture=True)
 
         # while it plays: the position moves past the seek point and the status page shows the stream
-        seen_stream = seen_playing = None
-        deadline = time.monotonic() + 90
-        while not (seen_stream and seen_playing):
-            assert time.monotonic() < deadline, f"stream on status page: {seen_stream}, playing: {seen_playing}"
+        seen: dict = {}
+
+        def playing_and_listed() -> bool:
             state = page.js("(() => { const v = document.getElementById('player');"
                             " return {t: v.currentTime, paused: v.paused, error: v.error && v.error.code}; })()")
             assert state["error"] is None, f"the player failed: MediaError {state['error']}"
             rows = status.js("[...document.querySelectorAll('#streams tr.stream')].map(r => r.textContent)")
             playing = not state["paused"] and state["t"] > SEEK_TO + 0.2
-            if playing and seen_playing is None:
-                seen_playing = state["t"]
+            if playing and "playing" not in seen:
+                seen["playing"] = state["t"]
                 page.screenshot(tmp_path / "2-playing.png")
             if playing and any("/Videos/clip.mp4" in row for row in rows):
-                seen_stream = rows
+                seen["stream"] = rows
                 status.screenshot(tmp_path / "3-status-with-stream.png")
-            time.sleep(0.1)
+            return "stream" in seen and "playing" in seen
+        wait_until(playing_and_listed, 90, lambda: f"stream on status page: {seen.get('stream')}, "
+                                                   f"playing: {seen.get('playing')}", interval=0.1)
+        seen_stream, seen_playing = seen["stream"], seen["playing"]
         later = page.wait(f"document.getElementById('player').currentTime > {seen_playing + 0.3}"
                           " && document.getElementById('player').currentTime", "playing on")
         assert later > SEEK_TO + 0.5

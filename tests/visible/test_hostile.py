@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.parse
 
 import pytest
 
 from tests.e2e.conftest import free_port
+from tests.helpers import wait_until
 from tests.visible.conftest import metric_sum, running
 
 CHANNEL = "Posted by anyone"
@@ -46,16 +46,9 @@ def live(tmp_path_factory):
         live.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         for name, (mime, body) in EXPLOITS.items():
             live.publish(CHANNEL, name, body.encode(), mime=mime)
-        wait_listed(live, urllib.parse.quote(CHANNEL) + "/")
+        path = urllib.parse.quote(CHANNEL) + "/"       # tgdav's channel list is read again every 0.5 s here
+        wait_until(lambda: live.get(path, CREDENTIALS)[0] == 200, 30, f"{path} listed", interval=0.2)
         yield live
-
-
-def wait_listed(live, path: str, timeout: float = 30) -> None:
-    """Until tgdav's channel list (refreshed every half second here) has the new channel."""
-    deadline = time.monotonic() + timeout
-    while live.get(path, CREDENTIALS)[0] != 200:
-        assert time.monotonic() < deadline, f"{path} not listed within {timeout} s"
-        time.sleep(0.2)
 
 
 def attempts(live) -> dict[str, float]:

@@ -3,9 +3,7 @@ scraped with prometheus_client's own parser and its counters are held against wh
 (the requests we made, and the sandbox's own counters for what reached Telegram).
 
 The read-path counters (getFile bytes, floods, exports, cache; migrations are in test_browser.py, on
-the demo world) are reported by the pool, fetcher and reader through tgdav.metrics.Metrics; until
-that wiring is merged they are strict xfails: set READ_PATH_WIRED = True when it lands (a strict
-xfail that passes fails the run, so it cannot be forgotten)."""
+the demo world) are reported by the pool, fetcher and reader through tgdav.metrics.Metrics."""
 
 from __future__ import annotations
 
@@ -19,10 +17,6 @@ import pytest
 
 from tests.e2e.conftest import free_port
 from tests.visible.conftest import metric_sum, start_live, stop_live
-
-READ_PATH_WIRED = True
-needs_read_path = pytest.mark.xfail(not READ_PATH_WIRED, strict=True,
-                                    reason="read-path metrics calls are wired in pool/fetch/reader by the lead")
 
 MiB = 1 << 20
 DAV = "{DAV:}"
@@ -103,7 +97,6 @@ def test_status_json_has_the_cache_and_no_streams_at_rest(live):
     assert data["streams"] == [] and data["cache"]["limit"] == 2 * 2**30
 
 
-@needs_read_path
 def test_getfile_bytes_and_exports_match_the_sandbox(live):
     before, sandbox_before = live.scrape(), live.counters()
     check(live, "Media/second.bin", 12345, MiB + 3)          # never read before: fetched from its DC
@@ -123,7 +116,6 @@ def test_getfile_bytes_and_exports_match_the_sandbox(live):
     assert metric_sum(after, "tgdav_getfile_seconds_count") > metric_sum(before, "tgdav_getfile_seconds_count")
 
 
-@needs_read_path
 def test_cache_hits_are_counted_by_bytes(live):
     check(live, "Media/third.bin", 0, 300_000)
     before, fetched = live.scrape(), live.total("getfile_bytes")
@@ -137,7 +129,6 @@ def test_cache_hits_are_counted_by_bytes(live):
     assert hit >= 300_000 and miss == 0
 
 
-@needs_read_path
 def test_injected_flood_waits_are_counted_with_their_seconds(live):
     before, floods = live.scrape(), live.total("errors:FLOOD_WAIT_X")
     live.post("/faults", {"flood_wait": [{"dc": dc, "method": "GetFile", "seconds": 1, "count": 1}
@@ -157,7 +148,6 @@ def test_injected_flood_waits_are_counted_with_their_seconds(live):
     assert re.search(r"FLOOD_WAIT 1 s — Telegram asked tgdav to slow down", status)
 
 
-@needs_read_path
 def test_status_page_shows_the_data_centers_in_use(live):
     check(live, "Media/first.bin", 0, 70_000)
     page = live.get(":tgdav/status")[2].decode()
