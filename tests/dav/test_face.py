@@ -6,12 +6,12 @@ from __future__ import annotations
 import html
 import re
 import socket
-import time
 import xml.etree.ElementTree as ET
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dav.fakes import FakeCatalog, FakeReader, Plan, make_entry, sample_tree
+from tests.helpers import wait_until
 from tgdav.errors import RetryLater, UpstreamUnavailable
 from tgdav.metrics import Metrics
 from tgdav.sandbox.content import pattern
@@ -24,14 +24,6 @@ def scrape(curl, url: str, *args: str) -> dict[tuple[str, frozenset], float]:
     assert r.status == 200 and r.headers["content-type"].startswith("text/plain; version=")
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(r.body.decode()) for s in family.samples}
-
-
-def wait_for(condition, what: str, timeout: float = 30):
-    """The server finishes its bookkeeping after the client has its bytes: wait for it (bounded)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.02)
 
 
 def access_lines(caplog) -> list[str]:
@@ -115,8 +107,8 @@ def test_http_counters_move_with_real_requests(serve, curl):
     ok = curl(dav.url + "/Films/small.txt", "-r", "10-109")
     assert (ok.status, ok.body) == (206, pattern(14, 10, 100))
     assert curl(dav.url + "/Films/nothing.bin").status == 404
-    wait_for(lambda: metrics.value("tgdav_http_requests_total", method="GET", status="404") == 1
-             and metrics.value("tgdav_http_requests_total", method="GET", status="200") == 1, "the 404")
+    wait_until(lambda: metrics.value("tgdav_http_requests_total", method="GET", status="404") == 1
+               and metrics.value("tgdav_http_requests_total", method="GET", status="200") == 1, what="the 404")
     after = scrape(curl, dav.url)
 
     def delta(name, **labels):
@@ -142,8 +134,8 @@ def test_a_client_leaving_early_is_logged_plainly(serve, caplog):
             while len(got) < 300_000:
                 got += s.recv(65536)
             s.shutdown(socket.SHUT_RDWR)
-        wait_for(lambda: metrics.value("tgdav_http_client_closed_total", method="GET") >= 1,
-                 "noticing that the client left")
+        wait_until(lambda: metrics.value("tgdav_http_client_closed_total", method="GET") >= 1,
+                   what="noticing that the client left")
     assert got.startswith(b"HTTP/1.1 206 ")
     line = next(r.getMessage() for r in caplog.records if r.name == "tgdav.access"
                 and "huge%20movie.mkv" in r.getMessage())
@@ -158,7 +150,7 @@ def test_access_log_keeps_the_path_as_sent_and_the_user(serve, curl, caplog):
     with caplog.at_level("INFO", logger="tgdav.access"):
         curl(dav.url + "/M%C3%BAsica%20%C3%BCn%C3%AF/?sort=name", "-u", "alice:pw")
         curl(dav.url + "/Films/small.txt", "-u", "alice:pw", "-r", "0-9")
-        wait_for(lambda: len(access_lines(caplog)) >= 2, "two access log lines")
+        wait_until(lambda: len(access_lines(caplog)) >= 2, what="two access log lines")
     lines = access_lines(caplog)
     assert any(line.startswith('127.0.0.1 alice "GET /M%C3%BAsica%20%C3%BCn%C3%AF/?sort=name" 200 range=- ')
                for line in lines), lines
@@ -172,7 +164,7 @@ def test_status_shows_a_stream_while_it_runs(serve, curl):
     with socket.create_connection(("127.0.0.1", dav.port)) as s:
         s.sendall(b"GET /Big/huge%20movie.mkv HTTP/1.1\r\nHost: x\r\nRange: bytes=5000-\r\n\r\n")
         s.recv(65536)
-        wait_for(metrics.activity.streams, "a stream in the activity")
+        wait_until(metrics.activity.streams, what="a stream in the activity")
         page = curl(dav.url + "/:tgdav/status?fragment=1").body.decode()
         data = curl(dav.url + "/:tgdav/status.json").body.decode()
     assert '<tr class="stream"><td>/Big/huge movie.mkv</td><td>bytes 5000-3221237816 of 3221237817</td>' in page
@@ -185,7 +177,7 @@ def test_errors_reach_the_status_page_in_words(serve, curl):
     dav = serve(reader=reader, metrics=metrics)
     r = curl(dav.url + "/Films/small.txt")
     assert (r.status, r.headers["retry-after"]) == (503, "30")
-    wait_for(lambda: metrics.activity.errors(), "the 503 on the status page")
+    wait_until(lambda: metrics.activity.errors(), what="the 503 on the status page")
     page = curl(dav.url + "/:tgdav/status").body.decode()
     assert "GET /Films/small.txt: 503 Telegram DC 2 asked tgdav to wait 30 s" in page
     assert '"text": "GET /Films/small.txt: 503 Telegram DC 2 asked tgdav to wait 30 s"' in \
@@ -202,7 +194,7 @@ def test_a_body_broken_by_telegram_is_a_warning_not_a_client_leaving(serve, capl
             got = b""
             while chunk := s.recv(65536):
                 got += chunk
-        wait_for(lambda: metrics.activity.errors(), "the broken body on the status page")
+        wait_until(lambda: metrics.activity.errors(), what="the broken body on the status page")
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and body == pattern(11, 0, 200_000)
     record = next(r for r in caplog.records if r.name == "tgdav.access" and "clip" in r.getMessage())

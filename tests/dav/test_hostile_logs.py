@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from tests.dav.test_face import wait_for
+from tests.helpers import wait_until
 from tgdav.logs import OneLineFormatter
 
 HOSTILE = [
@@ -46,8 +46,8 @@ def test_control_characters_in_a_request_are_escaped_in_its_one_log_line(serve, 
     with caplog.at_level("DEBUG", logger="tgdav.access"):
         for head in requests:
             assert send(dav.port, head).startswith(b"HTTP/1.1 ")
-        wait_for(lambda: len([r for r in caplog.records if r.name == "tgdav.access"]) >= len(requests),
-                 "an access line for every request")
+        wait_until(lambda: len([r for r in caplog.records if r.name == "tgdav.access"]) >= len(requests),
+                   what="an access line for every request")
     lines = [r.getMessage() for r in caplog.records if r.name == "tgdav.access"]
     assert len(lines) == len(requests), lines
     assert all(one_printable_line(line) for line in lines), lines

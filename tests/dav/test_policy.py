@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import http.client
 import socket
-import time
 from urllib.parse import quote
 
 import pytest
 
 from tests.dav.fakes import FakeCatalog, FakeReader, Plan
+from tests.helpers import wait_until
 from tgdav.errors import NotFound, RetryLater, UpstreamUnavailable
 from tgdav.sandbox.content import pattern
 
@@ -25,14 +25,6 @@ def allow_set(value: str) -> set[str]:
 def still_up(dav, curl) -> None:
     r = curl(dav.url + "/Films/small.txt", "-r", "0-3")
     assert (r.status, r.body) == (206, pattern(14, 0, 4))
-
-
-def wait_for(condition, seconds: float = 20) -> bool:
-    """For effects that happen after the client got its answer (a server thread closing a stream)."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK", "UNLOCK",
@@ -112,7 +104,7 @@ def test_a_failure_at_the_first_read_is_still_a_clean_503(serve, curl):
     dav = serve(reader=FakeReader(plans={11: Plan(after_bytes=0, after=RetryLater(3))}))
     r = curl(dav.url + CLIP)
     assert (r.status, r.headers["retry-after"]) == (503, "3")
-    assert wait_for(lambda: dav.reader.closed == 1)
+    assert wait_until(lambda: dav.reader.closed == 1)
 
 
 def test_a_bug_is_a_generic_500_without_traceback(serve, curl, caplog):
@@ -136,7 +128,7 @@ def test_failure_mid_body_closes_the_connection_and_the_server_lives(serve, curl
         r.read()
     assert short.value.partial == pattern(11, 0, cut)
     conn.close()
-    assert wait_for(lambda: dav.reader.closed == 1)
+    assert wait_until(lambda: dav.reader.closed == 1)
     still_up(dav, curl)
 
 
@@ -162,6 +154,6 @@ def test_a_client_that_goes_away_closes_the_stream(dav):
         got = b""
         while len(got) < 1_000_000:
             got += sock.recv(65536)
-    assert wait_for(lambda: dav.reader.closed == 1)
+    assert wait_until(lambda: dav.reader.closed == 1)
     assert dav.reader.opens == [(31, 0, 3 * 2**30 + 12344)]
     assert dav.reader.bytes_read < 64 * 2**20

@@ -16,6 +16,7 @@ import urllib.parse
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.conftest import stop
 from tests.write.conftest import PART, PIECE_PARTS, WRITABLE, hrefs, http as request, random_bytes, sha256, serve
 
@@ -63,13 +64,6 @@ def _partial_put(url: str, total: int, data: bytes, chunked: bool = False) -> so
     return s
 
 
-def _wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
-
 def _one_entry(folder: str, name: str) -> None:
     listed = hrefs(request("PROPFIND", folder, headers={"Depth": "1"})[2])
     assert sum(h.endswith("/" + name) for h in listed) == 1, listed
@@ -85,7 +79,7 @@ def test_disconnect_mid_put_keeps_the_old_version(folder, sandbox):
         parts = sandbox.total("upload_parts")
         new = random_bytes(6 * MiB, 11)
         s = _partial_put(url, len(new), new[:4 * MiB], chunked=chunked)
-        _wait_for(lambda: sandbox.total("upload_parts") >= parts + 4)    # parts reached Telegram
+        wait_until(lambda: sandbox.total("upload_parts") >= parts + 4, 60)    # parts reached Telegram
         s.close()                                                         # the client goes away
         time.sleep(1.0)
         assert sha256(request("GET", url)[2]) == sha256(old)
@@ -196,7 +190,7 @@ def test_kill_9_mid_upload_then_restart(sandbox):
     sent = sandbox.total("messages_sent")
     new = random_bytes(PIECE_PARTS * PART * 2 + 3, 51)
     s = _partial_put(folder + "film.bin", len(new), new[:PIECE_PARTS * PART + 2 * MiB])
-    _wait_for(lambda: sandbox.total("messages_sent") > sent)       # the first piece is posted
+    wait_until(lambda: sandbox.total("messages_sent") > sent, 60)       # the first piece is posted
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
     s.close()

@@ -9,7 +9,8 @@ import os
 import signal
 
 from tests.write.conftest import PART, PIECE_PARTS, WRITABLE, http as request, random_bytes, serve, sha256
-from tests.write.test_atomic import _one_entry, _partial_put, _wait_for
+from tests.helpers import wait_until
+from tests.write.test_atomic import _one_entry, _partial_put
 from tgdav.model import FileEntry, Location
 from tgdav.telegram import tree
 from tgdav.telegram.janitor import leftovers
@@ -82,19 +83,19 @@ def test_kill_9_leftovers_are_deleted_after_a_restart(sandbox):
     sent = sandbox.total("messages_sent")
     new = random_bytes(PIECE_PARTS * PART * 2 + 3, 62)
     s = _partial_put(folder + "film.bin", len(new), new[:PIECE_PARTS * PART + 2 * MiB])
-    _wait_for(lambda: sandbox.total("messages_sent") > sent)
+    wait_until(lambda: sandbox.total("messages_sent") > sent, 60)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
     s.close()
     deleted = sandbox.total("messages_deleted")
     url2, proc2 = serve(config, sandbox.root / "logs" / "janitor-again")
     sandbox.procs.append(proc2)
-    _wait_for(lambda: sandbox.total("messages_deleted") >= deleted + 2, timeout=120)
-    _wait_for(lambda: _metric(url2, "tgdav_janitor_last_sweep_timestamp_seconds") > 0)
+    wait_until(lambda: sandbox.total("messages_deleted") >= deleted + 2, 120)
+    wait_until(lambda: _metric(url2, "tgdav_janitor_last_sweep_timestamp_seconds") > 0, 60)
     folder2 = f"{url2}{WRITABLE}/janitor/"
     for _ in range(3):      # later looks find nothing more
         sweep = _metric(url2, "tgdav_janitor_last_sweep_timestamp_seconds")
-        _wait_for(lambda: _metric(url2, "tgdav_janitor_last_sweep_timestamp_seconds") > sweep, timeout=30)
+        wait_until(lambda: _metric(url2, "tgdav_janitor_last_sweep_timestamp_seconds") > sweep, 30)
     assert sandbox.total("messages_deleted") == deleted + 2
     assert _metric(url2, 'tgdav_leftovers_deleted_total{kind="pieces"}') == 1
     assert _metric(url2, 'tgdav_leftovers_deleted_total{kind="superseded"}') == 1

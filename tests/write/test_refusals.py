@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import stop
 from tests.write.conftest import READONLY, WRITABLE, hrefs, http as request, random_bytes, redis_replica, sha256
-from tests.write.test_atomic import _wait_for
+from tests.helpers import wait_until
 
 MiB = 1024 * 1024
 POSTED = "posted%20elsewhere.txt"       # the read-only channel's one file
@@ -141,7 +141,7 @@ def _locked_tree_is_kept(base: str, other: str, sandbox) -> None:
     assert request("MOVE", other + "sub/", headers={"Destination": other + "moved/"})[0] == 423
     assert request("MKCOL", base + "src")[0] == 201
     assert request("PUT", base + "src/child.txt", b"intruder")[0] == 201
-    _wait_for(lambda: request("GET", other + "src/child.txt")[0] == 200)   # a replica's listing catches up
+    wait_until(lambda: request("GET", other + "src/child.txt")[0] == 200, 60)   # a replica's listing catches up
     before = _snapshot(sandbox)
     assert request("COPY", other + "src/", headers={"Destination": other + "sub/", "Overwrite": "T"})[0] == 423
     assert request("MOVE", other + "src/", headers={"Destination": other + "sub/", "Overwrite": "T"})[0] == 423
@@ -367,7 +367,7 @@ def test_a_lock_refused_during_a_put_of_a_new_file_makes_nothing(folder, sandbox
     data = random_bytes(1200 * 1024, 77)
     parts_before = sandbox.total("upload_parts")
     s.sendall(f"{1100 * 1024:x}\r\n".encode() + data[:1100 * 1024] + b"\r\n")
-    _wait_for(lambda: sandbox.total("upload_parts") > parts_before)     # the PUT is taking its body
+    wait_until(lambda: sandbox.total("upload_parts") > parts_before, 60)     # the PUT is taking its body
     assert request("LOCK", folder + "readme.txt", LOCK_BODY % b"client B")[0] == 423
     assert request("LOCK", folder + "Readme.txt", LOCK_BODY % b"client C")[0] == 423
     assert request("GET", folder + "readme.txt")[0] == 404
