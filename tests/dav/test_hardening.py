@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.dav.fakes import FakeCatalog, FakeReader
 from tgdav.dav.server import build_app, make_server
 from tgdav.sandbox.content import pattern
@@ -198,9 +199,7 @@ def test_beyond_nine_times_the_limit_an_address_is_refused_with_503(served):
     port = served(head_timeout=120, per_ip_limit=1)
     stop, threads, answers = _slowloris(port, 12, "127.0.0.2", interval=0.3)
     try:
-        deadline = time.monotonic() + 20
-        while len(answers) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(answers) >= 3, 20, lambda: f"three answers: {answers}", interval=0.1)
         assert len(answers) == 3 and all(a.startswith(b"HTTP/1.1 503 ") for a in answers), answers
         assert get(port, "/Films/one.byte", timeout=40)[0] == 200     # other addresses are served
     finally:

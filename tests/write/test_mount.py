@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.e2e.test_rclone import _unmount
 from tests.write.conftest import http as request, random_bytes, sha256
 
@@ -29,11 +29,11 @@ def mounted(folder, tmp_path):
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
+
+        def mounted() -> bool:
             assert proc.poll() is None, (tmp_path / "rclone-mount.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "rclone mount did not come up"
-            time.sleep(0.1)
+            return os.path.ismount(mnt)
+        wait_until(mounted, 30, "rclone mount up", interval=0.1)
         yield mnt, folder
     finally:
         _unmount(mnt)
@@ -47,14 +47,9 @@ def mounted(folder, tmp_path):
         _unmount(mnt)
 
 
-def _eventually(check, timeout: float = 60.0):
+def _eventually(check) -> None:
     """rclone uploads a closed file in the background: wait until the server shows the result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return
-        assert time.monotonic() < deadline, "the change never reached the server"
-        time.sleep(0.2)
+    wait_until(check, 60, "the change reached the server", interval=0.2)
 
 
 def test_cp_mkdir_mv_rm_through_an_rclone_mount(mounted, tmp_path):

@@ -14,6 +14,7 @@ import urllib.parse
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.write.conftest import PIECE_PARTS, WRITABLE, hrefs, http as request, random_bytes, sha256
 from tests.write.test_atomic import MiB, Watcher, _one_entry, _telethon
 
@@ -371,10 +372,8 @@ def test_concurrent_puts_through_two_replicas_sharing_redis_leave_one_version(da
         urls = [f"{redis_replica(sandbox, name, redis_url)}{WRITABLE}/replicas/"
                 for name in ("replica-a", "replica-b")]
         assert request("MKCOL", urls[0])[0] == 201
-        for _ in range(100):                 # B sees the new folder at its next listing refresh
-            if request("PROPFIND", urls[1], headers={"Depth": "0"})[0] == 207:
-                break
-            time.sleep(0.2)
+        wait_until(lambda: request("PROPFIND", urls[1], headers={"Depth": "0"})[0] == 207, 20,
+                   "B sees the new folder at its next listing refresh", interval=0.2)
         for round_ in range(3):
             bodies = [random_bytes(150_000 + i, 900 + 10 * round_ + i) for i in range(8)]
             threads = [threading.Thread(target=request, args=("PUT", urls[i % 2] + "same.bin", b))
