@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
 import random
 import socket
@@ -15,10 +17,12 @@ from telethon.network.connection import ConnectionTcpAbridged, ConnectionTcpFull
 from telethon.sessions import StringSession
 from telethon.tl import functions
 
-from tests.helpers import run
+from tests.helpers import run, wait_until
+from tgdav.sandbox.admin import AdminServer
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 from tgdav.sandbox.keys import key_id_of
+from tgdav.sandbox.world import World
 
 from .stub_dispatcher import get_file, running_sandbox
 
@@ -246,6 +250,37 @@ def test_down_dc_refuses_and_closes_then_recovers(sandbox):
         return pong
     assert run(go()).ping_id == 5
     assert sandbox.counters.get(2, "connections") == 2
+
+
+def test_a_down_fault_is_in_force_when_the_admin_api_answers(sandbox):
+    """POST /faults {"down": [2]} answers once DC 2 refuses connections and has cut its open ones, and
+    {"down": []} once it listens again: no test sleeps after a fault (it used to be noticed within
+    a 100 ms poll, so a connection right after the answer still got through, or was refused)."""
+    port = sandbox.ports[2]
+
+    def post(body: dict) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", admin.port, timeout=30)
+        try:
+            conn.request("POST", "/faults", body=json.dumps(body).encode())
+            return conn.getresponse().status
+        finally:
+            conn.close()
+    with AdminServer(sandbox.counters, sandbox.controls, World(seed=1)) as admin:
+        opened = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            wait_until(lambda: sandbox.counters.get(2, "connections") == 1, 10, "the connection accepted")
+            assert post({"down": [2]}) == 200
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            try:
+                assert opened.recv(1) == b""                    # cut
+            except ConnectionResetError:
+                pass                                            # cut
+            assert post({"down": []}) == 200
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()     # listening again
+        finally:
+            opened.close()
+            sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
 
 
 def test_garbage_never_stops_the_listener(sandbox):
