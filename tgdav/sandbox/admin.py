@@ -1,7 +1,8 @@
 """The sandbox's admin HTTP API on 127.0.0.1 (stdlib, one thread per request):
     GET  /counters     Counters.snapshot()
     GET  /faults       Controls.snapshot()
-    POST /faults       Controls.apply_faults(body)   (see controls.py for the JSON)
+    POST /faults       Controls.apply_faults(body)   (see controls.py for the JSON); answers once the
+                       faults are in force (a DC taken down has cut its connections and refuses more)
     POST /link         Controls.apply_link(body)
     POST /post         a post by another member: {"channel": title, "from": username, "text": "...",
                        "file": {"name": "x.txt", "data": base64} | null} -> {"id": message id}
