@@ -101,6 +101,7 @@ class DcServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._down_lock: asyncio.Lock | None = None
         self._unenforce = lambda: None
+        self._stopping = False
 
     async def start(self, port: int = 0) -> int:
         await self._listen(port)
@@ -114,6 +115,7 @@ class DcServer:
     async def stop(self) -> None:
         if self._watch is None:
             return
+        self._stopping = True         # an enforcement still scheduled must not listen again
         self._unenforce()
         self._watch.cancel()
         self._unlisten()
@@ -146,7 +148,9 @@ class DcServer:
         except RuntimeError:
             on_loop = False
         if on_loop:
-            loop.create_task(self._enforce_down())
+            task = loop.create_task(self._enforce_down())
+            self._handlers.add(task)                       # kept referenced; stop() waits for it
+            task.add_done_callback(self._handlers.discard)
             return None
         return asyncio.run_coroutine_threadsafe(self._enforce_down(), loop)
 
@@ -154,6 +158,8 @@ class DcServer:
         """A down DC does not listen (clients get 'connection refused') and cuts what is open; it listens
         again when back up."""
         async with self._down_lock:
+            if self._stopping:
+                return
             down = self._controls.is_down(self.dc_id)
             if down and self._listener is not None:
                 self._unlisten()
