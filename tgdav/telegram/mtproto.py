@@ -44,9 +44,10 @@ FLOOD_WAITS = (errors.FloodWaitError, errors.FloodPremiumWaitError)
 Unauthorized = errors.UnauthorizedError
 
 
-def check_version(version: str = telethon.__version__) -> None:
+def check_version(version: str | None = None) -> None:
     """Refuse, in one line, a Telethon release other than the ones tested: this module relies on
     its private sender API, which changes between releases without notice."""
+    version = version or telethon.__version__
     if version != TESTED and not version.startswith(TESTED + "."):
         raise ConfigError(f"tgdav is tested with Telethon {TESTED}.x, but Telethon {version} is "
                           f"installed — `pip install 'telethon=={TESTED}.*'`")
