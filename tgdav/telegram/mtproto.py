@@ -1,5 +1,7 @@
 """Telethon behind one boundary: the only tgdav module (outside the sandbox) that uses Telethon's
-private API, and the one place the rest of tgdav imports Telethon's public names from.
+private client and sender API, and the one place the rest of tgdav imports Telethon's public names
+from. (rpc.py still reads Telethon's error tables and an error's pickled capture on its own, to
+recover the name Telegram sent: issue 17's RPC-error item owns it.)
 
 What is private, and why it is needed:
 - MTProtoSender and AuthKey, with `client._get_dc`, `client._connection`, `client._log`,
