@@ -126,9 +126,11 @@ def _retrieve(answer: asyncio.Future) -> None:
 
 
 class Sender:
-    """One MTProto connection of the account to one DC, authorised, that does not reconnect by
-    itself (Telethon would re-send every pending request behind the pool's back, dropped answers
-    included): when its connection ends, `disconnected()` completes and the pool drops it."""
+    """One MTProto connection of the account to one DC, authorised. It does not reconnect by itself
+    (auto_reconnect off): Telethon would re-send every pending request on the new connection behind
+    the pool's back, answers it dropped included, and a connection cut again and again would loop.
+    When its connection ends, `disconnected()` completes; the pool drops it, re-sends its requests
+    on other senders and opens new ones as it needs them."""
 
     def __init__(self, mtp: MTProtoSender) -> None:
         self._mtp = mtp

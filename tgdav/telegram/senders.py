@@ -6,12 +6,8 @@ the authorisation again after every restart and mutates its shared init request 
 Here a DC's first sender exports/imports once, the key the DC accepted is persisted (store.dc_auth),
 and every later sender to that DC, in this process or the next, reuses it on its own connection
 (its own session id). The home DC's senders reuse the session's key on connections of their own, so
-downloads never queue behind the main connection.
-
-Senders do not reconnect by themselves (auto_reconnect off): Telethon would re-send every pending
-request on the new connection behind the pool's back, answers it dropped included, and a connection
-cut again and again would loop. A sender whose connection ends is dropped; the pool re-sends its
-requests on other senders and opens new ones as it needs them.
+downloads never queue behind the main connection. (Senders do not reconnect by themselves:
+mtproto.Sender says why.)
 """
 
 from __future__ import annotations
