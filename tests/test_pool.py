@@ -8,30 +8,67 @@ from types import SimpleNamespace
 
 import pytest
 
+from tgdav.errors import RetryLater
+from tgdav.telegram.mtproto import errors
 from tgdav.telegram.pool import DcPool
 
 
-class FakeMtp:
-    """The slice of Telethon's MTProtoSender the pool uses; every request is answered at once."""
+class FakeCall:
+    """mtproto.Call: the answer's future and cancel(). `sent`: whether it went out (then a cancel
+    drains until the answer comes, as rpc_answer_unknown does), else a cancel takes it back."""
 
-    def __init__(self) -> None:
-        self._send_queue = SimpleNamespace(_deque=[])
-        self._pending_state = {}
-        self.disconnected = asyncio.get_running_loop().create_future()
+    def __init__(self, request, sent: bool) -> None:
+        self.request = request
+        self.sent = sent
+        self.future = asyncio.get_running_loop().create_future()
+
+    def cancel(self, timeout: float):
+        if self.future.done():
+            return None
+        if not self.sent:
+            self.future.cancel()
+            return None
+        async def drain():
+            await asyncio.wait({self.future})     # the answer arrives (the test releases it)
+        return asyncio.get_running_loop().create_task(drain())
+
+
+class FakeSender:
+    """mtproto.Sender: requests are answered at once with an empty part, or held until release()
+    (hold=True), or answered with an error from `fail` (request name -> exception, used once)."""
+
+    def __init__(self, number: int = 1, *, hold: bool = False, sent: bool = False) -> None:
+        self.number = number
+        self.hold = hold
+        self.on_wire = sent              # held requests count as sent (a cancel drains them)
         self.sent: list[object] = []
+        self.pending: list[FakeCall] = []
+        self.fail: dict[str, BaseException] = {}
+        self.connected = True
 
-    def is_connected(self) -> bool:
-        return True
+    def send(self, request) -> FakeCall:
+        call = FakeCall(request, self.on_wire)
+        self.sent.append(request)
+        error = self.fail.pop(getattr(request, "name", None), None)
+        if error is not None:
+            call.future.set_exception(error)
+        elif self.hold:
+            self.pending.append(call)
+        else:
+            call.future.set_result(SimpleNamespace(bytes=b""))
+        return call
 
-    def send(self, request):
-        future = asyncio.get_running_loop().create_future()
-        self._send_queue._deque.append(SimpleNamespace(future=future, request=request, msg_id=0))
-        self.sent.append(request.query)       # the pool wraps every request in invokeWithoutUpdates
-        future.set_result(SimpleNamespace(bytes=b""))
-        return future
+    def disconnected(self) -> asyncio.Future:
+        return asyncio.get_running_loop().create_future()
 
-    async def disconnect(self) -> None:
-        pass
+    def release(self) -> None:
+        for call in self.pending:
+            if not call.future.done():
+                call.future.set_result(SimpleNamespace(bytes=b""))
+        self.pending.clear()
+
+    async def close(self) -> None:
+        self.connected = False
 
 
 def _pool(opener) -> DcPool:
@@ -53,15 +90,17 @@ def test_read_ahead_held_back_for_an_urgent_request_goes_when_that_request_is_ca
             gate = gates[len(opened)]
             opened.append(dc)
             await gate.wait()
-            return FakeMtp()
+            return FakeSender()
 
         pool = _pool(opener)
         bulk = asyncio.ensure_future(pool.invoke(SimpleNamespace(name="bulk")))
-        await asyncio.sleep(0.01)                    # bulk started the first open
+        await _settle()                              # bulk started the first open
+        assert len(opened) == 1
         urgent = asyncio.ensure_future(pool.invoke(SimpleNamespace(name="urgent"), urgent=True))
-        await asyncio.sleep(0.01)                    # urgent started the second (the spare)
+        await _settle()                              # urgent started the second (the spare)
+        assert len(opened) == 2
         gates[0].set()
-        await asyncio.sleep(0.01)                    # sender 1 is idle; bulk waits: urgent goes first
+        await _settle()                              # sender 1 is idle; bulk waits: urgent goes first
         assert not bulk.done()
         urgent.cancel()                              # the player seeks away
         try:
@@ -74,49 +113,19 @@ def test_read_ahead_held_back_for_an_urgent_request_goes_when_that_request_is_ca
 
 # --- priorities: urgent, interactive read-ahead, bulk read-ahead (issue 19) ------------------------
 
-class HeldMtp(FakeMtp):
-    """A sender whose answers come only when the test says (release)."""
-
-    def __init__(self, number: int) -> None:
-        super().__init__()
-        self.number = number
-        self.pending: list[asyncio.Future] = []
-
-    @property
-    def disconnected(self):        # as Telethon's: a new future each time (the pool cancels it)
-        return asyncio.get_running_loop().create_future()
-
-    @disconnected.setter
-    def disconnected(self, value):
-        pass
-
-    def send(self, request):
-        future = asyncio.get_running_loop().create_future()
-        self._send_queue._deque.append(SimpleNamespace(future=future, request=request, msg_id=0))
-        self.sent.append(request.query)       # the pool wraps every request in invokeWithoutUpdates
-        self.pending.append(future)
-        return future
-
-    def release(self) -> None:
-        for f in self.pending:
-            if not f.done():
-                f.set_result(SimpleNamespace(bytes=b""))
-        self.pending.clear()
-
-
 def _request(name: str, limit: int = 32 * 1024):
     return SimpleNamespace(name=name, limit=limit)
 
 
-async def _held_pool(max_senders: int = 4):
-    senders: list[HeldMtp] = []
+async def _held_pool(max_senders: int = 4, *, sent: bool = False, clock=None):
+    senders: list[FakeSender] = []
 
     async def opener(dc):
-        senders.append(HeldMtp(len(senders) + 1))
+        senders.append(FakeSender(len(senders) + 1, hold=True, sent=sent))
         return senders[-1]
 
     pool = DcPool(4, opener, max_senders=max_senders, slots_per_sender=2, max_wait=10,
-                  request_timeout=30, clock=asyncio.get_running_loop().time)
+                  request_timeout=30, clock=clock or asyncio.get_running_loop().time)
     return pool, senders
 
 
@@ -225,6 +234,63 @@ def test_a_players_window_waits_here_beyond_a_round_trip_per_sender_so_a_seek_ta
         await asyncio.gather(*window, return_exceptions=True)
         await _settle()
         assert plays() == sent                        # what waited here never went out
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+# --- floods and cancelled calls, through the Sender/Call interface (issue 17) ----------------------
+
+@pytest.mark.timeout(30)
+def test_a_flood_gates_the_dc_until_its_deadline_on_the_pools_clock():
+    """A FLOOD_WAIT met on one sender gates the method on the whole DC: nothing more is sent until
+    the deadline (on the pool's injected clock), and a caller is told how long is left."""
+    async def scenario():
+        now = [1000.0]
+        pool, senders = await _held_pool(max_senders=2, clock=lambda: now[0])
+        first = asyncio.ensure_future(pool.invoke(_request("a")))
+        await _settle()
+        senders[0].pending[0].future.set_exception(errors.FloodWaitError(None, capture=60))
+        with pytest.raises(RetryLater) as flood:
+            await first
+        assert flood.value.seconds == 60
+        sent = sum(len(s.sent) for s in senders)
+        now[0] += 30
+        with pytest.raises(RetryLater) as flood:
+            await pool.invoke(_request("b"), urgent=True)
+        assert flood.value.seconds == 30
+        assert sum(len(s.sent) for s in senders) == sent      # none went out, on any sender
+        now[0] += 31
+        later = asyncio.ensure_future(pool.invoke(_request("c"), urgent=True))
+        await _finish(senders, [later])
+        assert _carried_by(senders, "c")
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("sent", [True, False])
+def test_a_cancelled_call_loads_its_sender_only_while_its_answer_may_still_come(sent):
+    """A request cancelled after it went out (Call.cancel returns its drain) keeps its sender
+    loaded until the answer is in: the next urgent request opens another sender rather than
+    queueing behind it. One taken back before it went out leaves the sender idle at once."""
+    async def scenario():
+        pool, senders = await _held_pool(max_senders=1, sent=sent)
+        part = asyncio.ensure_future(pool.invoke(_request("part"), urgent=True))
+        await _settle()
+        part.cancel()
+        await asyncio.gather(part, return_exceptions=True)
+        await _settle()
+        assert pool.dropped_answers == (1 if sent else 0)
+        assert pool.senders[0].draining == (1 if sent else 0)
+        following = asyncio.ensure_future(pool.invoke(_request("next"), urgent=True))
+        await _settle()
+        assert _carried_by(senders, "next") == ([2] if sent else [1])
+        senders[0].release()
+        await _settle()
+        assert pool.stats()["draining"] == 0
+        await _finish(senders, [following])
         await pool.close()
 
     asyncio.run(scenario())

@@ -108,6 +108,9 @@ def _run(args: argparse.Namespace) -> int:
         from tgdav.sandbox import runner
         setup_logging(args.log_level or "info")
         return runner.main(args.args)
+    if args.command != "cache":     # the commands that talk to Telegram: only the Telethon tested
+        from tgdav.telegram.mtproto import check_version
+        check_version()
     if args.command == "demo":
         setup_logging(args.log_level or "info")
         check_listen("127.0.0.1", args.port)       # before the sandbox starts

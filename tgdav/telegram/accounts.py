@@ -24,7 +24,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from telethon import errors, functions, types
+from tgdav.telegram.mtproto import errors, functions, types
 
 from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable, user_error
 from tgdav.model import Location

@@ -34,7 +34,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from telethon import TelegramClient, errors, functions, types
+from tgdav.telegram.mtproto import TelegramClient, errors, functions, types
 
 from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location

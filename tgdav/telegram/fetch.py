@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from telethon import errors, functions, types
+from tgdav.telegram.mtproto import errors, functions, types
 
 from tgdav.errors import ConnectionsLost, TgdavError, UpstreamUnavailable, user_error
 from tgdav.model import Location

@@ -1,6 +1,6 @@
 """The account's Telethon client: where its session lives, how it reaches Telegram (or a sandbox), and
-logging in. With the pool, the only module that touches Telethon internals (the RSA key table and the
-class-level config cache, both needed to point a client at a sandbox).
+logging in. Pointing a client at a sandbox touches Telethon's internals (the RSA key table and the
+class-level config cache): mtproto.point_at_sandbox does it.
 
 Sessions live in the state dir (sessions/<name>.session, owner-only), never in an image.
 """
@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from telethon import TelegramClient, errors
-from telethon.crypto import rsa
-
 from tgdav.errors import ConfigError
+from tgdav.telegram.mtproto import TelegramClient, errors, point_at_sandbox
 
 log = logging.getLogger("tgdav.login")
 
@@ -63,8 +61,7 @@ def make_client(state_dir: Path, session: str, api_id: int, api_hash: str,
     """A TelegramClient (not connected) with its session in the state dir."""
     path = session_path(state_dir, session)
     if sandbox is not None:
-        rsa.add_key(sandbox.rsa_public_key, old=False)
-        TelegramClient._config = None      # Telethon caches help.config on the class
+        point_at_sandbox(sandbox.rsa_public_key)
         api_id, api_hash = sandbox.api_id, sandbox.api_hash
     if not api_id or not api_hash:
         raise ConfigError("no Telegram API credentials — set [telegram] api_id and api_hash "

@@ -23,11 +23,11 @@ priorities per DC):
 
 A sender counts as loaded by its requests in flight AND by answers it no longer wants that are still
 arriving (draining): a cancelled request that reached Telegram keeps its answer coming unless we send
-rpc_drop_answer, so cancelling does both. Telegram answers the drop with rpc_answer_dropped (the
-answer was still queued: it never comes, and Telethon's state for it is removed here),
-rpc_answer_dropped_running (the original is answered with the same, small object) or
-rpc_answer_unknown (its bytes are on the way); the sender drains until the original answer is in. A
-request cancelled before Telethon sent it is taken out of Telethon's send queue instead.
+rpc_drop_answer, so cancelling does both (mtproto.Call.cancel). Telegram answers the drop with
+rpc_answer_dropped (the answer was still queued: it never comes), rpc_answer_dropped_running (the
+original is answered with the same, small object) or rpc_answer_unknown (its bytes are on the way);
+the sender drains until the original answer is in. A request cancelled before Telethon sent it is
+taken back instead: Telegram never hears of it.
 
 Opening senders (DH, export/import) runs in tasks the pool owns: a caller that is cancelled (a seek)
 stops waiting, the open completes and the sender joins the pool.
@@ -46,8 +46,9 @@ DC's measured speed). Such a sender is dead: it is dropped, and every request it
 on another sender; a request fails only for its own reasons.
 
 Senders are sent requests directly (sender.send), never through TelegramClient.__call__, so
-Telethon's per-request-type flood memory cannot block GetFile on other DCs. This module and
-senders.py are the only users of Telethon's private sender API (MTProtoSender and its queues).
+Telethon's per-request-type flood memory cannot block GetFile on other DCs. A connection is seen
+only through mtproto.Sender (send -> Call, connected, disconnected(), close) and Call (future,
+cancel); this module imports no Telethon (tests fake those two classes).
 
 Lock order: only DcPool._cond (an asyncio.Condition, one per DC) exists; nothing else is locked.
 """
@@ -60,11 +61,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from telethon import errors
-from telethon.tl.functions import InvokeWithoutUpdatesRequest, RpcDropAnswerRequest
-from telethon.tl.types import RpcAnswerDropped
-
 from tgdav.errors import ConnectionsLost, RetryLater, UpstreamUnavailable
+from tgdav.telegram.mtproto import FLOOD_WAITS, Unauthorized, account_wide
 
 log = logging.getLogger("tgdav.pool")
 
@@ -87,7 +85,7 @@ class SenderLost(ConnectionError):
 @dataclass(eq=False)
 class Sender:
     number: int                 # 1-based, for log lines a user can follow
-    mtp: object                 # telethon MTProtoSender
+    conn: object                # mtproto.Sender (or a test's fake of it)
     in_flight: int = 0
     draining: int = 0           # answers nobody awaits any more, still arriving
     bulk: int = 0               # of in_flight, bulk read-ahead requests
@@ -147,15 +145,14 @@ class DcPool:
             sender = await self._acquire(priority, kind)
             try:
                 return await self._send(sender, request)
-            except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
-                account_wide = isinstance(e, errors.FloodPremiumWaitError)
-                self._gate(sender, e.seconds, account_wide, kind)
+            except FLOOD_WAITS as e:
+                self._gate(sender, e.seconds, account_wide(e), kind)
                 if self._board is not None:
                     await self._board.publish(self.dc_id, kind, e.seconds)
                 if self._hand_back_floods and kind == "GetFile":
                     raise RetryLater(e.seconds, f"Telegram DC {self.dc_id} asked this account to wait "
                                                 f"{e.seconds} s (FLOOD_WAIT)") from None
-            except errors.UnauthorizedError:
+            except Unauthorized:
                 if sender.generation != self._generation:
                     await self._drop(sender)   # opened before the renewal: retry on a fresh sender
                     continue
@@ -189,17 +186,15 @@ class DcPool:
                 await self._release(sender, priority)
 
     async def _send(self, sender: Sender, request):
-        """sender.mtp.send(request) and its answer. SenderLost when the sender goes away under it;
+        """sender.conn.send(request) and its answer. SenderLost when the sender goes away under it;
         TimeoutError when the sender stays silent too long; a cancelled caller drops the answer."""
-        mtp = sender.mtp
-        if not mtp.is_connected():
+        conn = sender.conn
+        if not conn.connected:
             raise SenderLost(f"DC {self.dc_id}: sender {sender.number} is disconnected")
-        # invokeWithoutUpdates: Telegram pushes updates only to the client's main connection
-        answer = mtp.send(InvokeWithoutUpdatesRequest(request))
-        state = mtp._send_queue._deque[-1]      # Telethon's RequestState, just appended
-        assert state.future is answer
+        call = conn.send(request)
+        answer = call.future
         sent_at = self._clock()
-        dead = mtp.disconnected
+        dead = conn.disconnected()
         size = getattr(request, "limit", 0)
         sender.queued_bytes += size
         answer.add_done_callback(lambda _f: setattr(sender, "queued_bytes", sender.queued_bytes - size))
@@ -213,14 +208,14 @@ class DcPool:
                     silent = self._clock() - quiet_since
                     if sender.queued_bytes and silent > 0:      # it is at most this fast
                         self.speed = min(self.speed or float("inf"), sender.queued_bytes / silent)
-                    self._abandon(sender, state)
+                    self._abandon(sender, call)
                     raise asyncio.TimeoutError()
                 done, _ = await asyncio.wait({answer, dead}, timeout=left,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if dead in done and not answer.done():
                     raise SenderLost(f"DC {self.dc_id}: sender {sender.number} lost its connection")
         except asyncio.CancelledError:
-            self._abandon(sender, state)
+            self._abandon(sender, call)
             raise
         finally:
             dead.cancel()
@@ -238,48 +233,21 @@ class DcPool:
         sender.last_answer = now
         return answer.result()
 
-    def _abandon(self, sender: Sender, state) -> None:
-        """The caller no longer wants `state`'s answer: take it back if unsent, else drop it."""
-        mtp = sender.mtp
-        answer = state.future
-        if answer.done():
-            return
-        queue = mtp._send_queue._deque
-        if state in queue:            # never sent: Telegram never hears of it
-            queue.remove(state)
-            answer.cancel()
+    def _abandon(self, sender: Sender, call) -> None:
+        """The caller no longer wants `call`'s answer: taken back if unsent, else dropped; the
+        sender counts it as draining until its answer is in (or known never to come)."""
+        drain = call.cancel(self._timeout)
+        if drain is None:
             return
         sender.draining += 1
-        answer.add_done_callback(lambda f, s=sender: self._drained(s, f))
-        task = asyncio.get_running_loop().create_task(self._drop_answer(sender, state))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _drop_answer(self, sender: Sender, state) -> None:
-        mtp = sender.mtp
+        call.future.add_done_callback(lambda _f, s=sender: self._drained(s))
+        self._background.add(drain)
+        drain.add_done_callback(self._background.discard)
         self.dropped_answers += 1
         if self._metrics is not None:
             self._metrics.dropped_answer(self.dc_id)
-        try:
-            reply = await asyncio.wait_for(mtp.send(RpcDropAnswerRequest(state.msg_id)), self._timeout)
-        except (Exception, asyncio.TimeoutError) as e:
-            log.debug("DC %d: rpc_drop_answer on sender %d failed: %s", self.dc_id, sender.number, e)
-            reply = None
-        if isinstance(reply, RpcAnswerDropped) or reply is None and not state.future.done():
-            # never coming (or we cannot tell): stop waiting for it
-            mtp._pending_state.pop(state.msg_id, None)
-            state.future.cancel()
-            return
-        try:   # rpc_answer_unknown / _dropped_running: the original answer is on its way
-            await asyncio.wait_for(asyncio.shield(state.future), self._timeout)
-        except (Exception, asyncio.CancelledError):
-            if not state.future.done():
-                mtp._pending_state.pop(state.msg_id, None)
-                state.future.cancel()
 
-    def _drained(self, sender: Sender, answer: asyncio.Future) -> None:
-        if not answer.cancelled():
-            answer.exception()        # retrieved: nobody else will look at it
+    def _drained(self, sender: Sender) -> None:
         sender.draining -= 1
         sender.last_answer = self._clock()
         self._notify_soon()
@@ -429,17 +397,17 @@ class DcPool:
         task = asyncio.current_task()
         try:
             try:
-                mtp = await self._open_sender(self.dc_id)
+                conn = await self._open_sender(self.dc_id)
             except (ConnectionError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
                 raise UpstreamUnavailable(f"cannot connect to Telegram DC {self.dc_id}: "
                                           f"{e or type(e).__name__}") from None
-            except (errors.FloodWaitError, errors.FloodPremiumWaitError) as e:
+            except FLOOD_WAITS as e:
                 # exporting/importing the authorisation was flooded: no sender can open until then
                 self._gates["*"] = max(self._gates.get("*", 0.0), self._clock() + e.seconds)
                 raise RetryLater(e.seconds, f"Telegram asked tgdav to wait {e.seconds} s before "
                                             f"connecting to DC {self.dc_id} (FLOOD_WAIT)") from None
             async with self._cond:
-                self.senders.append(Sender(number, mtp, last_used=self._clock(), generation=generation))
+                self.senders.append(Sender(number, conn, last_used=self._clock(), generation=generation))
         finally:
             async with self._cond:
                 self._opening.discard(task)
@@ -526,13 +494,13 @@ def _until(gates: dict, kind: str) -> float:
 
 async def _disconnect(sender: Sender) -> None:
     try:
-        await sender.mtp.disconnect()
+        await sender.conn.close()
     except Exception:   # a dead connection may fail to close; it is gone either way
         log.debug("DC sender %d: error while disconnecting", sender.number, exc_info=True)
 
 
 class Pool:
-    """All DCs of one account. open_sender(dc_id) -> connected, authorised MTProtoSender."""
+    """All DCs of one account. open_sender(dc_id) -> connected, authorised mtproto.Sender."""
 
     def __init__(self, open_sender, *, senders_per_dc: int = 4, slots_per_sender: int = 2,
                  idle_seconds: float = 120.0, max_wait: float = 10.0, request_timeout: float = 30.0,

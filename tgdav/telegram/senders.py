@@ -1,17 +1,13 @@
-"""Opening MTProto senders to any DC of one account: the only module (with login) that touches
-Telethon's private sender API (MTProtoSender, client._connection, client._get_dc, client._init_request).
+"""Opening MTProto senders to any DC of one account: which auth key each uses, exporting and importing
+the authorisation once per DC, keeping the key (the connections themselves: mtproto.Sender).
 
 Why our own: Telethon keeps exactly one borrowed sender per DC, drops it after a minute idle, exports
 the authorisation again after every restart and mutates its shared init request while doing so.
 Here a DC's first sender exports/imports once, the key the DC accepted is persisted (store.dc_auth),
 and every later sender to that DC, in this process or the next, reuses it on its own connection
 (its own session id). The home DC's senders reuse the session's key on connections of their own, so
-downloads never queue behind the main connection.
-
-Senders do not reconnect by themselves (auto_reconnect off): Telethon would re-send every pending
-request on the new connection behind the pool's back, answers it dropped included, and a connection
-cut again and again would loop. A sender whose connection ends is dropped; the pool re-sends its
-requests on other senders and opens new ones as it needs them.
+downloads never queue behind the main connection. (Senders do not reconnect by themselves:
+mtproto.Sender says why.)
 """
 
 from __future__ import annotations
@@ -19,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from telethon import TelegramClient, errors, functions, types
-from telethon.crypto import AuthKey
-from telethon.network import MTProtoSender
-from telethon.tl.alltlobjects import LAYER
+from tgdav.telegram.mtproto import Sender, TelegramClient, errors, functions, types
 
 log = logging.getLogger("tgdav.pool")
 
@@ -31,7 +24,7 @@ _PROBE = functions.users.GetUsersRequest([types.InputUserSelf()])
 
 
 class SenderFactory:
-    """Creates connected, authorised MTProtoSenders for `client`'s account on any DC."""
+    """Creates connected, authorised senders (mtproto.Sender) for `client`'s account on any DC."""
 
     def __init__(self, client: TelegramClient, store, *, connect_timeout: float = 10.0,
                  retries: int = 2, metrics=None) -> None:
@@ -73,7 +66,7 @@ class SenderFactory:
     def home_dc(self) -> int:
         return self._client.session.dc_id
 
-    async def open(self, dc_id: int) -> MTProtoSender:
+    async def open(self, dc_id: int) -> Sender:
         """A new sender on its own connection to dc_id, authorised as the account.
 
         Only establishing a DC's authorisation is serialised (one export per DC); once a key is
@@ -112,50 +105,28 @@ class SenderFactory:
         self._verified.discard(dc_id)
         return True
 
-    async def _export_to(self, dc_id: int) -> MTProtoSender:
+    async def _export_to(self, dc_id: int) -> Sender:
         # connect (and create the auth key) first: an unreachable DC must fail before exporting
         sender = await self._transport(dc_id, None)
         try:
             auth = await self._client(functions.auth.ExportAuthorizationRequest(dc_id))
-            await sender.send(functions.InvokeWithLayerRequest(LAYER, self._init(
-                functions.auth.ImportAuthorizationRequest(id=auth.id, bytes=auth.bytes))))
         except BaseException:
-            await sender.disconnect()
+            await sender.close()
             raise
-        self._keep(dc_id, bytes(sender.auth_key.key))
+        await sender.introduce(self._client, functions.auth.ImportAuthorizationRequest(
+            id=auth.id, bytes=auth.bytes))
+        self._keep(dc_id, sender.auth_key)
         self._verified.add(dc_id)
         if self._metrics is not None:
             self._metrics.export(dc_id)
         log.info("DC %d: authorised (exported from DC %d)", dc_id, self.home_dc)
         return sender
 
-    async def _transport(self, dc_id: int, key: bytes | None) -> MTProtoSender:
-        client = self._client
-        dc = await client._get_dc(dc_id)
-        sender = MTProtoSender(AuthKey(key) if key else None, loggers=client._log,
-                               retries=self._retries, delay=0.5, auto_reconnect=False,
-                               connect_timeout=self._connect_timeout)
-        await sender.connect(client._connection(
-            dc.ip_address, dc.port, dc.id, loggers=client._log, proxy=client._proxy,
-            local_addr=client._local_addr))
-        return sender
+    async def _transport(self, dc_id: int, key: bytes | None) -> Sender:
+        return await Sender.connect(self._client, dc_id, key, retries=self._retries,
+                                    connect_timeout=self._connect_timeout)
 
-    async def _connect(self, dc_id: int, key: bytes | None, first_request) -> MTProtoSender:
+    async def _connect(self, dc_id: int, key: bytes | None, first_request) -> Sender:
         sender = await self._transport(dc_id, key)
-        try:
-            await sender.send(functions.InvokeWithLayerRequest(LAYER, self._init(first_request)))
-        except BaseException:
-            await sender.disconnect()
-            raise
+        await sender.introduce(self._client, first_request)
         return sender
-
-    def _init(self, query) -> functions.InitConnectionRequest:
-        """A fresh initConnection around `query` (never Telethon's shared, mutated one), inside
-        invokeWithoutUpdates: Telegram pushes updates only to the client's main connection, and a
-        pool sender has no queue for them (the pool wraps every later request the same way)."""
-        t = self._client._init_request
-        return functions.InitConnectionRequest(
-            api_id=t.api_id, device_model=t.device_model, system_version=t.system_version,
-            app_version=t.app_version, system_lang_code=t.system_lang_code,
-            lang_pack=t.lang_pack, lang_code=t.lang_code, query=functions.InvokeWithoutUpdatesRequest(query),
-            proxy=t.proxy)

@@ -30,7 +30,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
-from telethon import errors, events, functions, types
+from tgdav.telegram.mtproto import errors, events, functions, types
 
 log = logging.getLogger("tgdav.updates")
 

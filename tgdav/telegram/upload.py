@@ -32,7 +32,7 @@ import secrets
 import tempfile
 from typing import Awaitable, Callable
 
-from telethon.tl import functions, types
+from tgdav.telegram.mtproto import functions, types
 
 from tgdav.errors import TgdavError, UpstreamUnavailable
 from tgdav.telegram.mediainfo import VideoInfo, mp4_video_info

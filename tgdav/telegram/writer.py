@@ -37,7 +37,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from telethon import errors, functions, types
+from tgdav.telegram.mtproto import errors, functions, types
 
 from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location

@@ -1,0 +1,192 @@
+"""Telethon behind one boundary: the only tgdav module (outside the sandbox) that uses Telethon's
+private client and sender API, and the one place the rest of tgdav imports Telethon's public names
+from. (rpc.py still reads Telethon's error tables and an error's pickled capture on its own, to
+recover the name Telegram sent: issue 17's RPC-error item owns it.)
+
+What is private, and why it is needed:
+- MTProtoSender and AuthKey, with `client._get_dc`, `client._connection`, `client._log`,
+  `client._proxy`, `client._local_addr` and `client._init_request`: senders of our own on their
+  own connections (Telethon lends one sender per DC and drops it after a minute idle), each sent a
+  fresh initConnection (never Telethon's shared, mutated one). Policy (which key, export/import,
+  persisting it) stays in senders.py.
+- MTProtoSender's send queue (`_send_queue._deque`) and its sent-request table (`_pending_state`):
+  a request cancelled before Telethon sent it is taken back out of the queue (Telegram never hears
+  of it); one already sent is dropped with rpc_drop_answer and forgotten when its answer is known
+  never to come (Telethon 1.45 only cancels its local future).
+- `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
+  sandbox must not use another cluster's.
+
+The pool (pool.py) sees a connection only as a `Sender`: `send(request) -> Call`, `connected`,
+`disconnected()`, `close()`; a `Call` is its answer (`future`) and `cancel()`. (gotd's pool sees a
+connection only as Invoke / Ready / Dead.) Its fakes in tests implement the same two classes.
+
+Telethon's version is pinned to the releases tested (TESTED, pyproject.toml); `check_version()`
+refuses another one at start, in one line, rather than failing later in a private attribute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import telethon
+from telethon import TelegramClient, errors, events, functions, types   # noqa: F401 - re-exported
+from telethon.crypto import AuthKey, rsa
+from telethon.network import MTProtoSender
+from telethon.tl.alltlobjects import LAYER
+
+from tgdav.errors import ConfigError
+
+log = logging.getLogger("tgdav.pool")
+
+TESTED = "1.45"       # Telethon releases (major.minor) CI runs; pyproject.toml pins the same range
+
+# Telegram's flood errors (both carry .seconds): FLOOD_PREMIUM_WAIT is the account's on every DC
+FLOOD_WAITS = (errors.FloodWaitError, errors.FloodPremiumWaitError)
+Unauthorized = errors.UnauthorizedError
+
+
+def check_version(version: str | None = None) -> None:
+    """Refuse, in one line, a Telethon release other than the ones tested: this module relies on
+    its private sender API, which changes between releases without notice."""
+    version = version or telethon.__version__
+    if version != TESTED and not version.startswith(TESTED + "."):
+        raise ConfigError(f"tgdav is tested with Telethon {TESTED}.x, but Telethon {version} is "
+                          f"installed — `pip install 'telethon=={TESTED}.*'`")
+
+
+def account_wide(flood: BaseException) -> bool:
+    """A FLOOD_PREMIUM_WAIT (the account's, on every DC) rather than a FLOOD_WAIT."""
+    return isinstance(flood, errors.FloodPremiumWaitError)
+
+
+def point_at_sandbox(rsa_public_key: str) -> None:
+    """Let new clients talk to a sandbox: trust its RSA key, forget the cluster config Telethon
+    cached on the class (another sandbox's ports)."""
+    rsa.add_key(rsa_public_key, old=False)
+    forget_config()
+
+
+def forget_config() -> None:
+    """Forget the help.config Telethon caches on TelegramClient (one per process, not per client)."""
+    TelegramClient._config = None
+
+
+class Call:
+    """One request sent on a Sender: `future` is its answer (Telegram's error as its exception)."""
+
+    def __init__(self, mtp: MTProtoSender, state) -> None:
+        self._mtp = mtp
+        self._state = state              # Telethon's RequestState
+        self.future: asyncio.Future = state.future
+
+    def cancel(self, timeout: float) -> asyncio.Task | None:
+        """Stop wanting the answer. None when nothing more arrives for it: it was answered, or it
+        was not sent yet (taken back out of Telethon's send queue: Telegram never hears of it).
+
+        Otherwise it went out: its bytes may still be coming (draining) until `future` is done. The
+        task returned sends rpc_drop_answer and ends when the answer is in, when Telegram says it
+        never comes (rpc_answer_dropped), or after `timeout` seconds more (then it is given up
+        here); `future` is done by then, and its error counts as retrieved."""
+        answer = self.future
+        if answer.done():
+            return None
+        queue = self._mtp._send_queue._deque
+        if self._state in queue:         # never sent
+            queue.remove(self._state)
+            answer.cancel()
+            return None
+        answer.add_done_callback(_retrieve)
+        return asyncio.get_running_loop().create_task(self._drop(timeout))
+
+    async def _drop(self, timeout: float) -> None:
+        state, mtp = self._state, self._mtp
+        try:
+            reply = await asyncio.wait_for(mtp.send(functions.RpcDropAnswerRequest(state.msg_id)),
+                                           timeout)
+        except (Exception, asyncio.TimeoutError) as e:
+            log.debug("rpc_drop_answer failed: %s", e)
+            reply = None
+        if isinstance(reply, types.RpcAnswerDropped) or reply is None and not state.future.done():
+            # never coming (or we cannot tell): stop waiting for it
+            mtp._pending_state.pop(state.msg_id, None)
+            state.future.cancel()
+            return
+        try:   # rpc_answer_unknown / _dropped_running: the original answer is on its way
+            await asyncio.wait_for(asyncio.shield(state.future), timeout)
+        except (Exception, asyncio.CancelledError):
+            if not state.future.done():
+                mtp._pending_state.pop(state.msg_id, None)
+                state.future.cancel()
+
+
+def _retrieve(answer: asyncio.Future) -> None:
+    if not answer.cancelled():
+        answer.exception()               # retrieved: nobody else will look at it
+
+
+class Sender:
+    """One MTProto connection of the account to one DC, authorised. It does not reconnect by itself
+    (auto_reconnect off): Telethon would re-send every pending request on the new connection behind
+    the pool's back, answers it dropped included, and a connection cut again and again would loop.
+    When its connection ends, `disconnected()` completes; the pool drops it, re-sends its requests
+    on other senders and opens new ones as it needs them."""
+
+    def __init__(self, mtp: MTProtoSender) -> None:
+        self._mtp = mtp
+
+    @classmethod
+    async def connect(cls, client: TelegramClient, dc_id: int, key: bytes | None, *, retries: int,
+                      connect_timeout: float) -> "Sender":
+        """A new connection to `client`'s dc_id with auth key `key` (None: a new one, by DH);
+        nothing is sent yet: `introduce()` sends its first request."""
+        dc = await client._get_dc(dc_id)
+        mtp = MTProtoSender(AuthKey(key) if key else None, loggers=client._log, retries=retries,
+                            delay=0.5, auto_reconnect=False, connect_timeout=connect_timeout)
+        await mtp.connect(client._connection(dc.ip_address, dc.port, dc.id, loggers=client._log,
+                                             proxy=client._proxy, local_addr=client._local_addr))
+        return cls(mtp)
+
+    async def introduce(self, client: TelegramClient, query):
+        """Send `query` as the connection's first request, inside invokeWithLayer(initConnection)
+        with `client`'s app identity; its answer. The connection is closed if it fails."""
+        try:
+            return await self._mtp.send(functions.InvokeWithLayerRequest(LAYER, _init(client, query)))
+        except BaseException:
+            await self._mtp.disconnect()
+            raise
+
+    @property
+    def auth_key(self) -> bytes:
+        return bytes(self._mtp.auth_key.key)
+
+    @property
+    def connected(self) -> bool:
+        return self._mtp.is_connected()
+
+    def send(self, request) -> Call:
+        """Queue `request` (inside invokeWithoutUpdates: Telegram pushes updates only to the
+        client's main connection, and a pool sender has no queue for them)."""
+        answer = self._mtp.send(functions.InvokeWithoutUpdatesRequest(request))
+        state = self._mtp._send_queue._deque[-1]      # Telethon's RequestState, just appended
+        assert state.future is answer
+        return Call(self._mtp, state)
+
+    def disconnected(self) -> asyncio.Future:
+        """A new future, done when the connection ends; cancel it when no longer waiting."""
+        return self._mtp.disconnected
+
+    async def close(self) -> None:
+        await self._mtp.disconnect()
+
+
+def _init(client: TelegramClient, query) -> functions.InitConnectionRequest:
+    """A fresh initConnection around `query` (never Telethon's shared, mutated one), inside
+    invokeWithoutUpdates: Telegram pushes updates only to the client's main connection, and a pool
+    sender has no queue for them (Sender.send wraps every later request the same way)."""
+    t = client._init_request
+    return functions.InitConnectionRequest(
+        api_id=t.api_id, device_model=t.device_model, system_version=t.system_version,
+        app_version=t.app_version, system_lang_code=t.system_lang_code,
+        lang_pack=t.lang_pack, lang_code=t.lang_code, query=functions.InvokeWithoutUpdatesRequest(query),
+        proxy=t.proxy)
