@@ -6,16 +6,21 @@ request was for ("reading part 0+1048576 of file 5/12"), and goes into the error
 name Telegram sent. The table (`TABLE` by error name, then `BY_CODE` by its class; errors.py has the
 typed errors, dav/policy.py maps them to HTTP):
 
-    FLOOD_WAIT_X, FLOOD_PREMIUM_WAIT_X (any 420)  -> RetryLater(X)         503 + Retry-After: X
+    Telegram's error                                           typed error          HTTP
+    FLOOD_WAIT_X, FLOOD_PREMIUM_WAIT_X, any other 420          RetryLater(X)        503, Retry-After: X
     CHANNEL_PRIVATE, CHANNEL_INVALID, CHAT_FORBIDDEN, MSG_ID_INVALID, MESSAGE_ID_INVALID,
-    PEER_ID_INVALID, FILE_ID_INVALID, LOCATION_INVALID (any 404)   -> NotFound            404
-    CHAT_WRITE_FORBIDDEN, CHAT_ADMIN_REQUIRED, CHAT_SEND_MEDIA_FORBIDDEN, MESSAGE_DELETE_FORBIDDEN,
-    MESSAGE_AUTHOR_REQUIRED (any 403)                   -> Forbidden           403
-    MEDIA_CAPTION_TOO_LONG, MESSAGE_TOO_LONG            -> Refused             400 (shorter names)
-    FILE_PART_X_MISSING (X = 0 too), FILE_REFERENCE_EXPIRED / _INVALID, *_MIGRATE_X (303), any 401,
-    any 5xx or negative code (RANDOM_ID_DUPLICATE, INTERNAL, Timeout)  -> UpstreamUnavailable  503
-    any other 400 (and 406)                             -> Refused             400
-    the connection lost, refused or timed out           -> UpstreamUnavailable 503 + Retry-After
+      PEER_ID_INVALID, FILE_ID_INVALID, LOCATION_INVALID, any other 404
+                                                               NotFound             404
+    CHAT_WRITE_FORBIDDEN, CHAT_ADMIN_REQUIRED, CHAT_SEND_MEDIA_FORBIDDEN,
+      MESSAGE_DELETE_FORBIDDEN, MESSAGE_AUTHOR_REQUIRED, any other 403
+                                                               Forbidden            403
+    MEDIA_CAPTION_TOO_LONG, MESSAGE_TOO_LONG                   Refused              400
+    any other 400 or 406 (MESSAGE_NOT_MODIFIED without its override)
+                                                               Refused              400
+    FILE_PART_X_MISSING (X = 0 too), FILE_REFERENCE_EXPIRED / _INVALID, *_MIGRATE_X and any
+      other 303, any 401, any 5xx or negative code (RANDOM_ID_DUPLICATE, INTERNAL, Timeout)
+                                                               UpstreamUnavailable  503, Retry-After
+    no answer: the connection lost, refused or timed out       UpstreamUnavailable  503, Retry-After
 
 A call site that handles an error itself says so with `overrides`, {name: handler}: `IGNORE` (the
 call answers None: MESSAGE_NOT_MODIFIED on an edit), `ANSWER` (the call answers the record instead
