@@ -1,5 +1,6 @@
 """Errors: Telegram's RPC errors parsed once into a record, and the typed errors the layers raise
-upward. The WebDAV layer maps the typed errors to HTTP (one table, in dav/policy.py).
+upward. Which record becomes which typed error is one table, in telegram/rpc.py; the WebDAV layer
+maps the typed errors to HTTP (one table, in dav/policy.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class Forbidden(TgdavError):
     """The account may not do this here (a read-only channel, writes switched off); HTTP 403."""
 
 
+class Refused(TgdavError):
+    """Telegram refused the request as it was made (an error no rule of telegram/rpc.py's table
+    names, a caption too long): HTTP 400, the text names Telegram's error."""
+
+
 class ConfigError(TgdavError):
     """A configuration value is missing or wrong; the message names it and the fix."""
 
@@ -76,19 +82,3 @@ class RpcErrorRecord:
     def __str__(self) -> str:
         return self.message or self.type
 
-
-# Telegram errors that mean "this file/channel/message is gone for this account".
-GONE = frozenset({"FILE_ID_INVALID", "LOCATION_INVALID", "CHANNEL_PRIVATE", "CHANNEL_INVALID",
-                  "MSG_ID_INVALID", "PEER_ID_INVALID", "CHAT_FORBIDDEN"})
-FLOODS = frozenset({"FLOOD_WAIT", "FLOOD_PREMIUM_WAIT"})
-
-
-def user_error(record: RpcErrorRecord, what: str) -> TgdavError:
-    """The one table from a Telegram error that no caller's policy handled to what a user is told
-    (dav/policy.py maps these to HTTP): wait and retry, gone, or unavailable."""
-    if record.type in FLOODS:
-        return RetryLater(record.argument or 1, f"Telegram asked tgdav to wait {record.argument} s "
-                                                f"({record.type}) while {what}; try again then")
-    if record.type in GONE:
-        return NotFound(f"{what}: Telegram says {record}")
-    return UpstreamUnavailable(f"Telegram refused {what} ({record}); try again later")

@@ -11,6 +11,7 @@ from telethon.tl import functions, types
 
 from dataclasses import replace
 
+from tgdav.errors import UpstreamUnavailable
 from tgdav.model import FileEntry, Location
 from tgdav.telegram import tree
 from tgdav.telegram.upload import BIG, PART, StreamUpload
@@ -229,7 +230,7 @@ def test_a_failed_part_fails_the_upload():
             raise AssertionError("nothing may be sent")
 
         up = StreamUpload(broken, "f", on_piece, size=None, parallel=2)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(UpstreamUnavailable, match="saving part"):    # telegram/rpc.py's table
             for _ in range(10):
                 await up.add_part(b"x" * PART)
             await up.close(b"tail")

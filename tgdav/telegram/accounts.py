@@ -24,13 +24,13 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from tgdav.telegram.mtproto import errors, functions, types
+from tgdav.telegram.mtproto import functions, types
 
-from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable, user_error
+from tgdav.errors import ConfigError, NotFound, RetryLater
 from tgdav.model import Location
 from tgdav.telegram.catalog import entry_for
 from tgdav.telegram.login import login
-from tgdav.telegram.rpc import record_of
+from tgdav.telegram import rpc
 
 log = logging.getLogger("tgdav.accounts")
 
@@ -151,12 +151,7 @@ class Accounts:
                                               f"({soonest:.0f} s, FLOOD_WAIT); try again then")
                 await asyncio.sleep(soonest)
                 continue
-            try:
-                mine = await account.location(loc)
-            except errors.RPCError as e:
-                raise user_error(record_of(e), f"{account.name}: resolving file {loc.file_key}") from None
-            except (ConnectionError, OSError) as e:
-                raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
+            mine = await rpc.call(account.location, loc, f"{account.name}: resolving file {loc.file_key}")
             try:
                 data = await account.fetcher.fetch(mine, offset, limit, urgent=urgent,
                                                    interactive=interactive)

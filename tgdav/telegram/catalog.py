@@ -36,9 +36,9 @@ from dataclasses import dataclass, field, replace
 
 from tgdav.telegram.mtproto import TelegramClient, errors, functions, types
 
-from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable
+from tgdav.errors import ConfigError, NotFound, UpstreamUnavailable
 from tgdav.model import FileEntry, Folder, Location
-from tgdav.telegram import names, tree
+from tgdav.telegram import names, rpc, tree
 
 log = logging.getLogger("tgdav.catalog")
 
@@ -389,7 +389,7 @@ class TelegramCatalog:
         try:
             found = await self._call(functions.channels.GetParticipantsRequest(
                 types.InputChannel(channel.folder.channel_id, channel.access_hash),
-                types.ChannelParticipantsAdmins(), 0, 200, 0))
+                types.ChannelParticipantsAdmins(), 0, 200, 0), f"reading the admins of {channel.folder.name}")
         except Exception as e:        # keep the admins known before; the next whole read asks again
             log.warning("the admins of %s cannot be read: %s", channel.folder.name, e)
             return
@@ -708,7 +708,7 @@ class TelegramCatalog:
             await self._pace.take()
         return await self._call(functions.messages.GetHistoryRequest(
             peer=peer, offset_id=offset_id, offset_date=None, add_offset=add_offset, limit=PAGE,
-            max_id=0, min_id=min_id, hash=0), invoke=self._invoke)
+            max_id=0, min_id=min_id, hash=0), "reading a channel's history", invoke=self._invoke)
 
     async def _bot_scan(self, channel: _Channel, since: int) -> dict[int, tree.Record]:
         peer = types.InputChannel(channel.folder.channel_id, channel.access_hash)
@@ -716,7 +716,8 @@ class TelegramCatalog:
         newest, first = since, since + 1
         while first <= newest + self._bot_gap:
             ids = list(range(first, first + PAGE))
-            page = await self._call(functions.channels.GetMessagesRequest(peer, [types.InputMessageID(i) for i in ids]))
+            page = await self._call(functions.channels.GetMessagesRequest(peer, [types.InputMessageID(i) for i in ids]),
+                                    f"reading messages of {channel.folder.name}")
             for m in page.messages:
                 if isinstance(m, (types.Message, types.MessageService)):
                     newest = max(newest, m.id)
@@ -729,22 +730,16 @@ class TelegramCatalog:
     async def refresh_location(self, loc: Location) -> Location:
         """Fetch the message again for a fresh file reference (FILE_REFERENCE_EXPIRED)."""
         result = await self._call(functions.channels.GetMessagesRequest(
-            types.InputChannel(loc.channel_id, loc.channel_access_hash), [types.InputMessageID(loc.message_id)]))
+            types.InputChannel(loc.channel_id, loc.channel_access_hash), [types.InputMessageID(loc.message_id)]),
+            f"reading message {loc.message_id} again")
         message = next((m for m in result.messages if isinstance(m, types.Message)), None)
         entry = entry_for(message, loc.channel_id, loc.channel_access_hash) if message else None
         if entry is None or entry.location.id != loc.id:
             raise NotFound(f"message {loc.message_id} no longer holds file {loc.file_key}")
         return entry.location
 
-    async def _call(self, request, invoke=None):
-        try:
-            return await (invoke or self._client)(request)
-        except errors.FloodWaitError as e:
-            raise RetryLater(e.seconds) from None
-        except (errors.ChannelPrivateError, errors.ChannelInvalidError) as e:
-            raise NotFound(f"channel is not available: {e.message}") from None
-        except (ConnectionError, OSError) as e:
-            raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
+    async def _call(self, request, what: str, invoke=None):
+        return await rpc.call(invoke or self._client, request, what)
 
     def _lock(self, key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())

@@ -6,8 +6,8 @@ Telegram's answers (no recursive retries). Errors are parsed once into an RpcErr
   its answer, so a file costs one FILE_MIGRATE in its lifetime, and none after a restart.
 - FILE_REFERENCE_EXPIRED / _INVALID: refetch the message once (single flight per file), continue
   with the new reference; parts already in flight retry with it.
-- anything else: errors.user_error's table (gone -> NotFound, flood -> RetryLater, else
-  UpstreamUnavailable). FLOOD_WAIT on getFile and dead connections are the pool's business.
+- anything else: telegram/rpc.py's table (gone -> NotFound, flood -> RetryLater, ...). FLOOD_WAIT
+  on getFile and dead connections are the pool's business.
 
 The file -> DC map is read from the store once per file and kept in memory; writes go to a worker
 thread, so no store call blocks the loop every stream shares.
@@ -19,17 +19,19 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from tgdav.telegram.mtproto import errors, functions, types
+from tgdav.telegram.mtproto import functions, types
 
-from tgdav.errors import ConnectionsLost, TgdavError, UpstreamUnavailable, user_error
+from tgdav.errors import ConnectionsLost, RpcErrorRecord, TgdavError, UpstreamUnavailable
 from tgdav.model import Location
 from tgdav.plan import MIB, part_cap
-from tgdav.telegram.rpc import record_of
+from tgdav.telegram import rpc
 
 log = logging.getLogger("tgdav.fetch")
 
 Refresh = Callable[[Location], Awaitable[Location]]
 REFERENCE_ERRORS = frozenset({"FILE_REFERENCE_EXPIRED", "FILE_REFERENCE_INVALID"})
+# the errors getFile handles itself: rpc.call answers them (with the record) instead of raising
+HANDLED = dict.fromkeys(("FILE_MIGRATE", *REFERENCE_ERRORS), rpc.ANSWER)
 SMALLEST_SPLIT = 16 * 1024      # a part that keeps losing its connection is asked in halves down to this
 PART_SECONDS = 2.0              # a part should arrive within this at the DC's measured speed
 REGROW_AFTER = 16               # parts that arrive whole before a DC's failure cap doubles again
@@ -153,12 +155,12 @@ class FileFetcher:
             reference = self._references.get(key, loc.file_reference)
             request = functions.upload.GetFileRequest(input_location(loc, reference), offset, limit)
             started = asyncio.get_running_loop().time()
-            try:
-                result = await self._pool.invoke(dc, request, **priority)
-            except errors.RPCError as e:
-                record = record_of(e)
-                if self._metrics is not None:
-                    self._metrics.getfile_failed(dc, record.type)
+            what = f"reading part {offset}+{limit} of file {key}"
+            seen = None if self._metrics is None else lambda r, dc=dc: self._metrics.getfile_failed(dc, r.type)
+            result = await rpc.call(lambda r, dc=dc: self._pool.invoke(dc, r, **priority), request, what,
+                                    HANDLED, seen=seen)
+            if isinstance(result, RpcErrorRecord):
+                record = result
                 if record.type == "FILE_MIGRATE" and record.argument:
                     if migrated:
                         raise UpstreamUnavailable(f"file {key}: Telegram keeps moving it "
@@ -176,7 +178,7 @@ class FileFetcher:
                     refreshed = True
                     await self._refresh_reference(loc, reference)
                     continue
-                raise user_error(record, f"reading part {offset}+{limit} of file {key}") from None
+                raise rpc.error_for(record, what)       # FILE_MIGRATE without a DC
             if probing or migrated:
                 self._remember_dc(key, dc)
                 if not migrated:
@@ -193,12 +195,7 @@ class FileFetcher:
         async with self._refreshing.setdefault(key, asyncio.Lock()):
             if self._references.get(key, loc.file_reference) != stale:
                 return     # another part refreshed it while we waited
-            try:
-                fresh = await self._refresh(loc)
-            except errors.RPCError as e:
-                raise user_error(record_of(e), f"refreshing the file reference of {key}") from None
-            except (ConnectionError, OSError) as e:
-                raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
+            fresh = await rpc.call(self._refresh, loc, f"refreshing the file reference of {key}")
             self._references[key] = fresh.file_reference
             if self._metrics is not None:
                 self._metrics.reference_refresh()

@@ -58,7 +58,9 @@ def session_path(state_dir: Path, name: str) -> Path:
 
 def make_client(state_dir: Path, session: str, api_id: int, api_hash: str,
                 sandbox: SandboxInfo | None = None) -> TelegramClient:
-    """A TelegramClient (not connected) with its session in the state dir."""
+    """A TelegramClient (not connected) with its session in the state dir. A request Telethon
+    retried until it gave up (500s, -503 Timeout) raises Telegram's last error rather than a bare
+    ValueError, so telegram/rpc.py's table maps it (503)."""
     path = session_path(state_dir, session)
     if sandbox is not None:
         point_at_sandbox(sandbox.rsa_public_key)
@@ -67,7 +69,7 @@ def make_client(state_dir: Path, session: str, api_id: int, api_hash: str,
         raise ConfigError("no Telegram API credentials — set [telegram] api_id and api_hash "
                           "(from my.telegram.org) or TGDAV_API_ID / TGDAV_API_HASH")
     client = TelegramClient(str(path), api_id, api_hash, flood_sleep_threshold=0,
-                            receive_updates=False)
+                            receive_updates=False, raise_last_call_error=True)
     session_file = Path(str(path) + ".session")
     if session_file.exists():
         os.chmod(session_file, 0o600)

@@ -30,7 +30,10 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
-from tgdav.telegram.mtproto import errors, events, functions, types
+from tgdav.telegram.mtproto import events, functions, types
+
+from tgdav.errors import TgdavError
+from tgdav.telegram import rpc
 
 log = logging.getLogger("tgdav.updates")
 
@@ -139,7 +142,7 @@ class LiveUpdates:
                     await self._heal(channel_id)
                     if channel_id not in self._again:
                         break
-            except (errors.RPCError, ConnectionError, OSError) as e:
+            except (TgdavError, ConnectionError, OSError) as e:     # Telegram away, a flood, gone
                 log.warning("channel %d: its update gap is left to the next update or refresh: %s",
                             channel_id, e)
             except Exception:
@@ -157,8 +160,9 @@ class LiveUpdates:
             if not pts:                   # a listing from before pts were kept: read it again
                 await self._catalog.reload(channel_id)
                 break
-            diff = await self._client(functions.updates.GetChannelDifferenceRequest(
-                channel=channel, filter=types.ChannelMessagesFilterEmpty(), pts=pts, limit=LIMIT))
+            diff = await rpc.call(self._client, functions.updates.GetChannelDifferenceRequest(
+                channel=channel, filter=types.ChannelMessagesFilterEmpty(), pts=pts, limit=LIMIT),
+                f"reading what channel {channel_id} missed")
             st.differences += 1
             if isinstance(diff, types.updates.ChannelDifferenceEmpty):
                 await self._catalog.apply_changes(channel_id, pts=diff.pts)

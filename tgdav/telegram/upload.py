@@ -35,6 +35,7 @@ from typing import Awaitable, Callable
 from tgdav.telegram.mtproto import functions, types
 
 from tgdav.errors import TgdavError, UpstreamUnavailable
+from tgdav.telegram import rpc
 from tgdav.telegram.mediainfo import VideoInfo, mp4_video_info
 
 log = logging.getLogger("tgdav.upload")
@@ -99,7 +100,8 @@ class PieceUpload:
         try:
             for attempt in range(1, SAVE_RETRIES + 1):
                 try:
-                    if await self._invoke(self._request(index, data, total)):
+                    if await rpc.call(self._invoke, self._request(index, data, total),
+                                      f"saving part {index} of {self.name!r}"):
                         return
                 except (ConnectionError, UpstreamUnavailable, asyncio.TimeoutError) as e:
                     if attempt == SAVE_RETRIES:

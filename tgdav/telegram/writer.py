@@ -37,11 +37,12 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from tgdav.telegram.mtproto import errors, functions, types
+from tgdav.telegram.mtproto import functions, types
 
-from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
+from tgdav.errors import (Conflict, Forbidden, NotFound, RetryLater, RpcErrorRecord, TgdavError,
+                          UpstreamUnavailable)
 from tgdav.model import FileEntry, Folder, Location
-from tgdav.telegram import tree
+from tgdav.telegram import rpc, tree
 from tgdav.telegram.upload import MAX_PARTS, PART, StreamUpload
 
 log = logging.getLogger("tgdav.writer")
@@ -51,6 +52,7 @@ ABANDONED_PIECES = 24 * 3600   # seconds after which unfinished pieces of an ove
 PART_RESENDS = 3        # sendMedia answered FILE_PART_X_MISSING: resend and try again this many times
 LOCK_WAIT = 10.0        # seconds a write waits for another replica's lock on its path, then 503
 LOCK_HOLD = 120.0       # seconds a Redis path lock lives if its replica dies holding it
+LOST_PART = {"FILE_PART_MISSING": rpc.ANSWER}    # sendMedia: the sender resends part X itself
 
 
 _MAGIC = ((b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
@@ -75,11 +77,11 @@ async def max_parts_for(client, premium: bool) -> int:
     """upload_max_fileparts_default / _premium from help.getAppConfig; Telegram's defaults if absent."""
     key = "upload_max_fileparts_premium" if premium else "upload_max_fileparts_default"
     try:
-        config = await client(functions.help.GetAppConfigRequest(hash=0))
+        config = await rpc.call(client, functions.help.GetAppConfigRequest(hash=0), "reading help.getAppConfig")
         for item in getattr(getattr(config, "config", None), "value", []) or []:
             if item.key == key and isinstance(item.value, types.JsonNumber) and item.value.value >= 1:
                 return int(item.value.value)
-    except (errors.RPCError, ConnectionError, OSError) as e:
+    except TgdavError as e:
         log.debug("help.getAppConfig failed (%s); using the default part limit", e)
     return MAX_PARTS * 2 if premium else MAX_PARTS
 
@@ -209,46 +211,32 @@ class Writer:
             raise Forbidden(f"channel {folder.name!r} is read-only for this account: posting there "
                             "needs its creator or an admin allowed to post messages")
 
-    async def _call(self, request):
-        try:
-            return await self._client(request)
-        except errors.FloodWaitError as e:
-            raise RetryLater(e.seconds) from None
-        except (errors.ChatWriteForbiddenError, errors.ChatAdminRequiredError,
-                errors.ChatSendMediaForbiddenError, errors.MessageDeleteForbiddenError,
-                errors.MessageAuthorRequiredError) as e:
-            raise Forbidden(f"Telegram refused: {e.message}") from None
-        except (errors.ChannelPrivateError, errors.ChannelInvalidError) as e:
-            raise NotFound(f"channel is not available: {e.message}") from None
-        except (errors.MediaCaptionTooLongError, errors.MessageTooLongError) as e:
-            raise TgdavError(f"the path is too long for a caption ({e.message}): use shorter names "
-                             "or fewer folders") from None
-        except (errors.FilePartMissingError, errors.FilePart0MissingError, errors.MessageNotModifiedError):
-            raise                       # handled by the callers
-        except errors.BadRequestError as e:
-            raise TgdavError(f"Telegram refused the request: {e.message}") from None
-        except (ConnectionError, OSError) as e:
-            raise UpstreamUnavailable(f"Telegram is not reachable: {e}") from None
+    async def _call(self, request, what: str, overrides=None):
+        return await rpc.call(self._client, request, what, overrides)
 
     async def _send_text(self, folder: Folder, text: str) -> list:
         updates = await self._call(functions.messages.SendMessageRequest(
-            self._peer(folder), text, random_id=secrets.randbits(63), no_webpage=True))
+            self._peer(folder), text, random_id=secrets.randbits(63), no_webpage=True),
+            f"posting in {folder.name}")
         messages = _messages(updates)
         await self._catalog.apply(folder, messages)
         return messages
 
-    async def _send_media(self, folder: Folder, media, caption: str) -> list:
+    async def _send_media(self, folder: Folder, media, caption: str, overrides=None) -> list:
         updates = await self._call(functions.messages.SendMediaRequest(
-            self._peer(folder), media, caption, random_id=secrets.randbits(63)))
+            self._peer(folder), media, caption, random_id=secrets.randbits(63)),
+            f"posting a file in {folder.name}", overrides)
+        if isinstance(updates, RpcErrorRecord):
+            return updates
         messages = _messages(updates)
         await self._catalog.apply(folder, messages)
         return messages
 
     async def _edit(self, folder: Folder, message_id: int, text: str) -> None:
-        try:
-            updates = await self._call(functions.messages.EditMessageRequest(
-                self._peer(folder), message_id, message=text))
-        except errors.MessageNotModifiedError:
+        updates = await self._call(functions.messages.EditMessageRequest(
+            self._peer(folder), message_id, message=text), f"editing message {message_id} in {folder.name}",
+            {"MESSAGE_NOT_MODIFIED": rpc.IGNORE})
+        if updates is None:         # MESSAGE_NOT_MODIFIED: it already said that
             return
         await self._catalog.apply(folder, _messages(updates))
 
@@ -257,7 +245,8 @@ class Writer:
         try:
             for i in range(0, len(ids), DELETE_BATCH):
                 batch = ids[i:i + DELETE_BATCH]
-                await self._call(functions.channels.DeleteMessagesRequest(self._channel(folder), batch))
+                await self._call(functions.channels.DeleteMessagesRequest(self._channel(folder), batch),
+                                 f"deleting messages in {folder.name}")
                 await self._catalog.forget(folder, batch)
         except Exception as e:
             if not quiet:
@@ -350,17 +339,17 @@ class Writer:
 
             async def send() -> None:
                 for attempt in range(PART_RESENDS + 1):
-                    try:
-                        messages = await self._send_media(folder, media, tree.compose("", tag))
+                    messages = await self._send_media(folder, media, tree.compose("", tag), LOST_PART)
+                    if not isinstance(messages, RpcErrorRecord):
                         break
-                    except (errors.FilePartMissingError, errors.FilePart0MissingError) as e:
-                        # Telegram names the first part it lacks: send it again (from the spool); if
-                        # another is missing after that, every part from it on (they expired together)
-                        which = getattr(e, "which", 0)
-                        if attempt == PART_RESENDS or not await piece.resend(which, and_after=attempt > 0):
-                            raise UpstreamUnavailable(f"Telegram lost part {which} of {name!r}; "
-                                                      "upload it again") from None
-                        log.info("Telegram lost part %d of %r; sent it again", which, name)
+                    # FILE_PART_X_MISSING: Telegram names the first part it lacks: send it again (from
+                    # the spool); if another is missing after that, every part from it on (they
+                    # expired together)
+                    which = messages.argument or 0
+                    if attempt == PART_RESENDS or not await piece.resend(which, and_after=attempt > 0):
+                        raise UpstreamUnavailable(f"Telegram lost part {which} of {name!r} "
+                                                  f"({messages}); upload it again")
+                    log.info("Telegram lost part %d of %r; sent it again", which, name)
                 piece.forget()
                 upload.sent += [m.id for m in messages]
 
@@ -437,13 +426,8 @@ class Writer:
     async def create_channel(self, title: str) -> None:
         if not self.allow_new_channels:
             raise Forbidden("creating channels is switched off ([write] create_channels = false)")
-        try:
-            updates = await self._client(functions.channels.CreateChannelRequest(
-                title=title, about="Created by tgdav", broadcast=True))
-        except errors.FloodWaitError as e:
-            raise RetryLater(e.seconds) from None
-        except errors.RPCError as e:
-            raise Forbidden(f"Telegram refused to create channel {title!r}: {e.message}") from None
+        updates = await self._call(functions.channels.CreateChannelRequest(
+            title=title, about="Created by tgdav", broadcast=True), f"creating channel {title!r}")
         chats = [c for c in getattr(updates, "chats", []) if isinstance(c, types.Channel)]
         if chats and hasattr(self._catalog, "add_channel"):    # a PUT right after MKCOL finds it
             await self._catalog.add_channel(chats[0])
