@@ -585,14 +585,12 @@ class SyncUpload:
 
     def __init__(self, bridge, upload: Upload, timeout: float) -> None:
         self._bridge, self._upload, self._timeout = bridge, upload, timeout
+        self._late = lambda: UpstreamUnavailable(f"Telegram did not take the upload within {timeout:.0f} s")
         self._buf = bytearray()
         self.closed = False
 
     def _run(self, coro):
-        try:
-            return self._bridge.call(coro, timeout=self._timeout)
-        except TimeoutError:
-            raise UpstreamUnavailable(f"Telegram did not take the upload within {self._timeout:.0f} s") from None
+        return self._bridge.call(coro, self._timeout, on_timeout=self._late)
 
     def write(self, data: bytes) -> int:
         self._buf += data
@@ -635,12 +633,10 @@ class SyncWriter:
 
     def __init__(self, bridge, writer: Writer, timeout: float = 300.0) -> None:
         self._bridge, self._writer, self._timeout = bridge, writer, timeout
+        self._late = lambda: UpstreamUnavailable(f"Telegram did not answer within {timeout:.0f} s")
 
     def _run(self, coro):
-        try:
-            return self._bridge.call(coro, timeout=self._timeout)
-        except TimeoutError:
-            raise UpstreamUnavailable(f"Telegram did not answer within {self._timeout:.0f} s") from None
+        return self._bridge.call(coro, self._timeout, on_timeout=self._late)
 
     def check(self, folder: Folder) -> None:
         Writer.check(folder)
