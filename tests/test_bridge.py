@@ -44,20 +44,39 @@ def test_call_propagates_exception_type(bridge):
         bridge.call(fail())
 
 
+async def _forever(cancelled: threading.Event) -> None:
+    """Waits until cancelled, and says so."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+
+
 def test_call_timeout_cancels_the_coroutine(bridge):
     cancelled = threading.Event()
-
-    async def forever():
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
     with pytest.raises(TimeoutError):
-        bridge.call(forever(), timeout=0.01)
+        bridge.call(_forever(cancelled), timeout=0.01)
     assert cancelled.wait(LIVENESS)
     assert bridge.call(asyncio.sleep(0, "still works")) == "still works"
+
+
+def test_call_timeout_raises_the_callers_exception(bridge):
+    """on_timeout: the caller's words for what did not happen in time; the coroutine is cancelled
+    all the same, and a call that finishes in time never builds the exception."""
+    cancelled = threading.Event()
+
+    class Late(Exception):
+        pass
+
+    def late():
+        raise AssertionError("on_timeout called for a call that finished in time")
+
+    with pytest.raises(Late, match="Telegram did not answer") as e:
+        bridge.call(_forever(cancelled), 0.01, on_timeout=lambda: Late("Telegram did not answer"))
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    assert cancelled.wait(LIVENESS)
+    assert bridge.call(asyncio.sleep(0, "in time"), LIVENESS, on_timeout=late) == "in time"
 
 
 def test_loop_thread_is_refused(bridge):

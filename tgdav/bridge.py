@@ -98,16 +98,20 @@ class Bridge:
             coro.close()          # never awaited: close it rather than leak a warning
             raise
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None, *,
+             on_timeout: Callable[[], BaseException] | None = None) -> T:
         """Run `coro` on the loop and return its result; its exceptions propagate with their type.
 
-        After `timeout` seconds the coroutine is cancelled and TimeoutError raised.
+        After `timeout` seconds the coroutine is cancelled and TimeoutError raised, or the exception
+        `on_timeout()` makes (the caller's words for what did not happen in time).
         """
         future = self._submit("call()", coro)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            if on_timeout is not None:
+                raise on_timeout() from None
             raise TimeoutError(f"no result within {timeout} s; the call was cancelled") from None
         except concurrent.futures.CancelledError:
             raise BridgeClosed("the call was cancelled: the bridge is stopping") from None

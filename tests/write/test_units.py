@@ -272,6 +272,83 @@ def test_a_part_lost_with_its_connection_is_sent_again():
     asyncio.run(run())
 
 
+class FakeChannel:
+    """Telegram's channel 77 and the catalog over it, for a Writer: sendMedia / sendMessage post a
+    message (its file's bytes assembled from `parts`), deleteMessages deletes; `records` is the tree's
+    view. Sends and deletes are counted per kind."""
+
+    def __init__(self, parts: FakeTelegram, records=()) -> None:
+        self.parts, self.recs = parts, {r.message_id: r for r in records}
+        self.next_id = max(self.recs, default=0) + 1
+        self.data: dict[int, bytes] = {}
+        self.deleted: list[int] = []
+
+    async def __call__(self, request):             # the client
+        if isinstance(request, functions.channels.DeleteMessagesRequest):
+            self.deleted += request.id
+            return True
+        mid, self.next_id = self.next_id, self.next_id + 1
+        text = getattr(request, "message", None)
+        if isinstance(request, functions.messages.SendMediaRequest):
+            self.data[mid] = self.parts.assemble(request.media.file)
+            text = request.message
+        m = types.Message(id=mid, peer_id=types.PeerChannel(77), date=None, message=text)
+        return types.Updates([types.UpdateNewChannelMessage(m, 0, 0)], [], [], 0, 0)
+
+    async def apply(self, folder, messages):       # the catalog from here on
+        for m in messages:
+            tag, text = tree.parse(m.message)
+            entry = _file(m.id, "x", len(self.data[m.id])) if m.id in self.data else None
+            self.recs[m.id] = tree.Record(m.id, float(m.id), float(m.id), tag, text, entry)
+
+    async def forget(self, folder, ids):
+        for i in ids:
+            self.recs.pop(i, None)
+
+    async def records(self, folder):
+        return list(self.recs.values())
+
+    async def node(self, folder, path):
+        return tree.find(tree.build(list(self.recs.values()), 77, 5), tuple(path))
+
+    def access_hash(self, folder):
+        return 5
+
+    def bytes_of(self, entry: FileEntry) -> bytes:
+        return b"".join(self.data[loc.message_id] for loc in (entry.pieces or (entry.location,)))
+
+
+def test_uploads_at_once_send_their_own_pieces_and_an_abort_deletes_only_its_own():
+    """Writer and Upload through their public methods: two uploads of several pieces each run at
+    once; every piece reaches its own upload (its set id, its path), the one committed replaces the
+    old version, the one abandoned deletes what it sent, and neither is under way afterwards."""
+    from tgdav.model import Folder
+    from tgdav.telegram.writer import Writer
+
+    async def run():
+        parts = FakeTelegram(max_parts=2)
+        channel = FakeChannel(parts, [_rec(1, "#tgdav file /a.bin", "a.bin")])
+        writer = Writer(channel, parts.invoke, channel, max_parts=2)
+        folder = Folder("Up", 77, "Up", None, 0, writable=True)
+        a_data, b_data = random.Random(1).randbytes(5 * PART + 7), random.Random(2).randbytes(5 * PART)
+        a = await writer.begin_upload(folder, ("a.bin",), len(a_data))     # Content-Length
+        b = await writer.begin_upload(folder, ("b.bin",), None)            # chunked
+        assert writer.running_sets() == {a.set_id, b.set_id}
+        for i in range(5):
+            await asyncio.gather(a.add_part(a_data[i * PART:(i + 1) * PART]),
+                                 b.add_part(b_data[i * PART:(i + 1) * PART]))
+        assert len(b.sent) == 1        # b: piece 1 sent; piece 2 full, waiting to learn if it is the last
+        await asyncio.gather(a.commit(a_data[5 * PART:]), b.abort())
+        assert writer.running_sets() == set()
+        assert sorted(channel.deleted) == sorted([1] + b.sent)
+        tags = [channel.recs[mid].tag for mid in a.sent]
+        assert {(t.kind, t.path, t.set_id) for t in tags} == {("piece", ("a.bin",), a.set_id)}
+        assert [(t.piece, t.pieces) for t in tags] == [(1, 0), (2, 0), (3, 3)]
+        root = tree.build(list(channel.recs.values()), 77, 5)
+        assert list(root.files) == ["a.bin"] and channel.bytes_of(root.files["a.bin"]) == a_data
+    asyncio.run(run())
+
+
 def test_mp4_video_info_only_from_a_fast_start_head():
     import struct
     from tgdav.telegram.mediainfo import mp4_video_info

@@ -358,7 +358,9 @@ class FileResource(DAVNonCollection):
                 raise Refusal(HTTP_BAD_REQUEST, "Content-Length is not a number") from None
         with _Mapped():
             self._upload = self.drive.open_upload(self.folder, self.rel, size)
-        return _MappedSink(self._upload)
+        # WsgiDAV's PUT turns what writing raises into a DAVError keeping it as src_exception, and
+        # policy.error_reply answers from that: the upload's errors need no mapping here
+        return self._upload
 
     def end_write(self, *, with_errors: bool) -> None:
         if with_errors and self._upload is not None:
@@ -435,25 +437,6 @@ class FileResource(DAVNonCollection):
         dest.remove_all_properties(recursive=False)
         _copy_props(self, dest_path, False, with_children=False)
         return True
-
-
-class _MappedSink:
-    """The upload WsgiDAV writes into, with tgdav errors turned into DAVErrors."""
-
-    def __init__(self, upload) -> None:
-        self._upload = upload
-
-    def write(self, data: bytes) -> None:
-        with _Mapped():
-            self._upload.write(data)
-
-    def writelines(self, chunks) -> None:
-        with _Mapped():
-            self._upload.writelines(chunks)
-
-    def close(self) -> None:
-        with _Mapped():
-            self._upload.close()
 
 
 def _copy_props(res, dest_path: str, is_move: bool, *, with_children: bool) -> None:

@@ -752,12 +752,10 @@ class SyncCatalog:
         self._bridge = bridge
         self._catalog = catalog
         self._timeout = timeout
+        self._late = lambda: UpstreamUnavailable(f"Telegram did not answer within {timeout:.0f} s")
 
     def _run(self, coro):
-        try:
-            return self._bridge.call(coro, timeout=self._timeout)
-        except TimeoutError:
-            raise UpstreamUnavailable(f"Telegram did not answer within {self._timeout:.0f} s") from None
+        return self._bridge.call(coro, self._timeout, on_timeout=self._late)
 
     def folders(self) -> list[Folder]:
         return self._run(self._catalog.folders())

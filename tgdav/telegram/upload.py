@@ -50,7 +50,8 @@ OnPiece = Callable[[object, int, int, bool], Awaitable[None]]
 
 
 class PieceUpload:
-    """One uploaded file (one message's worth): parts saved in parallel, then an input file."""
+    """One uploaded file (one message's worth). Owns its parts on the wire: saved in parallel (at
+    most `parallel` in flight), kept in the spool for FILE_PART_X_MISSING, then an input file."""
 
     def __init__(self, invoke: Invoke, name: str, *, size: int | None, parallel: int,
                  part_size: int = PART, spool_dir=None) -> None:
@@ -161,6 +162,7 @@ class PieceUpload:
 
 class StreamUpload:
     """A whole stream: full parts in with add_part(), the tail with close(); pieces out via on_piece.
+    Owns where the stream is cut: which part closes a piece and whether a piece is the last.
 
     `size` is the total when known (Content-Length), else None. Call from the loop only.
     """

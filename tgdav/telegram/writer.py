@@ -9,7 +9,10 @@ deletes those messages and tells the catalog what it did, so the next listing sh
   stream it) on the main client. Only after the last piece is sent is the old version at that
   path deleted (channels.deleteMessages): until then readers see the old file, from then on the new
   one (the newest claim wins). An upload that fails or is abandoned deletes the pieces it already
-  sent (none of which were ever visible) and leaves the old version alone.
+  sent (none of which were ever visible) and leaves the old version alone. A PUT body passes
+  SyncUpload (WSGI thread: bytes into parts, across the bridge) -> Upload (loop: pieces into
+  messages) -> upload.StreamUpload (the stream cut into pieces) -> upload.PieceUpload (one piece's
+  parts in flight and its spool).
 - Empty files and folders are text messages ("#tgdav empty ..." / "#tgdav dir ...").
 - Which message owns a path is tree.claims' rule, the one the tree is shown by: an overwrite deletes
   only the claims ranked below the message it sent (tree.superseded), never a newer one.
@@ -35,7 +38,7 @@ import logging
 import mimetypes
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from tgdav.telegram.mtproto import functions, types
 
@@ -43,7 +46,7 @@ from tgdav.errors import (Conflict, Forbidden, NotFound, RetryLater, RpcErrorRec
                           UpstreamUnavailable)
 from tgdav.model import FileEntry, Folder, Location
 from tgdav.telegram import rpc, tree
-from tgdav.telegram.upload import MAX_PARTS, PART, StreamUpload
+from tgdav.telegram.upload import MAX_PARTS, PART, PieceUpload, StreamUpload
 
 log = logging.getLogger("tgdav.writer")
 
@@ -96,16 +99,18 @@ def _messages(updates) -> list:
     return found
 
 
-@dataclass
 class Upload:
-    """One PUT in progress. The WSGI side feeds parts; commit() makes it visible, abort() forgets it."""
-    writer: "Writer"
-    folder: Folder
-    path: tuple[str, ...]
-    stream: StreamUpload
-    set_id: str
-    sent: list[int]                 # message ids of pieces already sent (not yet visible)
-    done: bool = False
+    """One PUT, on the loop. Owns what its pieces become in Telegram: its StreamUpload cuts the
+    bytes into pieces, and each finished piece comes to on_piece, which sends it as a message (the
+    last one under the path's lock, then the older versions go). commit() ends the stream (an empty
+    one is an empty file); abort() deletes the pieces it sent, none of which was ever visible."""
+
+    def __init__(self, writer: "Writer", folder: Folder, path: tuple[str, ...], size: int | None) -> None:
+        self.writer, self.folder, self.path = writer, folder, tuple(path)
+        self.set_id = secrets.token_hex(4)     # ties its pieces together (tree.Tag); the janitor spares it
+        self.sent: list[int] = []              # message ids of pieces already sent (not yet visible)
+        self.done = False
+        self.stream = writer.new_stream(self.path[-1], self.on_piece, size)
 
     async def add_part(self, data: bytes) -> None:
         await self.stream.add_part(data)
@@ -118,16 +123,38 @@ class Upload:
             self.done = True
         finally:
             if self.done:
-                self.writer._active.discard(self.set_id)
+                self.writer.upload_ended(self)
 
     async def abort(self) -> None:
         if self.done:
             return
         self.done = True
-        self.writer._active.discard(self.set_id)
+        self.writer.upload_ended(self)
         await self.stream.abort()
         if self.sent:
-            await self.writer._delete_ids(self.folder, self.sent, quiet=True)
+            await self.writer.discard(self.folder, self.sent)
+
+    async def on_piece(self, input_file, number: int, piece_size: int, last: bool) -> None:
+        """StreamUpload's callback: piece `number` is uploaded; send it as a message."""
+        path, name = self.path, self.path[-1]
+        if number == 1 and last:
+            tag = tree.Tag("file", path)
+        else:
+            tag = tree.Tag("piece", path, number, number if last else 0, self.set_id)
+        attributes = [types.DocumentAttributeFilename(name if tag.kind == "file" else f"{name}.{number:03d}")]
+        video = self.stream.video
+        if video is not None and tag.kind == "file":    # Telegram apps then stream and seek it
+            attributes.append(types.DocumentAttributeVideo(
+                duration=video.duration, w=video.width, h=video.height, supports_streaming=True))
+        media = types.InputMediaUploadedDocument(
+            file=input_file, mime_type=mime_for(name, self.stream.head), force_file=True,
+            attributes=attributes)
+        piece = self.stream.pieces[number - 1]
+        if not last:
+            self.sent += await self.writer.send_piece(self.folder, piece, media, tree.compose("", tag))
+            return
+        async with self.writer.committing(self.folder, path, keep=self.sent):
+            self.sent += await self.writer.send_piece(self.folder, piece, media, tree.compose("", tag))
 
 
 class Writer:
@@ -317,56 +344,50 @@ class Writer:
         path = tuple(path)
         self._must_fit(tree.upload_tag(path))        # before a byte goes to Telegram
         await self._prepare(folder)
-        set_id = secrets.token_hex(4)
-        holder: list[Upload] = []
-
-        async def on_piece(input_file, number: int, piece_size: int, last: bool) -> None:
-            upload = holder[0]
-            if number == 1 and last:
-                tag = tree.Tag("file", path)
-            else:
-                tag = tree.Tag("piece", path, number, number if last else 0, set_id)
-            name = path[-1]
-            attributes = [types.DocumentAttributeFilename(name if tag.kind == "file" else f"{name}.{number:03d}")]
-            video = upload.stream.video
-            if video is not None and tag.kind == "file":    # Telegram apps then stream and seek it
-                attributes.append(types.DocumentAttributeVideo(
-                    duration=video.duration, w=video.width, h=video.height, supports_streaming=True))
-            media = types.InputMediaUploadedDocument(
-                file=input_file, mime_type=mime_for(name, upload.stream.head), force_file=True,
-                attributes=attributes)
-            piece = upload.stream.pieces[number - 1]
-
-            async def send() -> None:
-                for attempt in range(PART_RESENDS + 1):
-                    messages = await self._send_media(folder, media, tree.compose("", tag), LOST_PART)
-                    if not isinstance(messages, RpcErrorRecord):
-                        break
-                    # FILE_PART_X_MISSING: Telegram names the first part it lacks: send it again (from
-                    # the spool); if another is missing after that, every part from it on (they
-                    # expired together)
-                    which = messages.argument or 0
-                    if attempt == PART_RESENDS or not await piece.resend(which, and_after=attempt > 0):
-                        raise UpstreamUnavailable(f"Telegram lost part {which} of {name!r} "
-                                                  f"({messages}); upload it again")
-                    log.info("Telegram lost part %d of %r; sent it again", which, name)
-                piece.forget()
-                upload.sent += [m.id for m in messages]
-
-            if not last:
-                await send()
-                return
-            async with self._locked(folder, path):   # the message that decides, and the old ones' end
-                await self._parent_exists(folder, path)
-                await send()
-                await self._replace(folder, path, keep=upload.sent)
-
-        stream = StreamUpload(self._invoke, path[-1], on_piece, size=size, parallel=self.parallel,
-                              max_parts=self.max_parts, part_size=PART, spool_dir=self.spool_dir)
-        upload = Upload(self, folder, tuple(path), stream, set_id, [])
-        holder.append(upload)
-        self._active.add(set_id)
+        upload = Upload(self, folder, path, size)
+        self._active.add(upload.set_id)
         return upload
+
+    # what an Upload asks of its writer
+    def new_stream(self, name: str, on_piece, size: int | None) -> StreamUpload:
+        """A StreamUpload over the home-DC senders, with this account's part limit and the spool."""
+        return StreamUpload(self._invoke, name, on_piece, size=size, parallel=self.parallel,
+                            max_parts=self.max_parts, part_size=PART, spool_dir=self.spool_dir)
+
+    async def send_piece(self, folder: Folder, piece: PieceUpload, media, caption: str) -> list[int]:
+        """Send an uploaded piece as a message; its ids. Telegram names the first part it lacks
+        (FILE_PART_X_MISSING): that part goes again from the piece's spool, and if another is
+        missing after that, every part from it on (they expired together). The spool goes once sent."""
+        for attempt in range(PART_RESENDS + 1):
+            messages = await self._send_media(folder, media, caption, LOST_PART)
+            if not isinstance(messages, RpcErrorRecord):
+                break
+            which = messages.argument or 0
+            if attempt == PART_RESENDS or not await piece.resend(which, and_after=attempt > 0):
+                raise UpstreamUnavailable(f"Telegram lost part {which} of {piece.name!r} "
+                                          f"({messages}); upload it again")
+            log.info("Telegram lost part %d of %r; sent it again", which, piece.name)
+        piece.forget()
+        return [m.id for m in messages]
+
+    @contextlib.asynccontextmanager
+    async def committing(self, folder: Folder, path: tuple[str, ...], keep: list[int]):
+        """Around sending the message that decides `path`: its lock held and the folder it goes into
+        still there; afterwards every claim ranked below `keep` (the new version's message ids, as
+        the list holds them then) is deleted."""
+        async with self._locked(folder, path):
+            await self._parent_exists(folder, path)
+            yield
+            await self._replace(folder, path, keep=keep)
+
+    def upload_ended(self, upload: Upload) -> None:
+        """Committed or aborted: its pieces are no longer an upload under way."""
+        self._active.discard(upload.set_id)
+
+    async def discard(self, folder: Folder, ids) -> None:
+        """Delete messages no reader saw (a failed upload's pieces); a failure is only logged (the
+        janitor deletes what is left)."""
+        await self._delete_ids(folder, ids, quiet=True)
 
     async def _replace(self, folder: Folder, path: tuple[str, ...], keep) -> None:
         """The new version at `path` is sent (`keep`, its messages; the caller holds the path's
@@ -563,20 +584,19 @@ def _input_media(loc: Location):
 
 
 class SyncUpload:
-    """The file object WsgiDAV writes a PUT body into: bytes are cut into parts and handed to the
-    loop as they come (write blocks while `parallel` parts are in flight), so memory stays bounded.
-    close() makes the file visible; abort() (or a failure) leaves the old version as it was."""
+    """The file object WsgiDAV writes a PUT body into. Owns the crossing from the WSGI thread to the
+    loop: bytes are gathered into parts and each is handed to the Upload as it fills (write blocks
+    while `parallel` parts are in flight), so memory stays bounded and the bridge is crossed once a
+    part. close() makes the file visible; abort() (or a failure) leaves the old version as it was."""
 
     def __init__(self, bridge, upload: Upload, timeout: float) -> None:
         self._bridge, self._upload, self._timeout = bridge, upload, timeout
+        self._late = lambda: UpstreamUnavailable(f"Telegram did not take the upload within {timeout:.0f} s")
         self._buf = bytearray()
         self.closed = False
 
     def _run(self, coro):
-        try:
-            return self._bridge.call(coro, timeout=self._timeout)
-        except TimeoutError:
-            raise UpstreamUnavailable(f"Telegram did not take the upload within {self._timeout:.0f} s") from None
+        return self._bridge.call(coro, self._timeout, on_timeout=self._late)
 
     def write(self, data: bytes) -> int:
         self._buf += data
@@ -619,12 +639,10 @@ class SyncWriter:
 
     def __init__(self, bridge, writer: Writer, timeout: float = 300.0) -> None:
         self._bridge, self._writer, self._timeout = bridge, writer, timeout
+        self._late = lambda: UpstreamUnavailable(f"Telegram did not answer within {timeout:.0f} s")
 
     def _run(self, coro):
-        try:
-            return self._bridge.call(coro, timeout=self._timeout)
-        except TimeoutError:
-            raise UpstreamUnavailable(f"Telegram did not answer within {self._timeout:.0f} s") from None
+        return self._bridge.call(coro, self._timeout, on_timeout=self._late)
 
     def check(self, folder: Folder) -> None:
         Writer.check(folder)
