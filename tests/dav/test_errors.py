@@ -89,3 +89,37 @@ def test_a_multistatus_whose_one_failure_is_the_request_itself_is_a_plain_503():
                                             raised=[RetryLater(9)])
     assert status == "503 Service Unavailable" and headers["Retry-After"] == "9"
     assert headers["Content-Type"].startswith("text/plain") and body.strip()
+
+
+# --- through a real `tgdav serve` on the sandbox --------------------------------------------------
+@pytest.fixture(scope="module")
+def writable(tmp_path_factory):
+    """A sandbox with a writable channel and a server of its own (a flood wait gates its senders)."""
+    from tests.write.conftest import WRITABLE, running_sandbox
+    with running_sandbox(tmp_path_factory.mktemp("errors")) as sb:
+        url, _, _ = sb.server("errors")
+        yield sb, f"{url}{WRITABLE}/"
+
+
+def test_a_copy_whose_members_meet_a_flood_wait_says_when_to_come_back(writable):
+    from tests.write.conftest import http
+    sb, base = writable
+    src, dst = base + "src/", base + "dst/"
+    assert http("MKCOL", src)[0] == 201
+    for name in ("a.txt", "b.txt"):
+        assert http("PUT", src + name, name.encode() * 100)[0] == 201
+    sb.post("/faults", {"flood_wait": [{"method": "SendMedia", "seconds": 40, "count": 10}]})
+    try:
+        # the folder is made (a text message), its files are not (media): a 207 with a 503 per file
+        status, headers, body = http("COPY", src, headers={"Destination": dst, "Depth": "infinity"})
+        assert status == 207, (status, body)
+        failed = {urllib.parse.unquote(r.findtext("{DAV:}href")): r.findtext("{DAV:}status")
+                  for r in ET.fromstring(body).iter("{DAV:}response")}
+        assert set(failed.values()) == {"HTTP/1.1 503 Service Unavailable"} and len(failed) == 2, failed
+        assert int(headers["Retry-After"]) > 10            # main: no Retry-After on the 207
+        # one file: WsgiDAV answers the error itself, plainly, with Retry-After
+        status, headers, body = http("COPY", src + "a.txt", headers={"Destination": base + "a copy.txt"})
+        assert status == 503 and int(headers["Retry-After"]) > 10 and b"wait" in body
+        assert sb.total("errors:FLOOD_WAIT_X") >= 1
+    finally:
+        sb.post("/faults", {"clear": True})
