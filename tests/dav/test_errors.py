@@ -50,6 +50,7 @@ def _through_bodies(method: str, path: str, members, raised=()) -> tuple[str, di
     """DavBodies around a stand-in for WsgiDAV that meets `raised` (as the provider raises them,
     inside its handlers) and answers a 207 of `members`, as WsgiDAV's _send_response does."""
     def wsgidav(environ, start_response):
+        environ["PATH_INFO"] = environ["PATH_INFO"].encode("latin-1").decode("utf-8")   # as WsgiDAV does
         for exc in raised:
             dav_error(exc)
         data = _multistatus(*members)

@@ -425,6 +425,7 @@ class DavBodies:
             started[:] = [status, headers]
             return lambda data: None     # WsgiDAV never uses write()
 
+        names = request_names(environ)       # now: WsgiDAV re-encodes PATH_INFO as it goes
         waits = _waits.set([])               # the Retry-After of every Refusal made meanwhile
         try:
             body = self.app(environ, hold)   # WsgiDAV's body is a generator: it starts when pulled
@@ -457,7 +458,7 @@ class DavBodies:
             keep = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
             return text_reply(status, words, keep).send(environ, start_response)
         data, failures = _described(data)
-        own = [(code, words) for href, code, words in failures if _names(href) == request_names(environ)]
+        own = [(code, words) for href, code, words in failures if _names(href) == names]
         retry = [("Retry-After", str(wait))] if any(code == 503 for _, code, _ in failures) else []
         if own and len(failures) == 1:
             (code, words), = own      # the request's own resource failed, nothing else: a plain answer
