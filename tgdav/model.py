@@ -109,6 +109,11 @@ class Catalog(Protocol):
         """The folder or file at `path` inside the channel (() is the channel itself), or None."""
         ...
 
+    def resolve(self, names: tuple[str, ...]) -> tuple[Folder | None, Dir | FileEntry | None]:
+        """folder(names[0]) and then node(that folder, names[1:]) in one step (one trip to the
+        loop that owns Telegram); (None, None) when there is no such channel."""
+        ...
+
 
 class Target:
     """What one request path names, looked up in `catalog` at most once each (the channel, then
@@ -126,8 +131,14 @@ class Target:
 
     @cached_property
     def node(self) -> Dir | FileEntry | None:
-        """The channel's root Dir, a Dir or FileEntry inside it, or None (nothing there)."""
-        return self.catalog.node(self.folder, self.names[1:]) if self.folder is not None else None
+        """The channel's root Dir, a Dir or FileEntry inside it, or None (nothing there); with the
+        channel in the same step (Catalog.resolve) when it was not looked up yet."""
+        if not self.names:
+            return None
+        if "folder" in self.__dict__:       # the channel is known already
+            return self.catalog.node(self.folder, self.names[1:]) if self.folder is not None else None
+        self.__dict__["folder"], node = self.catalog.resolve(self.names)
+        return node
 
     @property
     def entry(self) -> FileEntry | None:

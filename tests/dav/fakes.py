@@ -78,6 +78,10 @@ class FakeCatalog:
             return FakeDir(files=files, modified=max([e.modified for e in files.values()], default=0.0))
         return files.get(path[0]) if len(path) == 1 else None
 
+    def resolve(self, names: tuple[str, ...]) -> tuple[Folder | None, "FakeDir | FileEntry | None"]:
+        folder = self.folder(names[0])
+        return folder, (self.node(folder, tuple(names[1:])) if folder is not None else None)
+
     def file(self, folder: str, name: str) -> FileEntry:
         """Test helper (not counted)."""
         return next(e for e in self.tree[folder] if e.name == name)

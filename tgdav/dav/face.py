@@ -114,6 +114,9 @@ class ReservedNames:
     def node(self, folder: Folder, path: tuple[str, ...]) -> Dir | FileEntry | None:
         return self._catalog.node(folder, path)
 
+    def resolve(self, names: tuple[str, ...]) -> tuple[Folder | None, Dir | FileEntry | None]:
+        return (None, None) if names and self.reserved(names[0]) else self._catalog.resolve(names)
+
 
 class Face:
     """WSGI middleware (inside auth and policy, before StreamApp and WsgiDAV): the reserved paths,
@@ -138,8 +141,9 @@ class Face:
             if not names:
                 return self.root_page(query).send(environ, start_response)
             found = target(environ, self.catalog)
+            node = found.node                   # with the channel, in one look-up
             if found.folder is not None:
-                return self.folder_page(found.folder, query, (), found.node).send(environ, start_response)
+                return self.folder_page(found.folder, query, (), node).send(environ, start_response)
         elif method in ("GET", "HEAD"):   # a folder inside a channel (a file: StreamApp, same look-ups)
             found = target(environ, self.catalog)
             if found.node is not None and not isinstance(found.node, FileEntry):

@@ -607,15 +607,16 @@ class CatalogProvider(DAVProvider):
             found = Target(self.catalog, names)
             if environ.get("REQUEST_METHOD") in READ_METHODS and TARGET_KEY not in environ:
                 environ[TARGET_KEY] = found
+        rel = tuple(names[1:])
+        local = bool(rel) and self.local is not None and is_local_name(rel[-1])
+        node = found.node if rel and not local else None      # with the channel, in one look-up
         folder = found.folder
         if folder is None:
             return None
-        rel = tuple(names[1:])
         if not rel:       # the channel itself: its listing is read when asked for
             return FolderResource(self, folder, (), None, environ)
-        if self.local is not None and is_local_name(rel[-1]):
+        if local:
             return self.local.find(self, folder, rel, environ)
-        node = found.node
         if node is None:
             return None
         if isinstance(node, FileEntry):
