@@ -176,3 +176,38 @@ def test_hits_and_misses_are_kept_for_every_process_that_reads_the_cache(tmp_pat
     looking.clear_chunks()
     assert looking.chunk_stats()["hits"] == 0
     looking.close()
+
+
+def _accounts_apart(store) -> None:
+    """A helper's DC authorisations are its own: never the main account's, never another helper's."""
+    store.bind_account(1)
+    one, two = store.for_account(2), store.for_account(3)
+    store.remember_dc_auth(4, b"\x01" * 256)
+    one.remember_dc_auth(4, b"\x02" * 256)
+    assert (store.dc_auth(4), one.dc_auth(4), two.dc_auth(4)) == (b"\x01" * 256, b"\x02" * 256, None)
+    one.forget_dc_auth(4)
+    assert (store.dc_auth(4), one.dc_auth(4)) == (b"\x01" * 256, None)
+    one.remember_dc("document:9", 5)          # the DC map is everyone's
+    assert store.dc_for("document:9") == two.dc_for("document:9") == 5
+
+
+def test_every_account_has_its_own_dc_authorisations(store):
+    _accounts_apart(store)
+    assert store.flood_board() is None and store.for_account(2).flood_board() is None
+    assert store.shared_state() == {}          # nothing shared with replicas: the status page shows none
+
+
+def test_every_account_has_its_own_dc_authorisations_in_redis_too(tmp_path):
+    from tests.scale.conftest import start_redis, stop
+    from tgdav.cache.shared import FloodBoard, open_store
+    url, proc = start_redis(tmp_path / "redis")
+    try:
+        store = open_store(tmp_path / "state", chunk_limit_bytes=16 * MIB, redis_url=url)
+        try:
+            _accounts_apart(store)
+            assert isinstance(store.flood_board(), FloodBoard) and isinstance(store.for_account(2).flood_board(), FloodBoard)
+            assert store.shared_state()["up"] is True
+        finally:
+            store.close()
+    finally:
+        stop(proc)

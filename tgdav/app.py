@@ -25,13 +25,12 @@ from pathlib import Path
 from tgdav.bridge import Bridge
 from tgdav.cache.announce import ListingAnnouncer
 from tgdav.cache.reader import PartReader, SyncReader
-from tgdav.cache.shared import RedisStore, open_store
+from tgdav.cache.shared import open_store
 from tgdav.cache.store import Store
 from tgdav.config import Config
 from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
 from tgdav.metrics import Metrics, serve_metrics
 from tgdav.plan import MIB
-from tgdav.cache.shared import AccountView
 from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
@@ -84,7 +83,7 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     helpers: (client, get_me()) of helper accounts (connected, logged in); reads spread over all."""
     pool_cfg = config.pool
     # replicas sharing Redis (cache/shared.py): the store must know the account before it is used
-    flood_board = store.flood_board() if hasattr(store, "flood_board") else None
+    flood_board = store.flood_board()
     factory = SenderFactory(client, store, metrics=metrics)
     opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
     pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
@@ -126,7 +125,7 @@ async def start_live(read_path: ReadPath, client, store: Store, config: Config, 
     Telegram's updates on the main client (with [cache] updates), after which a listing is read
     again only every [cache] updates_refresh seconds, as a safety net."""
     catalog = read_path.catalog
-    if isinstance(store, RedisStore):
+    if config.state.redis:          # replicas share the store (a RedisStore): tell them of changes
         read_path.announcer = ListingAnnouncer(store.url, store.account_prefix, catalog.reread_kept)
         await read_path.announcer.start()
         catalog.on_change = read_path.announcer.announce
@@ -165,7 +164,7 @@ def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> 
     pool_cfg = config.pool
     accounts = [Account("main", pool, fetcher, None)]
     for client, me in helpers:
-        view = AccountView(store, me.id)
+        view = store.for_account(me.id)
         board = view.flood_board()
         h_factory = SenderFactory(client, view)
         h_pool = Pool(h_factory.open, forget_auth=h_factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
@@ -223,8 +222,7 @@ class Engine:
         if not await self.client.is_user_authorized():
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
-        if hasattr(self.store, "bind_account"):    # shared state: this account's keys, floods, listings
-            self.store.bind_account(me.id)
+        self.store.bind_account(me.id)    # shared state: this account's keys, floods, listings
         helpers = [await connect_helper(spec, lambda name: _client(cfg, state, name))
                    for spec in cfg.telegram.helpers]
         self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
@@ -306,8 +304,7 @@ def serve(config: Config, ready: threading.Event | None = None, on_listening=Non
     metrics_server = None
     try:
         metrics.set_cache_source(engine.store.chunk_stats)
-        if hasattr(engine.store, "shared_state"):       # [state] redis: the status page says if it answers
-            metrics.set_shared_source(engine.store.shared_state)
+        metrics.set_shared_source(engine.store.shared_state)   # [state] redis: the status page says if it answers
         app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
                         auth=config.auth.mode, realm=config.auth.realm,
                         block_size=config.server.block_size, metrics=metrics, drive=engine.drive,

@@ -5,7 +5,8 @@ interfaces the WebDAV face uses. Plain data, no Telethon, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from functools import cached_property
+from typing import Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,73 @@ class ByteStream(Protocol):
     def close(self) -> None: ...
 
 
+class Dir(Protocol):
+    """A folder inside a channel (the channel itself at path ()): tgdav/telegram/tree.py's Dir."""
+    modified: float                   # unix time of its newest change known (0: not known)
+
+    @property
+    def dirs(self) -> Mapping[str, "Dir"]: ...
+
+    @property
+    def files(self) -> Mapping[str, FileEntry]: ...
+
+
 class Catalog(Protocol):
+    """Channels as folders, what they hold as folders and files (the WebDAV face's only view of
+    Telegram; every method may raise tgdav.errors types)."""
+
     def folders(self) -> list[Folder]: ...
 
     def folder(self, name: str) -> Folder | None: ...
 
-    def entries(self, folder: Folder) -> list[FileEntry]: ...
+    def entries(self, folder: Folder) -> list[FileEntry]:
+        """Every file of the channel, in every folder."""
+        ...
 
-    def entry(self, folder: Folder, name: str) -> FileEntry | None: ...
+    def entry(self, folder: Folder, name: str) -> FileEntry | None:
+        """A file at the top of the channel."""
+        ...
+
+    def node(self, folder: Folder, path: tuple[str, ...]) -> Dir | FileEntry | None:
+        """The folder or file at `path` inside the channel (() is the channel itself), or None."""
+        ...
+
+    def resolve(self, names: tuple[str, ...]) -> tuple[Folder | None, Dir | FileEntry | None]:
+        """folder(names[0]) and then node(that folder, names[1:]) in one step (one trip to the
+        loop that owns Telegram); (None, None) when there is no such channel."""
+        ...
+
+
+class Target:
+    """What one request path names, looked up in `catalog` at most once each (the channel, then
+    the folder or file inside it), when first asked: the WebDAV layers share one per request
+    (tgdav.dav.policy.target), so a GET asks the catalog once for the channel and once for the
+    file however many layers look."""
+
+    def __init__(self, catalog: Catalog, names: Sequence[str]) -> None:
+        self.catalog, self.names = catalog, tuple(names)
+
+    @cached_property
+    def folder(self) -> Folder | None:
+        """The channel (None: the root, or no such channel)."""
+        return self.catalog.folder(self.names[0]) if self.names else None
+
+    @cached_property
+    def node(self) -> Dir | FileEntry | None:
+        """The channel's root Dir, a Dir or FileEntry inside it, or None (nothing there); with the
+        channel in the same step (Catalog.resolve) when it was not looked up yet."""
+        if not self.names:
+            return None
+        if "folder" in self.__dict__:       # the channel is known already
+            return self.catalog.node(self.folder, self.names[1:]) if self.folder is not None else None
+        self.__dict__["folder"], node = self.catalog.resolve(self.names)
+        return node
+
+    @property
+    def entry(self) -> FileEntry | None:
+        """The file the path names (None: a folder, or nothing)."""
+        node = self.node if len(self.names) >= 2 else None
+        return node if isinstance(node, FileEntry) else None
 
 
 class Reader(Protocol):

@@ -69,9 +69,30 @@ class FakeCatalog:
         self._count("entry")
         return next((e for e in self.tree[folder.name] if e.name == name), None)
 
+    def node(self, folder: Folder, path: tuple[str, ...]) -> "FakeDir | FileEntry | None":
+        """Channels without folders: () is the channel's files (read with entries(), as the real
+        catalog reads the listing), (name,) one of them."""
+        self._count("node")
+        files = {e.name: e for e in self.entries(folder)}
+        if not path:
+            return FakeDir(files=files, modified=max([e.modified for e in files.values()], default=0.0))
+        return files.get(path[0]) if len(path) == 1 else None
+
+    def resolve(self, names: tuple[str, ...]) -> tuple[Folder | None, "FakeDir | FileEntry | None"]:
+        folder = self.folder(names[0])
+        return folder, (self.node(folder, tuple(names[1:])) if folder is not None else None)
+
     def file(self, folder: str, name: str) -> FileEntry:
         """Test helper (not counted)."""
         return next(e for e in self.tree[folder] if e.name == name)
+
+
+@dataclass
+class FakeDir:
+    """model.Dir: a channel's files, no folders inside."""
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    dirs: dict[str, "FakeDir"] = field(default_factory=dict)
+    modified: float = 0.0
 
 
 @dataclass

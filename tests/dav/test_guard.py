@@ -18,6 +18,9 @@ class _Catalog:
     def folder(self, name: str):
         return Folder(name, 1, name, None, 0.0, writable=True) if name in ("Uploads", "Other") else None
 
+    def node(self, folder, path):
+        return None          # nothing inside the channels: a LOCK is of a missing file
+
 
 def _environ(method: str, path: str) -> dict:
     return {"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_OVERWRITE": "T"}

@@ -304,6 +304,15 @@ class RedisStore(Store):
         return FloodBoard(self.url, self.account_prefix if account_id is None else account_prefix(account_id),
                           link=self.link)
 
+    def _account_auth(self, account_id: int, dc: int) -> bytes | None:
+        return self.dc_auth(dc, prefix=account_prefix(account_id))
+
+    def _remember_account_auth(self, account_id: int, dc: int, key: bytes) -> None:
+        self.remember_dc_auth(dc, key, prefix=account_prefix(account_id))
+
+    def _forget_account_auth(self, account_id: int, dc: int) -> None:
+        self.forget_dc_auth(dc, prefix=account_prefix(account_id))
+
     def shared_state(self) -> dict:
         """Whether Redis answers (RedisLink.state()), for the status page and the metrics."""
         return self.link.state()
@@ -323,41 +332,6 @@ def _unpickle_listing(raw: bytes) -> Any:
 
 def account_prefix(account_id: int) -> str:
     return f"{PREFIX}acct:{int(account_id)}:"
-
-
-class AccountView:
-    """A helper account's view of the store: the DC map and chunks are everyone's; the auth keys its
-    DCs accepted are its own (secrets, never used by another account). Everything else is the
-    store's. Flood deadlines shared through Redis are per account too (flood_board)."""
-
-    def __init__(self, store: Store, account_id: int) -> None:
-        self._store = store
-        self.account_id = int(account_id)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def dc_auth(self, dc: int) -> bytes | None:
-        if isinstance(self._store, RedisStore):
-            return self._store.dc_auth(dc, prefix=account_prefix(self.account_id))
-        return self._store._get(("auth", self.account_id, int(dc)))
-
-    def remember_dc_auth(self, dc: int, key: bytes) -> None:
-        if isinstance(self._store, RedisStore):
-            self._store.remember_dc_auth(dc, key, prefix=account_prefix(self.account_id))
-        else:
-            self._store._set(("auth", self.account_id, int(dc)), bytes(key))
-
-    def forget_dc_auth(self, dc: int) -> None:
-        if isinstance(self._store, RedisStore):
-            self._store.forget_dc_auth(dc, prefix=account_prefix(self.account_id))
-        else:
-            self._store._meta.run(lambda c: c.delete(("auth", self.account_id, int(dc))), False)
-
-    def flood_board(self) -> "FloodBoard | None":
-        if isinstance(self._store, RedisStore):
-            return self._store.flood_board(self.account_id)
-        return None
 
 
 class FloodBoard:

@@ -154,6 +154,37 @@ class Store:
     def forget_dc_auth(self, dc: int) -> None:
         self._meta.run(lambda c: c.delete(("auth", dc)), False)
 
+    # ---- accounts ----
+
+    def bind_account(self, account_id: int) -> None:
+        """The account this state directory is logged in as (the main one), known after login: its
+        DC authorisations are the store's own (dc_auth). Nothing to do here; a store shared through
+        Redis keeps that account's keys, listings and flood deadlines under its id."""
+
+    def for_account(self, account_id: int) -> "AccountView":
+        """This store as a helper account sees it (tgdav/telegram/accounts.py): the DC map, listings
+        and chunks are everyone's; the auth keys its DCs accepted are its own (secrets, never used by
+        another account), and so are its flood deadlines shared between replicas (flood_board)."""
+        return AccountView(self, account_id)
+
+    def flood_board(self, account_id: int | None = None):
+        """Flood deadlines shared with other replicas (cache/shared.py's FloodBoard) of the bound
+        account (or `account_id`); None: no replicas to share them with."""
+        return None
+
+    def shared_state(self) -> dict:
+        """Whether the state shared between replicas answers (the status page); {}: none is shared."""
+        return {}
+
+    def _account_auth(self, account_id: int, dc: int) -> bytes | None:
+        return self._get(("auth", int(account_id), int(dc)))
+
+    def _remember_account_auth(self, account_id: int, dc: int, key: bytes) -> None:
+        self._set(("auth", int(account_id), int(dc)), bytes(key))
+
+    def _forget_account_auth(self, account_id: int, dc: int) -> None:
+        self._meta.run(lambda c: c.delete(("auth", int(account_id), int(dc))), False)
+
     def listing(self, key: Any) -> Any:
         return self._get(("listing", key))
 
@@ -236,3 +267,27 @@ class Store:
         self._flush_stats()
         self._meta.close()
         self._chunks.close()
+
+
+class AccountView:
+    """Store.for_account(): a helper account's view of a store. Everything but its own DC
+    authorisations and flood board is the store's."""
+
+    def __init__(self, store: Store, account_id: int) -> None:
+        self._store = store
+        self.account_id = int(account_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def dc_auth(self, dc: int) -> bytes | None:
+        return self._store._account_auth(self.account_id, dc)
+
+    def remember_dc_auth(self, dc: int, key: bytes) -> None:
+        self._store._remember_account_auth(self.account_id, dc, key)
+
+    def forget_dc_auth(self, dc: int) -> None:
+        self._store._forget_account_auth(self.account_id, dc)
+
+    def flood_board(self):
+        return self._store.flood_board(self.account_id)

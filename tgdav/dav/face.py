@@ -31,9 +31,9 @@ from typing import Callable, Iterable
 from urllib.parse import parse_qs, quote
 
 from tgdav import text
-from tgdav.dav.policy import Reply, StartResponse, decode_path, text_reply
+from tgdav.dav.policy import Reply, StartResponse, request_names, target, text_reply
 from tgdav.metrics import Metrics
-from tgdav.model import Catalog, FileEntry, Folder
+from tgdav.model import Catalog, Dir, FileEntry, Folder
 
 RESERVED = ":tgdav"
 STATUS_PATH = f"/{RESERVED}/status"
@@ -111,9 +111,11 @@ class ReservedNames:
     def entry(self, folder: Folder, name: str) -> FileEntry | None:
         return self._catalog.entry(folder, name)
 
-    def __getattr__(self, name: str):
-        """node() (folders inside channels) and whatever else the wrapped catalog offers."""
-        return getattr(self._catalog, name)
+    def node(self, folder: Folder, path: tuple[str, ...]) -> Dir | FileEntry | None:
+        return self._catalog.node(folder, path)
+
+    def resolve(self, names: tuple[str, ...]) -> tuple[Folder | None, Dir | FileEntry | None]:
+        return (None, None) if names and self.reserved(names[0]) else self._catalog.resolve(names)
 
 
 class Face:
@@ -124,29 +126,30 @@ class Face:
         self.app, self.catalog, self.metrics = app, catalog, metrics
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        names = decode_path(environ)     # PolicyMiddleware already refused hostile paths
+        names = request_names(environ)     # PolicyMiddleware already refused hostile paths
         method = environ["REQUEST_METHOD"]
         if names and names[0].casefold() == RESERVED:
             if method not in ("GET", "HEAD"):
                 return text_reply("405 Method Not Allowed", "Only GET and HEAD here",
                                   [("Allow", "GET, HEAD")]).send(environ, start_response)
             return self.reserved(names[1:], environ).send(environ, start_response)
-        if method in ("GET", "HEAD") and names == ["favicon.ico"] and self.catalog.folder(names[0]) is None:
+        if method in ("GET", "HEAD") and names == ["favicon.ico"] and target(environ, self.catalog).folder is None:
             return Reply("200 OK", [("Content-Type", "image/x-icon"), ("Cache-Control", "max-age=86400")],
                          FAVICON).send(environ, start_response)
         if method in ("GET", "HEAD") and len(names) <= 1:
             query = parse_qs(environ.get("QUERY_STRING", ""))
             if not names:
                 return self.root_page(query).send(environ, start_response)
-            folder = self.catalog.folder(names[0])
-            if folder is not None:
-                return self.folder_page(folder, query).send(environ, start_response)
-        elif method in ("GET", "HEAD") and hasattr(self.catalog, "node"):   # a folder inside a channel
-            folder = self.catalog.folder(names[0])
-            node = self.catalog.node(folder, tuple(names[1:])) if folder is not None else None
-            if node is not None and not isinstance(node, FileEntry):
+            found = target(environ, self.catalog)
+            node = found.node                   # with the channel, in one look-up
+            if found.folder is not None:
+                return self.folder_page(found.folder, query, (), node).send(environ, start_response)
+        elif method in ("GET", "HEAD"):   # a folder inside a channel (a file: StreamApp, same look-ups)
+            found = target(environ, self.catalog)
+            if found.node is not None and not isinstance(found.node, FileEntry):
                 query = parse_qs(environ.get("QUERY_STRING", ""))
-                return self.folder_page(folder, query, tuple(names[1:])).send(environ, start_response)
+                return self.folder_page(found.folder, query, tuple(names[1:]), found.node).send(
+                    environ, start_response)
         return self.app(environ, start_response)
 
     # --- reserved paths -----------------------------------------------------------------------
@@ -185,10 +188,10 @@ class Face:
         body.append("</ul>")
         return _html(page("tgdav", "".join(body)))
 
-    def folder_page(self, folder: Folder, query: dict, rel: tuple[str, ...] = ()) -> Reply:
-        """A channel (rel ()) or a folder inside it: its folders, then its files."""
-        node = self.catalog.node(folder, rel) if hasattr(self.catalog, "node") else None
-        entries = list(node.files.values()) if node is not None else self.catalog.entries(folder)
+    def folder_page(self, folder: Folder, query: dict, rel: tuple[str, ...] = (), node: Dir | None = None) -> Reply:
+        """A channel (rel ()) or a folder inside it (`node`, else looked up): its folders, then its files."""
+        node = node if node is not None else self.catalog.node(folder, rel)
+        entries = list(node.files.values()) if node is not None else []
         dirs = [{"name": name, "size": 0, "modified": d.modified, "kind": "folder", "mime": ""}
                 for name, d in (node.dirs.items() if node is not None else [])]
         rows = [{"name": x.name, "size": x.size, "modified": x.modified, "kind": kind_of(x.mime),

@@ -44,7 +44,7 @@ from wsgidav.dav_error import HTTP_LOCKED, PRECONDITION_CODE_LockConflict, DAVEr
 from wsgidav.lock_man.lock_manager import normalize_lock_root
 from wsgidav.rw_lock import ReadWriteLock
 
-from tgdav.dav.policy import StartResponse, decode_path
+from tgdav.dav.policy import StartResponse, request_names
 from tgdav.errors import Forbidden, RetryLater
 
 CHANGES = frozenset(("PUT", "DELETE", "MKCOL", "PROPPATCH", "LOCK", "MOVE", "COPY"))
@@ -83,7 +83,7 @@ class WriteGuard:
     @contextlib.contextmanager
     def _ordered(self, environ: dict, method: str):
         """The channels the request names, in name order: LOCK as the writer, the others as readers."""
-        names = decode_path(environ)[:1]
+        names = request_names(environ)[:1]
         try:
             names += (_destination(environ) or [])[:1] if method in ("MOVE", "COPY") else []
         except Forbidden:
@@ -109,7 +109,7 @@ class WriteGuard:
 
     def inspect(self, environ: dict, method: str) -> None:
         """Raise Forbidden or DAVError(423) when the request may not change what it names."""
-        target = decode_path(environ)
+        target = request_names(environ)
         dest = _destination(environ) if method in ("MOVE", "COPY") else None
         if method in ("DELETE", "MOVE") and len(target) <= 1:
             raise Forbidden(NEVER_DELETED)
@@ -145,9 +145,7 @@ class WriteGuard:
 
     def _node(self, names: list[str]):
         folder = self.catalog.folder(names[0]) if names else None
-        if folder is None or not hasattr(self.catalog, "node"):
-            return None
-        return self.catalog.node(folder, tuple(names[1:]))
+        return self.catalog.node(folder, tuple(names[1:])) if folder is not None else None
 
     def _exists(self, names: list[str]) -> bool:
         return not names or self.catalog.folder(names[0]) is not None

@@ -27,7 +27,7 @@ from wsgidav import util
 from wsgidav.dav_error import DAVError
 from wsgidav.prop_man.property_manager import ShelvePropertyManager
 
-from tgdav.dav.policy import BadPath, decode_path
+from tgdav.dav.policy import BadPath, request_names
 from tgdav.dav.provider import content_type
 from tgdav.model import FileEntry
 from tgdav.text import safe
@@ -126,7 +126,7 @@ class FastPropfind:
         names = self._requested(environ)
         if names is None:
             return None
-        path = "/" + "/".join(decode_path(environ))
+        path = "/" + "/".join(request_names(environ))
         environ["wsgidav.provider"] = self.provider          # what WsgiDAV gives its resources
         res = self.provider.get_resource_inst(path, environ)
         if res is None or not res.is_collection:

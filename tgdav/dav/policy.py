@@ -16,22 +16,30 @@ the one table that turns errors into HTTP.
   answers itself gets the same words: the provider raises Refusal (a DAVError that renders itself
   with error_reply), and DavBodies replaces WsgiDAV's status pages (its 201 pages included) and
   describes each failure of a 207 in words.
+- ERRORS is the one table from tgdav's typed errors to HTTP (status, words, Retry-After): error_reply
+  and dav_error (what the provider raises inside WsgiDAV) both read it. A 503 carries Retry-After
+  wherever it comes from; a 207 holding one carries it too, and a 207 whose one failure is the
+  request's own resource is answered plainly with that status.
 - A chunked PROPFIND body is buffered (bounded by the server's body limit) so WsgiDAV parses it. After the body started the exception
   propagates and cheroot closes the connection: the client sees a short body, the server lives on.
 """
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import re
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Callable, Iterable, Iterator
+from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 
 from wsgidav.dav_error import ERROR_RESPONSES, DAVError, get_http_status_string
 
 from tgdav import text
+from tgdav.model import Catalog, Target
 from tgdav.errors import (Conflict, ConfigError, Forbidden, NotFound, RetryLater, TgdavError,
                           UpstreamUnavailable)
 
@@ -121,6 +129,30 @@ def decode_path(environ: dict) -> list[str]:
     return names
 
 
+PATH_KEY = "tgdav.path"          # environ: (PATH_INFO, its names) once decoded
+TARGET_KEY = "tgdav.target"      # environ: the model.Target of the request path, once looked up
+
+
+def request_names(environ: dict) -> list[str]:
+    """decode_path(environ), decoded once per request and kept in the environ for the layers below
+    (again only if PATH_INFO changed); raises BadPath for hostile paths."""
+    raw = environ.get("PATH_INFO", "")
+    kept = environ.get(PATH_KEY)
+    if kept is None or kept[0] != raw:
+        kept = environ[PATH_KEY] = (raw, tuple(decode_path(environ)))
+    return list(kept[1])
+
+
+def target(environ: dict, catalog: Catalog) -> Target:
+    """The request path's Target in `catalog`, one per request: Face, StreamApp and the provider
+    share its look-ups (the channel, then the folder or file), so each is asked of the catalog once."""
+    names = request_names(environ)
+    kept = environ.get(TARGET_KEY)
+    if kept is None or kept.catalog is not catalog or list(kept.names) != names:
+        kept = environ[TARGET_KEY] = Target(catalog, names)
+    return kept
+
+
 def _drop_dot_segments(environ: dict) -> None:
     """"/a/./b" is "/a/b" (RFC 3986 5.2.4); rclone sends "./" before a name holding ':' so that it
     is not read as a URL scheme. ".." stays refused (decode_path)."""
@@ -154,33 +186,78 @@ def text_reply(status: str, message: str, headers: list[tuple[str, str]] | None 
                  + (headers or []), (text.safe(message.rstrip("\n")) + "\n").encode("utf-8", "replace"))
 
 
+@dataclass(frozen=True)
+class Answer:
+    """How one kind of error is answered: the status, the words (from the error), whether the
+    client is told when to come back (Retry-After, in seconds) and whether the connection closes."""
+    status: int
+    words: Callable[[BaseException], str] = str
+    retry_after: Callable[[BaseException], int] | None = None
+    close: bool = False
+
+
+# THE table from tgdav's typed errors (tgdav/errors.py) and the request errors of this module to
+# HTTP: the first row whose type the error is an instance of answers it. error_reply() (an answer
+# tgdav sends itself) and dav_error() (an error raised inside WsgiDAV's handlers) both read it.
+# ConfigError is not here: a configuration error during a request is a bug (500, logged).
+ERRORS: tuple[tuple[type, Answer], ...] = (
+    (Forbidden, Answer(403)),
+    (NotFound, Answer(404, lambda e: str(e) or "Not found")),
+    (Conflict, Answer(409)),
+    (RetryLater, Answer(503, retry_after=lambda e: e.seconds)),     # FLOOD_WAIT, Redis away, ...
+    (UpstreamUnavailable, Answer(503, lambda e: f"Telegram is unavailable: {e}",   # a DC down
+                                 retry_after=lambda e: OUTAGE_RETRY_AFTER)),
+    (BadPath, Answer(400, lambda e: f"Bad path: {e}")),
+    (RequestBodyTooLarge, Answer(413, lambda e: f"Bad request body: {e}", close=True)),
+    (RequestBodyError, Answer(400, lambda e: f"Bad request body: {e}", close=True)),
+    (TgdavError, Answer(400)),                                      # bad input, said in words
+)
+
+
+def answer_for(exc: BaseException) -> Answer | None:
+    """The row of ERRORS that answers `exc`; None for anything else (a bug: 500)."""
+    if isinstance(exc, ConfigError):
+        return None
+    return next((answer for kind, answer in ERRORS if isinstance(exc, kind)), None)
+
+
+def _answer_headers(answer: Answer, exc: BaseException) -> list[tuple[str, str]]:
+    headers = [("Retry-After", str(answer.retry_after(exc)))] if answer.retry_after else []
+    return headers + ([("Connection", "close")] if answer.close else [])
+
+
+def _status_line(code: int) -> str:
+    return "413 Request Entity Too Large" if code == 413 else f"{code} {HTTPStatus(code).phrase}"
+
+
 def error_reply(exc: BaseException) -> Reply:
-    """The one table from errors to HTTP. Unknown errors are logged with their traceback."""
-    if isinstance(exc, DAVError) and isinstance(exc.src_exception, (TgdavError, RequestBodyError)):
-        return error_reply(exc.src_exception)      # raised inside WsgiDAV's handlers (writes)
-    if isinstance(exc, Forbidden):
-        return text_reply("403 Forbidden", str(exc))
-    if isinstance(exc, NotFound):
-        return text_reply("404 Not Found", str(exc) or "Not found")
-    if isinstance(exc, Conflict):
-        return text_reply("409 Conflict", str(exc))
-    if isinstance(exc, RetryLater):
-        return text_reply("503 Service Unavailable", str(exc), [("Retry-After", str(exc.seconds))])
-    if isinstance(exc, UpstreamUnavailable):    # a DC down or unreachable: come back in a while
-        return text_reply("503 Service Unavailable", f"Telegram is unavailable: {exc}",
-                          [("Retry-After", str(OUTAGE_RETRY_AFTER))])
-    if isinstance(exc, BadPath):
-        return text_reply("400 Bad Request", f"Bad path: {exc}")
-    if isinstance(exc, RequestBodyTooLarge):
-        return text_reply("413 Request Entity Too Large", f"Bad request body: {exc}", [("Connection", "close")])
-    if isinstance(exc, RequestBodyError):
-        return text_reply("400 Bad Request", f"Bad request body: {exc}", [("Connection", "close")])
-    if isinstance(exc, TgdavError) and not isinstance(exc, ConfigError):   # bad input, said in words
-        return text_reply("400 Bad Request", str(exc))
+    """The answer to an error, from ERRORS. Unknown errors are logged with their traceback."""
+    if isinstance(exc, DAVError) and answer_for(exc.src_exception) is not None:
+        return error_reply(exc.src_exception)      # raised inside WsgiDAV's handlers (dav_error)
+    answer = answer_for(exc)
+    if answer is not None:
+        return text_reply(_status_line(answer.status), answer.words(exc), _answer_headers(answer, exc))
     if isinstance(exc, DAVError):
         return _dav_error_reply(exc)
     log.error("internal error", exc_info=exc)
     return text_reply("500 Internal Server Error", "Internal server error (details are in the server log)")
+
+
+def dav_error(exc: BaseException) -> DAVError:
+    """An error as a DAVError for WsgiDAV's handlers (which would make anything else a 500): the
+    status of its row in ERRORS, its words and headers (Retry-After) when WsgiDAV answers with it
+    itself, and the error kept (src_exception) so that error_reply answers it the same way."""
+    if isinstance(exc, DAVError):
+        return exc
+    answer = answer_for(exc)
+    if answer is None:
+        return Refusal(500, src_exception=exc)
+    return Refusal(answer.status, answer.words(exc), src_exception=exc)
+
+
+# Retry-After of each Refusal made while DavBodies waits for WsgiDAV's answer: a 207 holding a 503
+# tells the client when to come back too (WsgiDAV's multistatus has no place for it per member).
+_waits: contextvars.ContextVar[list | None] = contextvars.ContextVar("tgdav_waits", default=None)
 
 
 class Refusal(DAVError):
@@ -191,11 +268,15 @@ class Refusal(DAVError):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(self.src_exception, TgdavError):      # its headers (Retry-After) go out too
+        answer = answer_for(self.src_exception) if self.src_exception is not None else None
+        if answer is not None:      # its headers (Retry-After, Connection: close) go out too
             given = list(self.add_headers or [])
             names = {k.lower() for k, _ in given}
-            self.add_headers = given + [(k, v) for k, v in error_reply(self.src_exception).headers
-                                        if k.lower() not in names | {"content-type", "x-content-type-options"}]
+            self.add_headers = given + [(k, v) for k, v in _answer_headers(answer, self.src_exception)
+                                        if k.lower() not in names]
+        wait = next((v for k, v in self.add_headers or () if k.lower() == "retry-after"), None)
+        if wait is not None and (waits := _waits.get()) is not None:
+            waits.append(int(wait))
 
     def reply(self) -> Reply:
         return error_reply(self)
@@ -286,7 +367,7 @@ class PolicyMiddleware:
                 return refusal.send(environ, start_response)
             _buffer_chunked_body(environ)
         try:
-            names = decode_path(environ)
+            names = request_names(environ)
         except BadPath as exc:
             return error_reply(exc).send(environ, start_response)
         if any(is_probe(name) for name in names):
@@ -316,7 +397,7 @@ class PolicyMiddleware:
                 return text_reply("413 Payload Too Large", f"{method} bodies are limited to "
                                   f"{MAX_XML_BODY} bytes", [("Connection", "close")]).send(environ, start_response)
         try:
-            decode_path(environ)
+            request_names(environ)
         except BadPath as exc:
             return error_reply(exc).send(environ, start_response)
         return self.app(environ, start_response)
@@ -344,14 +425,20 @@ class DavBodies:
             started[:] = [status, headers]
             return lambda data: None     # WsgiDAV never uses write()
 
-        body = self.app(environ, hold)       # WsgiDAV's body is a generator: it starts when pulled
-        chunks = iter(body)
+        names = request_names(environ)       # now: WsgiDAV re-encodes PATH_INFO as it goes
+        waits = _waits.set([])               # the Retry-After of every Refusal made meanwhile
         try:
-            first = next(chunks, None)
-        except BaseException:
-            if hasattr(body, "close"):
-                body.close()
-            raise
+            body = self.app(environ, hold)   # WsgiDAV's body is a generator: it starts when pulled
+            chunks = iter(body)
+            try:
+                first = next(chunks, None)
+            except BaseException:
+                if hasattr(body, "close"):
+                    body.close()
+                raise
+        finally:
+            wait = max(_waits.get() or [OUTAGE_RETRY_AFTER])
+            _waits.reset(waits)
         status, headers = started
         kind = next((v for k, v in headers if k.lower() == "content-type"), "")
         code = int(status[:3])
@@ -370,23 +457,37 @@ class DavBodies:
                 code, status.split(" ", 1)[-1])
             keep = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
             return text_reply(status, words, keep).send(environ, start_response)
-        data = _described(data)
-        start_response(status, [(k, str(len(data)) if k.lower() == "content-length" else v) for k, v in headers])
+        data, failures = _described(data)
+        own = [(code, words) for href, code, words in failures if _names(href) == names]
+        retry = [("Retry-After", str(wait))] if any(code == 503 for _, code, _ in failures) else []
+        if own and len(failures) == 1:
+            (code, words), = own      # the request's own resource failed, nothing else: a plain answer
+            return text_reply(_status_line(code), words, retry).send(environ, start_response)
+        start_response(status, [(k, str(len(data)) if k.lower() == "content-length" else v) for k, v in headers]
+                       + retry)
         return [data]
 
 
-def _described(xml: bytes) -> bytes:
+def _names(href: str) -> list[str]:
+    return [name for name in unquote(href).split("/") if name]
+
+
+def _described(xml: bytes) -> tuple[bytes, list[tuple[str, int, str]]]:
     """A 207 body with every response's error described in words (WsgiDAV gives bare statuses, and
-    PROPPATCH descriptions may hold exception reprs)."""
+    PROPPATCH descriptions may hold exception reprs), and (href, status, words) of each failure."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        return xml
+        return xml, []
+    failures = []
     for response in root.iter("{DAV:}response"):
-        parts = (response.findtext("{DAV:}status") or "").split(" ", 2)     # HTTP/1.1 403 Forbidden
+        status = response.find("{DAV:}status")
+        parts = (status.text or "").split(" ", 2) if status is not None else []     # HTTP/1.1 403 Forbidden
         code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if 400 <= code < 600:
+            status.text = f"HTTP/1.1 {_status_line(code)}"      # WsgiDAV writes "503 Status"
         if response.find(_DESCRIPTION) is None and code >= 400:
-            ET.SubElement(response, _DESCRIPTION).text = STATUS_WORDS.get(code, parts[-1])
+            ET.SubElement(response, _DESCRIPTION).text = STATUS_WORDS.get(code, _status_line(code)[4:])
     for described in root.iter(_DESCRIPTION):
         lines: list[str] = []
         for line in (described.text or "").splitlines():
@@ -400,8 +501,13 @@ def _described(xml: bytes) -> bytes:
             if line not in lines:
                 lines.append(line)
         described.text = text.safe("\n".join(lines))
+    for response in root.iter("{DAV:}response"):
+        parts = (response.findtext("{DAV:}status") or "").split(" ", 2)
+        if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) >= 400:
+            failures.append((response.findtext("{DAV:}href") or "", int(parts[1]),
+                             response.findtext(_DESCRIPTION) or ""))
     ET.register_namespace("D", "DAV:")
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root), failures
 
 
 class ErrorMiddleware:

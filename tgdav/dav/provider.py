@@ -27,15 +27,14 @@ import tempfile
 from pathlib import Path
 
 from wsgidav import util
-from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError,
-                               HTTP_INTERNAL_ERROR)
+from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 from tgdav import text
 from tgdav.dav.guard import NEVER_DELETED
-from tgdav.dav.policy import Refusal, RequestBodyTooLarge, is_probe
-from tgdav.errors import Conflict, Forbidden, NotFound, RetryLater, TgdavError, UpstreamUnavailable
-from tgdav.model import Catalog, FileEntry, Folder
+from tgdav.dav.policy import READ_METHODS, TARGET_KEY, Refusal, RequestBodyTooLarge, dav_error, is_probe
+from tgdav.errors import Forbidden
+from tgdav.model import Catalog, FileEntry, Folder, Target
 from tgdav.telegram import names
 
 _MIME = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*", re.ASCII)
@@ -54,26 +53,6 @@ def _join(*names: str) -> str:
 def is_local_name(name: str) -> bool:
     """Files desktop clients write for themselves: kept locally, never uploaded."""
     return is_probe(name)
-
-
-def dav_error(exc: BaseException) -> DAVError:
-    """tgdav's errors as WsgiDAV errors (raised inside WsgiDAV's handlers, which would make them 500)."""
-    if isinstance(exc, DAVError):
-        return exc
-    # src_exception lets dav.policy.error_reply answer with tgdav's own table (text reason, Retry-After)
-    if isinstance(exc, Forbidden):
-        return Refusal(HTTP_FORBIDDEN, str(exc), src_exception=exc)
-    if isinstance(exc, NotFound):
-        return Refusal(HTTP_NOT_FOUND, str(exc), src_exception=exc)
-    if isinstance(exc, Conflict):
-        return Refusal(409, str(exc), src_exception=exc)
-    if isinstance(exc, RetryLater):
-        return Refusal(503, str(exc), add_headers=[("Retry-After", str(exc.seconds))], src_exception=exc)
-    if isinstance(exc, UpstreamUnavailable):
-        return Refusal(503, f"Telegram is unavailable: {exc}", src_exception=exc)
-    if isinstance(exc, TgdavError):
-        return Refusal(HTTP_BAD_REQUEST, str(exc), src_exception=exc)
-    return Refusal(HTTP_INTERNAL_ERROR, src_exception=exc)
 
 
 class _Mapped:
@@ -153,7 +132,7 @@ class FolderResource(DAVCollection):
     @property
     def node(self):
         if self._node is None:
-            node = _node(self.catalog, self.folder, self.rel)
+            node = self.catalog.node(self.folder, self.rel)
             self._node = node if node is not None and not isinstance(node, FileEntry) else _EmptyDir()
         return self._node
 
@@ -282,11 +261,10 @@ def _move_within_channel(resource, dest_path: str, *, with_children: bool) -> li
 
 
 class _EmptyDir:
-    """A folder with nothing (known) in it; or, from a flat catalog, a channel's files."""
+    """A folder with nothing (known) in it: one deleted meanwhile."""
 
-    def __init__(self, files: dict | None = None) -> None:
-        self.dirs, self.files = {}, files or {}
-        self.modified = max([e.modified for e in self.files.values()], default=0.0)
+    def __init__(self) -> None:
+        self.dirs, self.files, self.modified = {}, {}, 0.0
 
 
 class FileResource(DAVNonCollection):
@@ -367,7 +345,7 @@ class FileResource(DAVNonCollection):
             self._upload.abort()
         self._upload = None
         if not with_errors:   # show the new version (its etag) in PUT's answer
-            entry = _node(self.catalog, self.folder, self.rel)
+            entry = self.catalog.node(self.folder, self.rel)
             if isinstance(entry, FileEntry):
                 self.entry = entry
 
@@ -451,14 +429,6 @@ def _copy_props(res, dest_path: str, is_move: bool, *, with_children: bool) -> N
         props.copy_properties(res.get_ref_url(), dest_url, res.environ)
 
 
-def _node(catalog, folder: Folder, rel: tuple[str, ...]):
-    if hasattr(catalog, "node"):
-        return catalog.node(folder, rel)
-    if not rel:       # a catalog without folder trees: the channel's files only
-        return _EmptyDir({e.name: e for e in catalog.entries(folder)})
-    return catalog.entry(folder, rel[0]) if len(rel) == 1 else None
-
-
 # --- the local store of desktop clients' own files --------------------------------------------------
 LOCAL_FILE_LIMIT = 16 * 1024 * 1024   # bytes: AppleDouble files, Thumbs.db, folder.jpg fit
 
@@ -488,7 +458,7 @@ class LocalFiles:
 def _too_big_local() -> DAVError:
     exc = RequestBodyTooLarge(f"a desktop client's own file (kept on this server, not in Telegram) "
                               f"is limited to {LOCAL_FILE_LIMIT // 2**20} MiB")
-    return Refusal(413, str(exc), src_exception=exc)
+    return dav_error(exc)
 
 
 class _Capped:
@@ -613,15 +583,23 @@ class CatalogProvider(DAVProvider):
         names = [name for name in util.to_str(path).split("/") if name]
         if not names:
             return RootResource(self, environ)
-        folder = self.catalog.folder(names[0])
+        # a request that only reads shares the look-ups of its own path with the layers above
+        # (dav.policy.target); a write looks again: it changes what the path names as it goes
+        found = environ.get(TARGET_KEY) if environ.get("REQUEST_METHOD") in READ_METHODS else None
+        if found is None or found.catalog is not self.catalog or list(found.names) != names:
+            found = Target(self.catalog, names)
+            if environ.get("REQUEST_METHOD") in READ_METHODS and TARGET_KEY not in environ:
+                environ[TARGET_KEY] = found
+        rel = tuple(names[1:])
+        local = bool(rel) and self.local is not None and is_local_name(rel[-1])
+        node = found.node if rel and not local else None      # with the channel, in one look-up
+        folder = found.folder
         if folder is None:
             return None
-        rel = tuple(names[1:])
         if not rel:       # the channel itself: its listing is read when asked for
             return FolderResource(self, folder, (), None, environ)
-        if self.local is not None and is_local_name(rel[-1]):
+        if local:
             return self.local.find(self, folder, rel, environ)
-        node = _node(self.catalog, folder, rel)
         if node is None:
             return None
         if isinstance(node, FileEntry):

@@ -34,7 +34,7 @@ import secrets
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Callable, Iterable, Iterator
 
-from tgdav.dav.policy import StartResponse, decode_path, text_reply
+from tgdav.dav.policy import StartResponse, target, text_reply
 from tgdav.dav.provider import content_type
 from tgdav.errors import UpstreamUnavailable
 from tgdav.model import Catalog, FileEntry, Location, Reader
@@ -134,17 +134,8 @@ class StreamApp:
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             return self.app(environ, start_response)
-        names = decode_path(environ)
-        if len(names) < 2:
-            return self.app(environ, start_response)
-        folder = self.catalog.folder(names[0])
-        entry = None
-        if folder is not None:
-            if hasattr(self.catalog, "node"):      # channels with folders (tgdav/telegram/tree.py)
-                entry = self.catalog.node(folder, tuple(names[1:]))
-            elif len(names) == 2:
-                entry = self.catalog.entry(folder, names[1])
-        if not isinstance(entry, FileEntry):  # WsgiDAV answers 404 (or serves its dir browser's assets)
+        entry = target(environ, self.catalog).entry      # looked up once per request (dav.policy)
+        if entry is None:  # WsgiDAV answers 404 (or serves its dir browser's assets)
             return self.app(environ, start_response)
         return self.respond(environ, start_response, entry)
 

@@ -772,3 +772,10 @@ class SyncCatalog:
     def node(self, folder: Folder, path: tuple[str, ...]):
         """A tree.Dir, a FileEntry or None for `path` inside the channel."""
         return self._run(self._catalog.node(folder, tuple(path)))
+
+    def resolve(self, names: tuple[str, ...]):
+        """(folder(names[0]), node(it, names[1:])) in one trip to the loop (model.Catalog.resolve)."""
+        async def both():
+            folder = await self._catalog.folder(names[0])
+            return folder, (await self._catalog.node(folder, tuple(names[1:])) if folder is not None else None)
+        return self._run(both())
