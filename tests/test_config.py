@@ -330,3 +330,13 @@ def test_preflight_stops_at_the_first_problem(home):
     """No credentials, no users, no session: the line is the first check's."""
     config = load_config(env=env_for(home, TGDAV_HOST="0.0.0.0", TGDAV_STATE_DIR=str(home / "state")))
     assert "api_id" in preflight_line(config, "serve")
+
+
+def test_preflight_a_metrics_port_in_use(home):
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = logged_in(home, TGDAV_AUTH="none", TGDAV_METRICS_LISTEN=f"127.0.0.1:{port}")
+        line = preflight_line(config, "serve")
+    assert line.startswith(f"cannot serve metrics on 127.0.0.1:{port} (Address already in use) — ")
+    assert "[metrics] listen" in line

@@ -11,7 +11,7 @@ an error too, because a silently ignored typo is worse than a refusal. Secrets (
 passwords) never reach repr() or logs: use redacted() to show a configuration.
 
 preflight(config, command) is every check a command can make before it connects anywhere
-(credentials, users, TLS files, the state directory, the listening address, the login session), in
+(credentials, users, TLS files, the state directory, the listening addresses, the login session), in
 order; the first problem stops tgdav with one line, "what — fix". What can only be known by
 connecting (Redis answers, the session is authorised, helper sessions) is checked where it connects
 (tgdav.app.Engine.start).
@@ -601,6 +601,11 @@ def preflight(config: Config, command: str, warn: Callable[[str], None] | None =
         check_state_dir(config.state.dir)
     if command in ("serve", "demo"):
         check_listen(config.server.host, config.server.port)     # before connecting to Telegram
+    if command == "serve" and config.metrics.listen:
+        from tgdav.metrics import listen_errors
+        host, _, port = config.metrics.listen.rpartition(":")
+        with listen_errors(config.metrics.listen):
+            _bind_once(host.strip("[]"), int(port))
     if command == "serve" and config.auth.mode == "none" and not _loopback(config.server.host):
         warn(f"serving {config.server.host} without passwords (auth = none): anyone who can reach this "
              f"machine can read your channels — add users to [auth] unless that is what you want")
@@ -640,11 +645,15 @@ def check_listen(host: str, port: int) -> None:
     is one line now, not after connecting to Telegram."""
     from tgdav.dav.server import bind_errors
     with bind_errors(host, port):
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
+        _bind_once(host, port)
+
+
+def _bind_once(host: str, port: int) -> None:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
 
 
 def _loopback(host: str) -> bool:
