@@ -87,12 +87,8 @@ class Engine:
         self.entries = {e.name: e.location for e in await catalog.entries(folder)}
         # warm-up: every account authorised on DC 4 with one sender open (exports are not timed)
         far = self.entries["far.bin"]
-        accounts = self.read_path.accounts.accounts if self.read_path.accounts else None
-        if accounts:
-            for a in accounts:
-                await a.fetcher.fetch(await a.location(far), 0, 4096)
-        else:
-            await self.read_path.fetcher.fetch(far, 0, 4096)
+        for a in self.read_path.accounts.accounts:      # the main account alone is an Accounts of one
+            await a.fetcher.fetch(await a.location(far), 0, 4096)
         return self.entries
 
     async def read(self, loc, start: int, end: int) -> tuple[int, bool]:
@@ -108,8 +104,7 @@ class Engine:
         return n, h.digest() == hashlib.sha256(pattern(loc.id, start, end - start + 1)).digest()
 
     def stats(self) -> dict:
-        a = self.read_path.accounts
-        return a.stats() if a else {"main": {"pool": self.read_path.pool.stats()}}
+        return self.read_path.accounts.stats()
 
     async def close(self) -> None:
         await self.read_path.close()

@@ -284,3 +284,19 @@ def test_a_broken_connection_to_telegram_is_one_line(run, tmp_path, sandbox):
         assert "the connection to Telegram failed" in line and "check the network" in line
     finally:
         server.close()
+
+
+def test_a_helper_session_logs_in_with_a_token_read_once_from_stdin(sandbox, tmp_path):
+    """`tgdav login --session NAME --bot-token -`: the token is read from standard input once (it
+    was read a second time, found nothing, and the login stopped)."""
+    path, info = sandbox
+    state = tmp_path / "state"
+    proc = subprocess.run([sys.executable, "-m", "tgdav", "login", "--session", "helper1", "--bot-token", "-"],
+                          input=info["bot_token"] + "\n", capture_output=True, text=True, timeout=90,
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("TGDAV_")},
+                               "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "TGDAV_SANDBOX": str(path),
+                               "TGDAV_STATE_DIR": str(state)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("tgdav: logged in as") and "(bot " in proc.stdout
+    assert (state / "sessions" / "helper1.session").is_file()
+    assert not (state / "sessions" / "tgdav.session").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tgdav.config import _RULES, Config, load_config, parse_size
-from tgdav.errors import ConfigError
+from tgdav.errors import ConfigError, TgdavError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "tgdav.example.toml"
 KEY_LINE = re.compile(r"^# (\w+ = .*)$", re.M)
@@ -229,3 +229,114 @@ def test_config_is_frozen_and_defaults_are_constructible():
     with pytest.raises(AttributeError):
         config.server.port = 1          # type: ignore[misc]
     assert config.server.port == 8080 and os.fspath(config.state.dir).endswith("tgdav")
+
+
+# --- every setting declared once ------------------------------------------------------------------------
+README = EXAMPLE.parents[1] / "README.md"
+
+
+def test_the_readme_names_exactly_the_variables_the_settings_declare():
+    from tgdav.config import _ENV
+    text = README.read_text()
+    paragraph = text[text.index("Environment variables override single keys"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    assert set(re.findall(r"TGDAV_\w+", paragraph)) == set(_ENV)
+
+
+# --- preflight: every start-up check, one line each ----------------------------------------------------
+def preflight_line(config, command: str, warnings: list | None = None) -> str:
+    from tgdav.config import preflight
+    with pytest.raises(TgdavError) as info:
+        preflight(config, command, warn=(warnings if warnings is not None else []).append)
+    message = str(info.value)
+    assert "\n" not in message and " — " in message, message
+    return message
+
+
+def logged_in(home: Path, session: str = "tgdav", **env: str):
+    """A configuration with credentials and a session file, on a free port, nothing wrong."""
+    env = {"TGDAV_STATE_DIR": str(home / "state"), **env}
+    config = load_config(env=env_for(home, TGDAV_API_ID="1", TGDAV_API_HASH="h", TGDAV_PORT="0", **env))
+    write(home / "state" / "sessions" / f"{session}.session", "")
+    return config
+
+
+def test_preflight_passes_a_good_configuration_for_every_command(home):
+    from tgdav.config import COMMANDS, preflight
+    config = logged_in(home, TGDAV_AUTH="none")
+    warnings: list[str] = []
+    for command in COMMANDS:
+        preflight(config, command, warn=warnings.append)
+    assert warnings == []
+
+
+def test_preflight_missing_credentials(home):
+    config = load_config(env=env_for(home))
+    for command in ("login", "ls", "serve"):
+        assert "no Telegram api_id/api_hash configured" in preflight_line(config, command)
+
+
+def test_preflight_cache_and_demo_need_no_account(home):
+    from tgdav.config import preflight
+    config = load_config(env=env_for(home, TGDAV_PORT="0"))
+    preflight(config, "cache")
+    preflight(config, "demo")
+
+
+def test_preflight_serving_without_users(home):
+    line = preflight_line(logged_in(home, TGDAV_HOST="0.0.0.0"), "serve")
+    assert "no users are configured" in line and "TGDAV_USERS" in line
+
+
+def test_preflight_missing_tls_files(home, tmp_path):
+    config = logged_in(home, TGDAV_AUTH="none", TGDAV_TLS_CERT=str(tmp_path / "c.pem"),
+                       TGDAV_TLS_KEY=str(tmp_path / "k.pem"))
+    assert "[server] tls_cert" in preflight_line(config, "serve")
+
+
+def test_preflight_a_port_in_use(home):
+    import dataclasses
+    import socket
+    config = logged_in(home, TGDAV_AUTH="none")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, port=port))
+        for command in ("serve", "demo"):
+            assert preflight_line(config, command) == (
+                f"cannot listen on 127.0.0.1:{port} (Address already in use) — "
+                f"stop the program using it or choose another port with --port")
+
+
+def test_preflight_a_state_dir_that_is_a_file(home):
+    write(home / "state-file", "not a directory")
+    config = logged_in(home, TGDAV_STATE_DIR=str(home / "state-file"))
+    line = preflight_line(config, "cache")
+    assert line.startswith(f"the state directory {home / 'state-file'} is a file") and "TGDAV_STATE_DIR" in line
+
+
+def test_preflight_not_logged_in_and_the_open_server_warning_first(home):
+    config = load_config(env=env_for(home, TGDAV_API_ID="1", TGDAV_API_HASH="h", TGDAV_PORT="0",
+                                     TGDAV_AUTH="none", TGDAV_HOST="0.0.0.0",
+                                     TGDAV_STATE_DIR=str(home / "state")))
+    warnings: list[str] = []
+    for command in ("ls", "serve"):
+        line = preflight_line(config, command, warnings)
+        assert line.startswith("not logged in: there is no session") and "tgdav login" in line
+    assert len(warnings) == 1 and warnings[0].startswith("serving 0.0.0.0 without passwords")
+    assert not (home / "state" / "sessions").exists()
+
+
+def test_preflight_stops_at_the_first_problem(home):
+    """No credentials, no users, no session: the line is the first check's."""
+    config = load_config(env=env_for(home, TGDAV_HOST="0.0.0.0", TGDAV_STATE_DIR=str(home / "state")))
+    assert "api_id" in preflight_line(config, "serve")
+
+
+def test_preflight_a_metrics_port_in_use(home):
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = logged_in(home, TGDAV_AUTH="none", TGDAV_METRICS_LISTEN=f"127.0.0.1:{port}")
+        line = preflight_line(config, "serve")
+    assert line.startswith(f"cannot serve metrics on 127.0.0.1:{port} (Address already in use) — ")
+    assert "[metrics] listen" in line

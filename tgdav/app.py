@@ -1,26 +1,25 @@
-"""The composition root: configuration -> objects -> a running server. Nothing imports this module
-but the CLI.
+"""The composition root: configuration -> objects. The commands (tgdav.commands), the tests and the
+benchmarks build what they run through it, with the same code as `tgdav serve`.
 
     Bridge (loop thread) ── TelegramClient (main connection: login, listings, exports)
-                         ── Pool(SenderFactory) ── FileFetcher ── PartReader ── SyncReader ─┐
-                         ── TelegramCatalog ─────────────────────────────── SyncCatalog ───┤
-    Store (diskcache: DC map, DC auth, listings, chunks) used by all of them               │
-    dav.build_app(catalog, reader) ── dav.make_server (cheroot) ◀─────────────────────────┘
+                         ── Accounts: per account Pool(SenderFactory) ── FileFetcher ─┐
+                         ── PartReader(Accounts.fetch) ──────────────── SyncReader ───┤
+                         ── TelegramCatalog (the main account's pool) ── SyncCatalog ──┤
+    Store (diskcache: DC map, DC auth, listings, chunks) used by all of them           │
+    dav.build_app(catalog, reader) ── dav.make_server (cheroot) ◀─────────────────────┘
+
+The main account is an Accounts of one; each helper ([telegram] helpers) is one more, built by the
+same code (account_pool) with its own DC authorisations and file references, reporting to the same
+Metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import getpass
-import json
 import logging
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 from pathlib import Path
+from typing import Callable
 
 from tgdav.bridge import Bridge
 from tgdav.cache.announce import ListingAnnouncer
@@ -28,13 +27,13 @@ from tgdav.cache.reader import PartReader, SyncReader
 from tgdav.cache.shared import open_store
 from tgdav.cache.store import Store
 from tgdav.config import Config
-from tgdav.errors import ConfigError, TgdavError, UpstreamUnavailable
-from tgdav.metrics import Metrics, serve_metrics
+from tgdav.errors import ConfigError, UpstreamUnavailable
+from tgdav.metrics import Metrics
 from tgdav.plan import MIB
 from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
-from tgdav.telegram.login import SandboxInfo, login as login_account, make_client
+from tgdav.telegram.login import SandboxInfo, make_client
 from tgdav.telegram.pace import TokenBucket
 from tgdav.telegram.pool import Pool
 from tgdav.telegram.senders import SenderFactory
@@ -49,14 +48,15 @@ INTERACTIVE_AHEAD_PER_SENDER = 512 * 1024
 
 @dataclasses.dataclass
 class ReadPath:
-    """The read path of one logged-in account: what serve, the tests and the benchmarks all read through."""
+    """The read path of one logged-in account (and its helpers): what serve, the tests and the
+    benchmarks all read through. factory, pool and fetcher are the main account's."""
     factory: SenderFactory
     pool: Pool
     catalog: TelegramCatalog
     fetcher: FileFetcher
     reader: PartReader
+    accounts: Accounts               # every account, the main one first (telegram/accounts.py)
     flood_board: object = None       # shared flood deadlines (cache/shared.py) when replicas share Redis
-    accounts: Accounts | None = None  # with [telegram] helpers: every account's pool (telegram/accounts.py)
     updates: LiveUpdates | None = None          # listings kept current from Telegram's updates
     announcer: ListingAnnouncer | None = None   # replicas told of each changed listing (Redis)
     keep_pace: object = None         # stores the getHistory pace for the next run
@@ -68,11 +68,7 @@ class ReadPath:
             await self.announcer.close()
         if self.keep_pace is not None:
             await asyncio.to_thread(self.keep_pace)
-        if self.accounts is not None:
-            await self.accounts.close()
-        await self.pool.close()
-        if self.flood_board is not None:
-            await self.flood_board.close()
+        await self.accounts.close()      # every account's pool, flood board and helper client
         await asyncio.to_thread(self.reader.close)
 
 
@@ -84,12 +80,8 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
     pool_cfg = config.pool
     # replicas sharing Redis (cache/shared.py): the store must know the account before it is used
     flood_board = store.flood_board()
-    factory = SenderFactory(client, store, metrics=metrics)
-    opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
-    pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
-                idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
-                request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
-                hand_back_floods=bool(helpers))
+    factory, pool = account_pool(client, store, config, metrics=metrics, flood_board=flood_board,
+                                 hand_back_floods=bool(helpers), open_sender=open_sender)
     home = client.session.dc_id
     # the getHistory pace, carried over a restart (Telegram counts the calls made just before it)
     pace = TokenBucket(config.telegram.history_per_second, config.telegram.history_burst,
@@ -106,17 +98,19 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                                       if pool_cfg.connect_listed_dcs else None),
                               trust=config.write.trust)
     fetcher = FileFetcher(pool, store, catalog.refresh_location, metrics=metrics)
-    accounts = _helper_accounts(factory, pool, fetcher, store, config, helpers) if helpers else None
-    reader = PartReader(accounts.fetch if accounts else fetcher.fetch, store, first_part=pool_cfg.first_part,
+    main = Account("main", pool, fetcher, None, extra=[flood_board.close] if flood_board is not None else [])
+    accounts = Accounts([main] + [_helper(helper, me, store, config, metrics) for helper, me in helpers],
+                        max_wait=pool_cfg.max_wait_seconds)
+    reader = PartReader(accounts.fetch, store, first_part=pool_cfg.first_part,
                         # at least two parts in flight per sender, or the senders idle a round trip
                         max_ahead=max(pool_cfg.read_ahead_parts, 2 * pool_cfg.senders_per_dc) * MIB,
-                        part_limit=accounts.part_limit if accounts else fetcher.part_limit,
+                        part_limit=accounts.part_limit,
                         # a player's window: what keeps the DC's senders busy (a round trip of
                         # 2 MiB/s each) in small parts, so a seek away wastes little
                         interactive_part=INTERACTIVE_PART,
                         interactive_ahead=pool_cfg.senders_per_dc * INTERACTIVE_AHEAD_PER_SENDER,
                         metrics=metrics)
-    return ReadPath(factory, pool, catalog, fetcher, reader, flood_board, accounts,
+    return ReadPath(factory, pool, catalog, fetcher, reader, accounts, flood_board,
                     keep_pace=lambda: store.remember_listing(PACE_KEY, pace.kept()))
 
 
@@ -158,23 +152,46 @@ def _dcs_of_listings(pool: Pool, factory: SenderFactory, *, shared: bool):
     return listed
 
 
-def _helper_accounts(factory, pool, fetcher, store, config: Config, helpers) -> Accounts:
-    """The main account and each helper with its own SenderFactory, Pool and FileFetcher (its own
-    DC authorisations and file references; the DC map and chunks are shared)."""
+def account_pool(client, store, config: Config, *, metrics=None, flood_board=None,
+                 hand_back_floods: bool = False, open_sender=None) -> tuple[SenderFactory, Pool]:
+    """One account's SenderFactory and Pool ([pool] settings): the one place either is built, for
+    the main account and each helper alike. hand_back_floods: a flooded getFile goes back to
+    Accounts to be sent through another account (only when there is another)."""
     pool_cfg = config.pool
-    accounts = [Account("main", pool, fetcher, None)]
-    for client, me in helpers:
-        view = store.for_account(me.id)
-        board = view.flood_board()
-        h_factory = SenderFactory(client, view)
-        h_pool = Pool(h_factory.open, forget_auth=h_factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
-                      idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
-                      request_timeout=pool_cfg.request_timeout, flood_board=board, hand_back_floods=True)
-        resolver = Resolver(client, _who(me), is_bot=bool(me.bot))
-        closers = [client.disconnect] + ([board.close] if board is not None else [])
-        accounts.append(Account(_who(me), h_pool, FileFetcher(h_pool, view, resolver.refresh), resolver,
-                                extra=closers))
-    return Accounts(accounts, max_wait=pool_cfg.max_wait_seconds)
+    factory = SenderFactory(client, store, metrics=metrics)
+    opener = factory.open if open_sender is None else (lambda dc: open_sender(factory, dc))
+    pool = Pool(opener, forget_auth=factory.forget, senders_per_dc=pool_cfg.senders_per_dc,
+                idle_seconds=pool_cfg.idle_seconds, max_wait=pool_cfg.max_wait_seconds,
+                request_timeout=pool_cfg.request_timeout, metrics=metrics, flood_board=flood_board,
+                hand_back_floods=hand_back_floods)
+    return factory, pool
+
+
+def _helper(client, me, store: Store, config: Config, metrics) -> Account:
+    """A helper account: its own SenderFactory, Pool and FileFetcher (its own DC authorisations and
+    file references; the DC map and chunks are shared), reporting to the same metrics."""
+    view = store.for_account(me.id)
+    board = view.flood_board()
+    _, pool = account_pool(client, view, config, metrics=metrics, flood_board=board, hand_back_floods=True)
+    resolver = Resolver(client, _who(me), is_bot=bool(me.bot))
+    closers = [client.disconnect] + ([board.close] if board is not None else [])
+    return Account(_who(me), pool, FileFetcher(pool, view, resolver.refresh, metrics=metrics), resolver,
+                   extra=closers)
+
+
+def pools_stats(accounts: Accounts) -> Callable[[], dict]:
+    """The metrics' pool source: every account's connections per DC, added up (gate_seconds and
+    speed: the largest)."""
+    def stats() -> dict:
+        total: dict[str, dict] = {}
+        for account in accounts.accounts:
+            for dc, state in account.pool.stats().items():
+                into = total.setdefault(dc, {})
+                for key, value in state.items():
+                    into[key] = (max(into.get(key, 0), value) if key in ("gate_seconds", "speed")
+                                 else into.get(key, 0) + value)
+        return total
+    return stats
 
 
 class Engine:
@@ -214,7 +231,7 @@ class Engine:
 
     async def _start(self, state: Path) -> None:
         cfg = self.config
-        self.client = _client(cfg, state)
+        self.client = make_account_client(cfg, state)
         try:
             await self.client.connect()
         except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
@@ -223,7 +240,7 @@ class Engine:
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
         self.store.bind_account(me.id)    # shared state: this account's keys, floods, listings
-        helpers = [await connect_helper(spec, lambda name: _client(cfg, state, name))
+        helpers = [await connect_helper(spec, lambda name: make_account_client(cfg, state, name))
                    for spec in cfg.telegram.helpers]
         self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
                                          metrics=self.metrics, helpers=helpers)
@@ -248,7 +265,7 @@ class Engine:
                                    interval=cfg.write.janitor_interval, metrics=self.metrics)
             self.janitor.start()
         if self.metrics is not None:
-            self.metrics.set_pool_source(self.read_path.pool.stats)
+            self.metrics.set_pool_source(pools_stats(self.read_path.accounts))
             self.metrics.set_account(_who(me), self.client.session.dc_id)
         log.info("logged in as %s; home DC %d", _who(me), self.client.session.dc_id)
 
@@ -278,7 +295,8 @@ def _spool_dir(state: Path) -> Path:
     return spool
 
 
-def _client(cfg: Config, state: Path, session: str | None = None):
+def make_account_client(cfg: Config, state: Path, session: str | None = None):
+    """A Telethon client (not connected) for [telegram] session, or `session`, in the state dir."""
     sandbox = SandboxInfo.load(cfg.telegram.sandbox) if cfg.telegram.sandbox else None
     return make_client(state, session or cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash,
                        sandbox)
@@ -288,263 +306,21 @@ def _who(me) -> str:
     return f"@{me.username}" if getattr(me, "username", None) else str(me.id)
 
 
-# --- commands ----------------------------------------------------------------------------------------
-def serve(config: Config, ready: threading.Event | None = None, on_listening=None) -> int:
-    """Serve until SIGTERM/SIGINT. `on_listening()` runs once the address is bound and listening."""
-    from tgdav.dav.server import bind_errors, build_app, check_bind, make_server
-
-    check_bind(config.server.host, dict(config.auth.users), config.auth.mode)
-    if config.auth.mode == "none" and not _loopback(config.server.host):
-        print(f"tgdav: warning: serving {config.server.host} without passwords (auth = none): anyone who "
-              f"can reach this machine can read your channels — add users to [auth] unless that is "
-              f"what you want", file=sys.stderr, flush=True)
-    _require_session(config)
-    metrics = Metrics()
-    engine = Engine(config, metrics).start()
-    metrics_server = None
-    try:
-        metrics.set_cache_source(engine.store.chunk_stats)
-        metrics.set_shared_source(engine.store.shared_state)   # [state] redis: the status page says if it answers
-        app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
-                        auth=config.auth.mode, realm=config.auth.realm,
-                        block_size=config.server.block_size, metrics=metrics, drive=engine.drive,
-                        state_dir=config.state.dir, lock_redis=config.state.redis)
-        if config.metrics.listen:
-            metrics_server, metrics_url = serve_metrics(config.metrics.listen, metrics)
-            print(f"tgdav: serving metrics on {metrics_url}", flush=True)
-        server = make_server(app, host=config.server.host, port=config.server.port,
-                             threads=config.server.threads, timeout=config.server.timeout,
-                             tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
-                             writable=engine.drive is not None, max_file_size=config.write.max_file_size,
-                             head_timeout=config.server.head_timeout,
-                             per_ip_limit=config.server.per_ip_limit)
-        with bind_errors(config.server.host, config.server.port):
-            server.prepare()   # binds and listens
-        scheme = "https" if config.server.tls_cert else "http"
-        host, port = server.bind_addr[:2]
-        if on_listening is not None:
-            on_listening()
-        print(f"tgdav: serving WebDAV on {scheme}://{host}:{port}/", flush=True)
-        _stop_on_signals(server)
-        if ready is not None:
-            ready.set()
-        server.serve()
-    finally:
-        if metrics_server is not None:
-            metrics_server.shutdown()
-            metrics_server.server_close()
-        engine.close()
-    return 0
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def build_server(config: Config, engine: Engine, metrics: Metrics):
+    """The WebDAV app on cheroot for a started Engine (built, not yet bound: server.prepare())."""
+    from tgdav.dav.server import build_app, make_server
 
-
-def _require_session(config: Config) -> None:
-    """Commands that need a logged-in account stop here, before Telethon would create an empty
-    session file for a wrong configuration."""
-    path = Path(config.state.dir) / "sessions" / f"{config.telegram.session}.session"
-    if not path.is_file():
-        where = f" --config {config.source}" if config.source else ""
-        raise ConfigError(f"not logged in: there is no session {path} — run `tgdav{where} login` first "
-                          f"(with the same configuration: [state] dir and [telegram] session pick the file)")
-
-
-def _stop_on_signals(server) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def stop(signum, frame):
-        threading.Thread(target=server.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, stop)      # the terminal closed: stop as cleanly as for Ctrl-C
-
-
-def login(config: Config, *, bot_token: str | None, phone: str | None) -> int:
-    state = config.ensure_state_dir()
-    bridge = Bridge()
-    bridge.start()
-
-    def ask(prompt: str, secret: bool) -> str:
-        try:
-            return getpass.getpass(prompt) if secret else input(prompt)
-        except EOFError:
-            raise TgdavError("standard input ended before tgdav got an answer — run `tgdav login` in a "
-                             "terminal, or pipe the code (and password) in, one per line") from None
-
-    async def run() -> str:
-        client = _client(config, state)
-        try:
-            return await login_account(client, bot_token=bot_token, phone=phone,
-                                       ask=lambda p, s: _in_thread(ask, p, s))
-        finally:
-            await client.disconnect()
-
-    try:
-        who = bridge.call(run())
-    finally:
-        bridge.stop()
-    print(f"tgdav: logged in as {who}; the session is kept in {state / 'sessions'}")
-    if " (bot " in who and not config.channels.include:
-        print("tgdav: note: a bot cannot list the channels it is in, so it serves nothing until you name "
-              "them: add include = [-100..., \"@channel\"] under [channels] in the configuration")
-    return 0
-
-
-async def _in_thread(fn, *args):
-    import asyncio
-    return await asyncio.to_thread(fn, *args)
-
-
-def ls(config: Config, path: str) -> int:
-    _require_session(config)
-    engine = Engine(config).start()
-    try:
-        parts = [p for p in path.strip("/").split("/") if p]
-        catalog = engine.catalog
-        if not parts:
-            for f in catalog.folders():
-                print(f"{f.name}/")
-            return 0
-        folder = catalog.folder(parts[0])
-        if folder is None:
-            raise TgdavError(f"no channel named {parts[0]!r} — `tgdav ls /` lists them")
-        node = catalog.node(folder, tuple(parts[1:]))     # a folder inside the channel, or a file
-        if node is None:
-            raise TgdavError(f"no file or folder {path!r}")
-        for name in getattr(node, "dirs", {}):
-            print(f"{'':>14}  {name}/")
-        for e in node.files.values() if hasattr(node, "files") else [node]:
-            print(f"{e.size:>14}  {e.name}")
-        return 0
-    finally:
-        engine.close()
-
-
-def cache_stats(config: Config) -> int:
-    store = Store(config.ensure_state_dir() / "cache", chunk_limit_bytes=config.cache.size)
-    try:
-        stats = store.chunk_stats()
-    finally:
-        store.close()
-    print(json.dumps(stats, indent=2))
-    return 0
-
-
-def cache_clear(config: Config) -> int:
-    store = Store(config.ensure_state_dir() / "cache", chunk_limit_bytes=config.cache.size)
-    try:
-        store.clear_chunks()
-    finally:
-        store.close()
-    print("tgdav: chunk cache cleared (sessions, DC map and listings kept)")
-    return 0
-
-
-# --- demo --------------------------------------------------------------------------------------------
-def demo(*, seed: str | None, profile: str | None, port: int, state: str | None) -> int:
-    """The sandbox's demo world (or --seed folder) served over WebDAV on localhost, logged in as the
-    sandbox's user. The sandbox runs as a child process in our process group and ends with us.
-    State (sandbox, session, cache, and a tgdav.toml for `tgdav --config ... ls`) goes to `state`,
-    kept; without it, to a temporary directory deleted when the demo stops."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):   # while starting up: end through the finally below
-            signal.signal(signum, _exit_on_signal)
-    temporary = None if state else tempfile.TemporaryDirectory(prefix="tgdav-demo-")
-    state_dir = Path(state or temporary.name).expanduser().resolve()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cmd = [sys.executable, "-m", "tgdav", "sandbox", "--state", str(state_dir / "sandbox")]
-    if seed:
-        cmd += ["--seed", seed]
-    if profile:
-        cmd += ["--profile", profile]
-    sandbox = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        line = sandbox.stdout.readline()
-        if not line:
-            raise TgdavError("the sandbox did not start — run `tgdav sandbox` to see why")
-        info = SandboxInfo.from_json(line)
-        (state_dir / "sandbox.json").write_text(line)
-        config = Config()
-        config = dataclasses.replace(
-            config,
-            telegram=dataclasses.replace(config.telegram, sandbox=state_dir / "sandbox.json", session="demo"),
-            state=dataclasses.replace(config.state, dir=state_dir),
-            server=dataclasses.replace(config.server, port=port),
-            auth=dataclasses.replace(config.auth, mode="none"))
-        # other commands (`tgdav --config DIR/tgdav.toml ls /`) get their own session: Telethon keeps
-        # its session database locked while the server runs
-        _demo_login(dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
-                                                                             session="demo-cli")), info)
-        toml = state_dir / "tgdav.toml"
-        toml.write_text(f'# written by `tgdav demo`: other commands against the demo, e.g.\n'
-                        f'#   tgdav --config {toml} ls /\n'
-                        f'[telegram]\nsandbox = {json.dumps(str(state_dir / "sandbox.json"))}\n'
-                        f'session = "demo-cli"\n\n[state]\ndir = {json.dumps(str(state_dir))}\n\n'
-                        f'[server]\nport = {port}\n\n[auth]\nmode = "none"\n', encoding="utf-8")
-        _demo_login(config, info)
-        return serve(config, on_listening=lambda: _print_demo_help(port, line.strip(), toml,
-                                                                    kept=temporary is None))
-    finally:
-        sandbox.terminate()
-        try:
-            sandbox.wait(5)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
-        if temporary is not None:
-            temporary.cleanup()
-
-
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _demo_login(config: Config, info: SandboxInfo) -> None:
-    raw = info.raw
-    answers = {"code": str(raw.get("login_code", "")), "password": str(raw.get("user_password", ""))}
-    bridge = Bridge()
-    bridge.start()
-
-    async def run() -> str:
-        client = _client(config, config.state.dir)
-        try:
-            return await login_account(
-                client, bot_token=None, phone=raw.get("user_phone"),
-                ask=lambda prompt, secret: answers["password" if secret else "code"])
-        finally:
-            await client.disconnect()
-
-    try:
-        bridge.call(run(), timeout=60)
-    finally:
-        bridge.stop()
-
-
-def _print_demo_help(port: int, sandbox_line: str, toml: Path, kept: bool) -> None:
-    url = f"http://127.0.0.1:{port}/"
-    state = (f"state     {toml.parent} (kept; --state reuses it)" if kept else
-             f"state     {toml.parent} (temporary: deleted when the demo stops; --state DIR keeps it)")
-    print(f"""tgdav demo: the sandbox's demo channels are served at {url} (no password; localhost only)
-
-  browser   open {url}
-  curl      curl {url}
-  rclone    rclone lsf :webdav: --webdav-url {url} --webdav-vendor other
-            mkdir -p ~/tgdav && rclone mount :webdav: ~/tgdav --webdav-url {url} --webdav-vendor other --read-only
-  Finder    Go > Connect to Server... > {url}
-  Explorer  Map network drive > {url}  (or \\\\127.0.0.1@{port}\\DavWWWRoot)
-  Kodi      Videos > Files > Add videos > Browse > Add network location > WebDAV server (HTTP),
-            server 127.0.0.1, port {port}
-  tgdav     tgdav --config {toml} ls /
-  {state}
-
-Uploads is the writable channel: put files and folders there (the others are read-only).
-
-sandbox: {sandbox_line}
-Ctrl-C (or closing the terminal) stops the demo.""", flush=True)
+    metrics.set_cache_source(engine.store.chunk_stats)
+    metrics.set_shared_source(engine.store.shared_state)   # [state] redis: the status page says if it answers
+    app = build_app(engine.catalog, engine.reader, users=dict(config.auth.users),
+                    auth=config.auth.mode, realm=config.auth.realm,
+                    block_size=config.server.block_size, metrics=metrics, drive=engine.drive,
+                    state_dir=config.state.dir, lock_redis=config.state.redis)
+    return make_server(app, host=config.server.host, port=config.server.port,
+                       threads=config.server.threads, timeout=config.server.timeout,
+                       tls_cert=config.server.tls_cert, tls_key=config.server.tls_key,
+                       writable=engine.drive is not None, max_file_size=config.write.max_file_size,
+                       head_timeout=config.server.head_timeout,
+                       per_ip_limit=config.server.per_ip_limit)

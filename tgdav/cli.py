@@ -1,8 +1,10 @@
-"""The `tgdav` command: parse arguments, load the configuration, set up logging, call the app.
+"""The `tgdav` command: parse arguments, load the configuration, set up logging, run the start-up
+checks (tgdav.config.preflight), call the command (tgdav.commands).
 
-The composition root (tgdav.app) is imported inside each command, so `--help`, `--version` and
-configuration errors answer at once without loading Telethon. A user error is one line on stderr,
-"tgdav: error: <what> — <fix>", exit 1; a usage error exits 2 (argparse); Ctrl-C exits 130.
+The commands (and through them the composition root, tgdav.app) are imported only after the
+checks, so `--help`, `--version` and configuration errors answer at once without loading Telethon.
+A user error is one line on stderr, "tgdav: error: <what> — <fix>", exit 1; a usage error exits 2
+(argparse); Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -11,14 +13,10 @@ import argparse
 import dataclasses
 import logging
 import os
-import re
-import socket
 import sys
-import tempfile
-from pathlib import Path
 
 from tgdav import __version__, logs
-from tgdav.config import LOG_LEVELS, Config, load_config
+from tgdav.config import LOG_LEVELS, SESSION_NAME, Config, ServerConfig, load_config, preflight
 from tgdav.errors import TgdavError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -113,37 +111,33 @@ def _run(args: argparse.Namespace) -> int:
         check_version()
     if args.command == "demo":
         setup_logging(args.log_level or "info")
-        check_listen("127.0.0.1", args.port)       # before the sandbox starts
-        from tgdav import app
-        return app.demo(seed=args.seed, profile=args.profile, port=args.port, state=args.state)
+        # before the sandbox starts; the demo makes its own configuration
+        preflight(Config(server=ServerConfig(host="127.0.0.1", port=args.port)), "demo")
+        from tgdav import commands
+        return commands.demo(seed=args.seed, profile=args.profile, port=args.port, state=args.state)
 
     config = _config(args)
-    if args.command != "cache":
-        config.require_telegram()
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
-        config.require_serving()
-    check_state_dir(config.state.dir)
-    if args.command == "serve":
-        check_listen(config.server.host, config.server.port)   # before connecting to Telegram
-    from tgdav import app
+    if args.command == "login" and args.session:   # a helper account's session ([telegram] helpers)
+        config = dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
+                                                                          session=args.session))
+    preflight(config, args.command)
+    from tgdav import commands
     if args.command == "cache":
-        return app.cache_stats(config) if args.action == "stats" else app.cache_clear(config)
+        return commands.cache_stats(config) if args.action == "stats" else commands.cache_clear(config)
     if args.command == "login":
-        token = _bot_token(args.bot_token, config)
-        if args.session:     # a helper account's session ([telegram] helpers): only its own token
-            config = dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
-                                                                              session=args.session))
-            token = _bot_token(args.bot_token, None)
-        return app.login(config, bot_token=token, phone=args.phone)
+        # a helper's session logs in with its own token only, never the main account's
+        token = _bot_token(args.bot_token, None if args.session else config)
+        return commands.login(config, bot_token=token, phone=args.phone)
     if args.command == "ls":
-        return app.ls(config, args.path)
-    return app.serve(config)
+        return commands.ls(config, args.path)
+    return commands.serve(config)
 
 
 def _session_name(value: str) -> str:
-    if not re.fullmatch(r"[\w-][\w.-]*", value):
+    if not SESSION_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError("use a plain file name such as helper1 (letters, digits, . _ -)")
     return value
 
@@ -158,42 +152,6 @@ def _bot_token(option: str | None, config: Config | None) -> str | None:
                              "`tgdav login --bot-token - < token.txt`, or set TGDAV_BOT_TOKEN")
         return token
     return option or (config.telegram.bot_token if config is not None else None) or None
-
-
-def check_state_dir(path: Path) -> None:
-    """The state directory must be ours to write (a Docker bind mount owned by root is not)."""
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    try:
-        if probe.is_dir():
-            tempfile.TemporaryFile(dir=probe).close()
-            return
-    except PermissionError:
-        pass
-    except OSError:
-        return      # other troubles are reported where the directory is used
-    try:
-        owner = f"belongs to uid {probe.stat().st_uid}, "
-    except OSError:
-        owner = ""
-    uid = os.getuid()
-    raise TgdavError(f"cannot write to the state directory {probe} (it {owner}tgdav runs as uid {uid}) — "
-                     f"`chown -R {uid} {probe}`, or set [state] dir / TGDAV_STATE_DIR to a folder uid {uid} "
-                     f"can write (the Docker image runs as uid 10001: a bind-mounted /state must belong "
-                     f"to uid 10001)")
-
-
-def check_listen(host: str, port: int) -> None:
-    """Bind the WebDAV address once and let it go, so a port in use or an address that is not ours
-    is one line now, not after connecting to Telegram."""
-    from tgdav.dav.server import bind_errors
-    with bind_errors(host, port):
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
 
 
 def _unexpected(e: BaseException) -> str:

@@ -1,31 +1,234 @@
 """tgdav's configuration: one TOML file, then TGDAV_* environment variables, into frozen dataclasses.
 
+Each setting is declared once, as a dataclass field made by setting(): its default, its check, the
+TGDAV_* variable that overrides it, whether it is a path (relative paths in a file are relative to
+that file) and whether it is a secret. The section is the Config field that holds the dataclass.
+Loading, the list of valid keys, the variables and redaction are all read from those declarations.
+
 Every value is checked here, once, so the layers below can trust it. A wrong value is a ConfigError
 that names where it came from (file or variable), the key, the value and the fix; an unknown key is
 an error too, because a silently ignored typo is worse than a refusal. Secrets (api_hash, bot_token,
 passwords) never reach repr() or logs: use redacted() to show a configuration.
+
+preflight(config, command) is every check a command can make before it connects anywhere
+(credentials, users, TLS files, the state directory, the listening addresses, the login session), in
+order; the first problem stops tgdav with one line, "what — fix". What can only be known by
+connecting (Redis answers, the session is authorised, helper sessions) is checked where it connects
+(tgdav.app.Engine.start).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
 import re
+import socket
+import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from tgdav.errors import ConfigError
+from tgdav.errors import ConfigError, TgdavError
 
-SECRET = {"secret": True}
 ENV_HINT = "TGDAV_API_ID and TGDAV_API_HASH"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 AUTH_MODES = ("basic", "digest", "none")
+
+# the forms of names a setting (or a command-line option) may hold; other modules match with these
+BOT_TOKEN = re.compile(r"\d+:[\w-]+")             # what @BotFather hands out
+SESSION_NAME = re.compile(r"[\w-][\w.-]*")        # a plain file name in the state directory
+USERNAME = re.compile(r"@\w{4,32}")               # a Telegram @username
+
+
+# ---- values --------------------------------------------------------------------------------------
+
+class _Invalid(Exception):
+    """A validator's complaint: what is wrong, and the fix."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+
+def _number(kind: type, lo: float, hi: float | None = None, note: str = "") -> Callable:
+    what = "a whole number" if kind is int else "a number"
+    span = f"from {lo:g} to {hi:g}" if hi is not None else f"of at least {lo:g}"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = kind(value.strip())
+            except ValueError:
+                value = None
+        whole = kind is not int or isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not whole:
+            raise _Invalid(f"is not {what}", f"write {what} {span}{note}")
+        if value < lo or (hi is not None and value > hi):
+            raise _Invalid(f"is {'below' if value < lo else 'above'} {lo if value < lo else hi:g}",
+                           f"use {what} {span}{note}")
+        return kind(value)
+    return check
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(ib?|b)?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from 123, "123", "64 KiB", "512M", "1.5GB": K, M, G, T, KiB.. count in 1024s, KB.. in 1000s."""
+    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    m = _SIZE.match(text)
+    if m is None:
+        raise _Invalid("is not a size", 'write bytes or a size such as "64 KiB", "512M", "2 GiB"')
+    number, prefix, suffix = m.group(1), (m.group(2) or "").lower(), (m.group(3) or "").lower()
+    base = 1000 if suffix == "b" else 1024
+    return int(float(number) * base ** " kmgt".index(prefix or " "))
+
+
+def _size(lo: int, hi: int) -> Callable:
+    def check(value: Any) -> int:
+        n = parse_size(value)
+        if not lo <= n <= hi:
+            raise _Invalid("is out of range", f"use a size from {lo} to {hi} bytes")
+        return n
+    return check
+
+
+def _part_size(value: Any) -> int:
+    """getFile limits must be 4 KiB * 2**k and divide 1 MiB: 4 KiB, 8 KiB, ... 1 MiB."""
+    n = parse_size(value)
+    if n < 4096 or n > 2**20 or n & (n - 1):
+        raise _Invalid("is not a valid getFile part size", 'use a power of two from "4 KiB" to "1 MiB"')
+    return n
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise _Invalid("is not true or false", "write true or false")
+
+
+def _text(pattern: str | re.Pattern = r".+", fix: str = "write a non-empty string") -> Callable:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise _Invalid("is not valid", fix)
+        return value
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise _Invalid("is not one of the choices", f"use one of {', '.join(options)}")
+        return value.lower()
+    return check
+
+
+def _path(optional: bool) -> Callable:
+    def check(value: Any) -> Path | None:
+        if not isinstance(value, str) or (not value and not optional):
+            raise _Invalid("is not a path", "write a file or directory path as a string")
+        return Path(value).expanduser() if value else None
+    return check
+
+
+def _ids_or_usernames(positive: bool, example: str, what: str) -> Callable:
+    """A list of numeric ids (> 0 when `positive`) and "@username" strings."""
+    def check(value: Any) -> tuple[int | str, ...]:
+        if not isinstance(value, list):
+            raise _Invalid("is not a list", f"write a list such as {example}")
+        for item in value:
+            number = isinstance(item, int) and not isinstance(item, bool) and (item > 0 or not positive)
+            if not (number or (isinstance(item, str) and USERNAME.fullmatch(item))):
+                raise _Invalid(f"holds {item!r}", f'list {what} (numbers) or "@username" strings')
+        return tuple(value)
+    return check
+
+
+def _users(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict):
+        raise _Invalid("is not a table", 'write users = { alice = "password" }')
+    for name, password in value.items():
+        if not name or ":" in name:
+            raise _Invalid(f"has the user name {name!r}", "use a non-empty name without ':'")
+        if not isinstance(password, str) or not password:
+            raise _Invalid(f"gives user {name!r} no password",
+                           'give a string: plain, "sha256:<hex>", "pbkdf2_sha256$..." or "ha1:<hex>"')
+    return MappingProxyType(dict(value))
+
+
+def _users_from_env(text: str) -> dict[str, str]:
+    """TGDAV_USERS: "alice:pw,bob:sha256:..." (a password may hold ':')."""
+    users: dict[str, str] = {}
+    for item in filter(None, text.split(",")):
+        name, sep, password = item.strip().partition(":")
+        if not sep:
+            raise ConfigError(f"TGDAV_USERS entry {name!r} has no password — write it as "
+                              f"name:password, entries separated by commas")
+        users[name] = password
+    return users
+
+
+def _listen(value: Any) -> str:
+    """"host:port" ("[::1]:9108" for IPv6) or "" for none."""
+    if value == "":
+        return ""
+    host, sep, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not (sep and host.strip("[]") and port.isdigit() and int(port) <= 65535):
+        raise _Invalid("is not host:port", 'write an address and port such as "127.0.0.1:9108", or ""')
+    return value
+
+
+def _helpers(value: Any) -> tuple[str, ...]:
+    """Helper accounts: bot tokens ("123:abc...") and names of sessions made by `tgdav login --session`."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Invalid("is not a list of strings", 'write helpers = ["<bot token>", "<session name>"]')
+    for v in value:
+        if not (BOT_TOKEN.fullmatch(v) or SESSION_NAME.fullmatch(v)):
+            raise _Invalid("holds an entry that is neither a bot token nor a session name",
+                           "give bot tokens from @BotFather or plain session names (letters, digits, . _ -)")
+    return tuple(value)
+
+
+def _redis_url(value: Any) -> str:
+    """"redis://[:password@]host:port/db" (or rediss://, unix://) or "" for none."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+", value):
+        raise _Invalid("is not a Redis URL", 'write it as "redis://host:6379/0", or "" to keep state in '
+                                             'this process')
+    return value
+
+
+def _seconds(lo: float, hi: float | None = None) -> Callable:
+    return _number(float, lo, hi, " (seconds)")
+
+
+# ---- declarations --------------------------------------------------------------------------------
+
+def setting(default: Any = None, check: Callable[[Any], Any] | None = None, *, env: str = "",
+            secret: bool = False, path: bool = False, from_env: Callable[[str], Any] | None = None,
+            default_for: Callable[[Mapping[str, str]], Any] | None = None) -> Any:
+    """One setting, declared once. check(raw value) -> value, or raises _Invalid; env: the TGDAV_*
+    variable that overrides it (from_env turns its text into what the file would hold); path: a
+    path, relative to the file it is written in (its check is _path); secret: never shown;
+    default_for(environment): a default that depends on the environment."""
+    if path:
+        check = _path(optional=default is None and default_for is None)
+    meta = {"check": check, "env": env, "secret": secret, "path": path, "from_env": from_env,
+            "default_for": default_for}
+    if default_for is not None:
+        return field(default_factory=lambda: default_for(os.environ), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 class _Section:
@@ -48,88 +251,133 @@ class _Section:
         return f"{type(self).__name__}({self.redacted()!r})"
 
 
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or Path.home())
+
+
+def _default_state_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else _home(env) / ".local" / "state"
+    return base / "tgdav"
+
+
 @dataclass(frozen=True, repr=False)
 class TelegramConfig(_Section):
-    api_id: int = 0                          # 0 = not set
-    api_hash: str = field(default="", metadata=SECRET)
-    bot_token: str = field(default="", metadata=SECRET)
-    session: str = "tgdav"                   # file name (in the state dir) of the login session
-    sandbox: Path | None = None              # JSON file with a local sandbox's line: talk to it instead
-    helpers: tuple[str, ...] = field(default=(), metadata=SECRET)  # helper accounts: bot tokens, session names
-    history_per_second: float = 1.0          # messages.getHistory pace: calls per second after a burst of
-    history_burst: int = 28                  # this many (Telegram's flood rule: tgdav/telegram/pace.py)
+    api_id: int = setting(0, _number(int, 1), env="TGDAV_API_ID")           # 0 = not set
+    api_hash: str = setting("", _text(r"\S+", "paste the api_hash from my.telegram.org"),
+                            env="TGDAV_API_HASH", secret=True)
+    bot_token: str = setting("", _text(BOT_TOKEN, "paste the token @BotFather gave you (digits:letters)"),
+                             env="TGDAV_BOT_TOKEN", secret=True)
+    # file name (in the state dir) of the login session
+    session: str = setting("tgdav", _text(SESSION_NAME, "use a plain file name such as tgdav (letters, "
+                                                        "digits, . _ -)"), env="TGDAV_SESSION")
+    # JSON file with a local sandbox's line: talk to it instead
+    sandbox: Path | None = setting(None, path=True, env="TGDAV_SANDBOX")
+    # helper accounts: bot tokens, session names
+    helpers: tuple[str, ...] = setting((), _helpers, secret=True)
+    # messages.getHistory pace: calls per second after a burst of history_burst (Telegram's flood
+    # rule: tgdav/telegram/pace.py)
+    history_per_second: float = setting(1.0, _number(float, 0.01, 1000, " (calls per second)"))
+    history_burst: int = setting(28, _number(int, 1, 1000))
 
 
 @dataclass(frozen=True, repr=False)
 class StateConfig(_Section):
-    dir: Path = field(default_factory=lambda: _default_state_dir(os.environ))
-    redis: str = field(default="", metadata=SECRET)   # "redis://host:port/db": state shared by replicas
+    dir: Path = setting(path=True, env="TGDAV_STATE_DIR", default_for=_default_state_dir)
+    # "redis://host:port/db": state shared by replicas
+    redis: str = setting("", _redis_url, env="TGDAV_REDIS", secret=True)
 
 
 @dataclass(frozen=True, repr=False)
 class ServerConfig(_Section):
-    host: str = "127.0.0.1"
-    port: int = 8080
-    threads: int = 64                        # cheroot worker threads; Explorer opens many connections
-    timeout: float = 300.0                   # seconds; long so a paused player keeps its connection
-    block_size: int = 1048576                # largest write to the client (a whole part, no copies)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    head_timeout: float = 15.0               # seconds to send a request line and its headers
-    per_ip_limit: int = 32                   # connections of one address served at once; 0 = no limit
+    host: str = setting("127.0.0.1", _text(r"\S+", 'write a host name or address such as "127.0.0.1" '
+                                                    'or "0.0.0.0"'), env="TGDAV_HOST")
+    port: int = setting(8080, _number(int, 0, 65535), env="TGDAV_PORT")
+    # cheroot worker threads; Explorer opens many connections
+    threads: int = setting(64, _number(int, 1, 1000), env="TGDAV_THREADS")
+    # seconds; long so a paused player keeps its connection
+    timeout: float = setting(300.0, _seconds(1))
+    # largest write to the client (a whole part, no copies)
+    block_size: int = setting(1048576, _size(4096, 16 * 2**20))
+    tls_cert: Path | None = setting(None, path=True, env="TGDAV_TLS_CERT")
+    tls_key: Path | None = setting(None, path=True, env="TGDAV_TLS_KEY")
+    # seconds to send a request line and its headers
+    head_timeout: float = setting(15.0, _seconds(1, 300))
+    # connections of one address served at once; 0 = no limit
+    per_ip_limit: int = setting(32, _number(int, 0, 10000))
 
 
 @dataclass(frozen=True, repr=False)
 class AuthConfig(_Section):
-    mode: str = "basic"
-    realm: str = "tgdav"
-    users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), metadata=SECRET)
+    mode: str = setting("basic", _choice(AUTH_MODES), env="TGDAV_AUTH")
+    realm: str = setting("tgdav", _text(r'[^"\\\n]+', "use plain text without quotes"))
+    users: Mapping[str, str] = setting(check=_users, secret=True, env="TGDAV_USERS", from_env=_users_from_env,
+                                       default_for=lambda env: MappingProxyType({}))
 
 
 @dataclass(frozen=True, repr=False)
 class ChannelsConfig(_Section):
-    include: tuple[int | str, ...] = ()      # channel ids or "@username"; empty = every channel
-    exclude: tuple[int | str, ...] = ()
+    # channel ids or "@username"; empty = every channel
+    include: tuple[int | str, ...] = setting((), _ids_or_usernames(False, '[-1001234567890, "@mychannel"]',
+                                                                   "channel ids"))
+    exclude: tuple[int | str, ...] = setting((), _ids_or_usernames(False, '[-1001234567890, "@mychannel"]',
+                                                                   "channel ids"))
 
 
 @dataclass(frozen=True, repr=False)
 class PoolConfig(_Section):
-    senders_per_dc: int = 4
-    idle_seconds: float = 120.0
-    max_wait_seconds: float = 10.0           # FLOOD_WAIT up to this is waited out; longer -> 503
-    first_part: int = 65536                  # bytes of the first getFile after a seek
-    read_ahead_parts: int = 8
-    request_timeout: float = 30.0
-    connect_listed_dcs: bool = True          # open a connection to every DC a listing names
+    senders_per_dc: int = setting(4, _number(int, 1, 20, " (Telegram allows about 20 connections per DC)"),
+                                  env="TGDAV_SENDERS_PER_DC")
+    idle_seconds: float = setting(120.0, _seconds(1))
+    # FLOOD_WAIT up to this is waited out; longer -> 503
+    max_wait_seconds: float = setting(10.0, _seconds(0))
+    # bytes of the first getFile after a seek
+    first_part: int = setting(65536, _part_size)
+    read_ahead_parts: int = setting(8, _number(int, 0, 64))
+    request_timeout: float = setting(30.0, _seconds(1))
+    # open a connection to every DC a listing names
+    connect_listed_dcs: bool = setting(True, _bool)
 
 
 @dataclass(frozen=True, repr=False)
 class CacheConfig(_Section):
-    size: int = 2 * 2**30                    # bytes of hot chunks kept on disk
-    listing_refresh: float = 60.0            # seconds a channel listing is trusted
-    updates: bool = True                     # keep listings current from Telegram's updates (telegram/updates.py)
-    updates_refresh: float = 3600.0          # with updates: seconds before a listing is read again anyway
+    # bytes of hot chunks kept on disk
+    size: int = setting(2 * 2**30, _size(0, 2**50), env="TGDAV_CACHE_SIZE")
+    # seconds a channel listing is trusted
+    listing_refresh: float = setting(60.0, _seconds(0))
+    # keep listings current from Telegram's updates (telegram/updates.py)
+    updates: bool = setting(True, _bool)
+    # with updates: seconds before a listing is read again anyway
+    updates_refresh: float = setting(3600.0, _seconds(0))
 
 
 @dataclass(frozen=True, repr=False)
 class WriteConfig(_Section):
-    enabled: bool = True                     # false: the whole share is read-only (DAV: 1)
-    create_channels: bool = True             # MKCOL at the root creates a private channel
-    trust: tuple[int | str, ...] = ()        # in groups, whose tags count beside the account and admins
-    max_file_size: int = 100 * 2**30         # bytes: a longer PUT is 413 before its body is read
-    leftover_grace: float = 6 * 3600.0       # seconds before an unshown message of tgdav's own goes
-    janitor_interval: float = 3600.0         # seconds between looks for leftovers (and one at start)
+    # false: the whole share is read-only (DAV: 1)
+    enabled: bool = setting(True, _bool)
+    # MKCOL at the root creates a private channel
+    create_channels: bool = setting(True, _bool)
+    # in groups, whose tags count beside the account and admins
+    trust: tuple[int | str, ...] = setting((), _ids_or_usernames(True, '[123456789, "@alice"]', "user ids"))
+    # bytes: a longer PUT is 413 before its body is read
+    max_file_size: int = setting(100 * 2**30, _size(1, 2**50))
+    # seconds before an unshown message of tgdav's own goes
+    leftover_grace: float = setting(6 * 3600.0, _seconds(0))
+    # seconds between looks for leftovers (and one at start)
+    janitor_interval: float = setting(3600.0, _seconds(1))
 
 
 @dataclass(frozen=True, repr=False)
 class LogConfig(_Section):
-    level: str = "info"
-    telethon: str = "error"                  # Telethon's own loggers (its reconnect warnings are below this)
+    level: str = setting("info", _choice(LOG_LEVELS), env="TGDAV_LOG_LEVEL")
+    # Telethon's own loggers (its reconnect warnings are below this)
+    telethon: str = setting("error", _choice(LOG_LEVELS))
 
 
 @dataclass(frozen=True, repr=False)
 class MetricsConfig(_Section):
-    listen: str = ""                         # "127.0.0.1:9108": /metrics there too, without auth
+    # "127.0.0.1:9108": /metrics there too, without auth
+    listen: str = setting("", _listen, env="TGDAV_METRICS_LISTEN")
 
 
 @dataclass(frozen=True, repr=False)
@@ -215,6 +463,28 @@ class Config:
                 raise ConfigError(f"[server] {key} = {str(path)!r} is not a readable file — "
                                   f"fix the path or remove tls_cert and tls_key to serve plain HTTP")
 
+    def require_session(self) -> None:
+        """Commands that need a logged-in account stop here, before Telethon would create an empty
+        session file for a wrong configuration."""
+        path = Path(self.state.dir) / "sessions" / f"{self.telegram.session}.session"
+        if not path.is_file():
+            where = f" --config {self.source}" if self.source else ""
+            raise ConfigError(f"not logged in: there is no session {path} — run `tgdav{where} login` first "
+                              f"(with the same configuration: [state] dir and [telegram] session pick the file)")
+
+
+# section -> key -> field, read from the declarations above
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)
+                              if f.name != "source"}
+_FIELDS: dict[str, dict[str, dataclasses.Field]] = {
+    name: {f.name: f for f in dataclasses.fields(cls)} for name, cls in _SECTIONS.items()}
+# section -> key -> check (the dataclass field default is the default)
+_RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
+    name: {key: f.metadata["check"] for key, f in fields.items()} for name, fields in _FIELDS.items()}
+# env var -> (section, key)
+_ENV: dict[str, tuple[str, str]] = {f.metadata["env"]: (name, key) for name, fields in _FIELDS.items()
+                                    for key, f in fields.items() if f.metadata["env"]}
+
 
 # ---- lookup --------------------------------------------------------------------------------------
 
@@ -246,22 +516,12 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
     if source is not None:
         _read_file(source, raw)
     _read_env(env, raw)
-    sections = {name: _build(name, cls, raw.get(name, {}), source, env) for name, cls in _SECTIONS.items()}
+    sections = {name: _build(name, raw.get(name, {}), source, env) for name in _SECTIONS}
     server = sections["server"]
     if (server.tls_cert is None) != (server.tls_key is None):
         raise ConfigError("[server] tls_cert and tls_key must be set together — give both files "
                           "(certificate and private key) or neither")
     return Config(**sections, source=source)
-
-
-def _home(env: Mapping[str, str]) -> Path:
-    return Path(env.get("HOME") or Path.home())
-
-
-def _default_state_dir(env: Mapping[str, str]) -> Path:
-    xdg = env.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else _home(env) / ".local" / "state"
-    return base / "tgdav"
 
 
 def _read_file(source: Path, raw: dict[str, dict[str, tuple[Any, str]]]) -> None:
@@ -285,236 +545,12 @@ def _read_file(source: Path, raw: dict[str, dict[str, tuple[Any, str]]]) -> None
             raw.setdefault(name, {})[key] = (value, str(source))
 
 
-# env var -> (section, key); TGDAV_USERS is parsed on its own
-_ENV = {
-    "TGDAV_API_ID": ("telegram", "api_id"), "TGDAV_API_HASH": ("telegram", "api_hash"),
-    "TGDAV_BOT_TOKEN": ("telegram", "bot_token"), "TGDAV_SESSION": ("telegram", "session"),
-    "TGDAV_SANDBOX": ("telegram", "sandbox"), "TGDAV_STATE_DIR": ("state", "dir"),
-    "TGDAV_HOST": ("server", "host"), "TGDAV_PORT": ("server", "port"),
-    "TGDAV_THREADS": ("server", "threads"), "TGDAV_TLS_CERT": ("server", "tls_cert"),
-    "TGDAV_TLS_KEY": ("server", "tls_key"), "TGDAV_AUTH": ("auth", "mode"),
-    "TGDAV_CACHE_SIZE": ("cache", "size"), "TGDAV_SENDERS_PER_DC": ("pool", "senders_per_dc"),
-    "TGDAV_LOG_LEVEL": ("log", "level"), "TGDAV_METRICS_LISTEN": ("metrics", "listen"),
-    "TGDAV_REDIS": ("state", "redis"),
-}
-
-
 def _read_env(env: Mapping[str, str], raw: dict[str, dict[str, tuple[Any, str]]]) -> None:
     """An empty variable counts as unset (docker compose writes `VAR=` for blanks)."""
     for var, (section, key) in _ENV.items():
         if env.get(var):
-            raw.setdefault(section, {})[key] = (env[var], var)
-    if env.get("TGDAV_USERS"):
-        users: dict[str, str] = {}
-        for item in filter(None, env["TGDAV_USERS"].split(",")):
-            name, sep, password = item.strip().partition(":")
-            if not sep:
-                raise ConfigError(f"TGDAV_USERS entry {name!r} has no password — write it as "
-                                  f"name:password, entries separated by commas")
-            users[name] = password
-        raw.setdefault("auth", {})["users"] = (users, "TGDAV_USERS")
-
-
-# ---- values --------------------------------------------------------------------------------------
-
-class _Invalid(Exception):
-    """A validator's complaint: what is wrong, and the fix."""
-
-    def __init__(self, problem: str, fix: str) -> None:
-        super().__init__(problem)
-        self.problem, self.fix = problem, fix
-
-
-def _number(kind: type, lo: float, hi: float | None = None, note: str = "") -> Callable:
-    what = "a whole number" if kind is int else "a number"
-    span = f"from {lo:g} to {hi:g}" if hi is not None else f"of at least {lo:g}"
-
-    def check(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = kind(value.strip())
-            except ValueError:
-                value = None
-        whole = kind is not int or isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or not whole:
-            raise _Invalid(f"is not {what}", f"write {what} {span}{note}")
-        if value < lo or (hi is not None and value > hi):
-            raise _Invalid(f"is {'below' if value < lo else 'above'} {lo if value < lo else hi:g}",
-                           f"use {what} {span}{note}")
-        return kind(value)
-    return check
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(ib?|b)?|b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from 123, "123", "64 KiB", "512M", "1.5GB": K, M, G, T, KiB.. count in 1024s, KB.. in 1000s."""
-    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    m = _SIZE.match(text)
-    if m is None:
-        raise _Invalid("is not a size", 'write bytes or a size such as "64 KiB", "512M", "2 GiB"')
-    number, prefix, suffix = m.group(1), (m.group(2) or "").lower(), (m.group(3) or "").lower()
-    base = 1000 if suffix == "b" else 1024
-    return int(float(number) * base ** " kmgt".index(prefix or " "))
-
-
-def _size(lo: int, hi: int) -> Callable:
-    def check(value: Any) -> int:
-        n = parse_size(value)
-        if not lo <= n <= hi:
-            raise _Invalid("is out of range", f"use a size from {lo} to {hi} bytes")
-        return n
-    return check
-
-
-def _part_size(value: Any) -> int:
-    """getFile limits must be 4 KiB * 2**k and divide 1 MiB: 4 KiB, 8 KiB, ... 1 MiB."""
-    n = parse_size(value)
-    if n < 4096 or n > 2**20 or n & (n - 1):
-        raise _Invalid("is not a valid getFile part size", 'use a power of two from "4 KiB" to "1 MiB"')
-    return n
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise _Invalid("is not true or false", "write true or false")
-
-
-def _text(pattern: str = r".+", fix: str = "write a non-empty string") -> Callable:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or not re.fullmatch(pattern, value):
-            raise _Invalid("is not valid", fix)
-        return value
-    return check
-
-
-def _choice(options: tuple[str, ...]) -> Callable:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or value.lower() not in options:
-            raise _Invalid("is not one of the choices", f"use one of {', '.join(options)}")
-        return value.lower()
-    return check
-
-
-def _path(optional: bool) -> Callable:
-    def check(value: Any) -> Path | None:
-        if not isinstance(value, str) or (not value and not optional):
-            raise _Invalid("is not a path", "write a file or directory path as a string")
-        return Path(value).expanduser() if value else None
-    return check
-
-
-def _channels(value: Any) -> tuple[int | str, ...]:
-    if not isinstance(value, list):
-        raise _Invalid("is not a list", 'write a list such as [-1001234567890, "@mychannel"]')
-    for item in value:
-        if isinstance(item, bool) or not (isinstance(item, int) or
-                                          (isinstance(item, str) and re.fullmatch(r"@\w{4,32}", item))):
-            raise _Invalid(f"holds {item!r}", 'list channel ids (numbers) or "@username" strings')
-    return tuple(value)
-
-
-def _senders(value: Any) -> tuple[int | str, ...]:
-    if not isinstance(value, list):
-        raise _Invalid("is not a list", 'write a list such as [123456789, "@alice"]')
-    for item in value:
-        if isinstance(item, bool) or not (isinstance(item, int) and item > 0 or
-                                          (isinstance(item, str) and re.fullmatch(r"@\w{4,32}", item))):
-            raise _Invalid(f"holds {item!r}", 'list user ids (numbers) or "@username" strings')
-    return tuple(value)
-
-
-def _users(value: Any) -> Mapping[str, str]:
-    if not isinstance(value, dict):
-        raise _Invalid("is not a table", 'write users = { alice = "password" }')
-    for name, password in value.items():
-        if not name or ":" in name:
-            raise _Invalid(f"has the user name {name!r}", "use a non-empty name without ':'")
-        if not isinstance(password, str) or not password:
-            raise _Invalid(f"gives user {name!r} no password",
-                           'give a string: plain, "sha256:<hex>", "pbkdf2_sha256$..." or "ha1:<hex>"')
-    return MappingProxyType(dict(value))
-
-
-def _listen(value: Any) -> str:
-    """"host:port" ("[::1]:9108" for IPv6) or "" for none."""
-    if value == "":
-        return ""
-    host, sep, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not (sep and host.strip("[]") and port.isdigit() and int(port) <= 65535):
-        raise _Invalid("is not host:port", 'write an address and port such as "127.0.0.1:9108", or ""')
-    return value
-
-
-def _helpers(value: Any) -> tuple[str, ...]:
-    """Helper accounts: bot tokens ("123:abc...") and names of sessions made by `tgdav login --session`."""
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid("is not a list of strings", 'write helpers = ["<bot token>", "<session name>"]')
-    for v in value:
-        if not (re.fullmatch(r"\d+:[\w-]+", v) or re.fullmatch(r"[\w-][\w.-]*", v)):
-            raise _Invalid("holds an entry that is neither a bot token nor a session name",
-                           "give bot tokens from @BotFather or plain session names (letters, digits, . _ -)")
-    return tuple(value)
-
-
-def _redis_url(value: Any) -> str:
-    """"redis://[:password@]host:port/db" (or rediss://, unix://) or "" for none."""
-    if value == "":
-        return ""
-    if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+", value):
-        raise _Invalid("is not a Redis URL", 'write it as "redis://host:6379/0", or "" to keep state in '
-                                             'this process')
-    return value
-
-
-# section -> key -> validator; the dataclass field default is the default
-_RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "telegram": {
-        "api_id": _number(int, 1), "api_hash": _text(r"\S+", "paste the api_hash from my.telegram.org"),
-        "bot_token": _text(r"\d+:[\w-]+", "paste the token @BotFather gave you (digits:letters)"),
-        "session": _text(r"[\w-][\w.-]*", "use a plain file name such as tgdav (letters, digits, . _ -)"),
-        "sandbox": _path(optional=True), "helpers": _helpers,
-        "history_per_second": _number(float, 0.01, 1000, " (calls per second)"),
-        "history_burst": _number(int, 1, 1000),
-    },
-    "state": {"dir": _path(optional=False), "redis": _redis_url},
-    "server": {
-        "host": _text(r"\S+", 'write a host name or address such as "127.0.0.1" or "0.0.0.0"'),
-        "port": _number(int, 0, 65535), "threads": _number(int, 1, 1000),
-        "timeout": _number(float, 1, note=" (seconds)"), "block_size": _size(4096, 16 * 2**20),
-        "tls_cert": _path(optional=True), "tls_key": _path(optional=True),
-        "head_timeout": _number(float, 1, 300, " (seconds)"), "per_ip_limit": _number(int, 0, 10000),
-    },
-    "auth": {"mode": _choice(AUTH_MODES), "realm": _text(r'[^"\\\n]+', "use plain text without quotes"),
-             "users": _users},
-    "channels": {"include": _channels, "exclude": _channels},
-    "pool": {
-        "senders_per_dc": _number(int, 1, 20, " (Telegram allows about 20 connections per DC)"),
-        "idle_seconds": _number(float, 1, note=" (seconds)"),
-        "max_wait_seconds": _number(float, 0, note=" (seconds)"),
-        "first_part": _part_size, "read_ahead_parts": _number(int, 0, 64),
-        "request_timeout": _number(float, 1, note=" (seconds)"),
-        "connect_listed_dcs": _bool,
-    },
-    "cache": {"size": _size(0, 2**50), "listing_refresh": _number(float, 0, note=" (seconds)"),
-              "updates": _bool, "updates_refresh": _number(float, 0, note=" (seconds)")},
-    "write": {"enabled": _bool, "create_channels": _bool, "trust": _senders,
-              "max_file_size": _size(1, 2**50),
-              "leftover_grace": _number(float, 0, note=" (seconds)"),
-              "janitor_interval": _number(float, 1, note=" (seconds)")},
-    "log": {"level": _choice(LOG_LEVELS), "telethon": _choice(LOG_LEVELS)},
-    "metrics": {"listen": _listen},
-}
-
-_SECTIONS = {"telegram": TelegramConfig, "state": StateConfig, "server": ServerConfig, "auth": AuthConfig,
-             "channels": ChannelsConfig, "pool": PoolConfig, "cache": CacheConfig, "write": WriteConfig,
-             "log": LogConfig, "metrics": MetricsConfig}
-_PATH_KEYS = {("telegram", "sandbox"), ("state", "dir"), ("server", "tls_cert"), ("server", "tls_key")}
+            parse = _FIELDS[section][key].metadata["from_env"]
+            raw.setdefault(section, {})[key] = (parse(env[var]) if parse else env[var], var)
 
 
 def _did_you_mean(word: str, options) -> str:
@@ -522,22 +558,106 @@ def _did_you_mean(word: str, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _build(name: str, cls: type, values: dict[str, tuple[Any, str]], source: Path | None,
+def _build(name: str, values: dict[str, tuple[Any, str]], source: Path | None,
            env: Mapping[str, str]) -> Any:
-    rules = _RULES[name]
-    kwargs: dict[str, Any] = {"dir": _default_state_dir(env)} if name == "state" else {}
+    fields = _FIELDS[name]
+    kwargs: dict[str, Any] = {key: f.metadata["default_for"](env) for key, f in fields.items()
+                              if f.metadata["default_for"] is not None}
     for key, (value, origin) in values.items():
-        if key not in rules:
-            raise ConfigError(f"{origin}: unknown key {key!r} in [{name}]{_did_you_mean(key, rules)} — "
-                              f"valid keys: {', '.join(rules)} (see config/tgdav.example.toml)")
-        secret = {f.name: f for f in dataclasses.fields(cls)}[key].metadata.get("secret")
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown key {key!r} in [{name}]{_did_you_mean(key, fields)} — "
+                              f"valid keys: {', '.join(fields)} (see config/tgdav.example.toml)")
+        meta = fields[key].metadata
         try:
-            parsed = rules[key](value)
+            parsed = meta["check"](value)
         except _Invalid as e:
-            shown = "<hidden>" if secret else repr(value)
+            shown = "<hidden>" if meta["secret"] else repr(value)
             raise ConfigError(f"{origin}: [{name}] {key} = {shown} {e.problem} — {e.fix}") from None
-        if (name, key) in _PATH_KEYS and parsed is not None and source is not None \
+        if meta["path"] and parsed is not None and source is not None \
                 and origin == str(source) and not parsed.is_absolute():
             parsed = source.parent / parsed      # relative paths in a file are relative to that file
         kwargs[key] = parsed
-    return cls(**kwargs)
+    return _SECTIONS[name](**kwargs)
+
+
+# ---- start-up checks -----------------------------------------------------------------------------
+
+COMMANDS = ("login", "serve", "ls", "cache", "demo")
+
+
+def preflight(config: Config, command: str, warn: Callable[[str], None] | None = None) -> None:
+    """Every check `command` can make before it connects anywhere, in this order; the first problem
+    raises a TgdavError of one line ("what — fix"). warn(line) gets what is allowed but risky
+    (default: "tgdav: warning: ..." on stderr). `demo` checks only its listening address: it makes
+    its own configuration, sandbox and session."""
+    if command not in COMMANDS:
+        raise ValueError(f"no start-up checks for {command!r}")
+    warn = warn or (lambda line: print(f"tgdav: warning: {line}", file=sys.stderr, flush=True))
+    if command in ("login", "serve", "ls"):
+        config.require_telegram()
+    if command == "serve":
+        config.require_serving()
+    if command != "demo":
+        check_state_dir(config.state.dir)
+    if command in ("serve", "demo"):
+        check_listen(config.server.host, config.server.port)     # before connecting to Telegram
+    if command == "serve" and config.metrics.listen:
+        from tgdav.metrics import listen_errors
+        host, _, port = config.metrics.listen.rpartition(":")
+        with listen_errors(config.metrics.listen):
+            _bind_once(host.strip("[]"), int(port))
+    if command == "serve" and config.auth.mode == "none" and not _loopback(config.server.host):
+        warn(f"serving {config.server.host} without passwords (auth = none): anyone who can reach this "
+             f"machine can read your channels — add users to [auth] unless that is what you want")
+    if command in ("serve", "ls"):
+        config.require_session()
+
+
+def check_state_dir(path: Path) -> None:
+    """The state directory must be ours to write (a Docker bind mount owned by root is not)."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise TgdavError(f"the state directory {probe} is a file, not a directory — set [state] dir / "
+                         f"TGDAV_STATE_DIR to a folder, or move the file away")
+    try:
+        if probe.is_dir():
+            tempfile.TemporaryFile(dir=probe).close()
+            return
+    except PermissionError:
+        pass
+    except OSError:
+        return      # other troubles are reported where the directory is used
+    try:
+        owner = f"belongs to uid {probe.stat().st_uid}, "
+    except OSError:
+        owner = ""
+    uid = os.getuid()
+    raise TgdavError(f"cannot write to the state directory {probe} (it {owner}tgdav runs as uid {uid}) — "
+                     f"`chown -R {uid} {probe}`, or set [state] dir / TGDAV_STATE_DIR to a folder uid {uid} "
+                     f"can write (the Docker image runs as uid 10001: a bind-mounted /state must belong "
+                     f"to uid 10001)")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind the WebDAV address once and let it go, so a port in use or an address that is not ours
+    is one line now, not after connecting to Telegram."""
+    from tgdav.dav.server import bind_errors
+    with bind_errors(host, port):
+        _bind_once(host, port)
+
+
+def _bind_once(host: str, port: int) -> None:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

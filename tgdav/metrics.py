@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -427,17 +428,25 @@ def _read(source: Callable[[], dict] | None, what: str) -> dict:
         return {}
 
 
+@contextmanager
+def listen_errors(listen: str) -> Iterator[None]:
+    """A failure to bind [metrics] listen (in use, not ours, unknown) as one ConfigError line with
+    the fix (serve_metrics, and tgdav.config.preflight before connecting to Telegram)."""
+    try:
+        yield
+    except OSError as e:
+        raise ConfigError(f"cannot serve metrics on {listen} ({e.strerror or e}) — choose another "
+                          "[metrics] listen address, or set it to \"\" to serve metrics on the share "
+                          "only") from None
+
+
 def serve_metrics(listen: str, metrics: Metrics):
     """prometheus_client's own HTTP server for `metrics` on "host:port" (any path answers).
     Returns (server, url); server.shutdown() stops it. A port that cannot be bound is a ConfigError."""
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
-    try:
+    with listen_errors(listen):
         server, _thread = start_http_server(int(port), addr=host, registry=metrics.registry)
-    except OSError as e:
-        raise ConfigError(f"cannot serve metrics on {listen} ({e.strerror or e}) — choose another "
-                          "[metrics] listen address, or set it to \"\" to serve metrics on the share "
-                          "only") from None
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return server, f"http://{shown}:{bound_port}/metrics"

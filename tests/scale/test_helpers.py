@@ -34,6 +34,14 @@ def replicas(scale_sandbox, tmp_path_factory):
             stop(proc)
 
 
+def metric(base_url: str, name: str, **labels: str) -> float:
+    """One sample of a replica's /metrics (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    _, body, _ = get(base_url + ":tgdav/metrics")
+    return sum(s.value for family in text_string_to_metric_families(body.decode())
+               for s in family.samples if s.name == name and s.labels == labels)
+
+
 def test_a_flood_premium_wait_on_one_account_leaves_reads_working_on_the_other(scale_sandbox, replicas):
     sb = scale_sandbox
     flood = {"flood_wait": [{"dc": 4, "method": "GetFile", "seconds": 60, "count": 1, "premium": True,
@@ -55,6 +63,8 @@ def test_a_flood_premium_wait_on_one_account_leaves_reads_working_on_the_other(s
     # the helper fetched its own file reference (channels.getMessages) and its own DC 4 authorisation
     assert delta(before, after, "requests:GetMessages") >= 1
     assert delta(before, after, "imports", dc=4) == 2          # the user once, the helper once
+    # every account reports to the same metrics: both DC 4 authorisations are counted
+    assert metric(replicas["duo"].removesuffix(f"{sb.info['channel']}/"), "tgdav_exports_total", dc="4") == 2
 
 
 def test_a_helper_user_session_reads_when_the_main_account_is_flooded(scale_sandbox, replicas):

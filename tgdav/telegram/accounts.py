@@ -1,6 +1,8 @@
 """Helper accounts: reads spread over several accounts that are members of the same channels.
 
 The main account lists the channels (catalog) and its file locations are what the reader asks for.
+Without helpers the reader still reads through Accounts, an Accounts of one (tgdav.app builds every
+account, the main one first, with the same code).
 Each account has its own Telethon client, SenderFactory, Pool and FileFetcher; `Accounts.fetch` has
 the reader's fetch signature and sends each part through the least loaded account that Telegram
 has not asked to wait on the file's DC (FLOOD_WAIT on any of its senders there, FLOOD_PREMIUM_WAIT, or
@@ -21,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 
 from tgdav.telegram.mtproto import functions, types
 
+from tgdav.config import BOT_TOKEN
 from tgdav.errors import ConfigError, NotFound, RetryLater
 from tgdav.model import Location
 from tgdav.telegram.catalog import entry_for
@@ -142,6 +144,11 @@ class Accounts:
 
     async def fetch(self, loc: Location, offset: int, limit: int, *, urgent: bool = False,
                     interactive: bool = False) -> bytes:
+        if len(self.accounts) == 1:     # nothing to route around: its pool waits out or refuses floods
+            account = self.accounts[0]
+            data = await account.fetcher.fetch(loc, offset, limit, urgent=urgent, interactive=interactive)
+            account.parts += 1
+            return data
         dc = self._dc(loc)
         while True:
             account, soonest = self._choose(dc)
@@ -172,13 +179,10 @@ class Accounts:
                 for a in self.accounts}
 
     async def close(self) -> None:
-        for a in self.accounts[1:]:
+        for a in self.accounts:
             await a.pool.close()
             for closer in a.extra:
                 await closer()
-
-
-BOT_TOKEN = re.compile(r"\d+:[\w-]+")
 
 
 def helper_session(spec: str) -> str:
