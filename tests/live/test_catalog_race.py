@@ -115,3 +115,40 @@ def test_a_whole_read_misses_nothing_when_messages_are_deleted_while_it_pages():
         assert {r.message_id for r in records} >= left, sorted(left - {r.message_id for r in records})
         assert {e.name for e in await catalog.entries(folder)} >= {f"f{mid}.bin" for mid in left}
     asyncio.run(run())
+
+
+def test_an_update_fetched_before_this_writers_own_change_does_not_undo_it():
+    """A heal's channelDifference (or an update) is fetched outside the catalog's lock: when it lands
+    after this process's own edit (a MOVE) or deletion, it carries the message as it was before.
+    Applying it would take the file back to its old path (the moved file 404 where the MOVE put it)
+    or bring a deleted file back; a message is never taken back to an older edit, and an id this
+    process deleted never returns (Telegram never gives an id twice)."""
+
+    async def run():
+        client, clock = FakeClient(), Clock()
+        first = client.post("a.bin")
+        second = client.post("b.bin")
+        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=clock)
+        folder = (await catalog.folders())[0]
+        assert sorted(e.name for e in await catalog.entries(folder)) == ["a.bin", "b.bin"]
+        stale_first, stale_second = first, second            # what a difference fetched now carries
+
+        moved = types.Message(                           # this writer's MOVE: a new caption
+            id=first.id, peer_id=first.peer_id, date=first.date, message="#tgdav file /moved/a.bin",
+            media=first.media, edit_date=DATE.replace(minute=5))
+        await catalog.apply(folder, [moved])
+        await catalog.forget(folder, [second.id])             # this writer's DELETE
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+
+        # the difference fetched before both changes lands now
+        await catalog.apply_changes(client.channel.id, [stale_first, stale_second], [], pts=None)
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+        assert [e.name for e in await catalog.entries(folder)] == []
+        assert await catalog.node(folder, ("b.bin",)) is None
+        # a newer edit from elsewhere still applies
+        later = types.Message(id=first.id, peer_id=first.peer_id, date=first.date,
+                              message="#tgdav file /later/a.bin", media=first.media,
+                              edit_date=DATE.replace(minute=9))
+        await catalog.apply_changes(client.channel.id, [later], [], pts=None)
+        assert await catalog.node(folder, ("later", "a.bin")) is not None
+    asyncio.run(run())

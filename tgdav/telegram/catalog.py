@@ -45,6 +45,7 @@ log = logging.getLogger("tgdav.catalog")
 LISTING_VERSION = 4          # 4: records name their sender, megagroups keep their admins, pieces
 PAGE = 100
 SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
+GONE_KEPT = 10_000      # deleted ids a channel remembers, so a late update cannot bring them back
 
 
 @dataclass
@@ -63,6 +64,7 @@ class _Channel:
     megagroup: bool = False       # a supergroup: tags count from trusted senders only
     admins: frozenset[int] = frozenset()    # a supergroup's creator and admins (user ids)
     stored: bool = False          # records come from a listing kept by an earlier run, not re-read yet
+    gone: set[int] = field(default_factory=set)     # ids deleted (Telegram never gives an id twice)
 
 
 def _segment_records(records: dict[int, tree.Record], segment: int) -> list[tree.Record]:
@@ -87,6 +89,23 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
 
 def _timestamp(date) -> float:
     return date.timestamp() if date else 0.0
+
+
+def _stale(message, channel: "_Channel") -> bool:
+    """A message as it was before what the listing already holds: deleted since, or an older edit
+    (an update or a difference fetched before this process's own later change landed first)."""
+    mid = getattr(message, "id", 0)
+    if mid in channel.gone:
+        return True
+    known = channel.records.get(mid)
+    edited = getattr(message, "edit_date", None) or getattr(message, "date", None)
+    return known is not None and edited is not None and edited.timestamp() < known.edited
+
+
+def _deleted(channel: "_Channel", ids) -> None:
+    channel.gone.update(ids)
+    if len(channel.gone) > GONE_KEPT:       # the newest half: a late update is seconds old
+        channel.gone = set(sorted(channel.gone)[-(GONE_KEPT // 2):])
 
 
 def can_post(chat) -> bool:
@@ -427,6 +446,7 @@ class TelegramCatalog:
         async with self._lock(folder.channel_id):
             for mid in message_ids:
                 channel.records.pop(mid, None)
+            _deleted(channel, message_ids)
             await self._reindex(channel, message_ids)
         self._changed(channel)
 
@@ -447,12 +467,16 @@ class TelegramCatalog:
 
     async def apply_changes(self, channel_id: int, messages=(), deleted=(), pts: int | None = None) -> bool:
         """New or edited messages, deleted ids and the pts they bring a listed channel to, from
-        Telegram's updates. False if the channel has no listing (nothing to change)."""
+        Telegram's updates. False if the channel has no listing (nothing to change). A message as it
+        was before what the listing holds (deleted since, or an older edit: fetched before this
+        process's own change) is left out (_stale)."""
         channel = self._listed(channel_id)
         if channel is None:
             return False
         async with self._lock(channel_id):
             for m in messages:
+                if _stale(m, channel):
+                    continue
                 record = record_for(m, channel_id, channel.access_hash)
                 if record is None:
                     channel.records.pop(getattr(m, "id", 0), None)
@@ -461,6 +485,7 @@ class TelegramCatalog:
                     channel.max_id = max(channel.max_id, m.id)
             for mid in deleted:
                 channel.records.pop(mid, None)
+            _deleted(channel, deleted)
             if pts is not None:
                 channel.pts = max(channel.pts, pts)
             if messages or deleted:
