@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from types import SimpleNamespace
+
+from telethon import types
+
 from tests.helpers import until
-from tests.live.fakes import FakeClient
+from tests.live.fakes import DATE, FakeClient, document_message
 from tgdav.telegram.catalog import TelegramCatalog
 
 
@@ -53,4 +57,97 @@ def test_a_folder_reload_during_a_refresh_keeps_what_the_refresh_found():
 
         names = [e.name for e in await catalog.entries(folder)]
         assert names == ["old.bin", "new.bin"]
+    asyncio.run(run())
+
+
+class PagedChannel:
+    """getHistory as Telegram pages it: a window `limit` long starting `add_offset` messages below
+    offset_id (0: the newest), newest first, with the channel's message count; `before(add_offset)`
+    runs before a page is cut (a test deletes messages there, as another client would mid-read)."""
+
+    def __init__(self, channel_id: int, count: int) -> None:
+        self.channel = types.Channel(id=channel_id, title="Big", photo=types.ChatPhotoEmpty(), date=DATE,
+                                     access_hash=5, creator=True)
+        self.messages = [document_message(channel_id, mid, f"f{mid}.bin") for mid in range(1, count + 1)]
+        self.before = None
+
+    async def iter_dialogs(self):
+        yield SimpleNamespace(entity=self.channel, date=self.messages[-1].date)
+
+    async def __call__(self, request):
+        if self.before is not None:
+            self.before(request.add_offset)
+        newest_first = self.messages[::-1]
+        top = sum(1 for m in self.messages if request.offset_id and m.id >= request.offset_id)
+        start = max(0, top + request.add_offset)
+        window = newest_first[start:start + request.limit]
+        picked = [m for m in window if m.id > request.min_id and (not request.max_id or m.id < request.max_id)]
+        return types.messages.ChannelMessages(pts=1, count=len(self.messages), messages=picked, topics=[],
+                                              chats=[], users=[])
+
+    def delete(self, mid: int) -> None:
+        self.messages = [m for m in self.messages if m.id != mid]
+
+
+def test_a_whole_read_misses_nothing_when_messages_are_deleted_while_it_pages():
+    """A whole read pages by place below the newest message; a message deleted meanwhile moves every
+    older one up a place, so a page cut after it starts one message lower than its neighbour ended.
+    The read finds that and reads what fell between: every message still there is listed (a file
+    lost from a whole read is 404 until the next one, and to the janitor a piece set missing a piece
+    is a leftover)."""
+    async def run():
+        fake = PagedChannel(88, 450)
+        deleted: list[int] = []
+
+        def before(add_offset: int) -> None:      # before pages 200 and 400: one newer message goes
+            if add_offset in (200, 400):
+                victim = fake.messages[-1 - len(deleted) * 7 - 3].id
+                fake.delete(victim)
+                deleted.append(victim)
+        catalog = TelegramCatalog(fake, NoStore(), refresh_seconds=60, clock=Clock(), parallel=1)
+        folder = (await catalog.folders())[0]
+        assert len(await catalog.entries(folder)) == 450      # the first read, nothing deleted
+        fake.before = before
+        records = await catalog.reread(folder)
+        assert len(deleted) == 2
+        left = {m.id for m in fake.messages}
+        assert {r.message_id for r in records} >= left, sorted(left - {r.message_id for r in records})
+        assert {e.name for e in await catalog.entries(folder)} >= {f"f{mid}.bin" for mid in left}
+    asyncio.run(run())
+
+
+def test_an_update_fetched_before_this_writers_own_change_does_not_undo_it():
+    """A heal's channelDifference (or an update) is fetched outside the catalog's lock: when it lands
+    after this process's own edit (a MOVE) or deletion, it carries the message as it was before.
+    Applying it would take the file back to its old path (the moved file 404 where the MOVE put it)
+    or bring a deleted file back; a message is never taken back to an older edit, and an id this
+    process deleted never returns (Telegram never gives an id twice)."""
+
+    async def run():
+        client, clock = FakeClient(), Clock()
+        first = client.post("a.bin")
+        second = client.post("b.bin")
+        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=clock)
+        folder = (await catalog.folders())[0]
+        assert sorted(e.name for e in await catalog.entries(folder)) == ["a.bin", "b.bin"]
+        stale_first, stale_second = first, second            # what a difference fetched now carries
+
+        moved = types.Message(                           # this writer's MOVE: a new caption
+            id=first.id, peer_id=first.peer_id, date=first.date, message="#tgdav file /moved/a.bin",
+            media=first.media, edit_date=DATE.replace(minute=5))
+        await catalog.apply(folder, [moved])
+        await catalog.forget(folder, [second.id])             # this writer's DELETE
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+
+        # the difference fetched before both changes lands now
+        await catalog.apply_changes(client.channel.id, [stale_first, stale_second], [], pts=None)
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+        assert [e.name for e in await catalog.entries(folder)] == []
+        assert await catalog.node(folder, ("b.bin",)) is None
+        # a newer edit from elsewhere still applies
+        later = types.Message(id=first.id, peer_id=first.peer_id, date=first.date,
+                              message="#tgdav file /later/a.bin", media=first.media,
+                              edit_date=DATE.replace(minute=9))
+        await catalog.apply_changes(client.channel.id, [later], [], pts=None)
+        assert await catalog.node(folder, ("later", "a.bin")) is not None
     asyncio.run(run())

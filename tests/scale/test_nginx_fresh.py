@@ -136,3 +136,22 @@ def test_tgdav_answers_a_conditional_range_get_from_metadata(fleet):
                                               "If-Modified-Since": headers["Last-Modified"]})
     assert status == 304 and body == b"" and answer["ETag"] == headers["ETag"]
     assert delta(before, sb.counters(), "requests:GetFile") == 0
+
+
+def test_an_empty_file_is_200_and_empty_and_then_its_new_bytes(front):
+    """nginx asks for an empty file's first slice (Range: bytes=0-1048575), which no byte of it can
+    satisfy: the file is still served, 200 and empty, from tgdav and then from nginx's cache, and
+    bytes written to it later are served at once."""
+    url = front + "empty.txt"
+    put(url, b"")
+    for _ in range(2):                    # a miss, then what nginx holds
+        status, body, headers = call(url)
+        assert (status, body, headers.get("Content-Length")) == (200, b"", "0"), (status, body, headers)
+    status, body, headers = call(url, "HEAD")
+    assert (status, body, headers.get("Content-Length")) == (200, b"", "0"), (status, headers)
+    data = os.urandom(SIZE)
+    put(url, data)
+    assert_serves(url, data)
+    put(url, b"")
+    status, body, headers = call(url)
+    assert (status, body, headers.get("Content-Length")) == (200, b"", "0"), (status, body, headers)

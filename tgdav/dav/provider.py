@@ -29,6 +29,7 @@ from pathlib import Path
 from wsgidav import util
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+from wsgidav.lock_man.lock_manager import normalize_lock_root
 
 from tgdav import text
 from tgdav.dav.guard import NEVER_DELETED
@@ -85,7 +86,28 @@ def check_channel_name(name: str) -> None:
                                   "is not a Windows device name (CON, NUL, ...)"))
 
 
-class RootResource(DAVCollection):
+class _LockRoots:
+    """lockdiscovery (a LOCK's answer, PROPFIND) names the root of every lock on a resource, which
+    WsgiDAV finds again by path and fails on with a 500 when it is gone: the file or folder was
+    deleted or moved meanwhile (another replica's DELETE, a Telegram app). Such a lock protects
+    nothing and goes, as a DELETE through tgdav removes its locks; a LOCK of the very resource that
+    went is answered 409 in words (nothing is locked)."""
+
+    def get_property_value(self, name: str):
+        lm = self.provider.lock_manager
+        if name == "{DAV:}lockdiscovery" and lm is not None:
+            own, lost = normalize_lock_root(self.get_ref_url()), False
+            for lock in lm.get_url_lock_list(self.get_ref_url()):
+                if self.provider.get_resource_inst(self.provider.ref_url_to_path(lock["root"]),
+                                                   self.environ) is None:
+                    lm.release(lock["token"])
+                    lost = lost or normalize_lock_root(lock["root"]) == own
+            if lost and self.environ.get("REQUEST_METHOD") == "LOCK":
+                raise Refusal(409, "it was deleted or moved while the lock was granted: nothing is locked")
+        return super().get_property_value(name)
+
+
+class RootResource(_LockRoots, DAVCollection):
     """/ : one collection per catalog folder."""
 
     def __init__(self, provider: "CatalogProvider", environ: dict) -> None:
@@ -119,7 +141,7 @@ class RootResource(DAVCollection):
         raise dav_error(Forbidden(NEVER_DELETED))
 
 
-class FolderResource(DAVCollection):
+class FolderResource(_LockRoots, DAVCollection):
     """/<channel>[/<folder>...] : a channel or a folder inside it."""
 
     def __init__(self, provider: "CatalogProvider", folder: Folder, path: tuple[str, ...], node,
@@ -267,7 +289,7 @@ class _EmptyDir:
         self.dirs, self.files, self.modified = {}, {}, 0.0
 
 
-class FileResource(DAVNonCollection):
+class FileResource(_LockRoots, DAVNonCollection):
     """A file: one file-bearing message (or several pieces), described from its FileEntry.
     entry None: a PUT to a new name, not in Telegram until its upload completes."""
 
@@ -477,7 +499,7 @@ class _Capped:
         self._file.close()
 
 
-class LocalFileResource(DAVNonCollection):
+class LocalFileResource(_LockRoots, DAVNonCollection):
     def __init__(self, provider, folder: Folder, rel: tuple[str, ...], file: Path, environ: dict) -> None:
         super().__init__(_join(folder.name, *rel), environ)
         self.folder, self.rel, self.file = folder, rel, file

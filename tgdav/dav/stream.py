@@ -8,6 +8,7 @@ HEAD of a file itself and opens the reader with exactly the bytes the client ask
 - 200 or 206 with Content-Length and Accept-Ranges: bytes (Kodi only seeks when it sees both),
   Content-Range, ETag, Last-Modified (RFC 1123), Content-Type;
 - 416 with Content-Range: bytes */size; If-Range (entity tag or date) falls back to the whole file;
+  an empty file is 200 and empty whatever its Range asks (no byte range of it exists);
 - If-None-Match, else If-Modified-Since (equal dates included) -> 304;
 - several ranges -> multipart/byteranges with exact parts, each opened from the reader in turn
   (overlapping or touching ones merged, more than MAX_PARTS: the whole file, as RFC 9110 allows);
@@ -151,7 +152,10 @@ class StreamApp:
             return []
         headers = validators + [("Accept-Ranges", "bytes")]
         spans = None
-        if environ.get("HTTP_RANGE") and if_range_holds(environ, etag, entry.modified):
+        # an empty file has no byte a 206 could name: its Range is ignored (RFC 9110 14.2 allows it)
+        # and the file served whole, 200 and empty, rather than a 416 that nginx's slice module (it
+        # always asks for the first slice) and resuming downloaders take for a failure
+        if size and environ.get("HTTP_RANGE") and if_range_holds(environ, etag, entry.modified):
             try:
                 spans = parse_range_header(environ["HTTP_RANGE"], size)
                 spans = plan_parts(spans) if spans else None

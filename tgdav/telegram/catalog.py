@@ -45,6 +45,7 @@ log = logging.getLogger("tgdav.catalog")
 LISTING_VERSION = 4          # 4: records name their sender, megagroups keep their admins, pieces
 PAGE = 100
 SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
+GONE_KEPT = 10_000      # deleted ids a channel remembers, so a late update cannot bring them back
 
 
 @dataclass
@@ -63,6 +64,7 @@ class _Channel:
     megagroup: bool = False       # a supergroup: tags count from trusted senders only
     admins: frozenset[int] = frozenset()    # a supergroup's creator and admins (user ids)
     stored: bool = False          # records come from a listing kept by an earlier run, not re-read yet
+    gone: set[int] = field(default_factory=set)     # ids deleted (Telegram never gives an id twice)
 
 
 def _segment_records(records: dict[int, tree.Record], segment: int) -> list[tree.Record]:
@@ -87,6 +89,23 @@ def record_for(message, channel_id: int, channel_access_hash: int) -> tree.Recor
 
 def _timestamp(date) -> float:
     return date.timestamp() if date else 0.0
+
+
+def _stale(message, channel: "_Channel") -> bool:
+    """A message as it was before what the listing already holds: deleted since, or an older edit
+    (an update or a difference fetched before this process's own later change landed first)."""
+    mid = getattr(message, "id", 0)
+    if mid in channel.gone:
+        return True
+    known = channel.records.get(mid)
+    edited = getattr(message, "edit_date", None) or getattr(message, "date", None)
+    return known is not None and edited is not None and edited.timestamp() < known.edited
+
+
+def _deleted(channel: "_Channel", ids) -> None:
+    channel.gone.update(ids)
+    if len(channel.gone) > GONE_KEPT:       # the newest half: a late update is seconds old
+        channel.gone = set(sorted(channel.gone)[-(GONE_KEPT // 2):])
 
 
 def can_post(chat) -> bool:
@@ -159,6 +178,8 @@ class _Scan:
         self.found: dict[int, tree.Record] = {}
         self.seen = 0
         self.lowest = 0           # the oldest message id seen
+        self.ids: set[int] = set()                  # every message id seen
+        self.pages: list[tuple[int, int]] = []      # (newest id, oldest id) of each page read
 
     def take(self, page) -> None:
         folder = self.channel.folder
@@ -168,8 +189,11 @@ class _Scan:
                 if record:
                     self.found[m.id] = record
         if page.messages:
-            low = min(m.id for m in page.messages)
+            ids = [m.id for m in page.messages]
+            low = min(ids)
             self.lowest = low if not self.lowest else min(self.lowest, low)
+            self.ids.update(ids)
+            self.pages.append((max(ids), low))
         self.seen += len(page.messages)
 
     def report(self, done: bool) -> None:
@@ -422,6 +446,7 @@ class TelegramCatalog:
         async with self._lock(folder.channel_id):
             for mid in message_ids:
                 channel.records.pop(mid, None)
+            _deleted(channel, message_ids)
             await self._reindex(channel, message_ids)
         self._changed(channel)
 
@@ -442,12 +467,16 @@ class TelegramCatalog:
 
     async def apply_changes(self, channel_id: int, messages=(), deleted=(), pts: int | None = None) -> bool:
         """New or edited messages, deleted ids and the pts they bring a listed channel to, from
-        Telegram's updates. False if the channel has no listing (nothing to change)."""
+        Telegram's updates. False if the channel has no listing (nothing to change). A message as it
+        was before what the listing holds (deleted since, or an older edit: fetched before this
+        process's own change) is left out (_stale)."""
         channel = self._listed(channel_id)
         if channel is None:
             return False
         async with self._lock(channel_id):
             for m in messages:
+                if _stale(m, channel):
+                    continue
                 record = record_for(m, channel_id, channel.access_hash)
                 if record is None:
                     channel.records.pop(getattr(m, "id", 0), None)
@@ -456,6 +485,7 @@ class TelegramCatalog:
                     channel.max_id = max(channel.max_id, m.id)
             for mid in deleted:
                 channel.records.pop(mid, None)
+            _deleted(channel, deleted)
             if pts is not None:
                 channel.pts = max(channel.pts, pts)
             if messages or deleted:
@@ -661,25 +691,54 @@ class TelegramCatalog:
         """The channel's messages newer than min_id (0: all of them). A whole history is read in
         parallel: the first page gives the count and the newest id, the others are asked for at once
         by their place below that id (offset_id = newest + 1, add_offset = 100 k), as many at a time
-        as `parallel` and the getHistory pace allow; ceil(count / 100) calls in all."""
+        as `parallel` and the getHistory pace allow; ceil(count / 100) calls in all.
+
+        A message deleted while the pages are read (by this writer, another replica, a Telegram app)
+        moves every older message up one place, so a page cut after the deletion starts one message
+        lower than its neighbour cut before it ended: that message is in no page. Then fewer distinct
+        messages were seen than the first page counted, and what lies between the pages is read by
+        message id (_between_pages), which no deletion moves."""
         peer = types.InputPeerChannel(channel.folder.channel_id, channel.access_hash)
         scan = _Scan(channel, None if min_id else self._progress)
         last = await self._page(peer, 0, 0, min_id)
         if not min_id:          # the channel's pts when the read starts (updates carry on from it)
             channel.read_pts = getattr(last, "pts", 0) or 0
         scan.take(last)
+        count = 0               # messages in the channel when the read started (all of them <= top)
         if not min_id and len(last.messages) == PAGE:
             count = getattr(last, "count", 0) or PAGE
             last = await self._pages_in_parallel(peer, max(m.id for m in last.messages), count, scan)
-            if scan.seen >= count:
+            if len(scan.ids) >= count:
                 last = None
-        # one page after another: newer-than-min_id pages, or what a deletion during the parallel
-        # read shifted out of its windows
+        # one page after another: newer-than-min_id pages, or the oldest ones below the last window
         while last is not None and len(last.messages) == PAGE and scan.lowest > 1:
             last = await self._page(peer, scan.lowest, 0, min_id)
             scan.take(last)
+        if len(scan.ids) < count:
+            await self._between_pages(peer, scan)
         scan.report(True)
         return scan.found
+
+    async def _between_pages(self, peer, scan: "_Scan") -> None:
+        """Read every message between the pages read so far (a gap between the oldest id of one
+        page and the newest of the next older one), by id: offset_id = the upper page's oldest id,
+        min_id = the lower page's newest; a full answer is followed by the next page below it."""
+        gaps, floor = [], None
+        for newest, oldest in sorted(scan.pages, reverse=True):
+            if floor is not None and newest < floor - 1:
+                gaps.append((newest, floor))
+            floor = oldest if floor is None else min(floor, oldest)
+        slots = asyncio.Semaphore(self._parallel)
+
+        async def fill(below: int, above: int) -> None:
+            async with slots:
+                while True:
+                    page = await self._page(peer, above, 0, below)
+                    scan.take(page)
+                    if len(page.messages) < PAGE:
+                        return
+                    above = min(m.id for m in page.messages)
+        await asyncio.gather(*(fill(below, above) for below, above in gaps))
 
     async def _pages_in_parallel(self, peer, top: int, count: int, scan: "_Scan"):
         """Pages 1.. of a history of `count` messages whose newest id is `top`, `parallel` in flight.
