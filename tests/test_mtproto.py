@@ -30,7 +30,13 @@ def test_another_telethon_is_refused_at_start_in_one_line(tmp_path, command):
     anything connects: exit 1, one line on stderr naming both releases and the fix."""
     code = ("import sys, telethon; telethon.__version__ = '1.99.0'; from tgdav.cli import main; "
             f"sys.exit(main({command!r}))")
-    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    # a configuration that passes preflight: the version is checked after it, before connecting
+    state = tmp_path / "state"
+    (state / "sessions").mkdir(parents=True)
+    (state / "sessions" / "tgdav.session").touch()
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT), TGDAV_API_ID="1",
+               TGDAV_API_HASH="0123456789abcdef", TGDAV_STATE_DIR=str(state), TGDAV_PORT="0",
+               TGDAV_AUTH="none")
     env.pop("TGDAV_CONFIG", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=50)

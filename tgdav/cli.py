@@ -101,18 +101,23 @@ def _config(args: argparse.Namespace) -> Config:
     return config
 
 
+def _check_telethon() -> None:
+    """The commands that talk to Telegram run only on a Telethon version tested (after the
+    configuration's checks, so a configuration error never loads Telethon)."""
+    from tgdav.telegram.mtproto import check_version
+    check_version()
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         from tgdav.sandbox import runner
         setup_logging(args.log_level or "info")
         return runner.main(args.args)
-    if args.command != "cache":     # the commands that talk to Telegram: only the Telethon tested
-        from tgdav.telegram.mtproto import check_version
-        check_version()
     if args.command == "demo":
         setup_logging(args.log_level or "info")
         # before the sandbox starts; the demo makes its own configuration
         preflight(Config(server=ServerConfig(host="127.0.0.1", port=args.port)), "demo")
+        _check_telethon()
         from tgdav import commands
         return commands.demo(seed=args.seed, profile=args.profile, port=args.port, state=args.state)
 
@@ -124,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, telegram=dataclasses.replace(config.telegram,
                                                                           session=args.session))
     preflight(config, args.command)
+    if args.command != "cache":
+        _check_telethon()
     from tgdav import commands
     if args.command == "cache":
         return commands.cache_stats(config) if args.action == "stats" else commands.cache_clear(config)
