@@ -24,14 +24,15 @@ def test_the_tested_release_is_accepted_and_others_are_refused():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("command", [["serve"], ["demo", "--port", "0"], ["ls", "/"]])
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["demo", "--port", "0"], ["ls", "/"]])
 def test_another_telethon_is_refused_at_start_in_one_line(tmp_path, command):
     """A Telethon release other than the tested one stops `tgdav serve` / `demo` / `ls` before
     anything connects: exit 1, one line on stderr naming both releases and the fix."""
     code = ("import sys, telethon; telethon.__version__ = '1.99.0'; from tgdav.cli import main; "
             f"sys.exit(main({command!r}))")
-    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
-    env.pop("TGDAV_CONFIG", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TGDAV_")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), TGDAV_API_ID="1", TGDAV_API_HASH="h",
+               TGDAV_AUTH="none")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=50)
     assert done.returncode == 1

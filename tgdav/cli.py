@@ -108,12 +108,10 @@ def _run(args: argparse.Namespace) -> int:
         from tgdav.sandbox import runner
         setup_logging(args.log_level or "info")
         return runner.main(args.args)
-    if args.command != "cache":     # the commands that talk to Telegram: only the Telethon tested
-        from tgdav.telegram.mtproto import check_version
-        check_version()
     if args.command == "demo":
         setup_logging(args.log_level or "info")
         check_listen("127.0.0.1", args.port)       # before the sandbox starts
+        check_telethon()
         from tgdav import app
         return app.demo(seed=args.seed, profile=args.profile, port=args.port, state=args.state)
 
@@ -127,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     check_state_dir(config.state.dir)
     if args.command == "serve":
         check_listen(config.server.host, config.server.port)   # before connecting to Telegram
+    if args.command != "cache":
+        check_telethon()
     from tgdav import app
     if args.command == "cache":
         return app.cache_stats(config) if args.action == "stats" else app.cache_clear(config)
@@ -182,6 +182,13 @@ def check_state_dir(path: Path) -> None:
                      f"`chown -R {uid} {probe}`, or set [state] dir / TGDAV_STATE_DIR to a folder uid {uid} "
                      f"can write (the Docker image runs as uid 10001: a bind-mounted /state must belong "
                      f"to uid 10001)")
+
+
+def check_telethon() -> None:
+    """Only the Telethon release tgdav is tested with (telegram/mtproto.py): after the checks that
+    answer without loading Telethon, before anything talks to Telegram."""
+    from tgdav.telegram.mtproto import check_version
+    check_version()
 
 
 def check_listen(host: str, port: int) -> None:
