@@ -205,9 +205,17 @@ def test_every_account_has_its_own_dc_authorisations_in_redis_too(tmp_path):
         store = open_store(tmp_path / "state", chunk_limit_bytes=16 * MIB, redis_url=url)
         try:
             _accounts_apart(store)
+            from tgdav import model
+            assert isinstance(store, model.StateStore) and isinstance(store.for_account(2), model.AccountStore)
             assert isinstance(store.flood_board(), FloodBoard) and isinstance(store.for_account(2).flood_board(), FloodBoard)
             assert store.shared_state()["up"] is True
         finally:
             store.close()
     finally:
         stop(proc)
+
+
+def test_both_backends_and_an_accounts_view_keep_the_model_protocols(store, tmp_path):
+    from tgdav import model
+    assert isinstance(store, model.StateStore)
+    assert isinstance(store.for_account(2), model.AccountStore)

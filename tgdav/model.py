@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class Dir(Protocol):
     def files(self) -> Mapping[str, FileEntry]: ...
 
 
+@runtime_checkable
 class Catalog(Protocol):
     """Channels as folders, what they hold as folders and files (the WebDAV face's only view of
     Telegram; every method may raise tgdav.errors types)."""
@@ -145,6 +146,65 @@ class Target:
         """The file the path names (None: a folder, or nothing)."""
         node = self.node if len(self.names) >= 2 else None
         return node if isinstance(node, FileEntry) else None
+
+
+@runtime_checkable
+class ChunkStore(Protocol):
+    """What the reader (cache/reader.py) asks of the store: the bytes of parts, and per file the
+    index of the parts stored (a part the index names may be gone: chunk() answers None)."""
+
+    def chunk_index(self, file_key: str) -> list[tuple[int, int]]: ...
+
+    def remember_chunk_index(self, file_key: str, chunks: list[tuple[int, int]]) -> None: ...
+
+    def chunk(self, file_key: str, offset: int, size: int) -> bytes | None: ...
+
+    def put_chunk(self, file_key: str, offset: int, size: int, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class ListingStore(Protocol):
+    """What the catalog (telegram/catalog.py) asks of the store: its listings, kept over restarts."""
+
+    def listing(self, key: Any) -> Any: ...
+
+    def remember_listing(self, key: Any, value: Any) -> None: ...
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    """What one account's senders and fetcher ask of the store: the DC that holds each file (every
+    account's), the auth keys its DCs accepted (its own) and the flood deadlines its replicas share
+    (None: no replicas)."""
+
+    def dc_for(self, file_key: str) -> int | None: ...
+
+    def remember_dc(self, file_key: str, dc: int) -> None: ...
+
+    def dc_auth(self, dc: int) -> bytes | None: ...
+
+    def remember_dc_auth(self, dc: int, key: bytes) -> None: ...
+
+    def forget_dc_auth(self, dc: int) -> None: ...
+
+    def flood_board(self) -> Any: ...
+
+
+@runtime_checkable
+class StateStore(ChunkStore, ListingStore, AccountStore, Protocol):
+    """The whole store (cache/store.py's Store, or cache/shared.py's RedisStore with replicas): it
+    is the main account's AccountStore once bind_account() named it, and for_account() gives a
+    helper account's."""
+
+    def bind_account(self, account_id: int) -> None: ...
+
+    def for_account(self, account_id: int) -> AccountStore: ...
+
+    def shared_state(self) -> dict: ...
+
+    def chunk_stats(self) -> dict: ...
+
+    def close(self) -> None: ...
 
 
 class Reader(Protocol):

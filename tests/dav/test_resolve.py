@@ -116,3 +116,11 @@ def test_a_get_of_a_missing_file_asks_once_then_404(bridged):
     # one trip each (WsgiDAV's own 404 shares it): Films the channel and the file, Nowhere the channel
     assert (catalog.calls["folder"], catalog.calls["node"]) == (2, 1)
     assert (bridge.calls, bridge.streams) == (2, 0)
+
+
+def test_the_catalogs_the_face_is_given_keep_the_model_protocol(bridged):
+    from tgdav.dav.face import ReservedNames
+    from tgdav.model import Catalog
+    bridge, catalog, _ = bridged
+    for one in (catalog, ReservedNames(catalog), SyncCatalog(bridge, AsyncCatalog(catalog))):
+        assert isinstance(one, Catalog), one
