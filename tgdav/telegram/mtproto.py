@@ -1,7 +1,7 @@
 """Telethon behind one boundary: the only tgdav module (outside the sandbox) that uses Telethon's
 private client and sender API, and the one place the rest of tgdav imports Telethon's public names
-from. (rpc.py still reads Telethon's error tables and an error's pickled capture on its own, to
-recover the name Telegram sent: issue 17's RPC-error item owns it.)
+from, and the one that reads Telethon's exceptions back into the error Telegram sent
+(`error_record`; rpc.py's one table then says what each error means).
 
 What is private, and why it is needed:
 - MTProtoSender and AuthKey, with `client._get_dc`, `client._connection`, `client._log`,
@@ -13,6 +13,8 @@ What is private, and why it is needed:
   a request cancelled before Telethon sent it is taken back out of the queue (Telegram never hears
   of it); one already sent is dropped with rpc_drop_answer and forgotten when its answer is known
   never to come (Telethon 1.45 only cancels its local future).
+- Telethon's error tables (`rpcerrorlist`) read backwards and an error's pickled capture
+  (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
   sandbox must not use another cluster's.
 
@@ -35,7 +37,7 @@ from telethon.crypto import AuthKey, rsa
 from telethon.network import MTProtoSender
 from telethon.tl.alltlobjects import LAYER
 
-from tgdav.errors import ConfigError
+from tgdav.errors import ConfigError, RpcErrorRecord
 
 log = logging.getLogger("tgdav.pool")
 
@@ -44,6 +46,30 @@ TESTED = "1.45"       # Telethon releases (major.minor) CI runs; pyproject.toml 
 # Telegram's flood errors (both carry .seconds): FLOOD_PREMIUM_WAIT is the account's on every DC
 FLOOD_WAITS = (errors.FloodWaitError, errors.FloodPremiumWaitError)
 Unauthorized = errors.UnauthorizedError
+
+
+_NAMES = {cls: name for name, cls in errors.rpcerrorlist.rpc_errors_dict.items()}
+_PATTERNS = {cls: regex for regex, cls in errors.rpcerrorlist.rpc_errors_re}
+
+
+def error_record(error: BaseException) -> RpcErrorRecord | None:
+    """FileMigrateError(new_dc=4) -> RpcErrorRecord(303, "FILE_MIGRATE", 4, "FILE_MIGRATE_4");
+    None for anything that is not an RPC error Telegram answered.
+
+    Telethon turns rpc_error into one class per error name and keeps neither the name nor the
+    number in a uniform place (FileMigrateError.new_dc, FloodWaitError.seconds; the `message` of a
+    named class is its generic code name, BAD_REQUEST): its own tables (rpc_errors_dict,
+    rpc_errors_re) map names to classes, so they are read backwards."""
+    if not isinstance(error, errors.RPCError):
+        return None
+    cls = type(error)
+    code = getattr(error, "code", None) or 0
+    if cls in _NAMES:
+        return RpcErrorRecord.parse(code, _NAMES[cls])
+    if cls in _PATTERNS:
+        capture = error.__reduce__()[1][1]       # Telethon pickles these as (request, capture)
+        return RpcErrorRecord.parse(code, _PATTERNS[cls].replace("(\\d+)", str(int(capture or 0))))
+    return RpcErrorRecord.parse(code, getattr(error, "message", None) or str(error))
 
 
 def check_version(version: str | None = None) -> None:

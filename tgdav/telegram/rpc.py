@@ -36,32 +36,7 @@ from typing import Awaitable, Callable
 from tgdav.errors import (Forbidden, NotFound, Refused, RetryLater, RpcErrorRecord, TgdavError,
                           UpstreamUnavailable)
 
-# --- Telethon: the only lines here that know its exception classes (they belong in the boundary) --
-from telethon.errors import RPCError, rpcerrorlist
-
-_NAMES = {cls: name for name, cls in rpcerrorlist.rpc_errors_dict.items()}
-_PATTERNS = {cls: regex for regex, cls in rpcerrorlist.rpc_errors_re}
-
-
-def record_of(error: BaseException) -> RpcErrorRecord | None:
-    """FileMigrateError(new_dc=4) -> RpcErrorRecord(303, "FILE_MIGRATE", 4, "FILE_MIGRATE_4");
-    None for anything that is not an RPC error Telegram answered.
-
-    Telethon turns rpc_error into one class per error name and keeps neither the name nor the
-    number in a uniform place (FileMigrateError.new_dc, FloodWaitError.seconds; the `message` of a
-    named class is its generic code name, BAD_REQUEST): its own tables (rpc_errors_dict,
-    rpc_errors_re) map names to classes, so they are read backwards."""
-    if not isinstance(error, RPCError):
-        return None
-    cls = type(error)
-    code = getattr(error, "code", None) or 0
-    if cls in _NAMES:
-        return RpcErrorRecord.parse(code, _NAMES[cls])
-    if cls in _PATTERNS:
-        capture = error.__reduce__()[1][1]       # Telethon pickles these as (request, capture)
-        return RpcErrorRecord.parse(code, _PATTERNS[cls].replace("(\\d+)", str(int(capture or 0))))
-    return RpcErrorRecord.parse(code, getattr(error, "message", None) or str(error))
-# --- end of Telethon --------------------------------------------------------------------------------
+from tgdav.telegram.mtproto import error_record as record_of   # Telethon's exceptions, read once
 
 
 Handler = Callable[[RpcErrorRecord], object]
