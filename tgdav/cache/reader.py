@@ -50,7 +50,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from tgdav.errors import UpstreamUnavailable
 from tgdav.model import Location
-from tgdav.plan import MIB, Part, check_part_size, plan_missing
+from tgdav.plan import ALIGN, MIB, Part, check_part_size, plan_missing
 from tgdav.ranges import Range, Ranges
 
 log = logging.getLogger("tgdav.reader")
@@ -185,8 +185,8 @@ class PartReader:
     def _window_end(self, loc: Location, pos: int, stop: int, ahead: int, cap: int) -> int:
         """Where the bytes to have in flight end: pos + ahead rounded up to a grain (the largest
         power of two <= ahead, at most a part of `cap`), never past the range's end rounded up to a
-        first_part, nor past the file. So chunks start and end on first_part multiples, and a
-        window of several MiB asks in whole, MiB-aligned parts."""
+        first_part, nor past the file. So a window's chunks end on grain multiples, and a window
+        of several MiB asks in whole, MiB-aligned parts once past the MiB it started in."""
         grain = min(cap, 1 << (max(ahead, self.first_part).bit_length() - 1))
         end = -(-(pos + ahead) // grain) * grain
         last = -(-stop // self.first_part) * self.first_part
@@ -200,11 +200,15 @@ class PartReader:
         for gap in f.covered(want).find_missing(want):
             parts: list[Part] = []
             if gap.start == want.start:
-                block = Part(gap.start - gap.start % self.first_part, self.first_part)
+                # one first_part from pos (4 KiB aligned), moved back only as far as it must to stay
+                # inside its MiB: bytes before pos are fetched for nobody (after a seek: waste)
+                at = min(gap.start - gap.start % ALIGN, (gap.start // MIB + 1) * MIB - self.first_part)
+                block = Part(at, self.first_part)
                 head = Range(block.offset, gap.start)
-                if f.covered(head).find_missing(head) != ([head] if head else []):
-                    # bytes before pos in its block are held already: one part from pos instead
-                    block = plan_missing(gap.start, min(gap.end, block.end), loc.size, cap)[0]
+                if (block.end > gap.end < loc.size
+                        or f.covered(head).find_missing(head) != ([head] if head else [])):
+                    # bytes before pos or after the gap are held already: one part from pos inside it
+                    block = plan_missing(gap.start, min(gap.end, block.end), loc.size, self.first_part)[0]
                 parts.append(block)
                 gap = Range(min(gap.end, block.end), gap.end)
             if gap:
