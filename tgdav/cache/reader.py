@@ -48,7 +48,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
-from tgdav.errors import UpstreamUnavailable
+from tgdav.errors import ConnectionsLost, UpstreamUnavailable
 from tgdav.model import Location
 from tgdav.plan import ALIGN, MIB, Part, check_part_size, plan_missing
 from tgdav.ranges import Range, Ranges
@@ -68,6 +68,7 @@ class _Flight:
     range: Range
     task: asyncio.Task
     waiters: int = 0
+    urgent: bool = False          # asked for because a stream waited on it (not read-ahead)
 
 
 @dataclass(eq=False)
@@ -217,7 +218,7 @@ class PartReader:
                 urgent = part.offset <= want.start < part.end
                 priority = {"urgent": True} if urgent else {"interactive": True} if interactive else {}
                 task = asyncio.ensure_future(self._fetch_part(loc, f, part, priority))
-                flight = _Flight(Range(part.offset, min(part.end, loc.size)), task)
+                flight = _Flight(Range(part.offset, min(part.end, loc.size)), task, urgent=urgent)
                 f.flights.append(flight)
                 task.add_done_callback(lambda t, fl=flight: self._landed(f, fl, t))
         for flight in f.flights:
@@ -251,6 +252,13 @@ class PartReader:
                     self._let_go(loc, f, flight, held)
                     return None
                 raise
+            except ConnectionsLost:
+                if flight.urgent:
+                    raise
+                # read-ahead whose connections died under it (a DC cut them all): asked again, now
+                # urgent, as when it had failed before the stream reached it
+                self._let_go(loc, f, flight, held)
+                return None
             return _slice(data, offset, pos, stop)
         chunk = f.chunk_at(pos)
         if chunk is not None:
