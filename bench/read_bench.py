@@ -5,7 +5,7 @@ trip, 2 MiB/s per connection); counters are read through its admin URL (GET {adm
 reader runs in this process; a second reader process ("restart") reuses the same state dir.
 
     python bench/read_bench.py                 # 256 MiB, 4 senders per DC (a few minutes)
-    python bench/read_bench.py --quick         # 64 MiB
+    python bench/read_bench.py --quick         # 128 MiB, 8 seeks
     python bench/read_bench.py --size-mib 128 --senders 8
 
 Prints a table and writes bench/results/<timestamp>.json. See bench/README.md.
@@ -175,7 +175,10 @@ def random_offsets(rng: random.Random, size: int, count: int, length: int, avoid
         used |= blocks
         out.append(off)
     if len(out) < count:
-        raise SystemExit(f"file too small for {count} disjoint random reads")
+        need = count * ((length + 2 * slack) // MIB + 2) + len(avoid_mib)
+        raise SystemExit(f"a file of {size / MIB:.0f} MiB is too small for {count} disjoint random reads of "
+                         f"{length // KIB} KiB (each with {slack // KIB} KiB either side): give "
+                         f"--size-mib of about {2 * need} or fewer --seeks")
     return out
 
 
@@ -525,7 +528,7 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="tgdav read-path benchmark against the sandbox")
     p.add_argument("--size-mib", type=float, default=256, help="size of the test files (default 256)")
-    p.add_argument("--quick", action="store_true", help="64 MiB files (a fast run)")
+    p.add_argument("--quick", action="store_true", help="128 MiB files, 8 seeks (a fast run)")
     p.add_argument("--senders", type=int, default=4, help="senders per DC (default 4)")
     p.add_argument("--read-ahead", type=int, default=8, help="read-ahead in MiB ([pool] read_ahead_parts, default 8)")
     p.add_argument("--play-kib", type=int, default=1024, help="bytes a player takes after each seek (default 1024)")
@@ -540,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart-child", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
-        args.size_mib, args.seeks = 64, 8
+        # 8 seeks (up to 2 MiB blocks each) and 8 players (1 MiB + 2 MiB either side: 6 blocks each)
+        # that share no MiB block need ~70 of them; 64 MiB could never hold them
+        args.size_mib, args.seeks = 128, 8
     args.first_part = args.first_part_kib * KIB
     args.seek_len = args.seek_kib * KIB
     args.play_len = args.play_kib * KIB

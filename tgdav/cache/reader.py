@@ -48,9 +48,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
-from tgdav.errors import UpstreamUnavailable
+from tgdav.errors import ConnectionsLost, UpstreamUnavailable
 from tgdav.model import Location
-from tgdav.plan import MIB, Part, check_part_size, plan_missing
+from tgdav.plan import ALIGN, MIB, Part, check_part_size, plan_missing
 from tgdav.ranges import Range, Ranges
 
 log = logging.getLogger("tgdav.reader")
@@ -60,6 +60,7 @@ MAX_PENDING = 64 * MIB                          # bytes waiting for the cache wr
 CLASSIFY_FIRST = MIB                            # bytes a stream takes before the first look at its pace
 CLASSIFY_EVERY = 4 * MIB                        # and between two later looks
 BULK_WAITING = 0.5                              # waiting on Telegram more than this share: bulk
+CACHE_READ = 4 * MIB                            # bytes of chunks read from the cache in one go
 INDEX_EVERY = 32                                # chunks written between two writes of a file's index
 
 
@@ -68,6 +69,7 @@ class _Flight:
     range: Range
     task: asyncio.Task
     waiters: int = 0
+    urgent: bool = False          # asked for because a stream waited on it (not read-ahead)
 
 
 @dataclass(eq=False)
@@ -148,6 +150,7 @@ class PartReader:
         held: set[_Flight] = set()
         pos, stop, ahead = start, end + 1, self.first_part
         pace = _Pace()
+        read: dict[tuple[int, int], bytes] = {}    # chunks read from the cache ahead of pos
         try:
             while pos < stop:
                 cap = self._part_cap(loc)
@@ -156,7 +159,7 @@ class PartReader:
                 want = Range(pos, self._window_end(loc, pos, stop, ahead, cap))
                 self._request(loc, f, want, held, cap, pace.interactive)
                 t = asyncio.get_running_loop().time()
-                piece = await self._piece(loc, f, pos, stop, held)
+                piece = await self._piece(loc, f, pos, stop, held, read)
                 pace.waited += asyncio.get_running_loop().time() - t
                 if piece is None:     # a flight it waited on ended without bytes: ask again
                     await asyncio.sleep(0)   # (after the loop has run what that ending scheduled)
@@ -185,8 +188,8 @@ class PartReader:
     def _window_end(self, loc: Location, pos: int, stop: int, ahead: int, cap: int) -> int:
         """Where the bytes to have in flight end: pos + ahead rounded up to a grain (the largest
         power of two <= ahead, at most a part of `cap`), never past the range's end rounded up to a
-        first_part, nor past the file. So chunks start and end on first_part multiples, and a
-        window of several MiB asks in whole, MiB-aligned parts."""
+        first_part, nor past the file. So a window's chunks end on grain multiples, and a window
+        of several MiB asks in whole, MiB-aligned parts once past the MiB it started in."""
         grain = min(cap, 1 << (max(ahead, self.first_part).bit_length() - 1))
         end = -(-(pos + ahead) // grain) * grain
         last = -(-stop // self.first_part) * self.first_part
@@ -200,11 +203,15 @@ class PartReader:
         for gap in f.covered(want).find_missing(want):
             parts: list[Part] = []
             if gap.start == want.start:
-                block = Part(gap.start - gap.start % self.first_part, self.first_part)
+                # one first_part from pos (4 KiB aligned), moved back only as far as it must to stay
+                # inside its MiB: bytes before pos are fetched for nobody (after a seek: waste)
+                at = min(gap.start - gap.start % ALIGN, (gap.start // MIB + 1) * MIB - self.first_part)
+                block = Part(at, self.first_part)
                 head = Range(block.offset, gap.start)
-                if f.covered(head).find_missing(head) != ([head] if head else []):
-                    # bytes before pos in its block are held already: one part from pos instead
-                    block = plan_missing(gap.start, min(gap.end, block.end), loc.size, cap)[0]
+                if (block.end > gap.end < loc.size
+                        or f.covered(head).find_missing(head) != ([head] if head else [])):
+                    # bytes before pos or after the gap are held already: one part from pos inside it
+                    block = plan_missing(gap.start, min(gap.end, block.end), loc.size, self.first_part)[0]
                 parts.append(block)
                 gap = Range(min(gap.end, block.end), gap.end)
             if gap:
@@ -213,7 +220,7 @@ class PartReader:
                 urgent = part.offset <= want.start < part.end
                 priority = {"urgent": True} if urgent else {"interactive": True} if interactive else {}
                 task = asyncio.ensure_future(self._fetch_part(loc, f, part, priority))
-                flight = _Flight(Range(part.offset, min(part.end, loc.size)), task)
+                flight = _Flight(Range(part.offset, min(part.end, loc.size)), task, urgent=urgent)
                 f.flights.append(flight)
                 task.add_done_callback(lambda t, fl=flight: self._landed(f, fl, t))
         for flight in f.flights:
@@ -233,8 +240,12 @@ class PartReader:
     def _part_cap(self, loc: Location) -> int:
         return max(self.first_part, min(self.max_part, self._part_limit(loc)))
 
-    async def _piece(self, loc: Location, f: _File, pos: int, stop: int, held: set[_Flight]) -> bytes | None:
-        """Bytes from pos to the end of whatever holds them (bounded by stop), or None to re-plan."""
+    async def _piece(self, loc: Location, f: _File, pos: int, stop: int, held: set[_Flight],
+                     read: dict[tuple[int, int], bytes]) -> bytes | None:
+        """Bytes from pos to the end of whatever holds them (bounded by stop), or None to re-plan.
+        A chunk in the cache is read with the ones after it up to CACHE_READ bytes (and stop), in one
+        trip to a worker thread: a thread handoff per MiB was most of the CPU of serving the cache.
+        The others wait in `read` (the stream's) for the next calls."""
         flight = f.flight_at(pos)
         if flight is not None:
             if flight not in held:
@@ -247,13 +258,32 @@ class PartReader:
                     self._let_go(loc, f, flight, held)
                     return None
                 raise
+            except ConnectionsLost:
+                if flight.urgent:
+                    raise
+                # read-ahead whose connections died under it (a DC cut them all): asked again, now
+                # urgent, as when it had failed before the stream reached it
+                self._let_go(loc, f, flight, held)
+                return None
             return _slice(data, offset, pos, stop)
         chunk = f.chunk_at(pos)
         if chunk is not None:
             offset, length = chunk
             data = f.pending.get(offset)
             if data is None:
-                data = await asyncio.to_thread(self._store.chunk, loc.file_key, offset, length)
+                data = read.pop(chunk, None)
+            if data is None:
+                read.clear()
+                wanted, end = [chunk], offset + length
+                while end - offset < CACHE_READ and end < stop:
+                    nxt = f.chunk_at(end)
+                    if nxt is None or nxt[0] != end or end in f.pending:
+                        break
+                    wanted.append(nxt)
+                    end += nxt[1]
+                got = await asyncio.to_thread(self._chunks, loc.file_key, wanted)
+                data = got.pop(chunk)
+                read.update((c, d) for c, d in got.items() if d is not None)
             if data is not None:
                 piece = _slice(data, offset, pos, stop)
                 if self._metrics is not None:
@@ -261,6 +291,10 @@ class PartReader:
                 return piece
             f.remove_chunk(offset)     # evicted from the cache: fetch it again
         return None
+
+    def _chunks(self, file_key: str, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes | None]:
+        """On a worker thread: chunks (offset, length) from the store, None for any it no longer holds."""
+        return {(offset, length): self._store.chunk(file_key, offset, length) for offset, length in wanted}
 
     def _let_go(self, loc: Location, f: _File, flight: _Flight, held: set[_Flight]) -> None:
         held.discard(flight)

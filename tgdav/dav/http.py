@@ -35,7 +35,7 @@ from collections import defaultdict, deque
 
 from cheroot import errors as cheroot_errors
 from cheroot import wsgi
-from cheroot.makefile import MakeFile, StreamReader
+from cheroot.makefile import MakeFile, StreamReader, StreamWriter
 from cheroot.server import (CRLF, ChunkedRFile, HeaderReader, HTTPConnection, HTTPRequest,
                             KnownLengthRFile, comma_separated_headers)
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -76,6 +76,31 @@ class _HeadReader(StreamReader):
     def __init__(self, sock: socket.socket, bufsize: int, idle_timeout: float | None) -> None:
         _pyio.BufferedReader.__init__(self, _DeadlineSocketIO(sock, "rb", idle_timeout), bufsize)
         self.bytes_read = 0
+
+
+# --- the response writer -----------------------------------------------------------------------------
+class _SocketWriter(StreamWriter):
+    """cheroot's socket writer without its copies. cheroot's appends every write to a bytearray, sends
+    bytes(that bytearray) and deletes what went: a 1 MiB block that leaves in several send()s is
+    copied once per send plus once per delete. Here a block is sent from a memoryview of itself, as
+    many send()s as the socket takes (each within the socket's timeout, as cheroot's)."""
+
+    def write(self, b) -> int:
+        self._checkClosed()
+        if isinstance(b, str):
+            raise TypeError("can't write str to binary stream")
+        with self._write_lock:
+            self._flush_unlocked()              # (cheroot's write never leaves anything buffered)
+            view = memoryview(b).cast("B")
+            n = len(view)
+            while view:
+                try:
+                    sent = self.raw.write(view)
+                except BlockingIOError as e:
+                    sent = e.characters_written
+                view = view[sent or 0:]
+        self.bytes_written += n
+        return n
 
 
 # --- request framing ---------------------------------------------------------------------------------
@@ -237,7 +262,7 @@ class _Connection(HTTPConnection):
 
     def __init__(self, server, sock, makefile=MakeFile) -> None:
         def make(s, mode="r", bufsize=_pyio.DEFAULT_BUFFER_SIZE):
-            return _HeadReader(s, bufsize, server.timeout) if "r" in mode else makefile(s, mode, bufsize)
+            return _HeadReader(s, bufsize, server.timeout) if "r" in mode else _SocketWriter(s, mode, bufsize)
         super().__init__(server, sock, make)
 
     def communicate(self) -> bool:
