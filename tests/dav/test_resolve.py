@@ -25,9 +25,9 @@ class CountingBridge(Bridge):
         super().__init__()
         self.calls, self.streams = 0, 0
 
-    def call(self, coro, timeout=None):
+    def call(self, coro, timeout=None, *, on_timeout=None):
         self.calls += 1
-        return super().call(coro, timeout)
+        return super().call(coro, timeout, on_timeout=on_timeout)
 
     def stream(self, agen, *, max_buffered=4):
         self.streams += 1
