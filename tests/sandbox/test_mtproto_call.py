@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.helpers import until
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 from tgdav.telegram.mtproto import Sender, functions, types
@@ -55,15 +56,6 @@ def get_files(sandbox, seed: int) -> list:
             if isinstance(r, functions.upload.GetFileRequest) and r.location.id == seed]
 
 
-async def until(condition) -> None:
-    """Wait (loop turns, a few ms apart) until the sandbox's thread has seen what `condition` asks."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the sandbox never saw it")
-
-
 async def works(sender, seed: int) -> bool:
     answer = await sender.send(get_file(seed=seed, offset=0, limit=4096)).future
     return answer.bytes == pattern(seed, 0, 4096)
@@ -82,10 +74,12 @@ def test_a_call_cancelled_before_it_went_out_is_taken_back(sandbox):
 
 def test_a_call_cancelled_while_it_runs_is_dropped_and_drains(sandbox):
     async def body(sender):
-        call = sender.send(get_file(seed=23, offset=0, limit=4096, delay_ms=300))
-        await until(lambda: get_files(sandbox, 23))
+        call = sender.send(get_file(seed=23, offset=0, limit=4096, held=True))
+        await until(lambda: get_files(sandbox, 23), 5, "the sandbox runs the getFile")
         drain = call.cancel(10)
         assert drain is not None and not call.future.done()     # its answer may still come
+        await until(lambda: sandbox.counters.get(2, "drop_requests") == 1, 5, "the drop reaches Telegram")
+        sandbox.stub.release()                               # while the getFile still runs
         await drain
         return call.future.done(), await works(sender, 24)
     done, ok = run(sandbox, body)
