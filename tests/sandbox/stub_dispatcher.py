@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import time
 from dataclasses import dataclass
 
+import pytest
 from telethon import TelegramClient
 from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import StringSession
@@ -23,7 +25,7 @@ from telethon.tl import functions, types
 from tgdav.sandbox.cluster import ClusterThread
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.context import CallContext, RpcError
-from tgdav.sandbox.controls import Controls
+from tgdav.sandbox.controls import Controls, Link
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import SandboxRsaKey, load_or_create
@@ -134,3 +136,21 @@ def running_sandbox(dc_ids: tuple[int, ...] = (1, 2, 3, 4, 5)):
     with ClusterThread(stub, keys, counters, controls, rsa_key, dc_ids) as cluster:
         stub.ports = cluster.ports
         yield Sandbox(cluster, stub, keys, counters, controls, rsa_key)
+
+
+# The fixtures of the test modules that run against this stub (they import them by name).
+@pytest.fixture(scope="module")
+def sandbox():
+    with running_sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture(autouse=True)
+def clean(sandbox):
+    """Each test starts with no faults, the default link, counters and the stub's calls at zero."""
+    sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
+    sandbox.controls.set_link(Link())
+    sandbox.counters.reset()
+    sandbox.stub.calls.clear()
+    yield
+    sandbox.controls.set_link(Link())

@@ -5,9 +5,7 @@ dropped while queued for sending (never sent), and too late (already on the wire
 from __future__ import annotations
 
 import asyncio
-import time
 
-import pytest
 from telethon.tl.functions import RpcDropAnswerRequest
 from telethon.tl.functions.upload import GetFileRequest
 from telethon.tl.types import RpcAnswerDropped, RpcAnswerDroppedRunning, RpcAnswerUnknown, upload
@@ -16,24 +14,10 @@ from tests.helpers import run, until
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 
-from .stub_dispatcher import get_file, running_sandbox
+from .stub_dispatcher import clean, get_file, sandbox  # noqa: F401 (fixtures)
 
 MIB = 1024 * 1024
 
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with running_sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox):
-    sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
-    sandbox.controls.set_link(Link())
-    sandbox.counters.reset()
-    yield
-    sandbox.controls.set_link(Link())
 
 
 

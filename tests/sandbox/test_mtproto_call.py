@@ -6,34 +6,17 @@ waits behind another on the link is dropped before it is sent; the connection se
 from __future__ import annotations
 
 import asyncio
-import time
 
-import pytest
 
 from tests.helpers import until
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Link
 from tgdav.telegram.mtproto import Sender, functions, types
 
-from .stub_dispatcher import get_file, running_sandbox
+from .stub_dispatcher import clean, get_file, sandbox  # noqa: F401 (fixtures)
 
 MIB = 1024 * 1024
 
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with running_sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox):
-    sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
-    sandbox.controls.set_link(Link())
-    sandbox.counters.reset()
-    sandbox.stub.calls.clear()
-    yield
-    sandbox.controls.set_link(Link())
 
 
 def run(sandbox, body):

@@ -24,23 +24,10 @@ from tgdav.sandbox.controls import Link
 from tgdav.sandbox.keys import key_id_of
 from tgdav.sandbox.world import World
 
-from .stub_dispatcher import get_file, running_sandbox
+from .stub_dispatcher import clean, get_file, sandbox  # noqa: F401 (fixtures)
 
 MIB = 1024 * 1024
 
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with running_sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox):
-    sandbox.controls.apply_faults({"clear": True}, now=time.monotonic())
-    sandbox.controls.set_link(Link())
-    sandbox.counters.reset()
-    yield
 
 
 
