@@ -96,6 +96,75 @@ def point_at_sandbox(rsa_public_key: str) -> None:
 def forget_config() -> None:
     """Forget the help.config Telethon caches on TelegramClient (one per process, not per client)."""
     TelegramClient._config = None
+    Client._config = None            # Telethon caches it on the client's own class
+
+
+class Client(TelegramClient):
+    """The account's main client: a TelegramClient whose every request, tgdav's and Telethon's own
+    (help.getConfig when a pool sender needs a DC's address), is answered or fails within
+    `answer_timeout` seconds (None: as long as Telethon takes).
+
+    Telethon's main sender, when its connection is cut, reconnects in the background
+    (connection_retries times, retry_delay apart) and only then sends what was queued meanwhile;
+    when it gives up, it fails the requests it had sent but leaves the ones still queued waiting
+    forever (a MKCOL hung for minutes with the home DC down), and the client stays disconnected
+    until someone connects it again. So here:
+    - a request not answered within `answer_timeout` raises TimeoutError (rpc.py: Telegram not
+      reachable, 503) and is taken back out of the sender's queue and sent-request table: it is
+      never sent later behind the client's back (a MKCOL answered 503 must not happen on reconnect);
+    - once Telethon has given up (its `disconnected` future holds the error), the next request
+      connects again first, within the same bound, one attempt shared by every request waiting:
+      the drive works again as soon as Telegram answers, without a restart."""
+
+    def __init__(self, *args, answer_timeout: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.answer_timeout = answer_timeout
+        self._reconnecting: asyncio.Future | None = None
+
+    async def __call__(self, request, ordered=False, flood_sleep_threshold=None):
+        if self.answer_timeout is None:
+            return await super().__call__(request, ordered, flood_sleep_threshold)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.answer_timeout
+        try:
+            await asyncio.wait_for(self._connect_again(), self.answer_timeout)
+            return await asyncio.wait_for(super().__call__(request, ordered, flood_sleep_threshold),
+                                          max(0.0, deadline - loop.time()))
+        except BaseException as e:
+            _take_back(self._sender, request)
+            if isinstance(e, asyncio.TimeoutError):
+                raise TimeoutError(f"no answer from Telegram within {self.answer_timeout:g} s") from None
+            raise
+
+    async def _connect_again(self) -> None:
+        """Connect again if Telethon gave up reconnecting (not after disconnect(), nor before the
+        first connect(): then Telethon answers ConnectionError as always)."""
+        if self.is_connected():
+            return
+        gone = self.disconnected
+        if not gone.done() or gone.cancelled() or gone.exception() is None:
+            return
+        if self._reconnecting is None or self._reconnecting.done():
+            log.info("the main connection to Telegram was lost (%s); connecting again", gone.exception())
+            self._reconnecting = asyncio.ensure_future(self.connect())
+            self._reconnecting.add_done_callback(_retrieve)
+        await asyncio.shield(self._reconnecting)
+
+
+def _take_back(mtp: MTProtoSender, request) -> None:
+    """Take whatever of `request` (one request or a list, as given to the client) is still queued
+    or waiting for its answer out of `mtp`, so that no reconnect sends it again."""
+    mine = {id(r) for r in (request if isinstance(request, (list, tuple)) else [request])}
+
+    def ours(state) -> bool:
+        return id(state.request) in mine or id(getattr(state.request, "query", None)) in mine
+    queue = mtp._send_queue._deque
+    for state in [s for s in queue if ours(s)]:
+        queue.remove(state)
+        state.future.cancel()
+    for msg_id, state in [(m, s) for m, s in mtp._pending_state.items() if ours(s)]:
+        del mtp._pending_state[msg_id]
+        state.future.cancel()
 
 
 class Call:
