@@ -12,7 +12,7 @@ import threading
 import time
 
 from tests.write.conftest import WRITABLE, http as request, random_bytes, sha256
-from tests.write.test_atomic import _wait_for
+from tests.helpers import wait_until
 
 HELD = 1000           # ms the home DC holds every answer back: the window in which the answer is lost
 DOWN = 1.0            # seconds the DC stays down (it notices in 0.1 s; Telethon reconnects within 5 s)
@@ -27,7 +27,7 @@ def _put_losing_the_answer(sandbox, url: str, data: bytes, home: int) -> tuple[i
     try:
         put = threading.Thread(target=lambda: answer.update(r=request("PUT", url, data)))
         put.start()
-        _wait_for(lambda: sandbox.total("messages_sent") > posted or "r" in answer, timeout=120)
+        wait_until(lambda: sandbox.total("messages_sent") > posted or "r" in answer, timeout=120)
         sandbox.post("/faults", {"down": [home]})
         time.sleep(DOWN)
     finally:
