@@ -13,6 +13,8 @@ Real processes: a sandbox of its own (the home DC goes down for every connection
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.helpers import wait_until
@@ -98,3 +100,39 @@ def test_writes_and_reads_while_the_home_dc_is_down_answer_503_then_work_again(t
             assert sorted([got["mv.bin"], got["moved.bin"]], key=str) == sorted(
                 [None, sha256(old["mv.bin"])], key=str), (base, "moved by halves")
             assert "after/" in listed and got["after.bin"] == sha256(new), (base, listed)
+
+
+OUTAGE = 45          # s: longer than Telethon reconnects by itself (5 rounds of 6 refused attempts, 1 s apart)
+
+
+@pytest.mark.timeout(600)
+def test_after_a_long_outage_the_main_connection_comes_back_without_a_request(tmp_path):
+    """Telegram pushes a channel's changes only to the main connection. Once Telethon has given up
+    reconnecting, nothing but a request brought it back: a post made after the outage never
+    showed in a kept listing (until [cache] updates_refresh, an hour). Now the client connects
+    again by itself (with no request: the pool's connections to the home DC open only for reads),
+    and a post made then shows with no write in between."""
+    with running_sandbox(tmp_path) as sb:
+        home = int(sb.info.get("home_dc", 2))
+        url, _, _ = sb.server("long", "\n[pool]\nrequest_timeout = 5\n")
+        channel = f"{url}{FRESH}/"
+
+        def listed() -> set[str]:
+            status, _, body = http("PROPFIND", channel, headers={"Depth": "1"})
+            return {h.rsplit("/", 1)[1] for h in hrefs(body)} if status == 207 else set()
+        sb.publish(FRESH, "before.bin", random_bytes(3000, 1))
+        wait_until(lambda: f"/{FRESH}/" in hrefs(http("PROPFIND", url, headers={"Depth": "1"})[2]),
+                   60, "the new channel in the root listing")
+        assert "before.bin" in listed()
+
+        sb.post("/faults", {"down": [home]})
+        try:
+            time.sleep(OUTAGE)
+            connections = sb.counters()[str(home)]["connections"]
+        finally:
+            sb.post("/faults", {"down": []})
+        wait_until(lambda: sb.counters()[str(home)]["connections"] > connections, 60,
+                   "a connection to the home DC after the outage")
+        sb.publish(FRESH, "after.bin", random_bytes(3000, 2), create=False)
+        wait_until(lambda: "after.bin" in listed(), 120, "the post made after the outage in the listing")
+        assert _get(channel + "after.bin") == sha256(random_bytes(3000, 2))

@@ -29,6 +29,7 @@ refuses another one at start, in one line, rather than failing later in a privat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import telethon
@@ -113,13 +114,45 @@ class Client(TelegramClient):
       reachable, 503) and is taken back out of the sender's queue and sent-request table: it is
       never sent later behind the client's back (a MKCOL answered 503 must not happen on reconnect);
     - once Telethon has given up (its `disconnected` future holds the error), the next request
-      connects again first, within the same bound, one attempt shared by every request waiting:
-      the drive works again as soon as Telegram answers, without a restart."""
+      connects again first, within the same bound, one attempt shared by every request waiting,
+      and so does a watcher every `answer_timeout` seconds, so Telegram's updates (pushed only to
+      this connection, once it made a request: updates.getState when updates were asked for)
+      come again too: the drive works again as soon as Telegram answers, without a restart.
+      disconnect() stops all that."""
 
     def __init__(self, *args, answer_timeout: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.answer_timeout = answer_timeout
         self._reconnecting: asyncio.Future | None = None
+        self._watcher: asyncio.Task | None = None
+        self._closed = False
+        self._wants_updates = False
+
+    async def connect(self) -> None:
+        self._closed = False
+        await super().connect()
+        if self.answer_timeout is not None and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.ensure_future(self._keep_connected())
+
+    async def set_receive_updates(self, receive_updates: bool) -> None:
+        self._wants_updates = bool(receive_updates)
+        await super().set_receive_updates(receive_updates)
+
+    def disconnect(self):
+        self._closed = True
+        for task in (self._watcher, self._reconnecting):
+            if task is not None:
+                task.cancel()
+        return super().disconnect()
+
+    async def _keep_connected(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(Exception):
+                await self.disconnected          # the connection ended: on purpose, or Telethon gave up
+            while not self._closed and not self.is_connected():
+                await asyncio.sleep(self.answer_timeout)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._connect_again(), self.answer_timeout)
 
     async def __call__(self, request, ordered=False, flood_sleep_threshold=None):
         if self.answer_timeout is None:
@@ -139,16 +172,38 @@ class Client(TelegramClient):
     async def _connect_again(self) -> None:
         """Connect again if Telethon gave up reconnecting (not after disconnect(), nor before the
         first connect(): then Telethon answers ConnectionError as always)."""
-        if self.is_connected():
+        if self._closed or self.is_connected():
             return
         gone = self.disconnected
         if not gone.done() or gone.cancelled() or gone.exception() is None:
             return
         if self._reconnecting is None or self._reconnecting.done():
             log.info("the main connection to Telegram was lost (%s); connecting again", gone.exception())
-            self._reconnecting = asyncio.ensure_future(self.connect())
-            self._reconnecting.add_done_callback(_retrieve)
+            self._reconnecting = asyncio.ensure_future(_connect_once(self))
+            self._reconnecting.add_done_callback(_reconnected)
         await asyncio.shield(self._reconnecting)
+
+
+async def _connect_once(self: Client) -> None:
+    """One attempt at connecting the client again, within its answer_timeout: an attempt that hangs
+    (the connection made but initConnection never answered) is cut, so the next one can start."""
+    try:
+        await asyncio.wait_for(TelegramClient.connect(self), self.answer_timeout)
+        if self._wants_updates:     # Telegram pushes updates to a connection only after a request
+            await self.set_receive_updates(True)
+    except asyncio.TimeoutError:
+        error = ConnectionError(f"connecting took longer than {self.answer_timeout:g} s")
+        await self._sender._disconnect(error=error)     # not connected: the next attempt may start
+        raise error from None
+
+
+def _reconnected(attempt: asyncio.Future) -> None:
+    if not attempt.cancelled():
+        error = attempt.exception()
+        if error is None:
+            log.info("connected to Telegram again")
+        else:
+            log.info("connecting to Telegram again failed: %s", error)
 
 
 def _take_back(mtp: MTProtoSender, request) -> None:
