@@ -146,13 +146,13 @@ class Client(TelegramClient):
         return super().disconnect()
 
     async def _keep_connected(self) -> None:
+        """The watcher: every answer_timeout seconds while Telethon has given up, one attempt."""
         while not self._closed:
             with contextlib.suppress(Exception):
                 await self.disconnected          # the connection ended: on purpose, or Telethon gave up
-            while not self._closed and not self.is_connected():
-                await asyncio.sleep(self.answer_timeout)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._connect_again(), self.answer_timeout)
+            await asyncio.sleep(self.answer_timeout)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connect_again(), self.answer_timeout)
 
     async def __call__(self, request, ordered=False, flood_sleep_threshold=None):
         if self.answer_timeout is None:
