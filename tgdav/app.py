@@ -296,10 +296,12 @@ def _spool_dir(state: Path) -> Path:
 
 
 def make_account_client(cfg: Config, state: Path, session: str | None = None):
-    """A Telethon client (not connected) for [telegram] session, or `session`, in the state dir."""
+    """A Telethon client (not connected) for [telegram] session, or `session`, in the state dir.
+    Every request it sends is answered within [pool] request_timeout or fails (503), a home DC
+    that is down included."""
     sandbox = SandboxInfo.load(cfg.telegram.sandbox) if cfg.telegram.sandbox else None
     return make_client(state, session or cfg.telegram.session, cfg.telegram.api_id, cfg.telegram.api_hash,
-                       sandbox)
+                       sandbox, answer_timeout=cfg.pool.request_timeout)
 
 
 def _who(me) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from tgdav.errors import ConfigError
-from tgdav.telegram.mtproto import TelegramClient, errors, point_at_sandbox
+from tgdav.telegram.mtproto import Client, TelegramClient, errors, point_at_sandbox
 
 log = logging.getLogger("tgdav.login")
 
@@ -57,10 +57,11 @@ def session_path(state_dir: Path, name: str) -> Path:
 
 
 def make_client(state_dir: Path, session: str, api_id: int, api_hash: str,
-                sandbox: SandboxInfo | None = None) -> TelegramClient:
+                sandbox: SandboxInfo | None = None, answer_timeout: float | None = None) -> TelegramClient:
     """A TelegramClient (not connected) with its session in the state dir. A request Telethon
     retried until it gave up (500s, -503 Timeout) raises Telegram's last error rather than a bare
-    ValueError, so telegram/rpc.py's table maps it (503)."""
+    ValueError, so telegram/rpc.py's table maps it (503). answer_timeout: seconds any request may
+    wait for its answer, a lost connection included (mtproto.Client), then TimeoutError (503)."""
     path = session_path(state_dir, session)
     if sandbox is not None:
         point_at_sandbox(sandbox.rsa_public_key)
@@ -68,8 +69,8 @@ def make_client(state_dir: Path, session: str, api_id: int, api_hash: str,
     if not api_id or not api_hash:
         raise ConfigError("no Telegram API credentials — set [telegram] api_id and api_hash "
                           "(from my.telegram.org) or TGDAV_API_ID / TGDAV_API_HASH")
-    client = TelegramClient(str(path), api_id, api_hash, flood_sleep_threshold=0,
-                            receive_updates=False, raise_last_call_error=True)
+    client = Client(str(path), api_id, api_hash, flood_sleep_threshold=0, receive_updates=False,
+                    raise_last_call_error=True, answer_timeout=answer_timeout)
     session_file = Path(str(path) + ".session")
     if session_file.exists():
         os.chmod(session_file, 0o600)

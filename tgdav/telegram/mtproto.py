@@ -29,6 +29,7 @@ refuses another one at start, in one line, rather than failing later in a privat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import telethon
@@ -96,6 +97,129 @@ def point_at_sandbox(rsa_public_key: str) -> None:
 def forget_config() -> None:
     """Forget the help.config Telethon caches on TelegramClient (one per process, not per client)."""
     TelegramClient._config = None
+    Client._config = None            # Telethon caches it on the client's own class
+
+
+class Client(TelegramClient):
+    """The account's main client: a TelegramClient whose every request, tgdav's and Telethon's own
+    (help.getConfig when a pool sender needs a DC's address), is answered or fails within
+    `answer_timeout` seconds (None: as long as Telethon takes).
+
+    Telethon's main sender, when its connection is cut, reconnects in the background
+    (connection_retries times, retry_delay apart) and only then sends what was queued meanwhile;
+    when it gives up, it fails the requests it had sent but leaves the ones still queued waiting
+    forever (a MKCOL hung for minutes with the home DC down), and the client stays disconnected
+    until someone connects it again. So here:
+    - a request not answered within `answer_timeout` raises TimeoutError (rpc.py: Telegram not
+      reachable, 503) and is taken back out of the sender's queue and sent-request table: it is
+      never sent later behind the client's back (a MKCOL answered 503 must not happen on reconnect);
+    - once Telethon has given up (its `disconnected` future holds the error), the next request
+      connects again first, within the same bound, one attempt shared by every request waiting,
+      and so does a watcher every `answer_timeout` seconds, so Telegram's updates (pushed only to
+      this connection, once it made a request: updates.getState when updates were asked for)
+      come again too: the drive works again as soon as Telegram answers, without a restart.
+      disconnect() stops all that."""
+
+    def __init__(self, *args, answer_timeout: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.answer_timeout = answer_timeout
+        self._reconnecting: asyncio.Future | None = None
+        self._watcher: asyncio.Task | None = None
+        self._closed = False
+        self._wants_updates = False
+
+    async def connect(self) -> None:
+        self._closed = False
+        await super().connect()
+        if self.answer_timeout is not None and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.ensure_future(self._keep_connected())
+
+    async def set_receive_updates(self, receive_updates: bool) -> None:
+        self._wants_updates = bool(receive_updates)
+        await super().set_receive_updates(receive_updates)
+
+    def disconnect(self):
+        self._closed = True
+        for task in (self._watcher, self._reconnecting):
+            if task is not None:
+                task.cancel()
+        return super().disconnect()
+
+    async def _keep_connected(self) -> None:
+        """The watcher: every answer_timeout seconds while Telethon has given up, one attempt."""
+        while not self._closed:
+            with contextlib.suppress(Exception):
+                await self.disconnected          # the connection ended: on purpose, or Telethon gave up
+            await asyncio.sleep(self.answer_timeout)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connect_again(), self.answer_timeout)
+
+    async def __call__(self, request, ordered=False, flood_sleep_threshold=None):
+        if self.answer_timeout is None:
+            return await super().__call__(request, ordered, flood_sleep_threshold)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.answer_timeout
+        try:
+            await asyncio.wait_for(self._connect_again(), self.answer_timeout)
+            return await asyncio.wait_for(super().__call__(request, ordered, flood_sleep_threshold),
+                                          max(0.0, deadline - loop.time()))
+        except BaseException as e:
+            _take_back(self._sender, request)
+            if isinstance(e, asyncio.TimeoutError):
+                raise TimeoutError(f"no answer from Telegram within {self.answer_timeout:g} s") from None
+            raise
+
+    async def _connect_again(self) -> None:
+        """Connect again if Telethon gave up reconnecting (not after disconnect(), nor before the
+        first connect(): then Telethon answers ConnectionError as always)."""
+        if self._closed or self.is_connected():
+            return
+        gone = self.disconnected
+        if not gone.done() or gone.cancelled() or gone.exception() is None:
+            return
+        if self._reconnecting is None or self._reconnecting.done():
+            log.info("the main connection to Telegram was lost (%s); connecting again", gone.exception())
+            self._reconnecting = asyncio.ensure_future(_connect_once(self))
+            self._reconnecting.add_done_callback(_reconnected)
+        await asyncio.shield(self._reconnecting)
+
+
+async def _connect_once(self: Client) -> None:
+    """One attempt at connecting the client again, within its answer_timeout: an attempt that hangs
+    (the connection made but initConnection never answered) is cut, so the next one can start."""
+    try:
+        await asyncio.wait_for(TelegramClient.connect(self), self.answer_timeout)
+        if self._wants_updates:     # Telegram pushes updates to a connection only after a request
+            await self.set_receive_updates(True)
+    except asyncio.TimeoutError:
+        error = ConnectionError(f"connecting took longer than {self.answer_timeout:g} s")
+        await self._sender._disconnect(error=error)     # not connected: the next attempt may start
+        raise error from None
+
+
+def _reconnected(attempt: asyncio.Future) -> None:
+    if not attempt.cancelled():
+        error = attempt.exception()
+        if error is None:
+            log.info("connected to Telegram again")
+        else:
+            log.info("connecting to Telegram again failed: %s", error)
+
+
+def _take_back(mtp: MTProtoSender, request) -> None:
+    """Take whatever of `request` (one request or a list, as given to the client) is still queued
+    or waiting for its answer out of `mtp`, so that no reconnect sends it again."""
+    mine = {id(r) for r in (request if isinstance(request, (list, tuple)) else [request])}
+
+    def ours(state) -> bool:
+        return id(state.request) in mine or id(getattr(state.request, "query", None)) in mine
+    queue = mtp._send_queue._deque
+    for state in [s for s in queue if ours(s)]:
+        queue.remove(state)
+        state.future.cancel()
+    for msg_id, state in [(m, s) for m, s in mtp._pending_state.items() if ours(s)]:
+        del mtp._pending_state[msg_id]
+        state.future.cancel()
 
 
 class Call:
