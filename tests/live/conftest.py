@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from telethon import TelegramClient
 from telethon.tl import types
 
 from tests.read_path.conftest import Engine
@@ -24,6 +23,7 @@ from tgdav.sandbox.rsakey import load_or_create
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import World
 from tgdav.telegram.login import SandboxInfo
+from tgdav.telegram.mtproto import forget_config
 
 logging.getLogger("telethon").setLevel(logging.ERROR)
 
@@ -64,7 +64,7 @@ def sandbox():
         yield Sandbox(w, channel, counters, controls, SandboxInfo(dict(w.dcs), HOME_DC, rsa.public_pem, 1, "x", {}))
     finally:
         cluster.stop()
-        TelegramClient._config = None
+        forget_config()           # Telethon caches help.config on the class
 
 
 @pytest.fixture(autouse=True)

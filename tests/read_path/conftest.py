@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from telethon import TelegramClient
 
 from tgdav.app import build_read_path, start_live
 from tgdav.bridge import Bridge
 from tgdav.cache.reader import SyncReader
 from tgdav.cache.store import Store
+from tgdav.config import Config, PoolConfig, TelegramConfig
 from tgdav.model import FileEntry
 from tgdav.sandbox.cluster import ClusterThread
 from tgdav.sandbox.content import pattern
@@ -36,8 +36,8 @@ from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import load_or_create
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import PatternSource, PhotoSize, World
-from tgdav.config import Config, PoolConfig, TelegramConfig
 from tgdav.telegram.login import SandboxInfo, login, make_client
+from tgdav.telegram.mtproto import forget_config
 
 logging.getLogger("telethon").setLevel(logging.ERROR)
 
@@ -140,7 +140,7 @@ def running_sandbox(w: World, user, docs: dict):
         yield Sandbox(w, user, keys, counters, controls, services, cluster, info, docs)
     finally:
         cluster.stop()
-        TelegramClient._config = None
+        forget_config()           # Telethon caches help.config on the class
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ from tgdav.sandbox.controls import Controls, Link
 from tgdav.sandbox.counters import Counters
 from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import SandboxRsaKey, load_or_create
+from tgdav.telegram.mtproto import forget_config
 
 _WRAPPERS = (functions.InvokeWithLayerRequest, functions.InitConnectionRequest,
              functions.InvokeWithoutUpdatesRequest)
@@ -117,7 +118,7 @@ class Sandbox:
 
     def client(self, dc: int = 2, session: StringSession | None = None, **kwargs) -> TelegramClient:
         """An unmodified Telethon client pointed at `dc` (not connected yet), failing fast when refused."""
-        TelegramClient._config = None   # Telethon caches help.config on the class
+        forget_config()           # Telethon caches help.config on the class
         kwargs.setdefault("connection_retries", 1)
         kwargs.setdefault("retry_delay", 0)
         kwargs.setdefault("timeout", 10)

@@ -20,17 +20,18 @@ from tgdav.sandbox.cluster import ClusterThread
 from tgdav.sandbox.content import pattern
 from tgdav.sandbox.controls import Controls
 from tgdav.sandbox.counters import Counters
-from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.demo import MEDIA, build_demo_world
+from tgdav.sandbox.keys import AuthKeyStore
 from tgdav.sandbox.rsakey import load_or_create
 from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import Channel, World
+from tgdav.telegram.mtproto import forget_config
 
 LONG = 10_000
 
 
 def new_client(ports: dict[int, int], dc: int = 2) -> TelegramClient:
-    TelegramClient._config = None        # Telethon caches help.config on the class
+    forget_config()           # Telethon caches help.config on the class
     client = TelegramClient(StringSession(), api_id=1, api_hash="x", connection_retries=1,
                             retry_delay=0, timeout=10, flood_sleep_threshold=0)
     client.session.set_dc(dc, "127.0.0.1", ports[dc])

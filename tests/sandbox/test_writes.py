@@ -23,6 +23,7 @@ from tgdav.sandbox.controls import Link
 from tgdav.sandbox.demo import UPLOADS, build_demo_world
 from tgdav.sandbox.runner import Sandbox
 from tgdav.sandbox.uplink import BURST, ReadPacer
+from tgdav.telegram.mtproto import forget_config
 
 MIB = 1 << 20
 KIB = 1024
@@ -51,7 +52,7 @@ def sb(tmp_path):
     sandbox.small = small
     yield sandbox
     sandbox.stop()
-    TelegramClient._config = None
+    forget_config()           # Telethon caches help.config on the class
     # Telethon found a handler for everything it asked, and no handler failed
     assert counter(sandbox, "errors:INPUT_METHOD_INVALID") == 0
     assert counter(sandbox, "errors:INTERNAL") == 0
@@ -71,7 +72,7 @@ def counter(sandbox: Sandbox, name: str, dc: int | None = None) -> int:
 
 
 async def login(sandbox: Sandbox, session: str = "") -> TelegramClient:
-    TelegramClient._config = None
+    forget_config()           # Telethon caches help.config on the class
     client = TelegramClient(StringSession(session), api_id=1, api_hash="x", connection_retries=1,
                             retry_delay=0, timeout=20, flood_sleep_threshold=0, request_retries=1)
     client.session.set_dc(2, "127.0.0.1", sandbox.cluster.ports[2])
@@ -449,7 +450,7 @@ def test_writes_survive_a_sandbox_restart(tmp_path):
         msgs, back, small, made, after_id, titles = run(read(), 120)
     finally:
         sandbox.stop()
-        TelegramClient._config = None
+        forget_config()           # Telethon caches help.config on the class
     assert [(m.id, m.message, m.file.name) for m in msgs] == [(keep_id, "v2", "keep.bin")]
     assert msgs[0].edit_date is not None and sha(back) == sha(data)
     assert made.creator and [m.file.name for m in small] == ["small.bin"]
@@ -514,7 +515,7 @@ def test_a_killed_sandbox_process_keeps_what_was_written(tmp_path):
         return proc, line
 
     async def connect(line, session=""):
-        TelegramClient._config = None
+        forget_config()           # Telethon caches help.config on the class
         client = TelegramClient(StringSession(session), line["api_id"], line["api_hash"], connection_retries=1,
                                 retry_delay=0, timeout=20, flood_sleep_threshold=0, request_retries=1)
         client.session.set_dc(line["home_dc"], *line["dcs"][str(line["home_dc"])])
@@ -555,5 +556,5 @@ def test_a_killed_sandbox_process_keeps_what_was_written(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
-        TelegramClient._config = None
+        forget_config()           # Telethon caches help.config on the class
     assert listed == [(sent_id, "kept.bin")] and sha(back) == sha(data)
