@@ -8,6 +8,9 @@ import json
 import os
 import signal
 
+import pytest
+
+from tests.e2e.conftest import stop
 from tests.write.conftest import PART, PIECE_PARTS, WRITABLE, http as request, random_bytes, serve, sha256
 from tests.helpers import wait_until
 from tests.write.test_atomic import _one_entry, _partial_put
@@ -61,7 +64,18 @@ def _metric(url: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name))
 
 
-def test_kill_9_leftovers_are_deleted_after_a_restart(sandbox):
+@pytest.fixture
+def stopped_after():
+    """Servers stopped when the test ends: a janitor with a 4 s grace sweeping every second must not
+    outlive its test (it would take other tests' uploads under way for leftovers, and its whole
+    reads count against the account's getHistory rule the session shares)."""
+    procs: list = []
+    yield procs
+    for proc in procs:
+        stop(proc)
+
+
+def test_kill_9_leftovers_are_deleted_after_a_restart(sandbox, stopped_after):
     """An old version left by a delete that never happened (FLOOD_WAIT, then kill -9) and the first
     piece of a big overwrite cut by kill -9: after a restart the janitor deletes both (and nothing
     else), the files read as before, and the metrics and the status page count them."""
@@ -90,6 +104,7 @@ def test_kill_9_leftovers_are_deleted_after_a_restart(sandbox):
     deleted = sandbox.total("messages_deleted")
     url2, proc2 = serve(config, sandbox.root / "logs" / "janitor-again")
     sandbox.procs.append(proc2)
+    stopped_after.append(proc2)
     wait_until(lambda: sandbox.total("messages_deleted") >= deleted + 2, 120)
     wait_until(lambda: _metric(url2, "tgdav_janitor_last_sweep_timestamp_seconds") > 0, 60)
     folder2 = f"{url2}{WRITABLE}/janitor/"

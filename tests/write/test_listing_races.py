@@ -17,6 +17,9 @@ import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from tests.e2e.conftest import stop
 from tests.write.conftest import WRITABLE, hrefs, http as request, login, random_bytes, serve, sha256
 
 SEED_FILES = 240         # three pages of history and more: a whole read takes several paced pages
@@ -43,12 +46,22 @@ def _listed(folder: str) -> set[str]:
     return {urllib.parse.unquote(h.rstrip("/").rsplit("/", 1)[-1]) for h in hrefs(body)}
 
 
-def test_acknowledged_files_stay_listed_through_whole_reads_during_deletes(sandbox):
+@pytest.fixture
+def rereading(sandbox):
+    """A writable server re-reading every writable channel whole every second, its getHistory paced
+    one call a second; stopped after the test (its reads count against the account's getHistory
+    rule, which the other tests of the session share) after its folder is deleted."""
     config = login(sandbox.root / "rereads", sandbox.json_path, sandbox.info, "\n[write]\njanitor_interval = 1\n")
     config.write_text(config.read_text().replace("[telegram]\n", "[telegram]\nhistory_burst = 1\n", 1))
     url, proc = serve(config, sandbox.root / "logs" / "rereads")
     sandbox.procs.append(proc)
-    folder = f"{url}{WRITABLE}/rereads/"
+    yield url
+    request("DELETE", f"{url}{WRITABLE}/rereads/")     # the shared channel stays as small as it was
+    stop(proc)
+
+
+def test_acknowledged_files_stay_listed_through_whole_reads_during_deletes(rereading):
+    folder = f"{rereading}{WRITABLE}/rereads/"
     assert request("MKCOL", folder)[0] == 201
     acknowledged: dict[str, bytes] = {}
 
