@@ -89,3 +89,25 @@ def test_a_listing_b_read_before_as_put_never_loses_that_file_on_a(replicas):
     assert request("PUT", a + "later.bin", b"later")[0] == 201  # and B learns it from Redis again
     assert wait_until(lambda: "mine.bin" in listed(b), 60)
     assert request("GET", b + "mine.bin") == (200, data)
+
+
+def test_a_stored_listing_is_merged_never_taken_back():
+    """catalog._merged alone: what the stored copy lacks stays (and is named for writing back), a
+    deletion named in its head goes (and is remembered), a newer edit is taken, an older one or a
+    same-second one is not; what the stored copy lacks or holds older is named for writing back."""
+    from tgdav.model import Folder
+    from tgdav.telegram.catalog import _Channel, _merged
+    from tgdav.telegram.tree import Record
+
+    def rec(mid: int, edited: float, text: str) -> Record:
+        return Record(mid, 100.0, edited, None, text)
+    channel = _Channel(Folder("c", 1, "c", None, 0.0), 2)
+    channel.records = {1: rec(1, 100, "kept"), 2: rec(2, 100, "deleted by B"), 3: rec(3, 300, "mine, newer"),
+                       4: rec(4, 100, "edited by B"), 5: rec(5, 200, "tie"), 6: rec(6, 100, "mine, unstored")}
+    channel.gone = {9}
+    stored = {1: rec(1, 100, "kept"), 3: rec(3, 200, "B's older"), 4: rec(4, 150, "B's edit"),
+              5: rec(5, 200, "B's same second"), 7: rec(7, 100, "B's new"), 9: rec(9, 100, "deleted by A")}
+    lacking = _merged(channel, {"gone": [2]}, stored)
+    assert {mid: r.text for mid, r in channel.records.items()} == {
+        1: "kept", 3: "mine, newer", 4: "B's edit", 5: "tie", 6: "mine, unstored", 7: "B's new"}
+    assert lacking == [3, 6] and channel.gone == {2, 9}

@@ -114,7 +114,8 @@ def _merged(channel: "_Channel", head: dict, kept: dict[int, tree.Record]) -> li
     it lacks stays (it was stored before this process learned it: its own write, an update), a
     record is dropped only when deleted (ids in this channel's or the stored head's `gone`), an edit
     is taken only when newer than the record held (a tie keeps what this process has served). The
-    ids the stored copy lacks, for writing back."""
+    ids the stored copy lacks or holds older, for writing back (only strictly newer ones: two replicas
+    never write the same id back and forth)."""
     _deleted(channel, set(head.get("gone", ())) - channel.gone)
     records = {mid: r for mid, r in kept.items() if mid not in channel.gone}
     lacking = []
@@ -122,7 +123,7 @@ def _merged(channel: "_Channel", head: dict, kept: dict[int, tree.Record]) -> li
         if mid in channel.gone:
             continue
         shared = records.get(mid)
-        if shared is None:
+        if shared is None or own.edited > shared.edited:
             lacking.append(mid)
         if shared is None or own.edited >= shared.edited:
             records[mid] = own
