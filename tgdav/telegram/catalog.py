@@ -46,6 +46,7 @@ LISTING_VERSION = 4          # 4: records name their sender, megagroups keep the
 PAGE = 100
 SEGMENT = 250           # message ids per stored piece of a listing (~65 KB pickled)
 GONE_KEPT = 10_000      # deleted ids a channel remembers, so a late update cannot bring them back
+GONE_SHARED = 1_000     # the newest of them in the stored head, so replicas tell each other deletions
 
 
 @dataclass
@@ -106,6 +107,28 @@ def _deleted(channel: "_Channel", ids) -> None:
     channel.gone.update(ids)
     if len(channel.gone) > GONE_KEPT:       # the newest half: a late update is seconds old
         channel.gone = set(sorted(channel.gone)[-(GONE_KEPT // 2):])
+
+
+def _merged(channel: "_Channel", head: dict, kept: dict[int, tree.Record]) -> list[int]:
+    """Another replica's stored listing merged into `channel`'s records, never going back: a record
+    it lacks stays (it was stored before this process learned it: its own write, an update), a
+    record is dropped only when deleted (ids in this channel's or the stored head's `gone`), an edit
+    is taken only when newer than the record held (a tie keeps what this process has served). The
+    ids the stored copy lacks or holds older, for writing back (only strictly newer ones: two replicas
+    never write the same id back and forth)."""
+    _deleted(channel, set(head.get("gone", ())) - channel.gone)
+    records = {mid: r for mid, r in kept.items() if mid not in channel.gone}
+    lacking = []
+    for mid, own in channel.records.items():
+        if mid in channel.gone:
+            continue
+        shared = records.get(mid)
+        if shared is None or own.edited > shared.edited:
+            lacking.append(mid)
+        if shared is None or own.edited >= shared.edited:
+            records[mid] = own
+    channel.records = records
+    return lacking
 
 
 def can_post(chat) -> bool:
@@ -516,20 +539,25 @@ class TelegramCatalog:
         return self.listed()
 
     async def reread_kept(self, channel_id: int) -> None:
-        """Another replica changed this channel's listing in the shared store: take it from there."""
+        """Another replica changed this channel's listing in the shared store: merge it from there
+        (_merged: a copy stored before this process's own change never undoes it)."""
         channel = self._listed(channel_id)
         if channel is None:
             return
         async with self._lock(channel_id):
             kept = await asyncio.to_thread(self._kept, channel)
             if kept is not None:
-                head, channel.records = kept
-                channel.segments = set(head["segments"])
+                head, records = kept
+                lacking = _merged(channel, head, records)
+                channel.segments |= set(head["segments"])
                 channel.max_id = max(channel.max_id, head["max_id"])
                 channel.pts = max(channel.pts, head.get("pts", 0))
-                self._index(channel, await asyncio.to_thread(
-                    tree.build, list(channel.records.values()), channel_id, channel.access_hash,
-                    self._trusted(channel)))
+                if lacking:      # the stored copy is older than this process's: store what it lacks
+                    await self._reindex(channel, lacking)
+                else:
+                    self._index(channel, await asyncio.to_thread(
+                        tree.build, list(channel.records.values()), channel_id, channel.access_hash,
+                        self._trusted(channel)))
 
     def _listed(self, channel_id: int) -> _Channel | None:
         return next((c for c in (self._channels or {}).values()
@@ -632,7 +660,8 @@ class TelegramCatalog:
             channel.segments = {mid // SEGMENT for mid in channel.records}
         self._store.remember_listing(key, {
             "version": LISTING_VERSION, "access_hash": channel.access_hash, "max_id": channel.max_id,
-            "segments": sorted(channel.segments), "pts": channel.pts, "admins": channel.admins})
+            "segments": sorted(channel.segments), "pts": channel.pts, "admins": channel.admins,
+            "gone": sorted(channel.gone)[-GONE_SHARED:]})
 
     def _kept(self, channel: _Channel) -> tuple[dict, dict[int, tree.Record]] | None:
         """(head, records) of the listing in the store; None if there is none or a piece is missing."""
