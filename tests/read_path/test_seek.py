@@ -186,10 +186,14 @@ def test_connections_cut_every_mib_refetch_only_what_was_lost(engine, sandbox):
     after = sandbox.snapshot()
     assert got == sandbox.expected("big.bin", 2 * MIB, 10 * MIB - 1)
     fetched = delta(before, after, "getfile_bytes", 4)
-    print(f"\nconnections cut every MiB: {delta(before, after, 'dropped', 4)} cuts, "
+    cuts = delta(before, after, "dropped", 4)
+    print(f"\nconnections cut every MiB: {cuts} cuts, "
           f"{fetched / (8 * MIB):.2f} bytes fetched per byte served")
-    assert delta(before, after, "dropped", 4) >= 4
-    assert fetched <= 2.5 * 8 * MIB, fetched
+    assert cuts >= 4
+    # What a cut loses is the part it was carrying (at most 1 MiB: a 1 MiB part never fits a
+    # connection cut after 1 MiB, so it is asked for in halves after that); nothing that arrived is
+    # asked for again. How many cuts there are depends on timing; what each may cost does not.
+    assert fetched - 8 * MIB <= (cuts + 1) * MIB, (fetched, cuts)
 
 
 @pytest.mark.timeout(120)
