@@ -62,7 +62,8 @@ def leftovers(records: Iterable[tree.Record], now: float, grace: float, running:
 
 class Janitor:
     """Runs `leftovers` over every writable channel on the bridge's loop (start() at start, then
-    every `interval` seconds). `writer` deletes (delete_leftovers) and knows the uploads running (running_sets)."""
+    every `interval` seconds). `writer` deletes (delete_leftovers) and knows the uploads running
+    (running_sets)."""
 
     def __init__(self, catalog, writer, *, grace: float, interval: float, metrics=None,
                  clock: Callable[[], float] = time.time) -> None:
