@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.e2e.conftest import free_port
+from tests.helpers import wait_until
 from tests.visible.conftest import metric_sum, start_live, stop_live
 
 MiB = 1 << 20
@@ -75,7 +76,15 @@ def test_http_metrics_count_real_requests(live):
     before = live.scrape()
     check(live, "Media/first.bin", 1000, 4096)
     assert live.get("Media/nothing-here.bin")[0] == 404
-    after = live.scrape()
+    # a request is counted when the server has finished it, which may be just after the client
+    # has its answer: scrape until both are in (or the wait fails), then check the exact counts
+    def scraped_with_both():
+        scrape = live.scrape()
+        counted = all(metric_sum(scrape, "tgdav_http_requests_total", method="GET", status=status)
+                      > metric_sum(before, "tgdav_http_requests_total", method="GET", status=status)
+                      for status in ("206", "404"))
+        return scrape if counted else None
+    after = wait_until(scraped_with_both, 30, "the 206 and the 404 counted in the metrics")
 
     def delta(name, **labels):
         return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
