@@ -99,6 +99,26 @@ def _messages(updates) -> list:
     return found
 
 
+class TelegramClock:
+    """How far Telegram's clock is ahead of ours, at least: every message it dates (whole seconds,
+    rounded down) was made before we had its answer, so (its date - our time on the answer) is a
+    lower bound that only grows. `wait_past(second)` sleeps until Telegram's clock has surely left
+    that second, however far our clock is off: at most about a second after we saw it dated."""
+
+    def __init__(self) -> None:
+        self.ahead = float("-inf")
+
+    def saw(self, date) -> None:
+        """A date Telegram gave (a datetime or a timestamp), read just now."""
+        if date is not None:
+            stamp = date.timestamp() if hasattr(date, "timestamp") else float(date)
+            self.ahead = max(self.ahead, stamp - time.time())
+
+    async def wait_past(self, second: float) -> None:
+        self.saw(second)                   # it is dated, so Telegram's clock has reached it
+        await asyncio.sleep(max(0.0, second + 1.02 - self.ahead - time.time()))
+
+
 class Upload:
     """One PUT, on the loop. Owns what its pieces become in Telegram: its StreamUpload cuts the
     bytes into pieces, and each finished piece comes to on_piece, which sends it as a message (the
@@ -171,9 +191,10 @@ class Writer:
         self._paths: dict[tuple, list] = {}  # path key -> [asyncio.Lock, users] (see _locked)
         self._lock_redis = lock_redis        # "redis://...": path locks shared by replicas
         self._redis = None
-        self._finishing: set[int] = set()    # channels whose journals are being finished now
+        self._finishing: dict[int, asyncio.Future] = {}   # channel -> its journals' finishing under way
         self._reread: set[int] = set()       # channels read whole again since this process started
         self._committed: dict[tuple, set[int]] = {}   # path key -> the claim this process made last
+        self._clock = TelegramClock()        # Telegram's dates, to edit after a journal's second
 
     # --- one writer per path ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -245,7 +266,7 @@ class Writer:
         updates = await self._call(functions.messages.SendMessageRequest(
             self._peer(folder), text, random_id=secrets.randbits(63), no_webpage=True),
             f"posting in {folder.name}")
-        messages = _messages(updates)
+        messages = self._dated(_messages(updates))
         await self._catalog.apply(folder, messages)
         return messages
 
@@ -255,7 +276,7 @@ class Writer:
             f"posting a file in {folder.name}", overrides)
         if isinstance(updates, RpcErrorRecord):
             return updates
-        messages = _messages(updates)
+        messages = self._dated(_messages(updates))
         await self._catalog.apply(folder, messages)
         return messages
 
@@ -265,7 +286,12 @@ class Writer:
             {"MESSAGE_NOT_MODIFIED": rpc.IGNORE})
         if updates is None:         # MESSAGE_NOT_MODIFIED: it already said that
             return
-        await self._catalog.apply(folder, _messages(updates))
+        await self._catalog.apply(folder, self._dated(_messages(updates)))
+
+    def _dated(self, messages: list) -> list:
+        for m in messages:
+            self._clock.saw(getattr(m, "edit_date", None) or getattr(m, "date", None))
+        return messages
 
     async def _delete_ids(self, folder: Folder, ids, quiet: bool = False) -> None:
         ids = sorted(set(ids))
@@ -316,17 +342,33 @@ class Writer:
             raise Conflict(f"/{'/'.join(path[:-1])} is no longer a folder (moved or deleted meanwhile)")
 
     async def _finish_journals(self, folder: Folder) -> None:
-        """Folder moves left half done (a failure or a crash after their journal was posted): edit
-        what the journals still move, then delete the journals. Readers already see them done."""
-        if folder.channel_id in self._finishing:
+        """Folder moves left half done (a failure or a crash after their journal was posted, or the
+        move under way beside this write): edit what the journals still move, then delete the
+        journals. Readers already see them done. A write that comes while they are being finished
+        waits for that first. The first edit waits until Telegram's clock has left the newest
+        journal's second (`_past_journals`)."""
+        running = self._finishing.get(folder.channel_id)
+        if running is not None:
+            await asyncio.shield(running)
             return
         records = await self._catalog.records(folder)
-        trusted = self._trusted(folder)
-        moves = tree.journals(records, trusted)
-        if not moves:
+        if not tree.journals(records, self._trusted(folder)):
             return
-        self._finishing.add(folder.channel_id)
+        done = self._finishing[folder.channel_id] = asyncio.get_running_loop().create_future()
         try:
+            waited = None
+            for _ in range(3):          # journals posted while it waited are waited for too
+                records = await self._catalog.records(folder)
+                trusted = self._trusted(folder)
+                moves = tree.journals(records, trusted)
+                newest = await self._past_journals(records, trusted)
+                if newest == waited:
+                    break
+                waited = newest
+            else:
+                return                  # journals keep coming: the next write finishes them
+            if not moves:
+                return
             todo = tree.unfinished(records, trusted)
             for r, path in todo:
                 if path is not None:
@@ -336,7 +378,19 @@ class Writer:
         except Exception as e:      # still done for every reader; the next write tries again
             log.warning("finishing folder moves in %s failed: %s", folder.name, e)
         finally:
-            self._finishing.discard(folder.channel_id)
+            del self._finishing[folder.channel_id]
+            done.set_result(None)
+
+    async def _past_journals(self, records, trusted) -> float | None:
+        """Before an edit: wait until Telegram's clock has left the second of the newest folder-move
+        journal still in the channel. Dates are whole seconds, and a message edited within a
+        journal's second is taken for one the journal applies to (tree._moved): moved into the
+        folder the journal replaced, it would vanish until the journal goes, and a crash before
+        that would make the next finisher delete it as replaced. Returns that journal's date."""
+        newest = max((j.date for j in tree.journals(records, trusted)), default=None)
+        if newest is not None:
+            await self._clock.wait_past(newest)
+        return newest
 
     # --- uploads ----------------------------------------------------------------------------------
     async def begin_upload(self, folder: Folder, path: tuple[str, ...], size: int | None) -> Upload:
@@ -489,6 +543,7 @@ class Writer:
             await self._parent_exists(folder, dest)
             records = await self._catalog.records(folder)
             trusted = self._trusted(folder)
+            await self._past_journals(records, trusted)      # a journal a write beside it posted
             if isinstance(node, tree.Dir):
                 await self._move_folder(folder, records, trusted, path, dest)
             else:
@@ -523,11 +578,7 @@ class Writer:
             return
         journal = tree.Tag("move", dest, source=path)
         self._must_fit(journal, media=False)
-        posted = await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
-        # dates are whole seconds: the first edit goes in a later second than the journal's, so an
-        # edited message is never taken for one the journal applies to (tree.py)
-        when = max((m.date.timestamp() for m in posted if getattr(m, "date", None)), default=0.0)
-        await asyncio.sleep(max(0.0, min(2.0, when + 1.05 - time.time())))
+        await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
         await self._finish_journals(folder)              # edits, deletions, the journal; else the next write
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
