@@ -120,7 +120,8 @@ class LiveUpdates:
             if pts and kept and pts <= kept:  # already applied (a heal brought it first)
                 return
             in_order = bool(pts) and (not kept or pts - count == kept)
-            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None)
+            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None,
+                                              version=pts or None)
         st = self._stat(channel_id)
         st.updates += 1
         st.last_update = self._clock()
@@ -177,7 +178,8 @@ class LiveUpdates:
                     messages.append(u.message)
                 elif isinstance(u, types.UpdateDeleteChannelMessages):
                     deleted.extend(u.messages)
-            await self._catalog.apply_changes(channel_id, messages, deleted, diff.pts)
+            # each message as it is now, at least as new as diff.pts (an older one: _stale)
+            await self._catalog.apply_changes(channel_id, messages, deleted, diff.pts, version=diff.pts)
             if diff.final:
                 break
         st.gaps_healed += 1

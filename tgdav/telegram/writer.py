@@ -89,13 +89,13 @@ async def max_parts_for(client, premium: bool) -> int:
     return MAX_PARTS * 2 if premium else MAX_PARTS
 
 
-def _messages(updates) -> list:
-    """The new or edited messages in a method's Updates answer."""
+def _messages(updates) -> list[tuple[object, int | None]]:
+    """The new or edited messages in a method's Updates answer, each with its update's pts."""
     found = []
     for u in getattr(updates, "updates", None) or []:
         if isinstance(u, (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
                           types.UpdateNewMessage, types.UpdateEditMessage)):
-            found.append(u.message)
+            found.append((u.message, getattr(u, "pts", None)))
     return found
 
 
@@ -266,9 +266,7 @@ class Writer:
         updates = await self._call(functions.messages.SendMessageRequest(
             self._peer(folder), text, random_id=secrets.randbits(63), no_webpage=True),
             f"posting in {folder.name}")
-        messages = self._dated(_messages(updates))
-        await self._catalog.apply(folder, messages)
-        return messages
+        return await self._answered(folder, updates)
 
     async def _send_media(self, folder: Folder, media, caption: str, overrides=None) -> list:
         updates = await self._call(functions.messages.SendMediaRequest(
@@ -276,9 +274,7 @@ class Writer:
             f"posting a file in {folder.name}", overrides)
         if isinstance(updates, RpcErrorRecord):
             return updates
-        messages = self._dated(_messages(updates))
-        await self._catalog.apply(folder, messages)
-        return messages
+        return await self._answered(folder, updates)
 
     async def _edit(self, folder: Folder, message_id: int, text: str) -> None:
         updates = await self._call(functions.messages.EditMessageRequest(
@@ -286,11 +282,16 @@ class Writer:
             {"MESSAGE_NOT_MODIFIED": rpc.IGNORE})
         if updates is None:         # MESSAGE_NOT_MODIFIED: it already said that
             return
-        await self._catalog.apply(folder, self._dated(_messages(updates)))
+        await self._answered(folder, updates)
 
-    def _dated(self, messages: list) -> list:
-        for m in messages:
+    async def _answered(self, folder: Folder, updates) -> list:
+        """What a send or an edit answered, into the catalog (with each message's pts, so a late
+        update of an older version never undoes it) and Telegram's clock; returns the messages."""
+        found = _messages(updates)
+        for m, _ in found:
             self._clock.saw(getattr(m, "edit_date", None) or getattr(m, "date", None))
+        messages = [m for m, _ in found]
+        await self._catalog.apply(folder, messages, {m.id: pts for m, pts in found if pts})
         return messages
 
     async def _delete_ids(self, folder: Folder, ids, quiet: bool = False) -> None:
