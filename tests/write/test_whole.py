@@ -213,6 +213,31 @@ def test_a_journal_finished_in_its_own_second_never_loses_the_folder_it_moved(fo
     assert not [t for t in tags if t.startswith(("#tgdav move", "#tgdav to"))], tags
 
 
+def test_a_move_onto_a_file_written_in_the_same_second_wins_even_if_the_old_one_stays(folder, sandbox):
+    """MOVE onto a file PUT just before, in the same second, and Telegram refuses the deletion of
+    the replaced version (FLOOD_WAIT): the moved file must still be what every reader sees. An edit
+    ranks by its date, then its id; the PUT's message is newer by id, so an edit within its second
+    ranked below it, and the old file came back for every reader once the MOVE had answered 204
+    (the write-history checker's CI failure on seed 1). Promise 1."""
+    moved, old = random_bytes(30_000, 950), random_bytes(20_000, 951)
+    assert request("PUT", folder + "src.bin", moved)[0] == 201
+    while time.time() % 1 > 0.05:              # at the start of a second: PUT and MOVE share it
+        time.sleep(0.01)
+    assert request("PUT", folder + "dest.bin", old)[0] == 201
+    _flood(sandbox, "DeleteMessages", 0, seconds=1)
+    try:
+        status, _, _ = request("MOVE", folder + "src.bin",
+                               headers={"Destination": folder + "dest.bin", "Overwrite": "T"})
+    finally:
+        time.sleep(1.5)
+        _clear(sandbox)
+    assert status == 204
+    for base in (folder, _fresh(sandbox, "move-same-second", folder)):
+        status, _, body = request("GET", base + "dest.bin")
+        assert status == 200 and sha256(body) == sha256(moved), base
+        assert request("GET", base + "src.bin")[0] == 404
+
+
 # --- caption limits: checked before the first edit, before the first byte ------------------------------
 def _deep(folder: str, total: int) -> tuple[str, str]:
     """MKCOL folders below `folder` until the path inside the channel is `total` characters long

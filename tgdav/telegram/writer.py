@@ -560,6 +560,11 @@ class Writer:
             self._must_fit(tag, r.text, media=r.entry is not None)
             edits.append((mid, tree.compose(r.text, tag)))
         garbage = tree.superseded(records, path, node.message_ids, trusted)   # would show again
+        # an edit ranks by its date, then its (older) id: within the second of a claim already at
+        # `dest` it would rank below it, and that claim would win again if deleting it failed
+        newest = max((c.rank[0] for c in tree.claimants(records, dest, trusted)), default=None)
+        if newest is not None:
+            await self._clock.wait_past(newest)
         for mid, text in edits:
             await self._edit(folder, mid, text)
         if garbage:
