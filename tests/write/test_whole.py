@@ -238,6 +238,38 @@ def test_a_move_onto_a_file_written_in_the_same_second_wins_even_if_the_old_one_
         assert request("GET", base + "src.bin")[0] == 404
 
 
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+def test_two_writes_without_overwrite_onto_one_new_name_one_wins_one_is_412(folder, method):
+    """Two clients MOVE (or COPY) a file each onto one new name with Overwrite: F at the same time.
+    WsgiDAV finds the name free for both before either writes; the writer looks again under the
+    name's lock, so exactly one wins (201) and the other is 412 with its source untouched; never
+    both 201 with the first file replaced by the second (RFC 4918 9.9.3, 9.8.5). Promise 1."""
+    for round_ in range(4):
+        sources = {f"s{round_}-{i}.bin": random_bytes(20_000 + i, 960 + 10 * round_ + i) for i in range(2)}
+        for name, data in sources.items():
+            assert request("PUT", folder + name, data)[0] == 201
+        dest = f"d{round_}.bin"
+        statuses: dict[str, int] = {}
+        go = threading.Barrier(len(sources))
+
+        def send(name: str) -> None:
+            go.wait()
+            statuses[name] = request(method, folder + name,
+                                     headers={"Destination": folder + dest, "Overwrite": "F"})[0]
+        threads = [threading.Thread(target=send, args=(name,)) for name in sources]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses.values()) == [201, 412], statuses
+        winner = next(name for name, status in statuses.items() if status == 201)
+        loser = next(name for name, status in statuses.items() if status == 412)
+        status, _, body = request("GET", folder + dest)
+        assert status == 200 and sha256(body) == sha256(sources[winner])
+        status, _, body = request("GET", folder + loser)
+        assert status == 200 and sha256(body) == sha256(sources[loser])
+
+
 # --- caption limits: checked before the first edit, before the first byte ------------------------------
 def _deep(folder: str, total: int) -> tuple[str, str]:
     """MKCOL folders below `folder` until the path inside the channel is `total` characters long

@@ -42,8 +42,8 @@ from dataclasses import replace
 
 from tgdav.telegram.mtproto import functions, types
 
-from tgdav.errors import (Conflict, Forbidden, NotFound, RetryLater, RpcErrorRecord, TgdavError,
-                          UpstreamUnavailable)
+from tgdav.errors import (Conflict, DestinationExists, Forbidden, NotFound, RetryLater, RpcErrorRecord,
+                          TgdavError, UpstreamUnavailable)
 from tgdav.model import FileEntry, Folder, Location
 from tgdav.telegram import rpc, tree
 from tgdav.telegram.upload import MAX_PARTS, PART, PieceUpload, StreamUpload
@@ -337,6 +337,16 @@ class Writer:
             self._reread.add(folder.channel_id)
         await self._finish_journals(folder)
 
+    async def _free(self, folder: Folder, records, trusted, path: tuple[str, ...], source=None) -> None:
+        """Under the path's lock: nothing but `source` (the file a MOVE renames) is at `path` (a file
+        of any case, or a folder), for a MOVE or COPY with Overwrite: F, whose check WsgiDAV made
+        before the lock."""
+        own = set(source.message_ids) if isinstance(source, FileEntry) else set()
+        taken = [c for c in tree.claimants(records, path, trusted) if not own & set(c.message_ids)]
+        if taken or isinstance(await self._catalog.node(folder, path), tree.Dir):
+            raise DestinationExists(f"/{'/'.join(path)} exists now (another write landed first) "
+                                    "and the request says Overwrite: F")
+
     async def _parent_exists(self, folder: Folder, path: tuple[str, ...]) -> None:
         """Under the path's lock: the folder it goes into is still there (not moved or deleted)."""
         if len(path) > 1 and not isinstance(await self._catalog.node(folder, path[:-1]), tree.Dir):
@@ -529,11 +539,13 @@ class Writer:
             self._committed.pop((folder.channel_id,) + tree.key(path), None)
 
     # --- move and copy ----------------------------------------------------------------------------
-    async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...]) -> None:
+    async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...], *,
+                   overwrite: bool = True) -> None:
         """Inside one channel, caption edits only, all-or-nothing for readers (tree.py): a file's
         deciding message is edited last; a folder moves with its journal. A file moved onto an
         existing file replaces it as an upload does: the moved message wins the path at once, then
-        the old one is deleted. Every new caption is checked before the first edit."""
+        the old one is deleted. Every new caption is checked before the first edit. `overwrite`
+        False (Overwrite: F): a destination taken by then is DestinationExists, nothing changed."""
         self.check(folder)
         path, dest = tuple(path), tuple(dest)
         await self._prepare(folder)
@@ -544,6 +556,8 @@ class Writer:
             await self._parent_exists(folder, dest)
             records = await self._catalog.records(folder)
             trusted = self._trusted(folder)
+            if not overwrite:
+                await self._free(folder, records, trusted, dest, node)
             await self._past_journals(records, trusted)      # a journal a write beside it posted
             if isinstance(node, tree.Dir):
                 await self._move_folder(folder, records, trusted, path, dest)
@@ -588,8 +602,9 @@ class Writer:
         await self._finish_journals(folder)              # edits, deletions, the journal; else the next write
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
-                   dest: tuple[str, ...]) -> None:
-        """Send the same file again at `dest` (any channel): no bytes are uploaded."""
+                   dest: tuple[str, ...], *, overwrite: bool = True) -> None:
+        """Send the same file again at `dest` (any channel): no bytes are uploaded. `overwrite`
+        False (Overwrite: F): a destination taken by then is DestinationExists, nothing sent."""
         self.check(dst_folder)
         dest = tuple(dest)
         pieces = () if entry.location.kind == "empty" else (entry.pieces or (entry.location,))
@@ -608,6 +623,9 @@ class Writer:
         sent: list[int] = []
         async with self._locked(dst_folder, dest):
             await self._parent_exists(dst_folder, dest)
+            if not overwrite:
+                await self._free(dst_folder, await self._catalog.records(dst_folder),
+                                 self._trusted(dst_folder), dest)
             try:
                 if not pieces:
                     messages = await self._send_text(dst_folder, tree.compose(entry.caption, tag_of(1)))
@@ -724,8 +742,9 @@ class SyncWriter:
     def delete(self, folder: Folder, path) -> None:
         self._run(self._writer.delete(folder, tuple(path)))
 
-    def move(self, folder: Folder, path, dest) -> None:
-        self._run(self._writer.move(folder, tuple(path), tuple(dest)))
+    def move(self, folder: Folder, path, dest, *, overwrite: bool = True) -> None:
+        self._run(self._writer.move(folder, tuple(path), tuple(dest), overwrite=overwrite))
 
-    def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder, dest) -> None:
-        self._run(self._writer.copy(src_folder, entry, dst_folder, tuple(dest)))
+    def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder, dest, *,
+             overwrite: bool = True) -> None:
+        self._run(self._writer.copy(src_folder, entry, dst_folder, tuple(dest), overwrite=overwrite))
