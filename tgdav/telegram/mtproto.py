@@ -285,6 +285,9 @@ class Sender:
 
     def __init__(self, mtp: MTProtoSender) -> None:
         self._mtp = mtp
+        # the error that ends the connection is read here: the pool waits on shields of this
+        # future and cancels them, so asyncio would log it as never retrieved
+        mtp._disconnected.add_done_callback(_retrieve)
 
     @classmethod
     async def connect(cls, client: TelegramClient, dc_id: int, key: bytes | None, *, retries: int,
