@@ -200,12 +200,14 @@ class DcServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int) -> None:
         proto = ServerConnection(self.dc_id, self._keys, self._rsa, self._salts, self._counters)
-        link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id))
+        link_time = self._controls.link_time
+        link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id),
+                          link_time)
         link_task = asyncio.create_task(link.run())
         calls: set[asyncio.Task] = set()
         answers = _Answers()
         disconnect: asyncio.TimerHandle | None = None
-        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id))   # upload bandwidth cap (uplink.py)
+        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id), link_time)   # upload cap (uplink.py)
         try:
             while data := await reader.read(READ_SIZE):
                 await uplink.pace(len(data))
