@@ -5,6 +5,7 @@ channel_differences), never on time: waits poll for a state with a generous dead
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 
 import pytest
 from telethon import TelegramClient, events
@@ -45,19 +46,30 @@ async def login(ports, phone: str, code: str) -> TelegramClient:
     return client
 
 
+@asynccontextmanager
+async def reader_and_poster(sb):
+    """The reader's and the poster's clients, logged in (disconnected at the end), and the channel."""
+    world, channel, *_, ports = sb
+    reader = await login(ports, READER, world.login_code)
+    try:
+        poster = await login(ports, POSTER, world.login_code)
+        try:
+            yield reader, poster, types.InputPeerChannel(channel.id, channel.access_hash)
+        finally:
+            await poster.disconnect()
+    finally:
+        await reader.disconnect()
+
 
 def test_changes_reach_the_readers_main_connection_with_channel_pts(sb):
-    world, channel, counters, *_ , ports = sb
+    _, channel, counters, *_ = sb
 
     async def go():
-        reader = await login(ports, READER, world.login_code)
-        poster = await login(ports, POSTER, world.login_code)
-        seen = []
-        reader.add_event_handler(lambda u: seen.append(u), events.Raw(
-            (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
-             types.UpdateDeleteChannelMessages)))
-        try:
-            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+        async with reader_and_poster(sb) as (reader, poster, entity):
+            seen = []
+            reader.add_event_handler(lambda u: seen.append(u), events.Raw(
+                (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
+                 types.UpdateDeleteChannelMessages)))
             await reader.get_dialogs()                 # the reader knows the channel
             pts0 = channel.pts
             m = await poster.send_message(entity, "hello")
@@ -71,9 +83,6 @@ def test_changes_reach_the_readers_main_connection_with_channel_pts(sb):
             assert seen[2].messages == [m.id]
             # the poster's own connection read each change in its answer: one push per change
             assert counters.total("updates_pushed") == 3
-        finally:
-            await poster.disconnect()
-            await reader.disconnect()
     run(go(), 90)
 
 
@@ -99,16 +108,13 @@ def test_a_client_without_updates_is_not_subscribed(sb):
 
 
 def test_dropped_updates_are_healed_with_get_channel_difference(sb):
-    world, channel, counters, controls, services, ports = sb
+    _, _, counters, controls, services, _ = sb
 
     async def go():
-        reader = await login(ports, READER, world.login_code)
-        poster = await login(ports, POSTER, world.login_code)
-        texts = []
-        reader.add_event_handler(lambda e: texts.append(e.message.message),
-                                 events.Raw(types.UpdateNewChannelMessage))
-        try:
-            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+        async with reader_and_poster(sb) as (reader, poster, entity):
+            texts = []
+            reader.add_event_handler(lambda e: texts.append(e.message.message),
+                                     events.Raw(types.UpdateNewChannelMessage))
             await reader.get_dialogs()
             await poster.send_message(entity, "first")
             await until(lambda: texts == ["first"], 20)
@@ -119,20 +125,14 @@ def test_dropped_updates_are_healed_with_get_channel_difference(sb):
             assert sorted(texts) == sorted(["first", "lost 1", "lost 2", "third"])
             assert counters.total("updates_dropped") == 2
             assert counters.total("channel_differences") >= 1      # Telethon's MessageBox healed the gap
-        finally:
-            await poster.disconnect()
-            await reader.disconnect()
     run(go(), 90)
 
 
 def test_channel_difference_slices_and_too_long(sb):
-    world, channel, counters, controls, services, ports = sb
+    _, channel, counters, controls, services, _ = sb
 
     async def go():
-        reader = await login(ports, READER, world.login_code)
-        poster = await login(ports, POSTER, world.login_code)
-        try:
-            entity = types.InputPeerChannel(channel.id, channel.access_hash)
+        async with reader_and_poster(sb) as (reader, poster, entity):
             peer = types.InputChannel(channel.id, channel.access_hash)
             start = channel.pts
             empty = await reader(functions.updates.GetChannelDifferenceRequest(
@@ -158,7 +158,4 @@ def test_channel_difference_slices_and_too_long(sb):
             assert isinstance(too_long, types.updates.ChannelDifferenceTooLong)
             assert too_long.dialog.pts == channel.pts
             assert counters.total("channel_differences_too_long") == 1
-        finally:
-            await poster.disconnect()
-            await reader.disconnect()
     run(go(), 90)
