@@ -25,6 +25,7 @@ def live():
     channel = world.add_channel("Live", creator=poster, members=[reader])
     for i in range(5):
         world.add_text(channel, f"seed {i}")
+    world.add_channel("Elsewhere", creator=poster)          # the reader is not a member
     with serve(world) as (counters, controls, services, ports):
         yield world, channel, counters, controls, services, ports
 
@@ -158,6 +159,33 @@ def test_channel_difference_slices_and_too_long(sb):
             assert isinstance(too_long, types.updates.ChannelDifferenceTooLong)
             assert too_long.dialog.pts == channel.pts
             assert counters.total("channel_differences_too_long") == 1
+        finally:
+            await poster.disconnect()
+            await reader.disconnect()
+    run(go(), 90)
+
+
+def test_get_difference_names_the_channels_changed_since_the_state(sb):
+    """What a client that was away asks first (core.telegram.org/api/updates, Recovering gaps):
+    updates.getDifference from its state names each of its channels changed since then with
+    updateChannelTooLong (the channel's pts), not the channels it is not in; it heals those with
+    getChannelDifference."""
+    world, channel, counters, *_, ports = sb
+    elsewhere = next(c for c in world.channels.values() if c.title == "Elsewhere")
+
+    async def go():
+        reader = await login(ports, READER, world.login_code)
+        poster = await login(ports, POSTER, world.login_code)
+        try:
+            state = await reader(functions.updates.GetStateRequest())
+            await poster.send_message(types.InputPeerChannel(channel.id, channel.access_hash), "while away")
+            await poster.send_message(types.InputPeerChannel(elsewhere.id, elsewhere.access_hash), "not yours")
+            diff = await reader(functions.updates.GetDifferenceRequest(pts=state.pts, date=state.date,
+                                                                       qts=state.qts))
+            assert isinstance(diff, types.updates.Difference), diff
+            named = {u.channel_id: u.pts for u in diff.other_updates if isinstance(u, types.UpdateChannelTooLong)}
+            assert named == {channel.id: channel.pts}
+            assert diff.state.date >= state.date
         finally:
             await poster.disconnect()
             await reader.disconnect()
