@@ -183,8 +183,12 @@ class LiveUpdates:
                 self._state = await rpc.call(self._client, functions.updates.GetStateRequest(),
                                              "reading the account's update state")
                 return
-            self._heal_listed([u.channel_id for u in diff.other_updates
-                               if isinstance(u, types.UpdateChannelTooLong)])
+            changed = [u.channel_id for u in diff.other_updates if isinstance(u, types.UpdateChannelTooLong)
+                       and self._catalog.pts_of(u.channel_id) is not None]
+            if changed:
+                log.info("listed channel(s) %s changed while the connection to Telegram was away",
+                         ", ".join(map(str, changed)))
+            self._heal_listed(changed)
             for u in diff.other_updates:
                 if isinstance(u, UPDATE_TYPES):
                     await self._on_update(u)
