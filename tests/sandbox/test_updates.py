@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pytest
 from telethon import TelegramClient, events
+from telethon.sessions import StringSession
 from telethon.tl import functions, types
 
 from tests.helpers import run, until
 from tests.sandbox.test_e2e_telethon import new_client, serve
 from tgdav.sandbox.world import World
+from tgdav.telegram.mtproto import Client, forget_config
 
 READER, POSTER = "15550003333", "15550004444"
 
@@ -188,5 +190,32 @@ def test_get_difference_names_the_channels_changed_since_the_state(sb):
             assert diff.state.date >= state.date
         finally:
             await poster.disconnect()
+            await reader.disconnect()
+    run(go(), 90)
+
+
+def test_the_main_client_connecting_again_begins_a_new_session_that_telegram_announces(sb):
+    """mtproto.Client connects again by itself once Telethon gave up (or an attempt was cut). It
+    starts a new session, as Telethon's own reconnect does, so Telegram announces it
+    (new_session_created) and the client's new-session handlers catch up (updates.LiveUpdates).
+    Keeping the session id of a connection Telegram had already seen, it was told nothing."""
+    world, channel, counters, *_, ports = sb
+
+    async def go():
+        forget_config()
+        reader = Client(StringSession(), api_id=1, api_hash="x", connection_retries=1, retry_delay=0,
+                        timeout=10, flood_sleep_threshold=0, answer_timeout=10)
+        reader.session.set_dc(2, "127.0.0.1", ports[2])
+        await reader.connect()
+        await reader.send_code_request(READER)
+        await reader.sign_in(READER, world.login_code)
+        told = []
+        reader.add_new_session_handler(lambda: told.append("new session"))
+        try:
+            await reader._sender._disconnect(error=ConnectionError("cut"))     # as when Telethon gives up
+            assert not reader.is_connected()
+            await reader(functions.updates.GetStateRequest())                  # connects again first
+            assert told == ["new session"]
+        finally:
             await reader.disconnect()
     run(go(), 90)

@@ -13,6 +13,9 @@ What is private, and why it is needed:
   a request cancelled before Telethon sent it is taken back out of the queue (Telegram never hears
   of it); one already sent is dropped with rpc_drop_answer and forgotten when its answer is known
   never to come (Telethon 1.45 only cancels its local future).
+- MTProtoSender's handler table (`_handlers`) and session state (`_state.reset()`): the main
+  client hears new_session_created (Telethon only takes its salt) and begins a new session when it
+  connects again by itself, as Telethon's own reconnect does (Client).
 - Telethon's error tables (`rpcerrorlist`) read backwards and an error's pickled capture
   (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
@@ -123,8 +126,8 @@ class Client(TelegramClient):
 
     Updates: Telegram pushes them to the connection that last made a request, and what it pushed
     while no connection was there is lost. Every reconnect (Telethon's own, and the ones above)
-    starts a new MTProto session (Telethon draws a new session id), which Telegram announces with
-    new_session_created; Telegram's rule for that message is "fetch the difference"
+    starts a new MTProto session (a new session id, drawn by Telethon or here), which Telegram
+    announces with new_session_created; Telegram's rule for that message is "fetch the difference"
     (core.telegram.org/api/updates, Recovering gaps). Telethon 1.45 only takes the salt from it
     (and after its own reconnects calls get_me, so pushes resume, but nothing missed is fetched):
     here each callback given to add_new_session_handler() is called then (updates.LiveUpdates
@@ -219,6 +222,10 @@ async def _connect_once(self: Client) -> None:
     """One attempt at connecting the client again, within its answer_timeout: an attempt that hangs
     (the connection made but initConnection never answered) is cut, so the next one can start."""
     try:
+        # a new session, as Telethon's own reconnect begins one: Telegram announces it
+        # (new_session_created) and the new-session handlers catch up; an attempt cut after its
+        # first message left the old id known to Telegram, which would then say nothing
+        self._sender._state.reset()
         await asyncio.wait_for(TelegramClient.connect(self), self.answer_timeout)
         if self._wants_updates:     # Telegram pushes updates to a connection only after a request
             await self.set_receive_updates(True)
