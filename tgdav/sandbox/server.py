@@ -45,7 +45,7 @@ from .keys import AuthKeyStore
 from .link import LinkWriter, Ticket
 from .proto.connection import Call, ServerConnection
 from .proto.errors import ProtocolError
-from .proto.session import Salts
+from .proto.session import Salts, Sessions
 from .rsakey import SandboxRsaKey
 from .uplink import ReadPacer
 
@@ -95,6 +95,7 @@ class DcServer:
         self._controls = controls
         self._rsa = rsa_key
         self._salts = salts
+        self._sessions = Sessions()            # the DC's: a session outlives its connection
         self._listener: asyncio.Server | None = None
         self._handlers: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -199,7 +200,8 @@ class DcServer:
             self._handlers.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int) -> None:
-        proto = ServerConnection(self.dc_id, self._keys, self._rsa, self._salts, self._counters)
+        proto = ServerConnection(self.dc_id, self._keys, self._rsa, self._salts, self._counters,
+                                 sessions=self._sessions)
         link_time = self._controls.link_time
         link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id),
                           link_time)
