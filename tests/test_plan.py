@@ -105,12 +105,3 @@ def test_bad_ranges_are_refused():
         plan_missing(5, 4, 100)
     with pytest.raises(ValueError):
         plan_missing(-1, 4, 100)
-
-
-def test_spread_part_splits_a_window_over_the_senders():
-    from tgdav.plan import spread_part
-    assert spread_part(4 * MIB, 8, 32 * 1024) == 512 * 1024
-    assert spread_part(16 * MIB, 8, 32 * 1024) == MIB                 # never above max_part
-    assert spread_part(3 * MIB, 4, 32 * 1024) == 512 * 1024           # a power of two, rounded down
-    assert spread_part(64 * 1024, 8, 32 * 1024) == 32 * 1024          # never below smallest
-    assert spread_part(4 * MIB, 1, 32 * 1024) == MIB                  # one sender: max_part

@@ -109,7 +109,7 @@ def build_read_path(client, store: Store, config: Config, *, is_bot: bool, open_
                         # 2 MiB/s each) in small parts, so a seek away wastes little
                         interactive_part=INTERACTIVE_PART,
                         interactive_ahead=pool_cfg.senders_per_dc * INTERACTIVE_AHEAD_PER_SENDER,
-                        spread=pool_cfg.senders_per_dc, metrics=metrics)
+                        metrics=metrics)
     return ReadPath(factory, pool, catalog, fetcher, reader, accounts, flood_board,
                     keep_pace=lambda: store.remember_listing(PACE_KEY, pace.kept()))
 

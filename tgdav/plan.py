@@ -77,13 +77,3 @@ def part_cap(speed: float, seconds: float, smallest: int, max_part: int = MIB) -
     if speed <= 0:
         return max_part
     return max(smallest, min(max_part, _floor_pow2(max(ALIGN, int(speed * seconds)))))
-
-
-def spread_part(window: int, spread: int, smallest: int, max_part: int = MIB) -> int:
-    """The largest part that still splits a read-ahead window of `window` bytes over `spread`
-    connections (each carries at least one part of it), between smallest and max_part: a window of
-    4 MiB over 8 senders is asked in 512 KiB parts, not four 1 MiB ones that leave half the senders
-    idle while the window is small."""
-    if spread <= 1:
-        return max_part
-    return max(smallest, min(max_part, _floor_pow2(max(ALIGN, window // spread))))

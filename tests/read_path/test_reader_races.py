@@ -390,20 +390,3 @@ def test_a_stream_that_takes_everything_turns_bulk_and_one_at_a_media_pace_stays
     assert bulk and not any(i for _, i in bulk) and max(limit for limit, _ in bulk) > 32 * KIB, bulk
     media = late(run(0.06))        # about 1 MiB/s against a link 3x faster
     assert media and all(i and limit <= 32 * KIB for limit, i in media), media
-
-
-@pytest.mark.timeout(60)
-def test_a_bulk_window_is_asked_in_parts_every_sender_of_the_dc_can_carry(store):
-    """A stream that turned bulk asks its window in parts of at most the window over `spread` (the
-    DC's senders): a 4 MiB window over 8 senders goes out in 512 KiB parts, not in four 1 MiB parts
-    that would leave half the senders idle while the window is small (the ramp of a copy)."""
-    fetch = ScriptedFetch(delay=0.02)
-    reader = reader_for(fetch, store, interactive_part=32 * KIB, interactive_ahead=256 * KIB, spread=8)
-
-    async def scenario():
-        async for _ in reader.stream(_loc(), 0, 7 * MIB):
-            pass
-    asyncio.run(scenario())
-    bulk = [limit for (offset, limit, urgent), i in zip(fetch.calls, fetch.interactive)
-            if offset >= 5 * MIB and not urgent and not i]
-    assert bulk and max(bulk) <= 512 * KIB, fetch.calls     # 4 MiB (max_ahead) / 8 senders

@@ -27,10 +27,7 @@ of the DC busy: the player's buffer fills at link speed from the start), while a
 a few bytes and leaves cost one part. A bulk stream's window grows from there by what the client
 takes (slow start: it doubles per window consumed) up to `max_ahead`, in parts of at most
 `part_limit(location)` (the fetcher's: what one connection to the file's DC delivers in a couple of
-seconds, smaller while parts keep losing their connections) and of at most the window over `spread`
-(the DC's senders): while the window is still small every sender carries a part of it (a 4 MiB
-window in 1 MiB parts kept 4 of 8 senders busy for the 0.6 s such parts take to come, right when
-a copy turns bulk after its first MiB). Small interactive parts waste little
+seconds, smaller while parts keep losing their connections). Small interactive parts waste little
 when a player seeks away (its answers on the wire are dropped or small) and never queue behind a
 big one. The window never reaches past the end of the range the caller asked for.
 
@@ -53,7 +50,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from tgdav.errors import ConnectionsLost, UpstreamUnavailable
 from tgdav.model import Location
-from tgdav.plan import ALIGN, MIB, Part, check_part_size, plan_missing, spread_part
+from tgdav.plan import ALIGN, MIB, Part, check_part_size, plan_missing
 from tgdav.ranges import Range, Ranges
 
 log = logging.getLogger("tgdav.reader")
@@ -124,7 +121,7 @@ class PartReader:
     def __init__(self, fetch: Fetch, store, *, first_part: int = 64 * 1024, max_ahead: int = 8 * MIB,
                  max_part: int = MIB, part_limit: Callable[[Location], int] | None = None,
                  interactive_part: int = 128 * 1024, interactive_ahead: int = MIB,
-                 spread: int = 1, metrics=None) -> None:
+                 metrics=None) -> None:
         check_part_size("first_part", first_part)
         check_part_size("max_part", max_part)
         check_part_size("interactive_part", interactive_part)
@@ -135,7 +132,6 @@ class PartReader:
         self.interactive_part = interactive_part
         self.interactive_ahead = max(self.interactive_part, interactive_ahead)
         self.max_part = max_part
-        self.spread = spread        # a DC's senders: a bulk window is asked in at least this many parts
         self._part_limit = part_limit or (lambda loc: max_part)
         self._metrics = metrics
         self._files: dict[str, _File] = {}
@@ -160,8 +156,6 @@ class PartReader:
                 cap = self._part_cap(loc)
                 if pace.interactive:
                     cap = min(cap, self.interactive_part)
-                else:
-                    cap = min(cap, spread_part(ahead, self.spread, self.interactive_part))
                 want = Range(pos, self._window_end(loc, pos, stop, ahead, cap))
                 self._request(loc, f, want, held, cap, pace.interactive)
                 t = asyncio.get_running_loop().time()
