@@ -48,20 +48,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from read_bench import (Engine, Phase, random_offsets, start_sandbox, stop_sandbox,  # noqa: E402
-                        total)
+from read_bench import (Engine, Phase, played_right, random_offsets, start_sandbox,  # noqa: E402
+                        stop_sandbox, total)
 from tgdav.sandbox.controls import PROFILES  # noqa: E402
 from tgdav.telegram.login import SandboxInfo, login, make_client  # noqa: E402
 
 KIB, MIB = 1 << 10, 1 << 20
+PHASES = ("alone", "drops", "bulk", "cold", "seq8", "http", "telethon")
 log = logging.getLogger("bench")
 
 
 async def play(engine: Engine, loc, offset: int, length: int) -> dict:
     """A player after a seek: `bytes=offset-`, `length` bytes taken as they come, then closed.
-    {"ttfb": s, "full": s (length in hand), "ok": bytes right}."""
-    n, ttfb, ok, full = await engine.play(loc, offset, length)
-    return {"offset": offset, "ttfb": ttfb, "full": full, "ok": ok and n == length}
+    {"ttfb": s, "full": s (length in hand), ...}; `summary` checks the bytes (after the timed work)."""
+    n, ttfb, digest, full = await engine.play(loc, offset, length)
+    return {"offset": offset, "ttfb": ttfb, "full": full, "check": (loc, offset, length, n, digest)}
 
 
 class Bulk:
@@ -96,7 +97,13 @@ def summary(plays: list[dict], rtt: float) -> dict:
     full = [p["full"] / rtt for p in plays]
     return {"n": len(plays), "ttfb_rtt": statistics.median(ttfb), "ttfb_rtt_max": max(ttfb),
             "full_rtt": statistics.median(full), "full_rtt_max": max(full),
-            "all_ok": all(p["ok"] for p in plays)}
+            "all_ok": all([_right(p) for p in plays])}
+
+
+def _right(play: dict) -> bool:
+    if "check" in play:
+        play["ok"] = played_right(*play.pop("check"))
+    return play["ok"]
 
 
 async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
@@ -116,11 +123,26 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
     take = iter(offsets)
 
     # 1. alone
-    plays = [await play(engine, fresh, next(take), args.play_len) for _ in range(args.seeks)]
-    results["alone"] = summary(plays, rtt)
-    await asyncio.sleep(1)
+    if "alone" in args.only:
+        load = os.getloadavg()[0]
+        plays = [await play(engine, fresh, next(take), args.play_len) for _ in range(args.seeks)]
+        results["alone"] = {**summary(plays, rtt), "load": [load, os.getloadavg()[0]]}
+        await asyncio.sleep(1)
+    if "drops" in args.only:
+        await drops(args, engine, fresh, take, rtt, results)
+    if "bulk" in args.only:
+        await beside_bulk(args, engine, big, fresh, take, rtt, link, results)
+    await engine.close()
+    if "cold" in args.only:
+        await never_opened(args, info, work, rtt, results)
+    if "seq8" in args.only:
+        await sequential_8(args, info, work, admin, results)
 
-    # 2. read_bench's player: 1 MiB taken, dropped with read-ahead in flight, a seek at once
+
+async def drops(args, engine: Engine, fresh, take, rtt: float, results: dict) -> None:
+    """2. read_bench's player: 1 MiB taken, dropped with read-ahead in flight, a seek at once."""
+    admin = engine.info.raw["admin"]
+    load = os.getloadavg()[0]
     served = 0
     with Phase(admin) as p:
         drops = []
@@ -134,10 +156,13 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
         "getfile_over_served": total(c, "getfile_bytes") / served,
         "link_over_served": (total(c, "getfile_bytes") - total(c, "dropped_answer_bytes")) / served,
         "getfile_calls": total(c, "requests:GetFile"), "drop_requests": total(c, "drop_requests"),
-        "answers_dropped": total(c, "answers_dropped"), "unawaited_bytes": total(c, "unawaited_bytes")}
+        "answers_dropped": total(c, "answers_dropped"), "unawaited_bytes": total(c, "unawaited_bytes"),
+        "dropped_answer_bytes": total(c, "dropped_answer_bytes"), "load": [load, os.getloadavg()[0]]}
     await asyncio.sleep(1)
 
-    # 3. beside one bulk reader
+
+async def beside_bulk(args, engine: Engine, big, fresh, take, rtt: float, link: float, results: dict) -> None:
+    """3. and 4.: one player, then four, beside one bulk reader."""
     bulk = Bulk(engine, big)
     bulk.start()
     await asyncio.sleep(3)                  # the bulk reader is at full speed
@@ -148,7 +173,8 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
     secs = time.perf_counter() - t0
     results["beside_bulk"] = {**summary(plays, rtt), "bulk_share": (bulk.bytes - b0) / secs / link,
                               "bulk_mib_s": (bulk.bytes - b0) / secs / MIB}
-    results["beside_bulk"]["vs_alone"] = results["beside_bulk"]["full_rtt"] / results["alone"]["full_rtt"]
+    if "alone" in results:
+        results["beside_bulk"]["vs_alone"] = results["beside_bulk"]["full_rtt"] / results["alone"]["full_rtt"]
 
     # 4. four players at once beside the bulk reader
     async def player(k: int) -> list[dict]:
@@ -167,9 +193,9 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
     await bulk.stop()
     await asyncio.sleep(1)
 
-    await engine.close()
 
-    # 5. the first byte of a never-opened file on a DC a listing names (a new state dir: no key kept)
+async def never_opened(args, info: SandboxInfo, work: Path, rtt: float, results: dict) -> None:
+    """5. the first byte of a never-opened file on a DC a listing names (a new state dir: no key kept)."""
     cold = {}
     for warm in (False, True):
         e = Engine(work / f"cold-{warm}", info, args.senders, 8, 64 * KIB)
@@ -182,8 +208,11 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
         await e.close()
     results["never_opened"] = cold
 
-    # 6. sequential, 8 senders, cold, whole file
+
+async def sequential_8(args, info: SandboxInfo, work: Path, admin: str, results: dict) -> None:
+    """6. sequential, 8 senders, cold, whole file."""
     if not args.quick:
+        load = os.getloadavg()[0]
         seq = Engine(work / "client8", info, 8, 16, 64 * KIB)
         locs = await seq.open()
         loc = locs["big.bin"]
@@ -192,7 +221,8 @@ async def phases(args, info: SandboxInfo, work: Path, results: dict) -> None:
         results["sequential_8"] = {"bytes": n, "seconds": secs, "mib_s": n / MIB / secs,
                                    "link_share": n / secs / (8 * PROFILES[args.profile].bandwidth),
                                    "ttfb_ms": ttfb * 1000, "cpu_s_per_gib": p.cpu / (n / (1 << 30)),
-                                   "getfile_calls": total(p.counters, "requests:GetFile")}
+                                   "getfile_calls": total(p.counters, "requests:GetFile"),
+                                   "load": [load, os.getloadavg()[0]]}
         await seq.close()
 
 
@@ -279,8 +309,7 @@ def http_cpu(args, raw: dict, work: Path, results: dict) -> None:
 
 def table(r: dict) -> str:
     rows = [("what", "measured (median)", "goal")]
-    if "alone" in r:
-        rows += _player_rows(r)
+    rows += _player_rows(r)
     if "http" in r:
         h = r["http"]
         for name, goal in (("telegram", "<= 5"), ("cache", "<= 1")):
@@ -294,22 +323,32 @@ def table(r: dict) -> str:
 
 
 def _player_rows(r: dict) -> list:
-    a, b, f, d = r["alone"], r["beside_bulk"], r["four_players"], r["player_drops"]
-    rows = [
-            ("player alone: first byte", f"{a['ttfb_rtt']:.2f} RTT (max {a['ttfb_rtt_max']:.2f})", "<= 1.5"),
-            ("player alone: 2 MiB in hand", f"{a['full_rtt']:.2f} RTT (max {a['full_rtt_max']:.2f})", "<= 4.5"),
+    rows, checked = [], []
+    if "alone" in r:
+        a = r["alone"]
+        checked.append(a)
+        rows += [("player alone: first byte", f"{a['ttfb_rtt']:.2f} RTT (max {a['ttfb_rtt_max']:.2f})", "<= 1.5"),
+                 ("player alone: 2 MiB in hand", f"{a['full_rtt']:.2f} RTT (max {a['full_rtt_max']:.2f})", "<= 4.5")]
+    if "beside_bulk" in r:
+        b, f = r["beside_bulk"], r["four_players"]
+        checked += [b, f["all"]]
+        vs = f" = {b['vs_alone']:.2f}x alone" if "vs_alone" in b else ""
+        rows += [
             ("beside bulk: first byte", f"{b['ttfb_rtt']:.2f} RTT (max {b['ttfb_rtt_max']:.2f})", "<= 1.5"),
-            ("beside bulk: 2 MiB in hand", f"{b['full_rtt']:.2f} RTT = {b['vs_alone']:.2f}x alone "
-             f"(max {b['full_rtt_max']:.2f})", "<= 1.5x"),
+            ("beside bulk: 2 MiB in hand", f"{b['full_rtt']:.2f} RTT{vs} (max {b['full_rtt_max']:.2f})",
+             "<= 1.5x"),
             ("beside bulk: bulk's share of the link", f"{100 * b['bulk_share']:.0f} % "
              f"({b['bulk_mib_s']:.2f} MiB/s)", ">= 50 %"),
             ("4 players + bulk: first byte", f"{f['all']['ttfb_rtt']:.2f} RTT (max {f['all']['ttfb_rtt_max']:.2f})", ""),
             ("4 players + bulk: 2 MiB in hand", f"{f['all']['full_rtt']:.2f} RTT (per player "
              + ", ".join(f"{p['full_rtt']:.1f}" for p in f["players"]) + ")", ""),
-            ("4 players + bulk: bulk's share", f"{100 * f['bulk_share']:.0f} % ({f['bulk_mib_s']:.2f} MiB/s)", ""),
-            ("player drops after 1 MiB: read / served", f"{d['getfile_over_served']:.2f} (getfile_bytes)", ""),
-            ("  crossed the link / served", f"{d['link_over_served']:.2f}", "<= 1.3"),
-            ("  first byte", f"{d['ttfb_rtt']:.2f} RTT", "<= 1.5")]
+            ("4 players + bulk: bulk's share", f"{100 * f['bulk_share']:.0f} % ({f['bulk_mib_s']:.2f} MiB/s)", "")]
+    if "player_drops" in r:
+        d = r["player_drops"]
+        checked.append(d)
+        rows += [("player drops after 1 MiB: read / served", f"{d['getfile_over_served']:.2f} (getfile_bytes)", ""),
+                 ("  crossed the link / served", f"{d['link_over_served']:.2f}", "<= 1.3"),
+                 ("  first byte", f"{d['ttfb_rtt']:.2f} RTT", "<= 1.5")]
     if "never_opened" in r:
         c = r["never_opened"]
         rows.append(("never-opened file on a listed DC: first byte", f"{c['connected_ahead']:.2f} RTT "
@@ -322,7 +361,7 @@ def _player_rows(r: dict) -> list:
     if "telethon_alone" in r:
         t = r["telethon_alone"]
         rows.append(("plain Telethon player alone", f"first byte {t['ttfb_rtt']:.2f} RTT, 2 MiB {t['full_rtt']:.2f} RTT", ""))
-    if not all(x.get("all_ok", True) for x in (a, b, f["all"], d)):
+    if not all(x.get("all_ok", True) for x in checked):
         rows.append(("BYTES", "MISMATCH", "ok"))
     return rows
 
@@ -340,8 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-telethon", action="store_true")
     p.add_argument("--skip-http", action="store_true", help="no `tgdav serve` CPU phase")
     p.add_argument("--http-only", action="store_true", help="only the `tgdav serve` CPU phase")
+    p.add_argument("--only", default=",".join(PHASES),
+                   help="comma-separated phases to run, of " + ",".join(PHASES) + " (default: all)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    args.only = set(args.only.split(","))
+    if args.only - set(PHASES):
+        p.error(f"--only: unknown phase(s) {', '.join(sorted(args.only - set(PHASES)))}; "
+                f"known: {', '.join(PHASES)}")
+    if "http" not in args.only:
+        args.skip_http = True
+    if "telethon" not in args.only:
+        args.skip_telethon = True
     if args.quick:
         args.size_mib, args.seeks = 256, 5
     args.play_len, args.drop_len = args.play_kib * KIB, args.drop_kib * KIB
@@ -355,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     proc, raw = start_sandbox(args, work / "sandbox")
     try:
         info = SandboxInfo.from_json(json.dumps(raw))
-        if not args.http_only:
+        if not args.http_only and args.only & {"alone", "drops", "bulk", "cold", "seq8"}:
             asyncio.run(phases(args, info, work, results))
         if not args.skip_http:
             http_cpu(args, raw, work / "http", results)
@@ -374,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=2, default=str))
     print(table(results))
     print(f"\nload average start {results['loadavg_start'][0]:.2f}, end {results['loadavg_end'][0]:.2f}")
+    for name in ("alone", "player_drops", "sequential_8"):
+        if "load" in results.get(name, {}):
+            print(f"  {name}: load average {results[name]['load'][0]:.2f} -> {results[name]['load'][1]:.2f}")
     print(f"results: {path}")
     return 0
 

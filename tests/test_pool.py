@@ -253,6 +253,39 @@ def test_a_players_window_waits_here_beyond_a_round_trip_per_sender_so_a_seek_ta
     asyncio.run(scenario())
 
 
+@pytest.mark.timeout(30)
+def test_a_window_opening_on_a_dc_with_few_senders_does_not_wait_for_new_connections():
+    """While a DC has fewer senders than max_senders, an interactive part that a connected sender
+    has room for goes on it at once, and the new sender opens in the background: the parts nearest
+    the reader (asked first) no longer wait the round trips of a new connection while later ones
+    land on the connected senders (a cold copy's first MiB)."""
+    async def scenario():
+        senders: list[FakeSender] = []
+        gate = asyncio.Event()
+
+        async def opener(dc):
+            if senders:
+                await gate.wait()                 # a new connection still opening
+            senders.append(FakeSender(len(senders) + 1, hold=True))
+            return senders[-1]
+
+        pool = DcPool(4, opener, max_senders=4, slots_per_sender=2, max_wait=10, request_timeout=30,
+                      clock=asyncio.get_running_loop().time)
+        first = asyncio.ensure_future(pool.invoke(_request("p0"), interactive=True))
+        await _settle()
+        assert _carried_by(senders, "p0") == [1]
+        nxt = asyncio.ensure_future(pool.invoke(_request("p1"), interactive=True))
+        await _settle()
+        assert _carried_by(senders, "p1") == [1]          # sent now, on the connected sender
+        assert len(pool._opening) == 1                    # and one more sender is opening
+        gate.set()
+        await _finish(senders, [first, nxt])
+        assert len(pool.senders) == 2
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
 # --- floods and cancelled calls, through the Sender/Call interface (issue 17) ----------------------
 
 @pytest.mark.timeout(30)

@@ -8,10 +8,10 @@ priorities per DC):
   takes a sender with nothing in flight and nothing draining, else opens one (up to `max_senders`
   plus one spare), else pipelines on the sender with the fewest bytes queued before it.
 - interactive read-ahead: a stream a person waits on (it just seeked, or reads at a media bitrate;
-  the reader decides). It goes before any bulk request: an idle sender, else a new one up to
-  `max_senders`, else a pipeline slot (up to INTERACTIVE_QUEUE bytes) on a sender that carries no
-  bulk request (answers on one connection come in order: a small part behind a big bulk one would
-  wait for it). Alone, interactive streams use at most `max_senders` senders (the spare stays free
+  the reader decides). It goes before any bulk request: an idle sender, else a pipeline slot (up
+  to INTERACTIVE_QUEUE bytes) on a sender that carries no bulk request (answers on one connection
+  come in order: a small part behind a big bulk one would wait for it), with a new sender opened
+  in the background while the DC has fewer than `max_senders`, else a new one to wait for. Alone, interactive streams use at most `max_senders` senders (the spare stays free
   for the next seek); while bulk work is about, `max_senders + spare - BULK_SHARE * max_senders`,
   so a backup keeps its share of the link.
 - bulk read-ahead (a reader that takes everything as fast as it can): at most `max_senders` senders
@@ -347,9 +347,14 @@ class DcPool:
             room = (self._limit - self._bulk_share if bulk or self._waiting[BULK] else self.max_senders)
             if idle and len(mine) < room and not self._waiting[URGENT]:
                 return idle[0]
-            if count < self.max_senders:
-                return "open"
             free = [s for s in mine if not s.bulk and s.queued_bytes < INTERACTIVE_QUEUE]
+            if count < self.max_senders:
+                if not free:
+                    return "open"
+                # a window opening while the DC has few senders: one more opens in the background
+                # and this part goes now on a connected one (the parts nearest the reader are asked
+                # first; waiting the round trips of a new connection held its first MiB back)
+                self._start_open()
             return min(free, key=lambda s: s.load) if free else None
         carrying = sum(1 for s in self.senders if s.bulk or s.interactive or s.draining)
         others = self._waiting[URGENT] + self._waiting[INTERACTIVE]
