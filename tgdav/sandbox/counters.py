@@ -2,6 +2,8 @@
 
 Names in use (add new ones freely, keep these stable: tests and benchmarks read them):
     connections            TCP connections accepted
+    transport:<name>       connections by the MTProto transport their first bytes chose: full,
+                           intermediate, padded-intermediate, abridged
     auth_keys              auth keys created by a DH exchange
     exports / imports      auth.exportAuthorization on this DC / auth.importAuthorization on this DC
     requests:<Name>        RPCs by TL request class name without "Request", e.g. requests:GetFileRequest
