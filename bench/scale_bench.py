@@ -42,7 +42,7 @@ from tgdav.app import build_read_path  # noqa: E402
 from tgdav.cache.store import Store  # noqa: E402
 from tgdav.config import Config, PoolConfig  # noqa: E402
 from tgdav.sandbox.content import pattern  # noqa: E402
-from tgdav.telegram.accounts import connect_helper  # noqa: E402
+from tgdav.telegram.accounts import connect_helpers  # noqa: E402
 from tgdav.telegram.login import SandboxInfo, login, make_client  # noqa: E402
 
 MIB = 1 << 20
@@ -78,7 +78,7 @@ class Engine:
         make = lambda name: make_client(self.state, name, self.info.api_id, self.info.api_hash, self.info)  # noqa: E731
         self.client = make("main")
         await login(self.client, bot_token=None, phone=raw["user_phone"], ask=lambda p, s: raw["login_code"])
-        self.helpers = [await connect_helper(token, make) for token in raw["bots"][:self.accounts - 1]]
+        self.helpers = await connect_helpers(raw["bots"][:self.accounts - 1], make)
         self.store = Store(self.state / "cache")
         self.read_path = build_read_path(self.client, self.store, self.config, is_bot=False,
                                          helpers=self.helpers)

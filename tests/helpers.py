@@ -1,4 +1,5 @@
-"""What every test directory needs, once: waiting for a condition, and running a coroutine.
+"""What every test directory needs, once: waiting for a condition, running a coroutine, and a
+fixture's factory of things that must be closed after the test (`closing_factory`).
 
 wait_until (and `until`, its form for a test running on an event loop) is for effects that come after
 the answer a test has (a server thread finishing its bookkeeping, a listing catching up with an update,
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -51,3 +53,20 @@ def _check(deadline: float, timeout: float, condition, value, what) -> None:
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
     """Run a coroutine on a fresh event loop, bounded by `timeout` seconds (a hang fails the test)."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def closing_factory(make: Callable[..., T], where: Path, prefix: str) -> Iterator[Callable[..., T]]:
+    """A fixture's body (`yield from closing_factory(...)`): it yields new(state=None, *args, **kw)
+    -> make(state or a fresh directory `where`/<prefix><n>, *args, **kw), and closes everything it
+    made, in order, when the test is done. A test passes a state directory again to "restart" on it."""
+    made: list = []
+
+    def new(state: Path | None = None, *args, **kw) -> T:
+        thing = make(state or where / f"{prefix}{len(made)}", *args, **kw)
+        made.append(thing)
+        return thing
+    try:
+        yield new
+    finally:
+        for thing in made:
+            thing.close()

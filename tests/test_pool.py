@@ -45,6 +45,7 @@ class FakeSender:
         self.pending: list[FakeCall] = []
         self.fail: dict[str, BaseException] = {}
         self.connected = True
+        self._gone: asyncio.Future | None = None      # done when the connection ends (cut or close)
 
     def send(self, request) -> FakeCall:
         call = FakeCall(request, self.on_wire)
@@ -59,7 +60,20 @@ class FakeSender:
         return call
 
     def disconnected(self) -> asyncio.Future:
-        return asyncio.get_running_loop().create_future()
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        return asyncio.shield(self._gone)
+
+    def cut(self) -> None:
+        """The connection ends under the sender, as Telethon reports it: what went out fails with
+        the connection's error first, then disconnected() is done; what was still queued (not
+        `sent`) stays unanswered."""
+        self.connected = False
+        for call in self.pending:
+            if call.sent and not call.future.done():
+                call.future.set_exception(ConnectionError("the server closed the connection"))
+        self.disconnected()
+        self._gone.done() or self._gone.set_result(None)
 
     def release(self) -> None:
         for call in self.pending:
@@ -68,7 +82,7 @@ class FakeSender:
         self.pending.clear()
 
     async def close(self) -> None:
-        self.connected = False
+        self.cut()
 
 
 def _pool(opener) -> DcPool:
@@ -291,6 +305,92 @@ def test_a_cancelled_call_loads_its_sender_only_while_its_answer_may_still_come(
         await _settle()
         assert pool.stats()["draining"] == 0
         await _finish(senders, [following])
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+# --- connections cut: what is an attempt (MAX_ATTEMPTS) -------------------------------------------
+
+async def _cut_pool(max_senders: int, *, sent: bool = True, dead_on_open: bool = False):
+    """A pool whose senders hold their requests (`sent`: on the wire) and are opened already
+    disconnected when `dead_on_open` (a DC that cuts every new connection before it is used)."""
+    pool, senders = await _held_pool(max_senders, sent=sent)
+    if dead_on_open:
+        async def opener(dc):
+            senders.append(FakeSender(len(senders) + 1, hold=True, sent=sent))
+            senders[-1].connected = False
+            return senders[-1]
+        pool._open_sender = opener
+    return pool, senders
+
+
+async def _open_senders(pool, senders, n: int) -> None:
+    """n senders open and idle (n requests held at once, then answered)."""
+    tasks = [asyncio.ensure_future(pool.invoke(_request(f"warm{i}"), urgent=True)) for i in range(n)]
+    await _settle()
+    await _finish(senders, tasks)
+    assert len(pool.senders) == n
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("sent", [True, False])
+def test_a_request_meets_every_sender_a_dc_cut_at_once_and_goes_on_a_new_one(sent):
+    """A DC cuts every connection at once. The request in flight on one fails there (an attempt if
+    it had gone out; if it was still queued on the sender, Telegram never saw it); the other senders,
+    found disconnected before anything left them, are dropped and are no attempt: the request is
+    sent on a new sender rather than failing with ConnectionsLost after meeting two dead ones."""
+    async def scenario():
+        pool, senders = await _cut_pool(max_senders=4, sent=sent)
+        await _open_senders(pool, senders, 5)          # 4 and the spare
+        part = asyncio.ensure_future(pool.invoke(_request("part"), urgent=True))
+        await _settle()
+        assert _carried_by(senders, "part") == [1]
+        for m in senders:
+            m.cut()
+        await _settle()
+        assert _carried_by(senders, "part") == [1, 6]  # the first dead one, then a new sender
+        assert len(senders) == 6 and pool.senders == [s for s in pool.senders if s.conn is senders[5]]
+        await _finish(senders, [part])
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_request_still_fails_when_two_senders_died_under_it_after_it_went_out():
+    """What is an attempt is unchanged: a part whose connection is cut under it twice raises
+    ConnectionsLost (the fetcher then asks for it in halves: a part too big for the link fits)."""
+    from tgdav.errors import ConnectionsLost
+
+    async def scenario():
+        pool, senders = await _cut_pool(max_senders=1)
+        part = asyncio.ensure_future(pool.invoke(_request("part"), urgent=True))
+        for _ in range(2):
+            await _settle()
+            senders[-1].cut()
+        with pytest.raises(ConnectionsLost):
+            await part
+        assert _carried_by(senders, "part") == [1, 2]
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_a_dc_that_cuts_each_new_connection_before_use_still_ends_in_connections_lost():
+    """Dead senders a request meets before it left them are free only up to MAX_UNSENT; after that
+    each counts as an attempt, so a DC that cuts every new connection fails the request rather
+    than opening connections for ever."""
+    from tgdav.errors import ConnectionsLost
+    from tgdav.telegram.pool import MAX_ATTEMPTS, MAX_UNSENT
+
+    async def scenario():
+        pool, senders = await _cut_pool(max_senders=4, dead_on_open=True)
+        with pytest.raises(ConnectionsLost):
+            await asyncio.wait_for(pool.invoke(_request("part"), urgent=True), 10)
+        assert len(senders) == MAX_UNSENT + MAX_ATTEMPTS
+        assert not any(m.sent for m in senders)            # nothing ever went out
         await pool.close()
 
     asyncio.run(scenario())

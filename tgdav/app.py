@@ -30,7 +30,7 @@ from tgdav.config import Config
 from tgdav.errors import ConfigError, UpstreamUnavailable
 from tgdav.metrics import Metrics
 from tgdav.plan import MIB
-from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helper
+from tgdav.telegram.accounts import Account, Accounts, Resolver, connect_helpers, disconnect_helpers
 from tgdav.telegram.catalog import ChannelFilter, SyncCatalog, TelegramCatalog
 from tgdav.telegram.fetch import FileFetcher
 from tgdav.telegram.login import SandboxInfo, make_client
@@ -240,10 +240,14 @@ class Engine:
             raise ConfigError("this session is not logged in — run `tgdav login` first")
         me = await self.client.get_me()
         self.store.bind_account(me.id)    # shared state: this account's keys, floods, listings
-        helpers = [await connect_helper(spec, lambda name: make_account_client(cfg, state, name))
-                   for spec in cfg.telegram.helpers]
-        self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
-                                         metrics=self.metrics, helpers=helpers)
+        # every helper connected or none; once built, the read path's close() disconnects them
+        helpers = await connect_helpers(cfg.telegram.helpers, lambda name: make_account_client(cfg, state, name))
+        try:
+            self.read_path = build_read_path(self.client, self.store, cfg, is_bot=bool(me.bot),
+                                             metrics=self.metrics, helpers=helpers)
+        except BaseException:
+            await disconnect_helpers(helpers)
+            raise
         for _, helper in helpers:
             log.info("helper account %s reads too", _who(helper))
         await start_live(self.read_path, self.client, self.store, cfg, self.metrics)

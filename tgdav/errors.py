@@ -47,6 +47,11 @@ class Conflict(TgdavError):
     """The request does not fit the tree as it is now (a folder moved or deleted meanwhile): 409."""
 
 
+class DestinationExists(TgdavError):
+    """A MOVE or COPY with Overwrite: F found its destination taken when it came to write (another
+    client's write landed after WsgiDAV looked): 412, and nothing changed."""
+
+
 class Forbidden(TgdavError):
     """The account may not do this here (a read-only channel, writes switched off); HTTP 403."""
 

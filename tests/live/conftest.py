@@ -6,45 +6,20 @@ the sandbox's counters (requests:GetHistory, requests:GetChannelDifference), nev
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from telethon.tl import types
 
-from tests.read_path.conftest import Engine
+from tests.helpers import closing_factory
+from tests.read_path.conftest import HOME_DC, Engine, Sandbox, running_sandbox
 from tgdav.config import CacheConfig, Config
-from tgdav.sandbox.cluster import ClusterThread
-from tgdav.sandbox.controls import Controls
-from tgdav.sandbox.counters import Counters
-from tgdav.sandbox.keys import AuthKeyStore
-from tgdav.sandbox.rsakey import load_or_create
-from tgdav.sandbox.services import Services
 from tgdav.sandbox.world import World
-from tgdav.telegram.login import SandboxInfo
-from tgdav.telegram.mtproto import forget_config
 
 logging.getLogger("telethon").setLevel(logging.ERROR)
 
-HOME_DC = 2
 READER, POSTER = "15550005555", "15550006666"
 CHANNEL = "Live"
-
-
-@dataclass
-class Sandbox:
-    world: World
-    channel: object
-    counters: Counters
-    controls: Controls
-    info: SandboxInfo
-
-    def total(self, name: str) -> int:
-        return self.counters.total(name)
-
-    def faults(self, body: dict) -> None:
-        self.controls.apply_faults(body, time.monotonic())
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +30,8 @@ def sandbox():
     channel = w.add_channel(CHANNEL, creator=poster, members=[reader])
     for i in range(3):
         w.add_document(channel, name=f"seed{i}.bin", size=1000 + i, mime="application/octet-stream", dc=2)
-    keys, counters, controls = AuthKeyStore(), Counters(), Controls()
-    rsa = load_or_create(None)
-    services = Services(w, keys, counters, controls)
-    cluster = ClusterThread(services, keys, counters, controls, rsa, w.dc_ids).start()
-    try:
-        w.dcs.update({dc: ("127.0.0.1", port) for dc, port in cluster.ports.items()})
-        yield Sandbox(w, channel, counters, controls, SandboxInfo(dict(w.dcs), HOME_DC, rsa.public_pem, 1, "x", {}))
-    finally:
-        cluster.stop()
-        forget_config()           # Telethon caches help.config on the class
+    with running_sandbox(w, reader, {}, channel) as sb:     # served as the read path's sandbox is
+        yield sb
 
 
 @pytest.fixture(autouse=True)
@@ -118,16 +85,11 @@ class Side(Engine):
 
 @pytest.fixture
 def sides(sandbox, tmp_path):
-    made: list[Side] = []
-
-    def make(state: Path | None = None, phone: str = READER, tgdav: bool = True, **kw) -> Side:
-        side = Side(sandbox, state or tmp_path / f"side{len(made)}", phone, tgdav=tgdav, **kw)
-        made.append(side)
-        return side
-
-    yield make
-    for side in made:
-        side.close()
+    """sides(state=None, phone=READER, tgdav=True, config=None) -> Side, closed after the test (the
+    read path's make_engine, for Sides)."""
+    yield from closing_factory(
+        lambda state, phone=READER, tgdav=True, **kw: Side(sandbox, state, phone, tgdav=tgdav, **kw),
+        tmp_path, "side")
 
 
 @pytest.fixture

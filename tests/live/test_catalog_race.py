@@ -151,3 +151,33 @@ def test_an_update_fetched_before_this_writers_own_change_does_not_undo_it():
         await catalog.apply_changes(client.channel.id, [later], [], pts=None)
         assert await catalog.node(folder, ("later", "a.bin")) is not None
     asyncio.run(run())
+
+
+def test_a_late_update_of_a_post_never_undoes_its_edit_in_the_same_second():
+    """An upload and its MOVE in one second (the write-history checker's seed 10: PUT then MOVE
+    40 ms apart): the post's pushed update (pts 10), dispatched late, lands after the MOVE's own
+    answer (an edit, pts 11) was applied. Dates cannot order them (edit date == post date); the
+    pts of each version does: the moved file stays where the MOVE put it, for this process and in
+    the listing it stores (what a restart starts from)."""
+
+    async def run():
+        client = FakeClient()
+        posted = client.post("a.bin")
+        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
+        folder = (await catalog.folders())[0]
+        await catalog.entries(folder)
+        moved = types.Message(id=posted.id, peer_id=posted.peer_id, date=posted.date,
+                              message="#tgdav file /moved/a.bin", media=posted.media,
+                              edit_date=posted.date)           # the same second
+        await catalog.apply(folder, [moved], {posted.id: 11})
+        await catalog.apply_changes(client.channel.id, [posted], [], pts=None, version=10)
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+        assert await catalog.node(folder, ("a.bin",)) is None
+        # the MOVE's own update, pushed as well, changes nothing; a later edit from elsewhere applies
+        await catalog.apply_changes(client.channel.id, [moved], [], pts=None, version=11)
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+        later = types.Message(id=posted.id, peer_id=posted.peer_id, date=posted.date,
+                              message="#tgdav file /later/a.bin", media=posted.media, edit_date=posted.date)
+        await catalog.apply_changes(client.channel.id, [later], [], pts=None, version=12)
+        assert await catalog.node(folder, ("later", "a.bin")) is not None
+    asyncio.run(run())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from tests.helpers import wait_until
+from tests.read_path.conftest import delta
 
 
 def history(sb) -> int:
@@ -50,38 +51,43 @@ def test_lost_updates_are_healed_with_get_channel_difference(sandbox, sides, pos
     assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
 
 
-def test_a_restart_catches_up_with_get_channel_difference_only(sandbox, sides, poster, tmp_path):
-    state = tmp_path / "restarted"
+def restarted(sides, sandbox, state, while_down):
+    """A reader lists the channel and stops; while_down() runs; a reader starts again on the same
+    state and has caught up. That reader, and the sandbox's counters from before it started."""
     reader = sides(state)
     reader.names()
     reader.close()
-    posted = [poster.post(f"while-down-{i}.bin") for i in range(7)]
-    poster.delete(posted[0].id)
-    reads, diffs = history(sandbox), sandbox.total("requests:GetChannelDifference")
+    while_down()
+    before = sandbox.snapshot()
     again = sides(state)
     again.settle()
+    return again, before
+
+
+def test_a_restart_catches_up_with_get_channel_difference_only(sandbox, sides, poster, tmp_path):
+    def while_down():
+        posted = [poster.post(f"while-down-{i}.bin") for i in range(7)]
+        poster.delete(posted[0].id)
+    again, before = restarted(sides, sandbox, tmp_path / "restarted", while_down)
     names = again.names()
     assert {f"while-down-{i}.bin" for i in range(1, 7)} <= set(names)
     assert "while-down-0.bin" not in names
-    assert history(sandbox) == reads
-    assert sandbox.total("requests:GetChannelDifference") > diffs
+    after = sandbox.snapshot()
+    assert delta(before, after, "requests:GetHistory") == 0
+    assert delta(before, after, "requests:GetChannelDifference") > 0
     assert again.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
 
 
 def test_a_gap_older_than_telegram_keeps_reads_the_channel_again(sandbox, sides, poster, tmp_path):
-    state = tmp_path / "too-long"
-    reader = sides(state)
-    reader.names()
-    reader.close()
-    for i in range(4):
-        poster.post(f"long-gone-{i}.bin")
-    sandbox.faults({"message_box": 2})
-    reads, too_long = history(sandbox), sandbox.total("channel_differences_too_long")
-    again = sides(state)
-    again.settle()
+    def while_down():
+        for i in range(4):
+            poster.post(f"long-gone-{i}.bin")
+        sandbox.faults({"message_box": 2})
+    again, before = restarted(sides, sandbox, tmp_path / "too-long", while_down)
     assert {f"long-gone-{i}.bin" for i in range(4)} <= set(again.names())
-    assert sandbox.total("channel_differences_too_long") == too_long + 1
-    assert history(sandbox) == reads + 1
+    after = sandbox.snapshot()
+    assert delta(before, after, "channel_differences_too_long") == 1
+    assert delta(before, after, "requests:GetHistory") == 1
     assert again.updates.stats()[sandbox.channel.id]["too_long"] == 1
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import closing_factory
 from tgdav.app import build_read_path, start_live
 from tgdav.bridge import Bridge
 from tgdav.cache.reader import SyncReader
@@ -74,6 +75,7 @@ class Sandbox:
     cluster: ClusterThread
     info: SandboxInfo
     docs: dict[str, object]                       # name -> sandbox Document
+    channel: object = None                        # the channel a test module is about (tests/live)
     contents: dict[str, bytes] = field(default_factory=dict)
 
     def content(self, name: str) -> bytes:
@@ -91,6 +93,10 @@ class Sandbox:
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         return self.counters.snapshot()
+
+    def total(self, name: str) -> int:
+        """Counter `name` summed over every DC."""
+        return self.counters.total(name)
 
     def faults(self, body: dict) -> None:
         self.controls.apply_faults(body, time.monotonic())   # the services' clock is time.monotonic
@@ -128,7 +134,7 @@ def sandbox():
 
 
 @contextmanager
-def running_sandbox(w: World, user, docs: dict):
+def running_sandbox(w: World, user, docs: dict, channel=None):
     """The world served by a ClusterThread on 127.0.0.1 (stopped at the end)."""
     keys, counters, controls = AuthKeyStore(), Counters(), Controls()
     rsa = load_or_create(None)
@@ -137,7 +143,7 @@ def running_sandbox(w: World, user, docs: dict):
     try:
         w.dcs.update({dc: ("127.0.0.1", port) for dc, port in cluster.ports.items()})
         info = SandboxInfo(dict(w.dcs), HOME_DC, rsa.public_pem, 1, "x", {})
-        yield Sandbox(w, user, keys, counters, controls, services, cluster, info, docs)
+        yield Sandbox(w, user, keys, counters, controls, services, cluster, info, docs, channel)
     finally:
         cluster.stop()
         forget_config()           # Telethon caches help.config on the class
@@ -274,17 +280,8 @@ def engine_sandbox(sandbox):
 def make_engine(engine_sandbox, tmp_path):
     """make_engine(state=None, **settings) -> Engine; closed at the end of the test. Without a state
     dir each engine gets a fresh one (a new install); pass one to "restart" on it."""
-    engines: list[Engine] = []
-    counter = iter(range(1000))
-
-    def make(state: Path | None = None, **settings) -> Engine:
-        engine = Engine(engine_sandbox, state or tmp_path / f"state{next(counter)}", **settings)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.close()
+    yield from closing_factory(lambda state, **settings: Engine(engine_sandbox, state, **settings),
+                               tmp_path, "state")
 
 
 @pytest.fixture

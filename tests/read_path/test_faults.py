@@ -296,6 +296,29 @@ def test_dropped_connection_of_warm_sender(engine, sandbox):
     assert got == sandbox.expected("d4.bin", MIB, 5 * MIB)
 
 
+@pytest.mark.timeout(60)
+def test_a_read_after_a_dc_cut_every_connection_asks_for_the_same_parts_as_before(engine, sandbox):
+    """Every DC 4 connection is cut at once while idle. The next read meets the dead senders one by
+    one; none of them had its request (Telegram never saw it), so none is an attempt: the read is
+    sent on a new connection with the parts it would have had (before, it failed twice with
+    ConnectionsLost, and the fetcher halved the part twice, down to 16 KiB parts on that DC)."""
+    sandbox.controls.apply_link({})                  # answers in order: the two reads alike
+    assert engine.read("d4.bin", 0, 4 * MIB) == sandbox.expected("d4.bin", 0, 4 * MIB)   # 5 senders
+    wait_until(lambda: _in_flight(engine) == 0 and _draining(engine) == 0, 10, lambda: engine.stats())
+    assert engine.stats()["4"]["senders"] >= 2
+
+    def read(start: int) -> tuple[int, int]:
+        before = sandbox.snapshot()
+        assert engine.read("d4.bin", start, start + 999) == sandbox.expected("d4.bin", start, start + 999)
+        after = sandbox.snapshot()
+        return (delta(before, after, "requests:GetFile", 4), delta(before, after, "getfile_bytes", 4))
+
+    control = read(4 * MIB + MIB // 2)               # the same read, senders alive
+    sandbox.faults({"down": [4]})                    # in force on return: every connection is cut
+    sandbox.faults({"down": []})
+    assert read(5 * MIB + MIB // 2) == control
+
+
 # --- 10. a DC that is down ------------------------------------------------------------------------
 PROMPT = 20.0   # seconds: a bound against hanging (Telethon gives up reconnecting after ~4 s; the
                 # pool's request_timeout is 30 s), not a performance assertion

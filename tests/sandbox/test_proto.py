@@ -31,7 +31,7 @@ from tgdav.sandbox.link import BURST, Pacer
 from tgdav.sandbox.proto.connection import ServerConnection
 from tgdav.sandbox.proto.errors import ProtocolError
 from tgdav.sandbox.proto.handshake import DH_PRIME, Handshake, parse_plain, plain_message
-from tgdav.sandbox.proto.session import MsgIds, Salts
+from tgdav.sandbox.proto.session import MsgIds, Salts, Sessions
 from tgdav.sandbox.proto.transport import MAX_PACKET, ServerTransport
 from tgdav.sandbox.rsakey import KEY_FILE, SandboxRsaKey, load_or_create
 
@@ -261,6 +261,26 @@ def ready(client: Client) -> Client:
     client.state.salt = objects(client, incoming.frames)[0].new_server_salt
     client.send(functions.PingRequest(0))   # absorbs new_session_created
     return client
+
+
+def test_a_session_moved_to_a_new_connection_is_not_new_but_a_new_session_id_is(rsa_key):
+    """core.telegram.org/mtproto/description: a session is the auth key and the client's session id,
+    and several connections may carry it. new_session_created comes once per session, whichever
+    connection carries its first message: a client that reconnects keeping its session id is told
+    nothing (and must not count on being told); one that draws a new id is told."""
+    keys, salts, sessions = AuthKeyStore(), Salts(), Sessions()
+    key = os.urandom(256)
+    keys.add(DC, key)
+
+    def connection() -> ServerConnection:
+        return ServerConnection(DC, keys, rsa_key, salts, Counters(), sessions=sessions)
+    client = ready(Client(connection(), key))
+    client.conn, client.started = connection(), False        # the same session on a new connection
+    _, incoming = client.send(functions.PingRequest(1))
+    assert [type(o) for o in objects(client, incoming.frames)] == [types.Pong]
+    client.state.reset()                                      # a new session id, as Telethon's reconnect draws
+    _, incoming = client.send(functions.PingRequest(2))
+    assert [type(o) for o in objects(client, incoming.frames)] == [types.NewSessionCreated, types.Pong]
 
 
 def test_service_messages_are_answered_by_the_connection(session):

@@ -20,8 +20,9 @@ from telethon.tl import functions
 from tests.helpers import run, wait_until
 from tgdav.sandbox.admin import AdminServer
 from tgdav.sandbox.content import pattern
-from tgdav.sandbox.controls import Link
+from tgdav.sandbox.controls import EmulatedTime, Link, LinkTime
 from tgdav.sandbox.keys import key_id_of
+from tgdav.sandbox.link import BURST
 from tgdav.sandbox.world import World
 
 from .stub_dispatcher import clean, get_file, sandbox  # noqa: F401 (fixtures)
@@ -152,33 +153,45 @@ def test_several_senders_to_one_dc_each_count_a_connection(sandbox):
     assert sandbox.counters.get(2, "auth_keys") == 1
 
 
-async def pull(client, seed: int, mib: int) -> float:
-    """Download `mib` MiB as pipelined 1 MiB getFiles; returns the seconds it took."""
-    start = time.monotonic()
+async def pull(client, seed: int, mib: int) -> None:
+    """Download `mib` MiB as pipelined 1 MiB getFiles, every byte checked."""
     replies = await asyncio.gather(*(client(get_file(seed, i * MIB, MIB)) for i in range(mib)))
-    elapsed = time.monotonic() - start
     assert b"".join(r.bytes for r in replies) == pattern(seed, 0, mib * MIB)
-    return elapsed
+
+
+async def emulated(clock: EmulatedTime, work) -> float:
+    """The link time `work` took (EmulatedTime: the waits of the link emulation, none really waited)."""
+    start = clock.now()
+    await work
+    return clock.now() - start
 
 
 def test_link_caps_one_connection_and_adds_latency(sandbox):
-    cap = 2 * MIB
+    """In emulated link time (Controls.link_time: nothing waits, the emulation's waits add up on a
+    clock), 4 MiB of pipelined answers take at least one latency plus their bytes at the cap, beyond
+    the burst; a ping takes at least the latency; with the link off the emulation never waits. Real
+    rates and round trips, under real time: bench/link_bench.py (medians)."""
+    cap, latency = 2 * MIB, 0.1
+    clock = sandbox.controls.link_time = EmulatedTime()
 
     async def go():
         client = await connected(sandbox)
         try:
-            sandbox.controls.set_link(Link(latency_ms=100, bandwidth=cap))
-            elapsed = await pull(client, seed=5, mib=4)
-            sandbox.controls.set_link(Link(latency_ms=100, bandwidth=0))
-            start = time.monotonic()
-            await client(functions.PingRequest(2))
-            return elapsed, time.monotonic() - start
+            off = await emulated(clock, pull(client, seed=5, mib=4))
+            sandbox.controls.set_link(Link(latency_ms=latency * 1000, bandwidth=cap))
+            capped = await emulated(clock, pull(client, seed=5, mib=4))
+            sandbox.controls.set_link(Link(latency_ms=latency * 1000, bandwidth=0))
+            ping = await emulated(clock, client(functions.PingRequest(2)))
+            return off, capped, ping
         finally:
             await client.disconnect()
-    elapsed, round_trip = run(go())
-    print(f"4 MiB at {4 * MIB / elapsed / MIB:.2f} MiB/s (cap 2), ping {round_trip * 1000:.0f} ms")
-    assert 4 * MIB / elapsed <= 1.15 * cap
-    assert round_trip >= 0.095
+    try:
+        off, capped, ping = run(go())
+    finally:
+        sandbox.controls.link_time = LinkTime()
+    assert off == 0
+    assert capped >= latency + (4 * MIB - BURST) / cap - 1e-9, capped
+    assert ping >= latency - 1e-9, ping
 
 
 def test_link_cap_is_per_connection(sandbox):

@@ -19,7 +19,7 @@ from telethon.tl import functions, types
 
 from tests.helpers import run
 from tests.sandbox.conftest import build_small_world
-from tgdav.sandbox.controls import Link
+from tgdav.sandbox.controls import EmulatedTime, Link
 from tgdav.sandbox.demo import UPLOADS, build_demo_world
 from tgdav.sandbox.runner import Sandbox
 from tgdav.sandbox.uplink import BURST, ReadPacer
@@ -478,21 +478,26 @@ def test_read_pacer_lets_bytes_through_at_the_capped_rate():
 
 
 def test_upload_bandwidth_cap_slows_uploads_per_connection(sb):
+    """In emulated link time (nothing waits, the emulation's waits add up on a clock): an upload
+    over a capped uplink takes at least its bytes beyond the burst at the cap, and one over an
+    uncapped uplink none. The real rate: bench/link_bench.py (medians)."""
     size, cap = 3 * MIB // 2, MIB                                       # 1.5 MiB at 1 MiB/s
+    clock = sb.controls.link_time = EmulatedTime()
 
-    async def go():
+    async def upload(seed: int) -> float:
         client = await login(sb)
         try:
-            started = time.perf_counter()
-            await client.upload_file(blob(size, 10), part_size_kb=512)
-            return time.perf_counter() - started
+            start = clock.now()
+            await client.upload_file(blob(size, seed), part_size_kb=512)
+            return clock.now() - start
         finally:
             await client.disconnect()
+    uncapped = run(upload(10), 120)
     sb.controls.apply_link({"dc": 2, "upload_bandwidth": cap})
-    took = run(go(), 120)
-    print(f"\n{size} bytes uploaded in {took:.2f} s at a cap of {cap} B/s: {size / took / MIB:.2f} MiB/s")
-    assert counter(sb, "upload_bytes", 2) == size
-    assert took >= 0.8 * (size - BURST) / cap                          # it cannot beat the cap
+    capped = run(upload(11), 120)
+    assert counter(sb, "upload_bytes", 2) == 2 * size
+    assert uncapped == 0
+    assert capped >= (size - BURST) / cap - 1e-9, capped               # it cannot beat the cap
 
 
 def test_a_killed_sandbox_process_keeps_what_was_written(tmp_path):

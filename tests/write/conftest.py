@@ -133,6 +133,22 @@ def sandbox(tmp_path_factory):
         yield sb
 
 
+@pytest.fixture(autouse=True)
+def _servers_end_with_their_test(request):
+    """The servers a test starts stop when it ends (the session's main server stays): one left
+    running would go on in the background (its janitor deleting what an earlier kill left) while
+    later tests count what reached Telegram."""
+    if "sandbox" not in request.fixturenames:
+        yield
+        return
+    sandbox = request.getfixturevalue("sandbox")
+    before = len(sandbox.procs)
+    yield
+    for proc in sandbox.procs[before:]:
+        stop(proc)
+    del sandbox.procs[before:]
+
+
 @pytest.fixture(scope="session")
 def dav(sandbox) -> str:
     """The main writable server's base URL (trailing slash)."""

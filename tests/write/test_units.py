@@ -295,7 +295,7 @@ class FakeChannel:
         m = types.Message(id=mid, peer_id=types.PeerChannel(77), date=None, message=text)
         return types.Updates([types.UpdateNewChannelMessage(m, 0, 0)], [], [], 0, 0)
 
-    async def apply(self, folder, messages):       # the catalog from here on
+    async def apply(self, folder, messages, versions=None):       # the catalog from here on
         for m in messages:
             tag, text = tree.parse(m.message)
             entry = _file(m.id, "x", len(self.data[m.id])) if m.id in self.data else None
@@ -385,7 +385,7 @@ def test_deleting_or_moving_never_brings_a_superseded_version_back():
             for i in ids:
                 self.recs.pop(i, None)
 
-        async def apply(self, folder, messages):
+        async def apply(self, folder, messages, versions=None):
             for m in messages:
                 tag, text = tree.parse(m.message)
                 old = self.recs[m.id]

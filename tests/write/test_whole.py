@@ -7,6 +7,7 @@ path) and with a second tgdav whose state is empty (what any other reader sees).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -165,6 +166,108 @@ def test_folder_move_is_all_or_nothing_under_flood_wait_and_finished_later(folde
     tags = [t for t in _tags(sandbox, tmp_path, _rel(folder)) if not t.endswith("/other.txt")]
     assert not [t for t in tags if t.startswith(("#tgdav move", "#tgdav to"))], tags   # the journal went
     assert len(tags) == 4 and all(f" /{_rel(folder)}new" in t for t in tags), tags
+
+
+def test_a_journal_finished_in_its_own_second_never_loses_the_folder_it_moved(folder, sandbox, tmp_path):
+    """A tgdav died just after posting a folder move's journal (posted here by hand, at the start of
+    a second); another tgdav's next write finishes the move at once, and dies (FLOOD_WAIT) before the
+    journal goes. Whole-second dates: an edit in the journal's own second would be taken for a
+    message the journal replaces (it sits in the folder moved onto), gone for readers, then deleted
+    by the next finisher. The moved files stay readable all along and after (promises 1 and 2)."""
+    from tgdav.telegram import tree
+
+    files = {name: random_bytes(40_000 + i, 900 + i) for i, name in enumerate(("a.bin", "b.bin"))}
+    for sub in ("src/", "dst/"):
+        assert request("MKCOL", folder + sub)[0] == 201
+    for name, data in files.items():
+        assert request("PUT", folder + "src/" + name, data)[0] == 201
+    assert request("PUT", folder + "dst/old.bin", b"replaced by the move")[0] == 201
+    other = _fresh(sandbox, "journal-second", folder)
+    assert request("PUT", other + "warm.txt", b"its first write reads the channel whole")[0] == 201
+    rel = tuple(_rel(folder).strip("/").split("/"))
+    journal = tree.Tag("move", rel + ("dst",), source=rel + ("src",)).line()
+
+    async def post_then_write(client, channel):
+        while time.time() % 1 > 0.05:          # at the start of a second: the finisher runs within it
+            await asyncio.sleep(0.01)
+        posted = await client.send_message(channel, journal, parse_mode=None)
+        _flood(sandbox, "DeleteMessages", 0, seconds=1)     # the finisher stops before the journal goes
+        assert request("MKCOL", other + "trigger/")[0] == 201
+        return posted.date.timestamp()
+
+    posted = _telethon(sandbox, tmp_path, post_then_write)
+    for name, data in files.items():                          # moved at once, for every reader
+        status, _, body = request("GET", other + "dst/" + name)
+        assert status == 200 and sha256(body) == sha256(data), (name, status, posted)
+    time.sleep(1.5)                                           # the flood's deadline
+    _clear(sandbox)
+    assert request("MKCOL", other + "trigger2/")[0] == 201    # the next write finishes the move
+    fresh = _fresh(sandbox, "journal-second-after", folder)
+    for base in (other, fresh, folder):
+        for name, data in files.items():
+            status, _, body = request("GET", base + "dst/" + name)
+            assert status == 200 and sha256(body) == sha256(data), (base, name, status)
+        assert request("GET", base + "src/a.bin")[0] == 404
+        assert request("GET", base + "dst/old.bin")[0] == 404
+    tags = _tags(sandbox, tmp_path, _rel(folder))
+    assert not [t for t in tags if t.startswith(("#tgdav move", "#tgdav to"))], tags
+
+
+def test_a_move_onto_a_file_written_in_the_same_second_wins_even_if_the_old_one_stays(folder, sandbox):
+    """MOVE onto a file PUT just before, in the same second, and Telegram refuses the deletion of
+    the replaced version (FLOOD_WAIT): the moved file must still be what every reader sees. An edit
+    ranks by its date, then its id; the PUT's message is newer by id, so an edit within its second
+    ranked below it, and the old file came back for every reader once the MOVE had answered 204
+    (the write-history checker's CI failure on seed 1). Promise 1."""
+    moved, old = random_bytes(30_000, 950), random_bytes(20_000, 951)
+    assert request("PUT", folder + "src.bin", moved)[0] == 201
+    while time.time() % 1 > 0.05:              # at the start of a second: PUT and MOVE share it
+        time.sleep(0.01)
+    assert request("PUT", folder + "dest.bin", old)[0] == 201
+    _flood(sandbox, "DeleteMessages", 0, seconds=1)
+    try:
+        status, _, _ = request("MOVE", folder + "src.bin",
+                               headers={"Destination": folder + "dest.bin", "Overwrite": "T"})
+    finally:
+        time.sleep(1.5)
+        _clear(sandbox)
+    assert status == 204
+    for base in (folder, _fresh(sandbox, "move-same-second", folder)):
+        status, _, body = request("GET", base + "dest.bin")
+        assert status == 200 and sha256(body) == sha256(moved), base
+        assert request("GET", base + "src.bin")[0] == 404
+
+
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+def test_two_writes_without_overwrite_onto_one_new_name_one_wins_one_is_412(folder, method):
+    """Two clients MOVE (or COPY) a file each onto one new name with Overwrite: F at the same time.
+    WsgiDAV finds the name free for both before either writes; the writer looks again under the
+    name's lock, so exactly one wins (201) and the other is 412 with its source untouched; never
+    both 201 with the first file replaced by the second (RFC 4918 9.9.3, 9.8.5). Promise 1."""
+    for round_ in range(4):
+        sources = {f"s{round_}-{i}.bin": random_bytes(20_000 + i, 960 + 10 * round_ + i) for i in range(2)}
+        for name, data in sources.items():
+            assert request("PUT", folder + name, data)[0] == 201
+        dest = f"d{round_}.bin"
+        statuses: dict[str, int] = {}
+        go = threading.Barrier(len(sources))
+
+        def send(name: str) -> None:
+            go.wait()
+            statuses[name] = request(method, folder + name,
+                                     headers={"Destination": folder + dest, "Overwrite": "F"})[0]
+        threads = [threading.Thread(target=send, args=(name,)) for name in sources]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses.values()) == [201, 412], statuses
+        winner = next(name for name, status in statuses.items() if status == 201)
+        loser = next(name for name, status in statuses.items() if status == 412)
+        status, _, body = request("GET", folder + dest)
+        assert status == 200 and sha256(body) == sha256(sources[winner])
+        status, _, body = request("GET", folder + loser)
+        assert status == 200 and sha256(body) == sha256(sources[loser])
 
 
 # --- caption limits: checked before the first edit, before the first byte ------------------------------

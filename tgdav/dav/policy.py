@@ -40,8 +40,8 @@ from wsgidav.dav_error import ERROR_RESPONSES, DAVError, get_http_status_string
 
 from tgdav import text
 from tgdav.model import Catalog, Target
-from tgdav.errors import (Conflict, ConfigError, Forbidden, NotFound, RetryLater, TgdavError,
-                          UpstreamUnavailable)
+from tgdav.errors import (Conflict, ConfigError, DestinationExists, Forbidden, NotFound, RetryLater,
+                          TgdavError, UpstreamUnavailable)
 
 OUTAGE_RETRY_AFTER = 15    # seconds: what a 503 for an unreachable Telegram asks clients to wait
 
@@ -204,6 +204,7 @@ ERRORS: tuple[tuple[type, Answer], ...] = (
     (Forbidden, Answer(403)),
     (NotFound, Answer(404, lambda e: str(e) or "Not found")),
     (Conflict, Answer(409)),
+    (DestinationExists, Answer(412)),
     (RetryLater, Answer(503, retry_after=lambda e: e.seconds)),     # FLOOD_WAIT, Redis away, ...
     (UpstreamUnavailable, Answer(503, lambda e: f"Telegram is unavailable: {e}",   # a DC down
                                  retry_after=lambda e: OUTAGE_RETRY_AFTER)),

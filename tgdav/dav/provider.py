@@ -273,11 +273,17 @@ def _within_channel(resource, dest_path: str) -> bool:
     return folder.channel_id == resource.folder.channel_id and bool(rel)
 
 
+def _overwrite(resource) -> bool:
+    """The request's Overwrite header (T unless F). WsgiDAV checks it before the writer's path lock;
+    the writer checks again under it, so a write landing in between is 412, never replaced."""
+    return resource.environ.get("HTTP_OVERWRITE", "T").strip().upper() != "F"
+
+
 def _move_within_channel(resource, dest_path: str, *, with_children: bool) -> list:
     resource._check()
     _, rel = resource.provider.split(dest_path)
     with _Mapped():
-        resource.drive.move(resource.folder, resource.rel, rel)
+        resource.drive.move(resource.folder, resource.rel, rel, overwrite=_overwrite(resource))
     _copy_props(resource, dest_path, True, with_children=with_children)
     return []
 
@@ -385,7 +391,7 @@ class FileResource(_LockRoots, DAVNonCollection):
             raise Refusal(HTTP_FORBIDDEN, "files live inside channels")
         with _Mapped():
             self.drive.check(folder)
-            self.drive.copy(self.folder, self.entry, folder, rel)
+            self.drive.copy(self.folder, self.entry, folder, rel, overwrite=_overwrite(self))
         _copy_props(self, dest_path, is_move, with_children=False)
 
     def support_recursive_move(self, dest_path: str) -> bool:

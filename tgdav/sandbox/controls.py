@@ -48,7 +48,9 @@ JSON accepted by POST /faults (and `apply_faults`); every key optional, absent k
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -64,6 +66,38 @@ class Link:
     @property
     def active(self) -> bool:
         return self.latency_ms > 0 or self.bandwidth > 0 or self.jitter_ms > 0
+
+
+class LinkTime:
+    """The time the link emulation (link.py, uplink.py) waits in: real (time.monotonic, asyncio.sleep)."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class EmulatedTime(LinkTime):
+    """Link time in which nothing waits: sleep(s) adds s to now() and returns at once. Installed as
+    Controls.link_time (before the client connects), it turns what the link emulation held bytes back
+    into a reading that neither waits nor depends on the machine's load: now() after a transfer minus
+    now() before it is at least what the emulated link must have taken. Every connection's waits
+    add to the one clock, so a reading around one connection's transfer can only be more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()      # read by the test's thread, moved by the sandbox's loop
+        self._now = 0.0
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._now += seconds
+        await asyncio.sleep(0)
 
 
 PROFILES: dict[str, Link] = {
@@ -126,6 +160,8 @@ class Controls:
         self._dc_links: dict[int, Link] = {}
         self._faults = Faults()
         self._enforcers: list[Callable[[], Future | None]] = []
+        # the time a new connection's link emulation waits in (a test may install EmulatedTime)
+        self.link_time: LinkTime = LinkTime()
 
     def enforce_with(self, enforce: Callable[[], Future | None]) -> Callable[[], None]:
         """Have `enforce()` called after every apply_faults: it puts the faults in force where they are

@@ -2,6 +2,8 @@
 
 Names in use (add new ones freely, keep these stable: tests and benchmarks read them):
     connections            TCP connections accepted
+    connections_closed     of those, the ones that have ended (either side closed): the difference is
+                           what is open now
     transport:<name>       connections by the MTProto transport their first bytes chose: full,
                            intermediate, padded-intermediate, abridged
     auth_keys              auth keys created by a DH exchange

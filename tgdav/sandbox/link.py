@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from typing import Callable
 
-from .controls import Link
+from .controls import Link, LinkTime
 
 BURST = 64 * 1024
 log = logging.getLogger(__name__)
@@ -58,11 +57,12 @@ class LinkWriter:
     started (rpc_drop_answer of an answer still in the server's outgoing queue)."""
 
     def __init__(self, writer: asyncio.StreamWriter, link: Callable[[], Link], drop_after: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 time: LinkTime | None = None) -> None:
         self._writer = writer
         self._link = link
         self._budget = drop_after
-        self._clock = clock
+        self._time = time or LinkTime()
+        self._clock = self._time.now
         self._pacer = Pacer()
         self._queue: collections.deque[Ticket] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -108,7 +108,7 @@ class LinkWriter:
                 if link.active:
                     delay = self._pacer.release_time(ticket.queued_at, len(frame), link) - self._clock()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await self._time.sleep(delay)
                 self._queue.popleft()
                 ticket.frame = b""
                 if self._budget is not None and self.sent + len(frame) >= self._budget:

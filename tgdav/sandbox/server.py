@@ -16,11 +16,12 @@ is already on the wire or sent (its bytes keep coming) or the request is unknown
 Link jitter holds each answer back by a random 0..jitter_ms, so answers on one connection overtake
 each other as real Telegram's do.
 
-Counters: connections (accepted), refused (accepted just as the DC went down), dropped (drop fault),
-errors:<NAME> (rpc_error answers, digits replaced by X: FLOOD_WAIT_X), drop_requests
-(rpc_drop_answer received), answers_dropped (answers never sent because of one) and
-dropped_answer_bytes (their frames' bytes), unawaited_bytes
-(bytes of answers the client had asked to drop, sent anyway because they were already on the wire).
+Counters: connections (accepted), connections_closed (accepted and since ended, whichever side
+closed: connections minus connections_closed are open now), refused (accepted just as the DC went
+down), dropped (drop fault), errors:<NAME> (rpc_error answers, digits replaced by X:
+FLOOD_WAIT_X), drop_requests (rpc_drop_answer received), answers_dropped (answers never sent
+because of one) and dropped_answer_bytes (their frames' bytes), unawaited_bytes (bytes of answers
+the client had asked to drop, sent anyway because they were already on the wire).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from .keys import AuthKeyStore
 from .link import LinkWriter, Ticket
 from .proto.connection import Call, ServerConnection
 from .proto.errors import ProtocolError
-from .proto.session import Salts
+from .proto.session import Salts, Sessions
 from .rsakey import SandboxRsaKey
 from .uplink import ReadPacer
 
@@ -94,6 +95,7 @@ class DcServer:
         self._controls = controls
         self._rsa = rsa_key
         self._salts = salts
+        self._sessions = Sessions()            # the DC's: a session outlives its connection
         self._listener: asyncio.Server | None = None
         self._handlers: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -186,7 +188,10 @@ class DcServer:
                 return
             self._counters.inc(self.dc_id, "connections")
             self._writers.add(writer)
-            await self._serve(reader, writer, next(_conn_ids))
+            try:
+                await self._serve(reader, writer, next(_conn_ids))
+            finally:
+                self._counters.inc(self.dc_id, "connections_closed")
         except Exception:
             log.exception("DC %d: connection handler failed", self.dc_id)
         finally:
@@ -195,13 +200,16 @@ class DcServer:
             self._handlers.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int) -> None:
-        proto = ServerConnection(self.dc_id, self._keys, self._rsa, self._salts, self._counters)
-        link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id))
+        proto = ServerConnection(self.dc_id, self._keys, self._rsa, self._salts, self._counters,
+                                 sessions=self._sessions)
+        link_time = self._controls.link_time
+        link = LinkWriter(writer, lambda: self._controls.link_for(self.dc_id), self._controls.take_drop(self.dc_id),
+                          link_time)
         link_task = asyncio.create_task(link.run())
         calls: set[asyncio.Task] = set()
         answers = _Answers()
         disconnect: asyncio.TimerHandle | None = None
-        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id))   # upload bandwidth cap (uplink.py)
+        uplink = ReadPacer(lambda: self._controls.link_for(self.dc_id), link_time)   # upload cap (uplink.py)
         try:
             while data := await reader.read(READ_SIZE):
                 await uplink.pace(len(data))

@@ -9,19 +9,17 @@ POST /link applies to open connections at once; 0 means unlimited and costs noth
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Callable
 
-from .controls import Link
+from .controls import Link, LinkTime
 
 BURST = 64 * 1024
 
 
 class ReadPacer:
-    def __init__(self, link: Callable[[], Link], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, link: Callable[[], Link], time: LinkTime | None = None) -> None:
         self._link = link
-        self._clock = clock
+        self._time = time or LinkTime()
         self._free_at = 0.0     # when the emulated uplink has carried everything read so far
 
     def delay(self, size: int, now: float, bandwidth: int) -> float:
@@ -33,6 +31,6 @@ class ReadPacer:
         return max(0.0, self._free_at - BURST / bandwidth - now)
 
     async def pace(self, size: int) -> None:
-        wait = self.delay(size, self._clock(), self._link().upload_bandwidth)
+        wait = self.delay(size, self._time.now(), self._link().upload_bandwidth)
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._time.sleep(wait)

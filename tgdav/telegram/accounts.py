@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from tgdav.telegram.mtproto import functions, types
 
 from tgdav.config import BOT_TOKEN
-from tgdav.errors import ConfigError, NotFound, RetryLater
+from tgdav.errors import ConfigError, NotFound, RetryLater, UpstreamUnavailable
 from tgdav.model import Location
 from tgdav.telegram.catalog import entry_for
 from tgdav.telegram.login import login
@@ -190,13 +190,38 @@ def helper_session(spec: str) -> str:
     return f"helper-bot-{spec.split(':', 1)[0]}" if BOT_TOKEN.fullmatch(spec) else spec
 
 
+async def connect_helpers(specs, make_client) -> list[tuple[object, object]]:
+    """connect_helper for every `[telegram] helpers` entry, in order: all of them, or none connected
+    (one that fails disconnects those connected before it, then its error is raised)."""
+    connected: list[tuple[object, object]] = []
+    try:
+        for spec in specs:
+            connected.append(await connect_helper(spec, make_client))
+    except BaseException:
+        await disconnect_helpers(connected)
+        raise
+    return connected
+
+
+async def disconnect_helpers(helpers) -> None:
+    """Disconnect the clients of connect_helpers' (client, get_me()) pairs."""
+    for client, _ in helpers:
+        await client.disconnect()
+
+
 async def connect_helper(spec: str, make_client) -> tuple[object, object]:
     """A connected, authorised client for one `[telegram] helpers` entry and its get_me().
     A bot token logs in by itself (once: the session is kept); a user session must have been made
-    with `tgdav login --session NAME`."""
-    client = make_client(helper_session(spec))
+    with `tgdav login --session NAME`. A helper Telegram cannot be reached for raises
+    UpstreamUnavailable naming its session (never the bot token)."""
+    session = helper_session(spec)
+    client = make_client(session)
     try:
-        await client.connect()
+        try:
+            await client.connect()
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
+            raise UpstreamUnavailable(f"cannot reach Telegram for the helper account of session "
+                                      f"{session!r}: {e or type(e).__name__}") from None
         if not await client.is_user_authorized():
             if not BOT_TOKEN.fullmatch(spec):
                 raise ConfigError(f"helper session {spec!r} is not logged in — run "

@@ -66,6 +66,7 @@ class _Channel:
     admins: frozenset[int] = frozenset()    # a supergroup's creator and admins (user ids)
     stored: bool = False          # records come from a listing kept by an earlier run, not re-read yet
     gone: set[int] = field(default_factory=set)     # ids deleted (Telegram never gives an id twice)
+    versions: dict[int, int] = field(default_factory=dict)   # id -> pts of the version its record holds
 
 
 def _segment_records(records: dict[int, tree.Record], segment: int) -> list[tree.Record]:
@@ -92,15 +93,27 @@ def _timestamp(date) -> float:
     return date.timestamp() if date else 0.0
 
 
-def _stale(message, channel: "_Channel") -> bool:
-    """A message as it was before what the listing already holds: deleted since, or an older edit
-    (an update or a difference fetched before this process's own later change landed first)."""
+def _stale(message, channel: "_Channel", version: int | None = None) -> bool:
+    """A message as it was before what the listing already holds: deleted since, or an older version
+    (an update or a difference fetched before this process's own later change landed first). Versions
+    are ordered by the pts of the update that brought them (`version`) when both are known: dates
+    are whole seconds, and a post and its edit (an upload then its MOVE) often share one. Else by date."""
     mid = getattr(message, "id", 0)
     if mid in channel.gone:
         return True
+    held = channel.versions.get(mid)
+    if version is not None and held is not None:
+        return version < held
     known = channel.records.get(mid)
     edited = getattr(message, "edit_date", None) or getattr(message, "date", None)
     return known is not None and edited is not None and edited.timestamp() < known.edited
+
+
+def _versioned(channel: "_Channel", versions: dict[int, int]) -> None:
+    """Remember the pts of the versions just taken (the newest GONE_KEPT ids: a late update is seconds old)."""
+    channel.versions.update(versions)
+    if len(channel.versions) > GONE_KEPT:
+        channel.versions = dict(sorted(channel.versions.items())[-(GONE_KEPT // 2):])
 
 
 def _deleted(channel: "_Channel", ids) -> None:
@@ -450,8 +463,9 @@ class TelegramCatalog:
             await self._refresh(channel, full=True)
             return list(channel.records.values())
 
-    async def apply(self, folder: Folder, messages: list) -> None:
-        """Messages this account just sent or edited in `folder`'s channel."""
+    async def apply(self, folder: Folder, messages: list, versions: dict[int, int] | None = None) -> None:
+        """Messages this account just sent or edited in `folder`'s channel; `versions`: message id ->
+        the pts of the update that answered (so a late update of an older version is known as older)."""
         channel = await self._channel(folder)
         async with self._lock(folder.channel_id):   # not in the middle of a refresh's fetch
             for m in messages:
@@ -460,6 +474,7 @@ class TelegramCatalog:
                     channel.records.pop(getattr(m, "id", 0), None)
                 else:   # max_id stays: the next refresh still asks for whatever others posted meanwhile
                     channel.records[m.id] = record
+            _versioned(channel, versions or {})
             await self._reindex(channel, [getattr(m, "id", 0) for m in messages])
         self._changed(channel)
 
@@ -488,17 +503,19 @@ class TelegramCatalog:
         """The channels that have a listing now."""
         return [c.folder.channel_id for c in (self._channels or {}).values() if c.refreshes]
 
-    async def apply_changes(self, channel_id: int, messages=(), deleted=(), pts: int | None = None) -> bool:
+    async def apply_changes(self, channel_id: int, messages=(), deleted=(), pts: int | None = None,
+                            version: int | None = None) -> bool:
         """New or edited messages, deleted ids and the pts they bring a listed channel to, from
-        Telegram's updates. False if the channel has no listing (nothing to change). A message as it
-        was before what the listing holds (deleted since, or an older edit: fetched before this
+        Telegram's updates; `version`: the pts the messages are as of (an update's own pts, a
+        difference's). False if the channel has no listing (nothing to change). A message as it
+        was before what the listing holds (deleted since, or an older version: fetched before this
         process's own change) is left out (_stale)."""
         channel = self._listed(channel_id)
         if channel is None:
             return False
         async with self._lock(channel_id):
             for m in messages:
-                if _stale(m, channel):
+                if _stale(m, channel, version):
                     continue
                 record = record_for(m, channel_id, channel.access_hash)
                 if record is None:
@@ -506,6 +523,8 @@ class TelegramCatalog:
                 else:
                     channel.records[m.id] = record
                     channel.max_id = max(channel.max_id, m.id)
+                if version is not None:
+                    _versioned(channel, {getattr(m, "id", 0): version})
             for mid in deleted:
                 channel.records.pop(mid, None)
             _deleted(channel, deleted)

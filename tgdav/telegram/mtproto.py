@@ -13,6 +13,9 @@ What is private, and why it is needed:
   a request cancelled before Telethon sent it is taken back out of the queue (Telegram never hears
   of it); one already sent is dropped with rpc_drop_answer and forgotten when its answer is known
   never to come (Telethon 1.45 only cancels its local future).
+- MTProtoSender's handler table (`_handlers`) and session state (`_state.reset()`): the main
+  client hears new_session_created (Telethon only takes its salt) and begins a new session when it
+  connects again by itself, as Telethon's own reconnect does (Client).
 - Telethon's error tables (`rpcerrorlist`) read backwards and an error's pickled capture
   (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
@@ -39,6 +42,7 @@ import logging
 import struct
 import time
 from hashlib import sha256
+from typing import Callable
 
 import telethon
 from telethon import TelegramClient, errors, events, functions, types   # noqa: F401 - re-exported
@@ -114,7 +118,8 @@ def forget_config() -> None:
 class Client(TelegramClient):
     """The account's main client: a TelegramClient whose every request, tgdav's and Telethon's own
     (help.getConfig when a pool sender needs a DC's address), is answered or fails within
-    `answer_timeout` seconds (None: as long as Telethon takes).
+    `answer_timeout` seconds (None: as long as Telethon takes), and that says when Telegram begins a
+    new session on it (what it pushed meanwhile is lost).
 
     Telethon's main sender, when its connection is cut, reconnects in the background
     (connection_retries times, retry_delay apart) and only then sends what was queued meanwhile;
@@ -126,11 +131,18 @@ class Client(TelegramClient):
       never sent later behind the client's back (a MKCOL answered 503 must not happen on reconnect);
     - once Telethon has given up (its `disconnected` future holds the error), the next request
       connects again first, within the same bound, one attempt shared by every request waiting,
-      and so does a watcher every `answer_timeout` seconds, so Telegram's updates (pushed only to
-      this connection, once it made a request: updates.getState when updates were asked for)
-      can come again too (not yet reliably: tests/write/test_outage.py's long-outage test is
-      marked open): the drive's writes work again as soon as Telegram answers, without a restart.
-      disconnect() stops all that."""
+      and so does a watcher every `answer_timeout` seconds, then asks for updates again
+      (updates.getState when updates were asked for): the drive's writes work again as soon as
+      Telegram answers, without a restart. disconnect() stops all that.
+
+    Updates: Telegram pushes them to the connection that last made a request, and what it pushed
+    while no connection was there is lost. Every reconnect (Telethon's own, and the ones above)
+    starts a new MTProto session (a new session id, drawn by Telethon or here), which Telegram
+    announces with new_session_created; Telegram's rule for that message is "fetch the difference"
+    (core.telegram.org/api/updates, Recovering gaps). Telethon 1.45 only takes the salt from it
+    (and after its own reconnects calls get_me, so pushes resume, but nothing missed is fetched):
+    here each callback given to add_new_session_handler() is called then (updates.LiveUpdates
+    catches its listings up)."""
 
     def __init__(self, *args, answer_timeout: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +151,27 @@ class Client(TelegramClient):
         self._watcher: asyncio.Task | None = None
         self._closed = False
         self._wants_updates = False
+        self._new_session_handlers: list[Callable[[], None]] = []
+        handlers = self._sender._handlers       # Telethon's sender: constructor id -> its handler
+        telethons = handlers[types.NewSessionCreated.CONSTRUCTOR_ID]
+
+        async def new_session(message) -> None:
+            await telethons(message)            # the new salt
+            for callback in list(self._new_session_handlers):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a new-session handler failed")
+        handlers[types.NewSessionCreated.CONSTRUCTOR_ID] = new_session
+
+    def add_new_session_handler(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (on the client's loop; it must not block) whenever Telegram begins a new
+        session on the main connection: updates pushed before it may be lost."""
+        self._new_session_handlers.append(callback)
+
+    def remove_new_session_handler(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._new_session_handlers.remove(callback)
 
     async def connect(self) -> None:
         self._closed = False
@@ -200,6 +233,10 @@ async def _connect_once(self: Client) -> None:
     """One attempt at connecting the client again, within its answer_timeout: an attempt that hangs
     (the connection made but initConnection never answered) is cut, so the next one can start."""
     try:
+        # a new session, as Telethon's own reconnect begins one: Telegram announces it
+        # (new_session_created) and the new-session handlers catch up; an attempt cut after its
+        # first message left the old id known to Telegram, which would then say nothing
+        self._sender._state.reset()
         await asyncio.wait_for(TelegramClient.connect(self), self.answer_timeout)
         if self._wants_updates:     # Telegram pushes updates to a connection only after a request
             await self.set_receive_updates(True)
@@ -296,6 +333,9 @@ class Sender:
 
     def __init__(self, mtp: MTProtoSender) -> None:
         self._mtp = mtp
+        # the error that ends the connection is read here: the pool waits on shields of this
+        # future and cancels them, so asyncio would log it as never retrieved
+        mtp._disconnected.add_done_callback(_retrieve)
 
     @classmethod
     async def connect(cls, client: TelegramClient, dc_id: int, key: bytes | None, *, retries: int,

@@ -43,7 +43,10 @@ flood board). A flooded export gates every method of the DC.
 Timeouts count silence, not queueing: a request fails with a timeout only when its sender delivered
 no answer at all for `request_timeout` seconds (and the expected transfer time of the request at the
 DC's measured speed). Such a sender is dead: it is dropped, and every request it carried is re-sent
-on another sender; a request fails only for its own reasons.
+on another sender; a request fails only for its own reasons. A request fails with ConnectionsLost
+when MAX_ATTEMPTS senders died under it after it was sent; a sender found disconnected before the
+request left it (a DC that cuts every connection at once leaves all of them so) is dropped and is
+no attempt (cf. gotd: only a request that never reached the server is retried freely).
 
 Senders are sent requests directly (sender.send), never through TelegramClient.__call__, so
 Telethon's per-request-type flood memory cannot block GetFile on other DCs. A connection is seen
@@ -70,6 +73,9 @@ MAX_SENDERS_PER_DC = 20   # Telegram tolerates about this many connections per D
 SPARE_SENDERS = 1         # kept free of read-ahead for the next stream's first part (within the 20)
 MAX_ATTEMPTS = 2          # sends of one request on senders that died under it (then the
                           # fetcher asks for it in halves: a part too big for the link fits then)
+MAX_UNSENT = MAX_SENDERS_PER_DC   # dead senders one request may meet before it left them (not
+                          # attempts: a DC that cut every connection leaves that many; beyond, one
+                          # more counts as an attempt, so a DC cutting each new connection ends)
 SPEED_WEIGHT = 0.3        # weight of the newest sample in a DC's speed estimate
 BULK_SHARE = 0.5          # of max_senders, what bulk read-ahead keeps while interactive streams wait
 INTERACTIVE_QUEUE = 256 * 1024   # bytes of small parts one sender carries for interactive streams
@@ -80,6 +86,10 @@ URGENT, INTERACTIVE, BULK = 0, 1, 2     # request priorities, highest first
 
 class SenderLost(ConnectionError):
     """The sender carrying a request went away (dropped by us or by Telethon): send it elsewhere."""
+
+
+class NotSent(SenderLost):
+    """The sender was disconnected before the request left it: Telegram never saw the request."""
 
 
 @dataclass(eq=False)
@@ -136,7 +146,7 @@ class DcPool:
         urgent: a reader waits for it now; interactive: read-ahead of a stream a person waits on;
         neither: bulk read-ahead."""
         priority = URGENT if urgent else INTERACTIVE if interactive else BULK
-        attempts = 0
+        attempts = unsent = 0
         reauthorised = False
         kind = _method(request)
         while True:
@@ -170,6 +180,14 @@ class DcPool:
             except (ConnectionError, OSError, EOFError, asyncio.TimeoutError) as e:
                 # EOFError: asyncio.IncompleteReadError, which Telethon sets on pending requests
                 # when the connection ends in the middle of a frame
+                if isinstance(e, NotSent) and unsent < MAX_UNSENT:
+                    # a sender that died before this request left it (a DC that cut every
+                    # connection at once leaves several): Telegram never saw the request, so it is
+                    # not an attempt; it goes to the next sender, or a new one
+                    unsent += 1
+                    log.info("DC %d: sender %d is disconnected; dropping it", self.dc_id, sender.number)
+                    await self._drop(sender)
+                    continue
                 attempts += 1
                 if self._metrics is not None:
                     self._metrics.getfile_failed(self.dc_id, "TIMEOUT" if isinstance(e, TimeoutError)
@@ -190,7 +208,7 @@ class DcPool:
         TimeoutError when the sender stays silent too long; a cancelled caller drops the answer."""
         conn = sender.conn
         if not conn.connected:
-            raise SenderLost(f"DC {self.dc_id}: sender {sender.number} is disconnected")
+            raise NotSent(f"DC {self.dc_id}: sender {sender.number} is disconnected")
         call = conn.send(request)
         answer = call.future
         sent_at = self._clock()
@@ -213,7 +231,10 @@ class DcPool:
                 done, _ = await asyncio.wait({answer, dead}, timeout=left,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if dead in done and not answer.done():
-                    raise SenderLost(f"DC {self.dc_id}: sender {sender.number} lost its connection")
+                    # Telethon fails (or cancels) what it sent before it says the connection ended:
+                    # an answer still open then is a request that never left the sender
+                    raise NotSent(f"DC {self.dc_id}: sender {sender.number} lost its connection "
+                                  f"before sending")
         except asyncio.CancelledError:
             self._abandon(sender, call)
             raise

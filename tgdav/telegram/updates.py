@@ -19,6 +19,12 @@ At start (`start()`), every listing an earlier run kept is loaded from the store
 way: what was posted, edited or deleted while tgdav was down arrives through getChannelDifference
 calls, not a full re-read. Polling (`[cache] updates_refresh`) stays as a slow safety net.
 
+What Telegram pushed while the main connection was away (cut, the home DC down, Telethon
+reconnecting) is lost: every reconnect begins a new session, which mtproto.Client reports, and then
+updates.getDifference from the account's state (updates.getState at start, then each catch-up's)
+names, with updateChannelTooLong, the channels changed meanwhile; those with a listing are healed as
+above, and the channel list is read again.
+
 Per channel, `stats()` gives what the status page and the metrics show: the pts, the time of the
 last update, updates applied, gaps healed, differences asked and too-long answers.
 """
@@ -62,27 +68,40 @@ class LiveUpdates:
         self._again: set[int] = set()
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._state: types.updates.State | None = None    # the account's, as of the last catch-up
+        self._catch_up_lock = asyncio.Lock()
+        self._catching_up: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         """Subscribe to updates and bring every listing an earlier run kept up to date."""
         self._client.add_event_handler(self._on_update, events.Raw(UPDATE_TYPES))
         await self._client.set_receive_updates(True)        # a request that subscribes the connection
-        for channel_id in await self._catalog.load_kept():
+        self._state = await rpc.call(self._client, functions.updates.GetStateRequest(),
+                                     "reading the account's update state")
+        self._client.add_new_session_handler(self._new_session)
+        self._heal_listed(await self._catalog.load_kept())
+
+    def _heal_listed(self, channel_ids) -> None:
+        for channel_id in channel_ids:
             # a bot's listing has no pts until its first update (bots read no history); a user's
             # listing kept before pts were kept is read again once
-            if self._catalog.pts_of(channel_id) or not self._catalog.is_bot:
+            pts = self._catalog.pts_of(channel_id)         # None: no listing, nothing to heal
+            if pts or pts is not None and not self._catalog.is_bot:
                 self.heal(channel_id)
 
     async def settle(self) -> None:
-        """Wait until every heal started so far has finished (tests, benchmarks, shutdown)."""
-        while self._healing:
-            await asyncio.gather(*self._healing.values(), return_exceptions=True)
+        """Wait until every catch-up and heal started so far has finished (tests, benchmarks,
+        shutdown)."""
+        while self._catching_up or self._healing:
+            await asyncio.gather(*self._catching_up, *self._healing.values(), return_exceptions=True)
 
     async def close(self) -> None:
+        self._client.remove_new_session_handler(self._new_session)
         self._client.remove_event_handler(self._on_update)
-        for task in (*self._healing.values(), *self._tasks):
+        tasks = (*self._catching_up, *self._healing.values(), *self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._healing.values(), *self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def stats(self) -> dict[int, dict]:
         """Per channel; read from other threads (status page, metrics scrape), hence the copy."""
@@ -120,12 +139,65 @@ class LiveUpdates:
             if pts and kept and pts <= kept:  # already applied (a heal brought it first)
                 return
             in_order = bool(pts) and (not kept or pts - count == kept)
-            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None)
+            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None,
+                                              version=pts or None)
         st = self._stat(channel_id)
         st.updates += 1
         st.last_update = self._clock()
         if not in_order:
             self.heal(channel_id)
+
+    # --- a new session: what was pushed to the old one is lost --------------------------------------
+    def _new_session(self) -> None:
+        """Telegram began a new session on the main connection (a reconnect, mtproto.Client): catch
+        up, one catch-up at a time (a reconnect during one runs another after it)."""
+        task = asyncio.get_running_loop().create_task(self._catch_up())
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self) -> None:
+        """updates.getDifference from the state of the last catch-up (core.telegram.org/api/updates,
+        Recovering gaps): each channel it names with updateChannelTooLong that has a listing is
+        healed with getChannelDifference (the others cost nothing); differenceTooLong heals every
+        listing. The channel list is read again too (a channel created, renamed or left meanwhile)."""
+        async with self._catch_up_lock:
+            self._catalog.invalidate_folders()
+            self._spawn(self._catalog.folders())
+            try:
+                await self._difference()
+            except (TgdavError, ConnectionError, OSError) as e:     # the connection lost again, a flood
+                log.warning("what Telegram pushed while the connection was away is left to the next "
+                            "reconnect, update or refresh: %s", e)
+
+    async def _difference(self) -> None:
+        state = self._state
+        while True:
+            diff = await rpc.call(self._client, functions.updates.GetDifferenceRequest(
+                pts=state.pts, date=state.date, qts=state.qts),
+                "reading what Telegram pushed while the connection was away")
+            if isinstance(diff, types.updates.DifferenceEmpty):
+                self._state = types.updates.State(pts=state.pts, qts=state.qts, date=diff.date,
+                                                  seq=diff.seq, unread_count=state.unread_count)
+                return
+            if isinstance(diff, types.updates.DifferenceTooLong):    # the state is fetched anew
+                self._heal_listed(self._catalog.listed())
+                self._state = await rpc.call(self._client, functions.updates.GetStateRequest(),
+                                             "reading the account's update state")
+                return
+            changed = [u.channel_id for u in diff.other_updates if isinstance(u, types.UpdateChannelTooLong)
+                       and self._catalog.pts_of(u.channel_id) is not None]
+            if changed:
+                log.info("listed channel(s) %s changed while the connection to Telegram was away",
+                         ", ".join(map(str, changed)))
+            self._heal_listed(changed)
+            for u in diff.other_updates:
+                if isinstance(u, UPDATE_TYPES):
+                    await self._on_update(u)
+            if isinstance(diff, types.updates.DifferenceSlice):
+                self._state = state = diff.intermediate_state
+                continue
+            self._state = diff.state
+            return
 
     # --- gaps -------------------------------------------------------------------------------------
     def heal(self, channel_id: int) -> None:
@@ -177,7 +249,8 @@ class LiveUpdates:
                     messages.append(u.message)
                 elif isinstance(u, types.UpdateDeleteChannelMessages):
                     deleted.extend(u.messages)
-            await self._catalog.apply_changes(channel_id, messages, deleted, diff.pts)
+            # each message as it is now, at least as new as diff.pts (an older one: _stale)
+            await self._catalog.apply_changes(channel_id, messages, deleted, diff.pts, version=diff.pts)
             if diff.final:
                 break
         st.gaps_healed += 1

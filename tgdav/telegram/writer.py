@@ -42,8 +42,8 @@ from dataclasses import replace
 
 from tgdav.telegram.mtproto import functions, types
 
-from tgdav.errors import (Conflict, Forbidden, NotFound, RetryLater, RpcErrorRecord, TgdavError,
-                          UpstreamUnavailable)
+from tgdav.errors import (Conflict, DestinationExists, Forbidden, NotFound, RetryLater, RpcErrorRecord,
+                          TgdavError, UpstreamUnavailable)
 from tgdav.model import FileEntry, Folder, Location
 from tgdav.telegram import rpc, tree
 from tgdav.telegram.upload import MAX_PARTS, PART, PieceUpload, StreamUpload
@@ -89,14 +89,34 @@ async def max_parts_for(client, premium: bool) -> int:
     return MAX_PARTS * 2 if premium else MAX_PARTS
 
 
-def _messages(updates) -> list:
-    """The new or edited messages in a method's Updates answer."""
+def _messages(updates) -> list[tuple[object, int | None]]:
+    """The new or edited messages in a method's Updates answer, each with its update's pts."""
     found = []
     for u in getattr(updates, "updates", None) or []:
         if isinstance(u, (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage,
                           types.UpdateNewMessage, types.UpdateEditMessage)):
-            found.append(u.message)
+            found.append((u.message, getattr(u, "pts", None)))
     return found
+
+
+class TelegramClock:
+    """How far Telegram's clock is ahead of ours, at least: every message it dates (whole seconds,
+    rounded down) was made before we had its answer, so (its date - our time on the answer) is a
+    lower bound that only grows. `wait_past(second)` sleeps until Telegram's clock has surely left
+    that second, however far our clock is off: at most about a second after we saw it dated."""
+
+    def __init__(self) -> None:
+        self.ahead = float("-inf")
+
+    def saw(self, date) -> None:
+        """A date Telegram gave (a datetime or a timestamp), read just now."""
+        if date is not None:
+            stamp = date.timestamp() if hasattr(date, "timestamp") else float(date)
+            self.ahead = max(self.ahead, stamp - time.time())
+
+    async def wait_past(self, second: float) -> None:
+        self.saw(second)                   # it is dated, so Telegram's clock has reached it
+        await asyncio.sleep(max(0.0, second + 1.02 - self.ahead - time.time()))
 
 
 class Upload:
@@ -171,9 +191,10 @@ class Writer:
         self._paths: dict[tuple, list] = {}  # path key -> [asyncio.Lock, users] (see _locked)
         self._lock_redis = lock_redis        # "redis://...": path locks shared by replicas
         self._redis = None
-        self._finishing: set[int] = set()    # channels whose journals are being finished now
+        self._finishing: dict[int, asyncio.Future] = {}   # channel -> its journals' finishing under way
         self._reread: set[int] = set()       # channels read whole again since this process started
         self._committed: dict[tuple, set[int]] = {}   # path key -> the claim this process made last
+        self._clock = TelegramClock()        # Telegram's dates, to edit after a journal's second
 
     # --- one writer per path ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -245,9 +266,7 @@ class Writer:
         updates = await self._call(functions.messages.SendMessageRequest(
             self._peer(folder), text, random_id=secrets.randbits(63), no_webpage=True),
             f"posting in {folder.name}")
-        messages = _messages(updates)
-        await self._catalog.apply(folder, messages)
-        return messages
+        return await self._answered(folder, updates)
 
     async def _send_media(self, folder: Folder, media, caption: str, overrides=None) -> list:
         updates = await self._call(functions.messages.SendMediaRequest(
@@ -255,9 +274,7 @@ class Writer:
             f"posting a file in {folder.name}", overrides)
         if isinstance(updates, RpcErrorRecord):
             return updates
-        messages = _messages(updates)
-        await self._catalog.apply(folder, messages)
-        return messages
+        return await self._answered(folder, updates)
 
     async def _edit(self, folder: Folder, message_id: int, text: str) -> None:
         updates = await self._call(functions.messages.EditMessageRequest(
@@ -265,7 +282,17 @@ class Writer:
             {"MESSAGE_NOT_MODIFIED": rpc.IGNORE})
         if updates is None:         # MESSAGE_NOT_MODIFIED: it already said that
             return
-        await self._catalog.apply(folder, _messages(updates))
+        await self._answered(folder, updates)
+
+    async def _answered(self, folder: Folder, updates) -> list:
+        """What a send or an edit answered, into the catalog (with each message's pts, so a late
+        update of an older version never undoes it) and Telegram's clock; returns the messages."""
+        found = _messages(updates)
+        for m, _ in found:
+            self._clock.saw(getattr(m, "edit_date", None) or getattr(m, "date", None))
+        messages = [m for m, _ in found]
+        await self._catalog.apply(folder, messages, {m.id: pts for m, pts in found if pts})
+        return messages
 
     async def _delete_ids(self, folder: Folder, ids, quiet: bool = False) -> None:
         ids = sorted(set(ids))
@@ -310,23 +337,49 @@ class Writer:
             self._reread.add(folder.channel_id)
         await self._finish_journals(folder)
 
+    async def _free(self, folder: Folder, records, trusted, path: tuple[str, ...], source=None) -> None:
+        """Under the path's lock: nothing but `source` (the file a MOVE renames) is at `path` (a file
+        of any case, or a folder), for a MOVE or COPY with Overwrite: F, whose check WsgiDAV made
+        before the lock."""
+        own = set(source.message_ids) if isinstance(source, FileEntry) else set()
+        taken = [c for c in tree.claimants(records, path, trusted) if not own & set(c.message_ids)]
+        if taken or isinstance(await self._catalog.node(folder, path), tree.Dir):
+            raise DestinationExists(f"/{'/'.join(path)} exists now (another write landed first) "
+                                    "and the request says Overwrite: F")
+
     async def _parent_exists(self, folder: Folder, path: tuple[str, ...]) -> None:
         """Under the path's lock: the folder it goes into is still there (not moved or deleted)."""
         if len(path) > 1 and not isinstance(await self._catalog.node(folder, path[:-1]), tree.Dir):
             raise Conflict(f"/{'/'.join(path[:-1])} is no longer a folder (moved or deleted meanwhile)")
 
     async def _finish_journals(self, folder: Folder) -> None:
-        """Folder moves left half done (a failure or a crash after their journal was posted): edit
-        what the journals still move, then delete the journals. Readers already see them done."""
-        if folder.channel_id in self._finishing:
+        """Folder moves left half done (a failure or a crash after their journal was posted, or the
+        move under way beside this write): edit what the journals still move, then delete the
+        journals. Readers already see them done. A write that comes while they are being finished
+        waits for that first. The first edit waits until Telegram's clock has left the newest
+        journal's second (`_past_journals`)."""
+        running = self._finishing.get(folder.channel_id)
+        if running is not None:
+            await asyncio.shield(running)
             return
         records = await self._catalog.records(folder)
-        trusted = self._trusted(folder)
-        moves = tree.journals(records, trusted)
-        if not moves:
+        if not tree.journals(records, self._trusted(folder)):
             return
-        self._finishing.add(folder.channel_id)
+        done = self._finishing[folder.channel_id] = asyncio.get_running_loop().create_future()
         try:
+            waited = None
+            for _ in range(3):          # journals posted while it waited are waited for too
+                records = await self._catalog.records(folder)
+                trusted = self._trusted(folder)
+                moves = tree.journals(records, trusted)
+                newest = await self._past_journals(records, trusted)
+                if newest == waited:
+                    break
+                waited = newest
+            else:
+                return                  # journals keep coming: the next write finishes them
+            if not moves:
+                return
             todo = tree.unfinished(records, trusted)
             for r, path in todo:
                 if path is not None:
@@ -336,7 +389,19 @@ class Writer:
         except Exception as e:      # still done for every reader; the next write tries again
             log.warning("finishing folder moves in %s failed: %s", folder.name, e)
         finally:
-            self._finishing.discard(folder.channel_id)
+            del self._finishing[folder.channel_id]
+            done.set_result(None)
+
+    async def _past_journals(self, records, trusted) -> float | None:
+        """Before an edit: wait until Telegram's clock has left the second of the newest folder-move
+        journal still in the channel. Dates are whole seconds, and a message edited within a
+        journal's second is taken for one the journal applies to (tree._moved): moved into the
+        folder the journal replaced, it would vanish until the journal goes, and a crash before
+        that would make the next finisher delete it as replaced. Returns that journal's date."""
+        newest = max((j.date for j in tree.journals(records, trusted)), default=None)
+        if newest is not None:
+            await self._clock.wait_past(newest)
+        return newest
 
     # --- uploads ----------------------------------------------------------------------------------
     async def begin_upload(self, folder: Folder, path: tuple[str, ...], size: int | None) -> Upload:
@@ -474,11 +539,13 @@ class Writer:
             self._committed.pop((folder.channel_id,) + tree.key(path), None)
 
     # --- move and copy ----------------------------------------------------------------------------
-    async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...]) -> None:
+    async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...], *,
+                   overwrite: bool = True) -> None:
         """Inside one channel, caption edits only, all-or-nothing for readers (tree.py): a file's
         deciding message is edited last; a folder moves with its journal. A file moved onto an
         existing file replaces it as an upload does: the moved message wins the path at once, then
-        the old one is deleted. Every new caption is checked before the first edit."""
+        the old one is deleted. Every new caption is checked before the first edit. `overwrite`
+        False (Overwrite: F): a destination taken by then is DestinationExists, nothing changed."""
         self.check(folder)
         path, dest = tuple(path), tuple(dest)
         await self._prepare(folder)
@@ -489,6 +556,9 @@ class Writer:
             await self._parent_exists(folder, dest)
             records = await self._catalog.records(folder)
             trusted = self._trusted(folder)
+            if not overwrite:
+                await self._free(folder, records, trusted, dest, node)
+            await self._past_journals(records, trusted)      # a journal a write beside it posted
             if isinstance(node, tree.Dir):
                 await self._move_folder(folder, records, trusted, path, dest)
             else:
@@ -504,6 +574,11 @@ class Writer:
             self._must_fit(tag, r.text, media=r.entry is not None)
             edits.append((mid, tree.compose(r.text, tag)))
         garbage = tree.superseded(records, path, node.message_ids, trusted)   # would show again
+        # an edit ranks by its date, then its (older) id: within the second of a claim already at
+        # `dest` it would rank below it, and that claim would win again if deleting it failed
+        newest = max((c.rank[0] for c in tree.claimants(records, dest, trusted)), default=None)
+        if newest is not None:
+            await self._clock.wait_past(newest)
         for mid, text in edits:
             await self._edit(folder, mid, text)
         if garbage:
@@ -523,16 +598,13 @@ class Writer:
             return
         journal = tree.Tag("move", dest, source=path)
         self._must_fit(journal, media=False)
-        posted = await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
-        # dates are whole seconds: the first edit goes in a later second than the journal's, so an
-        # edited message is never taken for one the journal applies to (tree.py)
-        when = max((m.date.timestamp() for m in posted if getattr(m, "date", None)), default=0.0)
-        await asyncio.sleep(max(0.0, min(2.0, when + 1.05 - time.time())))
+        await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
         await self._finish_journals(folder)              # edits, deletions, the journal; else the next write
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
-                   dest: tuple[str, ...]) -> None:
-        """Send the same file again at `dest` (any channel): no bytes are uploaded."""
+                   dest: tuple[str, ...], *, overwrite: bool = True) -> None:
+        """Send the same file again at `dest` (any channel): no bytes are uploaded. `overwrite`
+        False (Overwrite: F): a destination taken by then is DestinationExists, nothing sent."""
         self.check(dst_folder)
         dest = tuple(dest)
         pieces = () if entry.location.kind == "empty" else (entry.pieces or (entry.location,))
@@ -551,6 +623,9 @@ class Writer:
         sent: list[int] = []
         async with self._locked(dst_folder, dest):
             await self._parent_exists(dst_folder, dest)
+            if not overwrite:
+                await self._free(dst_folder, await self._catalog.records(dst_folder),
+                                 self._trusted(dst_folder), dest)
             try:
                 if not pieces:
                     messages = await self._send_text(dst_folder, tree.compose(entry.caption, tag_of(1)))
@@ -667,8 +742,9 @@ class SyncWriter:
     def delete(self, folder: Folder, path) -> None:
         self._run(self._writer.delete(folder, tuple(path)))
 
-    def move(self, folder: Folder, path, dest) -> None:
-        self._run(self._writer.move(folder, tuple(path), tuple(dest)))
+    def move(self, folder: Folder, path, dest, *, overwrite: bool = True) -> None:
+        self._run(self._writer.move(folder, tuple(path), tuple(dest), overwrite=overwrite))
 
-    def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder, dest) -> None:
-        self._run(self._writer.copy(src_folder, entry, dst_folder, tuple(dest)))
+    def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder, dest, *,
+             overwrite: bool = True) -> None:
+        self._run(self._writer.copy(src_folder, entry, dst_folder, tuple(dest), overwrite=overwrite))

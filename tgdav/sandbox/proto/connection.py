@@ -8,7 +8,8 @@ Rules (the server acts on what receive_data returns, in this order):
 - A client msg_id that is not 0 mod 4 or whose time is >300 s old or >30 s ahead gets
   bad_msg_notification 18/16/17; a salt that is not the key's current or previous one gets
   bad_server_salt. Neither message is processed: the client corrects itself and resends.
-- The first accepted message of a session is preceded by new_session_created.
+- The first accepted message of a session (auth key + session id) is preceded by new_session_created;
+  the session lives on in the DC's `Sessions`, so the same session on a new connection gets none.
 - Containers and gzip_packed are unpacked; ping / ping_delay_disconnect, get_future_salts and
   destroy_session are answered here; acks and other client service messages are absorbed; any other
   request becomes a Call for the dispatcher, and content-related calls are acknowledged (msgs_ack).
@@ -24,7 +25,6 @@ import os
 import struct
 import time
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -42,12 +42,11 @@ from ..rsakey import SandboxRsaKey
 from .errors import ProtocolError
 from .handshake import Handshake, parse_plain, plain_message
 from .messages import MSG_CONTAINER, rpc_error, rpc_result_head, serialize_result, split_container
-from .session import MsgIds, Salts, Session, decrypt
+from .session import MsgIds, Salts, Session, Sessions, decrypt
 from .transport import ServerTransport
 
 GZIP_PACKED = 0x3072CFA1
 MAX_UNZIPPED = 16 * 1024 * 1024
-MAX_SESSIONS = 64            # per connection; the least recently used one is forgotten beyond this
 MSG_TOO_OLD, MSG_TOO_NEW = 300, 30
 
 Outgoing = tuple[list[bytes], bool, bool]   # (body parts, is_response, is_content_related)
@@ -70,7 +69,9 @@ class Incoming:
 
 class ServerConnection:
     def __init__(self, dc_id: int, keys: AuthKeyStore, rsa_key: SandboxRsaKey, salts: Salts,
-                 counters: Counters, *, clock: Callable[[], float] = time.time) -> None:
+                 counters: Counters, *, clock: Callable[[], float] = time.time,
+                 sessions: Sessions | None = None) -> None:
+        """`sessions`: the DC's (shared by its connections); None: this connection's own."""
         self.dc_id = dc_id
         self.transport = ServerTransport()
         self._keys = keys
@@ -80,7 +81,7 @@ class ServerConnection:
         self._clock = clock
         self._msg_ids = MsgIds(clock)
         self._handshake: Handshake | None = None
-        self._sessions: OrderedDict[tuple[int, int], Session] = OrderedDict()
+        self._sessions = sessions if sessions is not None else Sessions()
 
     # --- input ------------------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> Incoming:
@@ -122,7 +123,7 @@ class ServerConnection:
             raise ProtocolError(f"unknown auth key {key_id:016x}", transport_code=-404)
         salt, session_id, msg_id, seq_no, body = decrypt(record.key, packet)
         now = self._clock()
-        session = self._sessions.get((key_id, session_id))
+        session = self._sessions.get(key_id, session_id)
         out: list[Outgoing] = []
         bad_msg = _bad_msg_id_code(msg_id, now)
         if bad_msg or not self._salts.is_valid(key_id, salt, now):
@@ -135,7 +136,6 @@ class ServerConnection:
                 session = self._new_session(record.key, key_id, session_id)
                 out.append(([bytes(NewSessionCreated(msg_id, int.from_bytes(os.urandom(8), "little", signed=True),
                                                      self._salts.current(key_id, now)))], False, True))
-            self._sessions.move_to_end((key_id, session_id))
             acks: list[int] = []
             self._message(session, msg_id, seq_no, body, out, acks, incoming, now, outer=True)
             if acks:
@@ -144,9 +144,8 @@ class ServerConnection:
             incoming.frames.append(self._send(session, out))
 
     def _new_session(self, key: bytes, key_id: int, session_id: int) -> Session:
-        session = self._sessions[(key_id, session_id)] = Session(key, key_id, session_id, self._msg_ids)
-        if len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+        session = Session(key, key_id, session_id, self._msg_ids)
+        self._sessions.add(session)
         return session
 
     def _message(self, session: Session, msg_id: int, seq_no: int, body: bytes, out: list[Outgoing],
@@ -187,7 +186,7 @@ class ServerConnection:
             salts = self._salts.future(session.key_id, now, max(1, min(obj.num, 64)))
             out.append(([bytes(FutureSalts(msg_id, int(now), salts))], True, True))
         elif isinstance(obj, DestroySessionRequest):
-            known = self._sessions.pop((session.key_id, obj.session_id), None) is not None
+            known = self._sessions.pop(session.key_id, obj.session_id) is not None
             answer = DestroySessionOk if known else DestroySessionNone
             out.append(([bytes(answer(obj.session_id))], True, True))
         elif isinstance(obj, TLRequest):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections import OrderedDict
 from hashlib import sha256
 from typing import Callable
 
@@ -138,3 +139,29 @@ class Session:
         self.last_sent = (self._msg_ids.next(response), self._seq_no(content))
         head = struct.pack("<qqqii", salt, self.session_id, *self.last_sent, sum(map(len, parts)))
         return encrypt(self.auth_key, self.key_id, [head, *parts])
+
+
+class Sessions:
+    """The sessions (auth key id, session id) one DC knows, whichever connection they came on: a
+    session may move to another connection (core.telegram.org/mtproto/description: several
+    connections can be attached to one session), and only its first message ever is answered with
+    new_session_created. Beyond `limit` the least recently used is forgotten (Telegram forgets
+    sessions too; the client then gets new_session_created again)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._known: OrderedDict[tuple[int, int], Session] = OrderedDict()
+
+    def get(self, key_id: int, session_id: int) -> Session | None:
+        session = self._known.get((key_id, session_id))
+        if session is not None:
+            self._known.move_to_end((key_id, session_id))
+        return session
+
+    def add(self, session: Session) -> None:
+        self._known[(session.key_id, session.session_id)] = session
+        if len(self._known) > self._limit:
+            self._known.popitem(last=False)
+
+    def pop(self, key_id: int, session_id: int) -> Session | None:
+        return self._known.pop((key_id, session_id), None)
