@@ -156,3 +156,23 @@ def test_second_full_read_sends_no_new_getfile(e2e):
     assert second.returncode == 0 and sha256(second.stdout) == src_sha
     assert e2e.total("requests:GetFile") == calls
     assert e2e.total("getfile_bytes") == nbytes
+
+
+# ---- the pool's connections: MTProto's intermediate transport (no CRC32 to compute) -----------
+
+def test_file_bytes_come_over_intermediate_transport_connections(e2e):
+    """serve's pool senders speak the intermediate transport (mtproto._Intermediate: each big
+    answer received into its own buffer, no TcpFull CRC32); the main client keeps Telethon's
+    TcpFull. Counted by the sandbox per connection, from the bytes it received."""
+    before = e2e.total("transport:intermediate")
+    url = href(e2e, CHANNEL_A, BIG_NAME)
+    # a range nobody asked for before (a new sender may or may not be needed: count connections)
+    connections = e2e.total("connections")
+    code, body = curl_range(url, "0-99")
+    assert code == 206 and body == e2e.source(CHANNEL_A, BIG_NAME).read_bytes()[:100]
+    counters = e2e.counters()
+    full = sum(int(dc.get("transport:full", 0)) for dc in counters.values() if isinstance(dc, dict))
+    intermediate = e2e.total("transport:intermediate")
+    assert full >= 1                                  # the main client (login, listings)
+    assert intermediate >= 1                          # the pool's senders
+    assert intermediate - before == e2e.total("connections") - connections   # every new one

@@ -4,6 +4,8 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
     connections            TCP connections accepted
     connections_closed     of those, the ones that have ended (either side closed): the difference is
                            what is open now
+    transport:<name>       connections by the MTProto transport their first bytes chose: full,
+                           intermediate, padded-intermediate, abridged
     auth_keys              auth keys created by a DH exchange
     exports / imports      auth.exportAuthorization on this DC / auth.importAuthorization on this DC
     requests:<Name>        RPCs by TL request class name without "Request", e.g. requests:GetFileRequest

@@ -87,7 +87,11 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> Incoming:
         """Everything `data` completes. Raises ProtocolError when the connection must close."""
         incoming = Incoming()
-        for packet in self.transport.receive_data(data):
+        detected = self.transport.codec is not None
+        packets = self.transport.receive_data(data)
+        if not detected and self.transport.codec is not None:
+            self._counters.inc(self.dc_id, f"transport:{self.transport.codec.name}")
+        for packet in packets:
             if len(packet) < 8:
                 raise ProtocolError("packet shorter than an auth_key_id")
             if packet[:8] == bytes(8):
