@@ -278,26 +278,36 @@ def unfinished(records: Iterable[Record], trusted: Trusted = None) -> list[tuple
     """(message, path its tag must get) for what the pending move journals still move, (message,
     None) for what they replaced or a delete journal deleted: once those are edited and these
     deleted, the move and delete journals can go and the tree is the same. What a hold hides is not
-    here (`held`)."""
+    here (`held`), nor pieces of a set without its last piece (`_open_sets`)."""
     records = [r for r in records if _valid(r, trusted)]
     moves = journals(records)
+    open_sets = _open_sets(records)
     out = []
     for r in records:
         if r.tag.kind not in JOURNALS and _held(r, moves) is None:
             path = _moved(r, moves)
-            if path != r.tag.path:
+            if path != r.tag.path and (path is not None or r.tag.set_id not in open_sets):
                 out.append((r, path))
     return out
 
 
+def _open_sets(records: list[Record]) -> set[str]:
+    """Piece sets without their last piece: never shown, and maybe an upload under way (its last
+    piece, sent later, decides where it goes): a journal never deletes them (the janitor does)."""
+    sets = {r.tag.set_id for r in records if r.tag.kind == "piece"}
+    return sets - {r.tag.set_id for r in records if r.tag.kind == "piece" and r.tag.pieces}
+
+
 def held(records: Iterable[Record], trusted: Trusted = None) -> dict[int, list[Record]]:
     """{hold's message id: the messages it hides}, for every hold (a copy not committed): rolling
-    one back deletes these, then the hold; nobody ever saw them."""
+    one back deletes these, then the hold; nobody ever saw them. Piece sets without their last piece
+    are not among them (`_open_sets`)."""
     records = [r for r in records if _valid(r, trusted)]
     moves = journals(records)
+    open_sets = _open_sets(records)
     out: dict[int, list[Record]] = {j.message_id: [] for j in moves if j.tag.kind == "hold"}
     for r in records:
-        if r.tag.kind not in JOURNALS:
+        if r.tag.kind not in JOURNALS and r.tag.set_id not in open_sets:
             hold = _held(r, moves)
             if hold is not None:
                 out[hold.message_id].append(r)
