@@ -411,8 +411,9 @@ def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(folder
     assert sandbox.total("messages_sent") == sent
 
 
-def _telethon(sandbox, tmp_path, work):
-    """Run `work(client, channel)` with a plain Telethon client of the same account."""
+def _telethon(sandbox, tmp_path, work, title: str = WRITABLE):
+    """Run `work(client, channel)` with a plain Telethon client of the same account (channel: the
+    one titled `title`)."""
     from tgdav.telegram.login import SandboxInfo, make_client
 
     state = tmp_path / "telethon-state"
@@ -425,7 +426,7 @@ def _telethon(sandbox, tmp_path, work):
         client.flood_sleep_threshold = 60     # as plain Telethon: wait out the getHistory pace's floods
         await client.connect()
         try:
-            channel = next(d.entity for d in await client.get_dialogs() if d.name == WRITABLE)
+            channel = next(d.entity for d in await client.get_dialogs() if d.name == title)
             return await work(client, channel)
         finally:
             await client.disconnect()
