@@ -25,6 +25,11 @@ deletes those messages and tells the catalog what it did, so the next listing sh
   left after a failure is finished by the next write in that channel. Every caption a change makes
   is checked against Telegram's limit before anything is sent. Copy, and move across channels, send
   the same document again (inputMediaDocument), never re-uploading; a move then deletes the original.
+- Changes of more messages than one request takes are decided by one journal message (tree.py): a
+  folder DELETE of more than 100 messages posts `#tgdav delete` first; a folder copy (any channel,
+  and so a folder move across channels) posts `#tgdav hold` first and shows the copies with one edit
+  of it, or rolls them back (`_roll_back`; a hold left behind goes before any write under it,
+  `_clear_holds`, or with the janitor, `finish`).
 - A channel the account may not post in: Forbidden, with the reason.
 
 Everything here runs on the bridge's loop; SyncWriter is what WSGI threads call.
