@@ -19,6 +19,7 @@ import pytest
 
 from tests.helpers import wait_until
 from tests.write.conftest import WRITABLE, hrefs, http as request, random_bytes, serve, sha256
+from tests.write.test_atomic import Looker
 from tests.write.test_whole import _clear, _flood, _fresh, _rel, _tags, _until_not_503
 
 N_DELETE = 250      # files: with the folders' markers, three deleteMessages calls
@@ -70,26 +71,22 @@ def _top(files: dict[str, bytes]) -> list[str]:
     return sorted([rel for rel in files if "/" not in rel] + ["sub/"])
 
 
-class Lister:
+class Lister(Looker):
     """Lists `url` (Depth 1) in a loop in a thread, from before a change until after it: every
     listing must be the whole folder's or none."""
 
     def __init__(self, url: str) -> None:
         self.url, self.seen = url, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.seen.append(_members(self.url))
-            except Exception as e:       # noqa: BLE001  (an answer that is no listing is a finding)
-                self.seen.append(repr(e))
+    def look(self) -> None:
+        try:
+            self.seen.append(_members(self.url))
+        except Exception as e:       # noqa: BLE001  (an answer that is no listing is a finding)
+            self.seen.append(repr(e))
 
     def stop(self, files: dict[str, bytes]) -> set[str]:
-        self._stop.set()
-        self._thread.join(120)
+        self.halt()
         whole = _top(files)
         half = [s for s in self.seen if s is not None and s != whole]
         assert not half, f"a reader listed half a folder: {half[0]!r:.300}"
@@ -237,3 +234,25 @@ def test_a_folder_copy_or_move_to_another_channel_killed_half_way_is_whole_or_no
         assert _whole_or_none(f"{reader}{urllib.parse.quote(title)}/{dst_rel}/", files) == "whole"
         assert _whole_or_none(f"{reader}{WRITABLE}/{name}/src/", files) == ("whole" if method == "COPY" else "none")
     _only_the_copies_left(sandbox, tmp_path, title, dst_rel)
+
+
+# --- a folder COPY onto an existing folder of the same channel: the old one until one edit, then the new
+def test_a_folder_copy_onto_an_existing_folder_replaces_it_whole_under_flood_wait(folder, sandbox, tmp_path):
+    src, dst = folder + "src/", folder + "dst/"
+    files, old = _fill(src, 30, 7000), _fill(dst, 12, 8000)
+    watch = _fresh(sandbox, "copy-over-watch", folder)
+    lister = Lister(watch + "dst/")
+    _flood(sandbox, "SendMedia", after=15, seconds=FLOOD)
+    try:
+        assert request("COPY", src, headers={"Destination": dst, "Overwrite": "T"})[0] == 503
+    finally:
+        _clear(sandbox)
+    assert _whole_or_none(dst, old) == "whole" and _whole_or_none(watch + "dst/", old) == "whole"
+    time.sleep(FLOOD)
+    assert _until_not_503("COPY", src, headers={"Destination": dst, "Overwrite": "T"})[0] == 204
+    lister.halt()
+    seen = [s for s in lister.seen if s is not None]
+    assert {tuple(s) for s in seen} <= {tuple(_top(old)), tuple(_top(files))}, "a reader saw half a folder"
+    for reader in (dst, _fresh(sandbox, "copy-over-fresh", folder) + "dst/"):
+        assert _whole_or_none(reader, files) == "whole" and _whole_or_none(reader.replace("dst/", "src/"), files) == "whole"
+    assert len(_tags(sandbox, tmp_path, _rel(folder) + "dst")) == len(files)    # the old folder's messages went

@@ -228,12 +228,7 @@ class FolderResource(_LockRoots, DAVCollection):
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """COPY of a folder with Depth: 0: the folder alone (a whole folder goes with _copy_whole)."""
-        self._check()
-        if not self.rel:
-            raise Refusal(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
-        folder, rel = self.provider.split(dest_path)
-        if not rel:
-            raise Refusal(HTTP_FORBIDDEN, "a folder cannot become a channel")
+        folder, rel = self._destination(dest_path)
         if self.provider.get_resource_inst(dest_path, self.environ) is None:
             with _Mapped():
                 self.drive.check(folder)
@@ -275,16 +270,22 @@ class FolderResource(_LockRoots, DAVCollection):
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=True)
 
-    def _copy_whole(self, dest_path: str, *, move: bool):
-        """The folder and everything in it copied to `dest_path` (any channel, replacing what is
-        there) at once for every reader, then (move) deleted here. WsgiDAV answers True with 204;
-        a new destination answers 201 through WsgiDAV's one-error list (its only way to say so)."""
+    def _destination(self, dest_path: str) -> tuple[Folder, tuple[str, ...]]:
+        """Where a COPY or MOVE of this folder goes (channel, path in it); refused when this is a
+        whole channel or the destination would be one."""
         self._check()
         if not self.rel:
             raise Refusal(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
         folder, rel = self.provider.split(dest_path)
         if not rel:
             raise Refusal(HTTP_FORBIDDEN, "a folder cannot become a channel")
+        return folder, rel
+
+    def _copy_whole(self, dest_path: str, *, move: bool):
+        """The folder and everything in it copied to `dest_path` (any channel, replacing what is
+        there) at once for every reader, then (move) deleted here. WsgiDAV answers True with 204;
+        a new destination answers 201 through WsgiDAV's one-error list (its only way to say so)."""
+        folder, rel = self._destination(dest_path)
         dest = self.provider.get_resource_inst(dest_path, self.environ)
         with _Mapped():
             self.drive.check(folder)
