@@ -586,3 +586,58 @@ def test_a_hold_hides_the_copies_until_one_edit_shows_them_and_replaces_the_old_
     # rolled back instead (a failure, a crash): the hidden copies and the hold go; nothing changed
     rolled = [x for x in records if x.message_id not in {5, *(c.message_id for c in copies)}]
     assert _shape(tree.build(rolled, 77, 5)) == _shape(before)
+
+
+def test_a_write_under_a_copy_left_uncommitted_rolls_it_back_first_and_the_janitor_only_after_grace():
+    """A hold left by a crash would hide what a later write sends below it: the write rolls it back
+    first (its copies, then the hold), and a write elsewhere in the channel leaves it alone."""
+    from tgdav.model import Folder
+    from tgdav.telegram.writer import Writer
+
+    deleted: list[list[int]] = []
+    records = {r.message_id: r for r in [
+        _rec(1, "#tgdav dir /d"), _rec(2, "#tgdav file /d/old.bin", "old.bin"),
+        _rec(5, "#tgdav hold /d"), _rec(6, "#tgdav file /d/new.bin", "new.bin"), _rec(7, "#tgdav dir /d/e"),
+        _rec(8, "#tgdav piece 1 ab /d/up.bin", "up.001"),         # an upload's first piece: not a copy's
+        _rec(3, "#tgdav file /x.bin", "x.bin")]}
+
+    class Catalog:
+        async def records(self, folder):
+            return list(records.values())
+
+        async def node(self, folder, path):
+            return tree.find(tree.build(list(records.values()), 77, 5), tuple(path))
+
+        async def forget(self, folder, ids):
+            for i in ids:
+                records.pop(i, None)
+
+        async def apply(self, folder, messages):
+            for m in messages:
+                tag, text = tree.parse(m.message)
+                records[m.id] = tree.Record(m.id, 1e9, 1e9, tag, text, None)
+
+        def access_hash(self, folder):
+            return 5
+
+    class Client:
+        async def __call__(self, request):
+            if isinstance(request, functions.channels.DeleteMessagesRequest):
+                deleted.append(list(request.id))
+                return True
+            m = types.Message(id=100 + len(records), peer_id=types.PeerChannel(77), date=None,
+                              message=request.message)
+            return types.Updates([types.UpdateNewChannelMessage(m, 0, 0)], [], [], 0, 0)
+
+    folder = Folder("Up", 77, "Up", None, 0, writable=True)
+    writer = Writer(Client(), None, Catalog())
+    asyncio.run(writer.mkdir(folder, ("y",)))                  # elsewhere: the hold stays
+    asyncio.run(writer.finish(folder, holds_before=5.0))       # the janitor: not older than its grace
+    assert deleted == [] and 5 in records
+    asyncio.run(writer.mkdir(folder, ("d", "f")))              # below it: rolled back, then written
+    assert deleted == [[6, 7], [5]]
+    root = tree.build(list(records.values()), 77, 5)
+    assert sorted(root.dirs["d"].files) == ["old.bin"] and sorted(root.dirs["d"].dirs) == ["f"]
+    records[9] = _rec(9, "#tgdav hold /d")
+    asyncio.run(writer.finish(folder, holds_before=10.0))      # the janitor: older than its grace
+    assert deleted[-1] == [9] and 9 not in records
