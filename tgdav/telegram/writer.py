@@ -366,6 +366,16 @@ class Writer:
             return
         self._finishing.add(folder.channel_id)
         try:
+            if any(j.tag.kind == "move" for j in moves):
+                # dates are whole seconds: every edit goes in a later second than the journals', so
+                # an edited message is never taken for one a journal still applies to (tree.py);
+                # whoever finishes (the mover, or any write's _prepare right after the post)
+                newest = max(j.date for j in moves)
+                await asyncio.sleep(max(0.0, min(2.0, newest + 1.05 - time.time())))
+                records = await self._catalog.records(folder)
+                now = {j.message_id for j in tree.journals(records, trusted) if j.tag.kind != "hold"}
+                if now != {j.message_id for j in moves}:    # posted or finished meanwhile: the next
+                    return                                  # finish sees them all (done for readers)
             todo = tree.unfinished(records, trusted)
             for r, path in todo:
                 if path is not None:
@@ -574,11 +584,7 @@ class Writer:
             return
         journal = tree.Tag("move", dest, source=path)
         self._must_fit(journal, media=False)
-        posted = await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
-        # dates are whole seconds: the first edit goes in a later second than the journal's, so an
-        # edited message is never taken for one the journal applies to (tree.py)
-        when = max((m.date.timestamp() for m in posted if getattr(m, "date", None)), default=0.0)
-        await asyncio.sleep(max(0.0, min(2.0, when + 1.05 - time.time())))
+        await self._send_text(folder, journal.line())   # from here on moved (and dest replaced)
         await self._finish_journals(folder)              # edits, deletions, the journal; else the next write
 
     async def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder,
