@@ -628,22 +628,29 @@ class Writer:
             if not isinstance(node, tree.Dir):
                 raise NotFound(f"{'/'.join(path)} is not a folder (moved or deleted meanwhile)")
             await self._parent_exists(dst_folder, dest)
-            plan: list[tuple[Location | None, str]] = []
+            plan: list[tuple[tuple[str, ...] | None, list]] = []     # (a file's path, its messages)
             for d in node.walk():       # every caption fits, or nothing is sent
                 where = dest + d.path[len(path):]
                 if not d.files and not d.dirs:          # an empty folder: its marker
                     self._must_fit(tree.Tag("dir", where), media=False)
-                    plan.append((None, tree.Tag("dir", where).line()))
+                    plan.append((None, [(None, tree.Tag("dir", where).line())]))
                 for name, entry in d.files.items():
-                    plan += self._copy_plan(entry, where + (name,))
+                    plan.append((where + (name,), self._copy_plan(entry, where + (name,))))
             posted = await self._send_text(dst_folder, hold.line())   # what follows is hidden
             sent: list[int] = []
+            claims: dict[tuple[str, ...], set[int]] = {}
             try:
-                await self._send_plan(dst_folder, plan, sent)
+                for where, messages in plan:
+                    start = len(sent)
+                    await self._send_plan(dst_folder, messages, sent)
+                    if where is not None:
+                        claims[where] = set(sent[start:])
                 await self._edit(dst_folder, posted[0].id, done.line())   # shown, whole; old dest gone
             except BaseException:
                 await self._roll_back(dst_folder, posted[0].id, sent)
                 raise
+            for where, ids in claims.items():   # a later write there in the same second wins (_replace)
+                self._committed[(dst_folder.channel_id,) + tree.key(where)] = ids
             await self._finish_journals(dst_folder)     # the old dest's messages, then the journal
             if move:
                 await self._delete_node(src_folder, await self._catalog.records(src_folder), node, path)
