@@ -193,9 +193,9 @@ def test_a_folder_copy_or_move_to_another_channel_under_flood_wait_is_whole_or_n
         assert (_whole_or_none(reader_src, files), _whole_or_none(reader_dst, files)) == ("whole", "none")
     time.sleep(FLOOD)
     assert _until_not_503(method, src, headers={"Destination": dst})[0] == 201      # a retry finishes it
-    for reader_src, reader_dst in ((src, dst), (fresh + "src/", fresh_dst)):
-        assert _whole_or_none(reader_dst, files) == "whole"
-        assert _whole_or_none(reader_src, files) == ("whole" if method == "COPY" else "none")
+    for reader_src, reader_dst in ((src, dst), (fresh + "src/", fresh_dst)):   # never half, meanwhile
+        wait_until(lambda: _whole_or_none(reader_dst, files) == "whole" and _whole_or_none(reader_src, files) == (
+            "whole" if method == "COPY" else "none"), 60, f"{reader_dst}: the {method} done")
     _only_the_copies_left(sandbox, tmp_path, title, dst_rel)
 
 
@@ -230,9 +230,10 @@ def test_a_folder_copy_or_move_to_another_channel_killed_half_way_is_whole_or_no
     retry = request(method, f"{again}{WRITABLE}/{name}/src/",
                     headers={"Destination": f"{again}{urllib.parse.quote(title)}/{dst_rel}/"})
     assert retry[0] == 201, retry
-    for reader in (again, fresh):
-        assert _whole_or_none(f"{reader}{urllib.parse.quote(title)}/{dst_rel}/", files) == "whole"
-        assert _whole_or_none(f"{reader}{WRITABLE}/{name}/src/", files) == ("whole" if method == "COPY" else "none")
+    for reader in (again, fresh):       # the other server learns of it by pushed updates: never half
+        wait_until(lambda: _whole_or_none(f"{reader}{urllib.parse.quote(title)}/{dst_rel}/", files) == "whole"
+                   and _whole_or_none(f"{reader}{WRITABLE}/{name}/src/", files) == (
+                       "whole" if method == "COPY" else "none"), 60, f"{reader}: the {method} done")
     _only_the_copies_left(sandbox, tmp_path, title, dst_rel)
 
 
