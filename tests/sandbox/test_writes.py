@@ -563,3 +563,22 @@ def test_a_killed_sandbox_process_keeps_what_was_written(tmp_path):
         proc.wait(10)
         forget_config()           # Telethon caches help.config on the class
     assert listed == [(sent_id, "kept.bin")] and sha(back) == sha(data)
+
+
+def test_one_delete_call_acts_on_the_first_100_ids_only(sb):
+    """Telegram's server-side limit (services/channels.py DELETE_IDS_MAX): a longer list is not
+    refused, the ids past the first 100 stay."""
+    async def go():
+        client = await login(sb)
+        try:
+            uploads = peer_of(sb, UPLOADS)
+            ids = [(await client.send_message(uploads, f"m{i}")).id for i in range(130)]
+            channel = types.InputChannel(uploads.channel_id, uploads.access_hash)
+            affected = await client(functions.channels.DeleteMessagesRequest(channel, ids))
+            left = [m.id async for m in client.iter_messages(uploads)]
+            return ids, affected.pts_count, left
+        finally:
+            await client.disconnect()
+    ids, count, left = run(go(), 120)
+    assert count == 100 and sorted(left) == ids[100:]
+    assert counter(sb, "messages_deleted") == 100

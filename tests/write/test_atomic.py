@@ -23,29 +23,45 @@ from tests.write.conftest import PART, PIECE_PARTS, WRITABLE, hrefs, http as req
 MiB = 1024 * 1024
 
 
-class Watcher:
-    """Reads `url` in a loop in a thread; every whole body's SHA-256 is recorded."""
+class Looker:
+    """Calls self.look() in a loop in a thread, from construction until halt()."""
 
-    def __init__(self, url: str) -> None:
-        self.url, self.seen, self.statuses = url, set(), set()
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                status, _, body = request("GET", self.url, timeout=60)
-            except Exception as e:      # a body cut short is a reader that saw half a file
-                self.seen.add(f"broken: {e!r}")
-                continue
-            self.statuses.add(status)
-            if status == 200:
-                self.seen.add(sha256(body))
+            self.look()
 
-    def stop(self) -> set[str]:
+    def look(self) -> None:
+        raise NotImplementedError
+
+    def halt(self) -> None:
         self._stop.set()
         self._thread.join(120)
+
+
+class Watcher(Looker):
+    """Reads `url` in a loop in a thread; every whole body's SHA-256 is recorded."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.seen, self.statuses = url, set(), set()
+        super().__init__()
+
+    def look(self) -> None:
+        try:
+            status, _, body = request("GET", self.url, timeout=60)
+        except Exception as e:      # a body cut short is a reader that saw half a file
+            self.seen.add(f"broken: {e!r}")
+            return
+        self.statuses.add(status)
+        if status == 200:
+            self.seen.add(sha256(body))
+
+    def stop(self) -> set[str]:
+        self.halt()
         return self.seen
 
 
@@ -411,8 +427,9 @@ def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(folder
     assert sandbox.total("messages_sent") == sent
 
 
-def _telethon(sandbox, tmp_path, work):
-    """Run `work(client, channel)` with a plain Telethon client of the same account."""
+def _telethon(sandbox, tmp_path, work, title: str = WRITABLE):
+    """Run `work(client, channel)` with a plain Telethon client of the same account (channel: the
+    one titled `title`)."""
     from tgdav.telegram.login import SandboxInfo, make_client
 
     state = tmp_path / "telethon-state"
@@ -425,7 +442,7 @@ def _telethon(sandbox, tmp_path, work):
         client.flood_sleep_threshold = 60     # as plain Telethon: wait out the getHistory pace's floods
         await client.connect()
         try:
-            channel = next(d.entity for d in await client.get_dialogs() if d.name == WRITABLE)
+            channel = next(d.entity for d in await client.get_dialogs() if d.name == title)
             return await work(client, channel)
         finally:
             await client.disconnect()

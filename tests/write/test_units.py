@@ -525,3 +525,119 @@ def test_a_folder_move_onto_an_existing_folder_replaces_it_in_the_same_post():
     assert root.dirs["t"].files["same.bin"].size == 2 and root.files == {}    # nothing replaced shows as a post
     todo = sorted((r.message_id, p) for r, p in tree.unfinished(records))
     assert todo == [(1, None), (2, None), (3, None), (4, ("t",)), (5, ("t", "same.bin"))]
+
+
+# --- a folder DELETE in several calls, a folder COPY in many posts: one journal decides ---------------
+def test_a_delete_journal_removes_everything_older_below_it_at_once_and_deletions_finish_it():
+    records = [_rec(1, "#tgdav dir /a"), _rec(2, "#tgdav file /a/f.bin", "f.bin"),
+               _rec(3, "#tgdav piece 1 bb /a/b/p.bin", "p.001"), _rec(4, "#tgdav piece 2/2 bb /a/b/p.bin", "p.002"),
+               _rec(5, "#tgdav file /ab.bin", "ab.bin"), _rec(6, "#tgdav file /a2/g.bin", "g.bin"),
+               _rec(0, "#tgdav piece 1 ee /a/up.bin", "up.001")]   # an upload under way: its last piece decides
+    journal = tree.Tag("delete", ("a",))
+    assert tree.parse(journal.line()) == (journal, "")
+    records.append(_rec(7, journal.line()))
+    records.append(_rec(8, "#tgdav file /a/new.bin", "new.bin"))     # posted after the journal: stays
+    root = tree.build(records, 77, 5)
+    assert sorted(root.dirs) == ["a", "a2"] and list(root.dirs["a"].files) == ["new.bin"]
+    assert root.dirs["a"].dirs == {} and list(root.files) == ["ab.bin"]
+    todo = sorted((r.message_id, p) for r, p in tree.unfinished(records))
+    assert todo == [(1, None), (2, None), (3, None), (4, None)]
+    for n in (3, 1, 4, 2):               # deleted in any order, 100 a call: the tree never changes
+        records = [x for x in records if x.message_id != n]
+        assert _shape(tree.build(records, 77, 5)) == _shape(root)
+    records = [x for x in records if x.message_id != 7]
+    assert _shape(tree.build(records, 77, 5)) == _shape(root) and tree.journals(records) == []
+    records.append(_rec(20, "#tgdav piece 2/2 ee /a/up.bin", "up.002"))     # the upload ends: it shows
+    assert tree.find(tree.build(records, 77, 5), ("a", "up.bin")).size == 20
+
+
+@pytest.mark.parametrize("text", ["#tgdav delete /", "#tgdav hold /", "#tgdav delete a", "#tgdav hold /a//b"])
+def test_a_delete_or_hold_of_the_root_or_of_no_path_is_no_journal(text):
+    assert tree.parse(text)[0] is None
+
+
+def test_a_hold_hides_the_copies_until_one_edit_shows_them_and_replaces_the_old_folder():
+    old = [_rec(1, "#tgdav dir /d"), _rec(2, "#tgdav file /d/old.bin", "old.bin", size=1),
+           _rec(3, "#tgdav file /d/same.bin", "same.bin", size=1), _rec(4, "#tgdav file /e.bin", "e.bin")]
+    before = tree.build(old, 77, 5)
+    hold = tree.Tag("hold", ("d",))
+    assert tree.parse(hold.line()) == (hold, "")
+    copies = [_rec(6, "#tgdav file /d/same.bin", "same.bin", size=2),
+              _rec(7, "#tgdav piece 1 cc /d/s/p.bin", "p.001", size=3), _rec(8, "#tgdav piece 2/2 cc /d/s/p.bin", "p.002"),
+              _rec(9, "#tgdav dir /d/empty")]
+    records = old + [_rec(5, hold.line())]
+    for n in range(len(copies) + 1):     # every copy sent so far is hidden: the old folder shows, whole
+        now = records + copies[:n]
+        assert _shape(tree.build(now, 77, 5)) == _shape(before)
+        assert tree.build(now, 77, 5).files.keys() == {"e.bin"}           # never an untagged post
+        assert tree.unfinished(now) == []                                  # nothing for a finish to touch
+        sent = [c.message_id for c in copies[:n]]
+        rolled_back = [m for m in sent if m != 7 or 8 in sent]    # a piece set without its last: the janitor's
+        assert sorted(r.message_id for r in tree.held(now)[5]) == rolled_back
+        assert sorted(r.message_id for r in tree.below(now, ("d",))) == [1, 2, 3]
+    records += copies
+    committed = [x for x in records if x.message_id != 5] + [_rec(5, tree.Tag("delete", ("d",)).line(), edited=20.0)]
+    root = tree.build(committed, 77, 5)
+    d = root.dirs["d"]
+    assert sorted(d.files) == ["same.bin"] and d.files["same.bin"].size == 2
+    assert sorted(d.dirs) == ["empty", "s"] and d.dirs["s"].files["p.bin"].size == 13
+    assert tree.held(committed) == {}
+    assert sorted((r.message_id, p) for r, p in tree.unfinished(committed)) == [(1, None), (2, None), (3, None)]
+    # rolled back instead (a failure, a crash): the hidden copies and the hold go; nothing changed
+    rolled = [x for x in records if x.message_id not in {5, *(c.message_id for c in copies)}]
+    assert _shape(tree.build(rolled, 77, 5)) == _shape(before)
+
+
+def test_a_write_under_a_copy_left_uncommitted_rolls_it_back_first_and_the_janitor_only_after_grace():
+    """A hold left by a crash would hide what a later write sends below it: the write rolls it back
+    first (its copies, then the hold), and a write elsewhere in the channel leaves it alone."""
+    from tgdav.model import Folder
+    from tgdav.telegram.writer import Writer
+
+    deleted: list[list[int]] = []
+    records = {r.message_id: r for r in [
+        _rec(1, "#tgdav dir /d"), _rec(2, "#tgdav file /d/old.bin", "old.bin"),
+        _rec(5, "#tgdav hold /d"), _rec(6, "#tgdav file /d/new.bin", "new.bin"), _rec(7, "#tgdav dir /d/e"),
+        _rec(8, "#tgdav piece 1 ab /d/up.bin", "up.001"),         # an upload's first piece: not a copy's
+        _rec(3, "#tgdav file /x.bin", "x.bin")]}
+
+    class Catalog:
+        async def records(self, folder):
+            return list(records.values())
+
+        async def node(self, folder, path):
+            return tree.find(tree.build(list(records.values()), 77, 5), tuple(path))
+
+        async def forget(self, folder, ids):
+            for i in ids:
+                records.pop(i, None)
+
+        async def apply(self, folder, messages):
+            for m in messages:
+                tag, text = tree.parse(m.message)
+                records[m.id] = tree.Record(m.id, 1e9, 1e9, tag, text, None)
+
+        def access_hash(self, folder):
+            return 5
+
+    class Client:
+        async def __call__(self, request):
+            if isinstance(request, functions.channels.DeleteMessagesRequest):
+                deleted.append(list(request.id))
+                return True
+            m = types.Message(id=100 + len(records), peer_id=types.PeerChannel(77), date=None,
+                              message=request.message)
+            return types.Updates([types.UpdateNewChannelMessage(m, 0, 0)], [], [], 0, 0)
+
+    folder = Folder("Up", 77, "Up", None, 0, writable=True)
+    writer = Writer(Client(), None, Catalog())
+    asyncio.run(writer.mkdir(folder, ("y",)))                  # elsewhere: the hold stays
+    asyncio.run(writer.finish(folder, holds_before=5.0))       # the janitor: not older than its grace
+    assert deleted == [] and 5 in records
+    asyncio.run(writer.mkdir(folder, ("d", "f")))              # below it: rolled back, then written
+    assert deleted == [[6, 7], [5]]
+    root = tree.build(list(records.values()), 77, 5)
+    assert sorted(root.dirs["d"].files) == ["old.bin"] and sorted(root.dirs["d"].dirs) == ["f"]
+    records[9] = _rec(9, "#tgdav hold /d")
+    asyncio.run(writer.finish(folder, holds_before=10.0))      # the janitor: older than its grace
+    assert deleted[-1] == [9] and 9 not in records

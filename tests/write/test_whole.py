@@ -27,15 +27,16 @@ def _rel(folder: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(folder).path)[len(WRITABLE) + 2:]
 
 
-def _tags(sandbox, tmp_path, prefix: str) -> list[str]:
-    """Every tag line in Uploads whose path starts with /<prefix>, as Telegram holds them."""
+def _tags(sandbox, tmp_path, prefix: str, title: str = WRITABLE) -> list[str]:
+    """Every tag line in Uploads (or the channel titled `title`) whose path starts with /<prefix>,
+    as Telegram holds them."""
     async def look(client, channel):
         out = []
         async for m in client.iter_messages(channel, limit=None):
             lines = (m.message or "").splitlines()
             out += [line for line in lines[-2:] if line.startswith("#tgdav") and f" /{prefix}" in line]
         return out
-    return _telethon(sandbox, tmp_path, look)
+    return _telethon(sandbox, tmp_path, look, title)
 
 
 def _fresh(sandbox, name: str, folder: str) -> str:

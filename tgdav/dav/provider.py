@@ -11,7 +11,8 @@ Writes (when a `drive` is given; see tgdav/telegram/writer.py for what each does
 - MKCOL inside a channel: a folder marker message; at the root: a new private channel (unless
   switched off). DELETE: the messages go, a folder with everything in it.
 - MOVE inside one channel: tag edits only (move_recursive), never a re-upload; COPY, and MOVE across
-  channels: the same documents sent again at the destination, then (MOVE) WsgiDAV deletes the source.
+  channels: the same documents sent again at the destination, then (MOVE) the source goes. A folder
+  goes whole (handle_copy / handle_move: writer.copy_folder), never member by member.
 - A channel the account may not post in answers writes 403 with the reason.
 - Finder's and Explorer's own files (._*, .DS_Store, desktop.ini, ...) are kept in the local state
   directory (`local_dir`), never uploaded; they are not listed, only found by name.
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from wsgidav import util
-from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_CREATED, HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.lock_man.lock_manager import normalize_lock_root
 
@@ -226,13 +227,8 @@ class FolderResource(_LockRoots, DAVCollection):
         return True
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
-        """COPY (or cross-channel MOVE) of a folder: the folder itself, its members come one by one."""
-        self._check()
-        if not self.rel:
-            raise Refusal(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
-        folder, rel = self.provider.split(dest_path)
-        if not rel:
-            raise Refusal(HTTP_FORBIDDEN, "a folder cannot become a channel")
+        """COPY of a folder with Depth: 0: the folder alone (a whole folder goes with _copy_whole)."""
+        folder, rel = self._destination(dest_path)
         if self.provider.get_resource_inst(dest_path, self.environ) is None:
             with _Mapped():
                 self.drive.check(folder)
@@ -242,12 +238,23 @@ class FolderResource(_LockRoots, DAVCollection):
     def support_recursive_move(self, dest_path: str) -> bool:
         return bool(self.rel) and _within_channel(self, dest_path)
 
-    def handle_move(self, dest_path: str) -> bool:
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool):
+        """COPY of a folder with everything in it (Depth: infinity), in one step for every reader
+        (writer.copy_folder: a hold, the copies, one edit; tgdav/telegram/tree.py): WsgiDAV would go
+        member by member, and a failure or a crash in the middle would leave half a folder."""
+        if self.drive is None or not depth_infinity:
+            return False
+        return self._copy_whole(dest_path, move=False)
+
+    def handle_move(self, dest_path: str):
         """MOVE onto an existing folder of the same channel (Overwrite: T) in one step (one journal
         post, tgdav/telegram/tree.py): WsgiDAV would delete the destination first, and readers would
-        see no folder there for a moment (or for good, after a failure). Answers 204."""
-        if self.drive is None or not self.support_recursive_move(dest_path):
+        see no folder there for a moment (or for good, after a failure). Answers 204. A MOVE to
+        another channel is a whole copy, then the source's deletion (`_copy_whole`)."""
+        if self.drive is None:
             return False
+        if not self.support_recursive_move(dest_path):
+            return self._copy_whole(dest_path, move=True)
         dest = self.provider.get_resource_inst(dest_path, self.environ)
         if not isinstance(dest, FolderResource):
             return False
@@ -262,6 +269,35 @@ class FolderResource(_LockRoots, DAVCollection):
 
     def move_recursive(self, dest_path: str):
         return _move_within_channel(self, dest_path, with_children=True)
+
+    def _destination(self, dest_path: str) -> tuple[Folder, tuple[str, ...]]:
+        """Where a COPY or MOVE of this folder goes (channel, path in it); refused when this is a
+        whole channel or the destination would be one."""
+        self._check()
+        if not self.rel:
+            raise Refusal(HTTP_FORBIDDEN, "a whole channel cannot be copied or moved")
+        folder, rel = self.provider.split(dest_path)
+        if not rel:
+            raise Refusal(HTTP_FORBIDDEN, "a folder cannot become a channel")
+        return folder, rel
+
+    def _copy_whole(self, dest_path: str, *, move: bool):
+        """The folder and everything in it copied to `dest_path` (any channel, replacing what is
+        there) at once for every reader, then (move) deleted here. WsgiDAV answers True with 204;
+        a new destination answers 201 through WsgiDAV's one-error list (its only way to say so)."""
+        folder, rel = self._destination(dest_path)
+        dest = self.provider.get_resource_inst(dest_path, self.environ)
+        with _Mapped():
+            self.drive.check(folder)
+            self.drive.copy_folder(self.folder, self.rel, folder, rel, move)
+        if dest is not None:
+            dest.remove_all_properties(recursive=True)
+            if move:
+                dest.remove_all_locks(recursive=True)
+        if move:
+            self.remove_all_locks(recursive=True)
+        _copy_props(self, dest_path, move, with_children=True)
+        return True if dest is not None else [(self.get_href(), DAVError(HTTP_CREATED))]
 
 
 def _within_channel(resource, dest_path: str) -> bool:
@@ -453,8 +489,12 @@ def _copy_props(res, dest_path: str, is_move: bool, *, with_children: bool) -> N
     dest_url = util.quote(res.provider.share_path + dest)
     if is_move:
         props.move_properties(res.get_ref_url(), dest_url, with_children=with_children, environ=res.environ)
-    else:
-        props.copy_properties(res.get_ref_url(), dest_url, res.environ)
+        return
+    props.copy_properties(res.get_ref_url(), dest_url, res.environ)
+    if with_children and res.is_collection:     # a whole folder's copy: each member's, as WsgiDAV would
+        base = res.path.rstrip("/")
+        for child in res.get_descendants(add_self=False):
+            _copy_props(child, dest_path.rstrip("/") + child.path[len(base):], False, with_children=False)
 
 
 # --- the local store of desktop clients' own files --------------------------------------------------

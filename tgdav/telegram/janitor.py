@@ -5,7 +5,9 @@ killed before its last piece is sent, or the old version of a file when tgdav st
 the new one and deleting the old (DESIGN.md, promise 2: they are never visible, but they stay in the
 channel for everyone reading it in a Telegram app). The janitor looks at every writable channel at
 start and every `interval` seconds, reads its whole history again (catalog.reread, so edits and
-deletions made elsewhere count) and deletes what `leftovers` names.
+deletions made elsewhere count), has the writer finish what a journal left half done and roll back
+copies never committed whose hold is older than `grace` (writer.finish, tree.py), and deletes what
+`leftovers` names.
 
 The rule (pure, `leftovers`), built on the tree's own (tree.claims: the one rule for which message
 owns a path, so the janitor never re-derives what the tree shows):
@@ -62,8 +64,8 @@ def leftovers(records: Iterable[tree.Record], now: float, grace: float, running:
 
 class Janitor:
     """Runs `leftovers` over every writable channel on the bridge's loop (start() at start, then
-    every `interval` seconds). `writer` deletes (delete_leftovers) and knows the uploads running
-    (running_sets)."""
+    every `interval` seconds). `writer` deletes (delete_leftovers), finishes half-done changes
+    (finish) and knows the uploads running (running_sets)."""
 
     def __init__(self, catalog, writer, *, grace: float, interval: float, metrics=None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -98,7 +100,9 @@ class Janitor:
         for folder in await self._catalog.folders():
             if not folder.writable:
                 continue
-            records = await self._catalog.reread(folder)
+            await self._catalog.reread(folder)
+            await self._writer.finish(folder, self._clock() - self.grace)   # half-done journals, old holds
+            records = await self._catalog.records(folder)
             trusted = getattr(self._catalog, "trusted", None)
             found = leftovers(records, self._clock(), self.grace, set(self._writer.running_sets()),
                               trusted(folder) if trusted is not None else None)

@@ -57,6 +57,16 @@ Changes that span several messages are all-or-nothing for every reader (one mess
   the first in a later second than the journal's date, so no edited message is taken for an older
   one), deletes the replaced ones, and deletes the journal last. Any step after the journal may fail (FLOOD_WAIT, a crash): readers still
   see the folder moved, whole, and the next write in that channel finishes what is left (`journals`).
+- A folder DELETE of more than one deleteMessages call (Telegram takes 100 ids a call) first posts
+  one journal, a text message `#tgdav delete /folder`: every tagged message at or below /folder that is
+  older than it (as for a move) is gone from then on. The writer then deletes them, 100 a call, and the
+  journal last; whatever is left after a failure is deleted by the next write in that channel.
+- A folder COPY (and a MOVE to another channel) first posts `#tgdav hold /dest` in the destination
+  channel: every tagged message at or below /dest NEWER than the hold is hidden (the copies, sent one by
+  one, none of them visible yet), while what was at /dest before still shows. When every copy is sent,
+  ONE edit turns the hold into `#tgdav delete /dest`: the copies show and the old /dest is gone, at
+  once; then the old messages and the journal go as for a delete. A hold left behind (a failure, a
+  crash) is rolled back: its hidden copies and the hold are deleted (`held`), and nobody ever saw them.
 - Every tag tgdav writes must fit a caption (`fits`: 1024 UTF-16 code units, as Telegram counts
   them); the writer checks every caption a change makes before it sends anything.
 """
@@ -74,13 +84,15 @@ TAG = "#tgdav"
 _LINE = re.compile(r"#tgdav (file|empty|dir|piece (\d{1,6})(?:/(\d{1,6}))? ([0-9a-f]{1,32})) (/.*)\Z")
 _MOVE = re.compile(r"#tgdav move (/.*)\Z")
 _TO = re.compile(r"#tgdav to (/.*)\Z")
+_SWEEP = re.compile(r"#tgdav (delete|hold) (/.*)\Z")
+JOURNALS = ("move", "delete", "hold")    # the kinds of journal messages (tree rules, not files)
 CAPTION_MAX = 1024        # UTF-16 code units Telegram allows in a media caption (help.config)
 MESSAGE_MAX = 4096        # ... and in a text message
 
 
 @dataclass(frozen=True)
 class Tag:
-    kind: str                         # "file", "empty", "dir", "piece" or "move" (a folder move's journal)
+    kind: str                         # "file", "empty", "dir", "piece", or a journal: "move", "delete", "hold"
     path: tuple[str, ...]             # names from the channel's root; () is the root itself (dir only)
     piece: int = 0                    # pieces: 1-based number
     pieces: int = 0                   # pieces: the count, on the last piece only
@@ -121,6 +133,10 @@ def parse(text: str) -> tuple[Tag | None, str]:
         if source and dest and dest[:len(source)] != source:
             return Tag("move", dest, source=source), above
         return None, text or ""
+    sweep = _SWEEP.match(last.strip())
+    if sweep is not None:
+        path = split_path(sweep.group(2))
+        return (Tag(sweep.group(1), path), body) if path else (None, text or "")
     m = _LINE.match(last.strip())
     if m is None:
         return None, text or ""
@@ -232,37 +248,69 @@ def _valid(r: Record, trusted: Trusted) -> bool:
 
 
 def journals(records: Iterable[Record], trusted: Trusted = None) -> list[Record]:
-    """Folder moves not finished yet (their journal messages), oldest first."""
-    return sorted((r for r in records if _valid(r, trusted) and r.tag.kind == "move"),
+    """Folder moves, deletes and holds not finished yet (their journal messages), oldest first."""
+    return sorted((r for r in records if _valid(r, trusted) and r.tag.kind in JOURNALS),
                   key=lambda r: r.message_id)
 
 
 def _moved(r: Record, moves: list[Record]) -> tuple[str, ...] | None:
-    """r's own tag path, moved by every journal younger than r (and not older than its last edit);
-    None when such a journal moved a folder onto the one r was in (it replaced it: r is gone)."""
+    """r's own tag path, moved by every move journal younger than r (and not older than its last
+    edit); None when such a journal moved a folder onto the one r was in (it replaced it: r is gone)
+    or deleted a folder r was in. Holds do not apply here (`_held`)."""
     path = r.tag.path
     for j in moves:
-        if r.message_id < j.message_id and r.edited <= j.date:
+        if r.message_id < j.message_id and r.edited <= j.date and j.tag.kind != "hold":
             n = len(j.tag.source)
-            if path[:n] == j.tag.source:
+            if j.tag.kind == "move" and path[:n] == j.tag.source:
                 path = j.tag.path + path[n:]
             elif path[:len(j.tag.path)] == j.tag.path:
                 return None
     return path
 
 
+def _held(r: Record, moves: list[Record]) -> Record | None:
+    """The hold that hides r (a copy not committed yet): one older than r, over r's tag path."""
+    return next((j for j in moves if j.tag.kind == "hold" and j.message_id < r.message_id
+                 and r.tag.path[:len(j.tag.path)] == j.tag.path), None)
+
+
 def unfinished(records: Iterable[Record], trusted: Trusted = None) -> list[tuple[Record, tuple[str, ...] | None]]:
-    """(message, path its tag must get) for what the pending journals still move, (message, None)
-    for what they replaced: once those are edited and these deleted, the journals can go and the
-    tree is the same."""
+    """(message, path its tag must get) for what the pending move journals still move, (message,
+    None) for what they replaced or a delete journal deleted: once those are edited and these
+    deleted, the move and delete journals can go and the tree is the same. What a hold hides is not
+    here (`held`), nor pieces of a set without its last piece (`_open_sets`)."""
     records = [r for r in records if _valid(r, trusted)]
     moves = journals(records)
+    open_sets = _open_sets(records)
     out = []
     for r in records:
-        if r.tag.kind != "move":
+        if r.tag.kind not in JOURNALS and _held(r, moves) is None:
             path = _moved(r, moves)
-            if path != r.tag.path:
+            if path != r.tag.path and (path is not None or r.tag.set_id not in open_sets):
                 out.append((r, path))
+    return out
+
+
+def _open_sets(records: list[Record]) -> set[str]:
+    """Piece sets without their last piece: never shown, and maybe an upload under way (its last
+    piece, sent later, decides where it goes): a journal never deletes them (the janitor does)."""
+    sets = {r.tag.set_id for r in records if r.tag.kind == "piece"}
+    return sets - {r.tag.set_id for r in records if r.tag.kind == "piece" and r.tag.pieces}
+
+
+def held(records: Iterable[Record], trusted: Trusted = None) -> dict[int, list[Record]]:
+    """{hold's message id: the messages it hides}, for every hold (a copy not committed): rolling
+    one back deletes these, then the hold; nobody ever saw them. Piece sets without their last piece
+    are not among them (`_open_sets`)."""
+    records = [r for r in records if _valid(r, trusted)]
+    moves = journals(records)
+    open_sets = _open_sets(records)
+    out: dict[int, list[Record]] = {j.message_id: [] for j in moves if j.tag.kind == "hold"}
+    for r in records:
+        if r.tag.kind not in JOURNALS and r.tag.set_id not in open_sets:
+            hold = _held(r, moves)
+            if hold is not None:
+                out[hold.message_id].append(r)
     return out
 
 
@@ -276,7 +324,8 @@ def _placement(records: Iterable[Record], trusted: Trusted) -> dict[int, tuple[s
     """placed(), with None for the messages a journal replaced (gone for readers)."""
     records = [r for r in records if _valid(r, trusted)]
     moves = journals(records)
-    out = {r.message_id: _moved(r, moves) for r in records if r.tag.kind != "move"}
+    out = {r.message_id: None if _held(r, moves) else _moved(r, moves)
+           for r in records if r.tag.kind not in JOURNALS}
     last: dict[str, Record] = {}
     for r in records:
         if r.tag.kind == "piece" and r.tag.pieces:

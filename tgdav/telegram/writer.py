@@ -25,6 +25,11 @@ deletes those messages and tells the catalog what it did, so the next listing sh
   left after a failure is finished by the next write in that channel. Every caption a change makes
   is checked against Telegram's limit before anything is sent. Copy, and move across channels, send
   the same document again (inputMediaDocument), never re-uploading; a move then deletes the original.
+- Changes of more messages than one request takes are decided by one journal message (tree.py): a
+  folder DELETE of more than 100 messages posts `#tgdav delete` first; a folder copy (any channel,
+  and so a folder move across channels) posts `#tgdav hold` first and shows the copies with one edit
+  of it, or rolls them back (`_roll_back`; a hold left behind goes before any write under it,
+  `_clear_holds`, or with the janitor, `finish`).
 - A channel the account may not post in: Forbidden, with the reason.
 
 Everything here runs on the bridge's loop; SyncWriter is what WSGI threads call.
@@ -201,7 +206,8 @@ class Writer:
     async def _locked(self, folder: Folder, *paths: tuple[str, ...]):
         """Hold the write lock of each path and of the folders above it (a PUT into a folder and a
         MOVE of that folder take turns), in the process and across replicas with Redis. Lock order:
-        path keys sorted, every in-process lock before the Redis ones."""
+        path keys sorted, every in-process lock before the Redis ones. Then copies left uncommitted
+        over or below the paths are rolled back (`_clear_holds`)."""
         keys = sorted({(folder.channel_id,) + tree.key(tuple(p)[:n]) for p in paths
                        for n in range(1, len(p) + 1)}, key=repr)
         async with contextlib.AsyncExitStack() as stack:
@@ -213,7 +219,24 @@ class Writer:
             for k in keys:
                 if self._lock_redis:
                     await stack.enter_async_context(self._redis_lock(k))
+            await self._clear_holds(folder, paths)
             yield
+
+    async def _clear_holds(self, folder: Folder, paths) -> None:
+        """Under the locks of `paths`: a hold over or below one of them is a copy no one is filling
+        any more (a copy keeps its path's lock until it commits or rolls back), and it would hide
+        what this write sends: it is rolled back first (tree.py), or the write fails."""
+        records = await self._catalog.records(folder)
+        if not any(r.tag is not None and r.tag.kind == "hold" for r in records):
+            return
+        trusted = self._trusted(folder)
+        hidden = tree.held(records, trusted)
+        for hold in tree.journals(records, trusted):
+            where = hold.tag.path
+            if hold.tag.kind == "hold" and any(where[:len(p)] == tuple(p) or tuple(p)[:len(where)] == where
+                                               for p in paths):
+                await self._roll_back(folder, hold.message_id, [r.message_id for r in hidden[hold.message_id]],
+                                      quiet=False)
 
     def _unuse(self, k: tuple) -> None:
         held = self._paths.get(k)
@@ -331,7 +354,7 @@ class Writer:
     async def _prepare(self, folder: Folder) -> None:
         """Before a write: the first one in this process reads the channel whole again (a listing kept
         from before a crash may miss edits and deletions made just before it), then any folder move
-        left half done is finished."""
+        or delete left half done is finished."""
         if folder.channel_id not in self._reread and hasattr(self._catalog, "reread_stored"):
             await self._catalog.reread_stored(folder)
             self._reread.add(folder.channel_id)
@@ -347,23 +370,38 @@ class Writer:
             raise DestinationExists(f"/{'/'.join(path)} exists now (another write landed first) "
                                     "and the request says Overwrite: F")
 
+    async def finish(self, folder: Folder, holds_before: float) -> None:
+        """What changes left half done in this channel (a failure, a crash): the moves and deletes
+        their journals still promise are done (readers already see them done), and copies whose hold
+        was posted before `holds_before` (a time) and never committed are rolled back (no reader ever
+        saw them; a write under a hold rolls it back at once, `_locked`). The janitor calls it."""
+        await self._finish_journals(folder)
+        records = await self._catalog.records(folder)
+        for hold in tree.journals(records, self._trusted(folder)):
+            if hold.tag.kind == "hold" and hold.date < holds_before:
+                try:
+                    async with self._locked(folder, hold.tag.path):     # rolls it back
+                        pass
+                except TgdavError as e:     # nobody sees its copies: the next look tries again
+                    log.warning("rolling back an unfinished copy in %s failed: %s", folder.name, e)
+
     async def _parent_exists(self, folder: Folder, path: tuple[str, ...]) -> None:
         """Under the path's lock: the folder it goes into is still there (not moved or deleted)."""
         if len(path) > 1 and not isinstance(await self._catalog.node(folder, path[:-1]), tree.Dir):
             raise Conflict(f"/{'/'.join(path[:-1])} is no longer a folder (moved or deleted meanwhile)")
 
     async def _finish_journals(self, folder: Folder) -> None:
-        """Folder moves left half done (a failure or a crash after their journal was posted, or the
-        move under way beside this write): edit what the journals still move, then delete the
-        journals. Readers already see them done. A write that comes while they are being finished
-        waits for that first. The first edit waits until Telegram's clock has left the newest
-        journal's second (`_past_journals`)."""
+        """Folder moves and deletes left half done (a failure or a crash after their journal was
+        posted, or the change under way beside this write): edit what the journals still move,
+        delete what they deleted, then delete the journals. Readers already see them done. A write
+        that comes while they are being finished waits for that first. Before the first edit, wait
+        until Telegram's clock has left the newest journal's second (`_past_journals`)."""
         running = self._finishing.get(folder.channel_id)
         if running is not None:
             await asyncio.shield(running)
             return
         records = await self._catalog.records(folder)
-        if not tree.journals(records, self._trusted(folder)):
+        if not [j for j in tree.journals(records, self._trusted(folder)) if j.tag.kind != "hold"]:
             return
         done = self._finishing[folder.channel_id] = asyncio.get_running_loop().create_future()
         try:
@@ -371,7 +409,9 @@ class Writer:
             for _ in range(3):          # journals posted while it waited are waited for too
                 records = await self._catalog.records(folder)
                 trusted = self._trusted(folder)
-                moves = tree.journals(records, trusted)
+                moves = [j for j in tree.journals(records, trusted) if j.tag.kind != "hold"]
+                if not any(j.tag.kind == "move" for j in moves):
+                    break               # deletions only: no edit to time
                 newest = await self._past_journals(records, trusted)
                 if newest == waited:
                     break
@@ -393,11 +433,11 @@ class Writer:
             done.set_result(None)
 
     async def _past_journals(self, records, trusted) -> float | None:
-        """Before an edit: wait until Telegram's clock has left the second of the newest folder-move
-        journal still in the channel. Dates are whole seconds, and a message edited within a
-        journal's second is taken for one the journal applies to (tree._moved): moved into the
-        folder the journal replaced, it would vanish until the journal goes, and a crash before
-        that would make the next finisher delete it as replaced. Returns that journal's date."""
+        """Before an edit: wait until Telegram's clock has left the second of the newest journal
+        (move, delete or copy hold) still in the channel. Dates are whole seconds, and a message
+        edited within a journal's second is taken for one the journal applies to (tree._moved):
+        moved into the folder a journal replaced or deleted, it would vanish until the journal goes,
+        and a crash before that would make the next finisher delete it. Returns that date."""
         newest = max((j.date for j in tree.journals(records, trusted)), default=None)
         if newest is not None:
             await self._clock.wait_past(newest)
@@ -530,13 +570,25 @@ class Writer:
             if node is None:
                 raise NotFound(f"{'/'.join(path)} does not exist")
             records = await self._catalog.records(folder)
-            trusted = self._trusted(folder)
-            if isinstance(node, tree.Dir):   # everything tagged below it, shown or not
-                ids = [r.message_id for r in tree.below(records, path, trusted)] + node.message_ids()
-            else:                            # the file, and superseded versions that would show again
-                ids = list(node.message_ids) + tree.superseded(records, path, node.message_ids, trusted)
-            await self._delete_ids(folder, ids)
-            self._committed.pop((folder.channel_id,) + tree.key(path), None)
+            await self._delete_node(folder, records, node, path)
+
+    async def _delete_node(self, folder: Folder, records, node, path: tuple[str, ...]) -> None:
+        """Delete the file or folder `node` at `path` (the caller holds its lock). A folder of more
+        messages than one deleteMessages call takes goes with a journal (tree.py): gone for every
+        reader at once, whatever happens between the calls."""
+        trusted = self._trusted(folder)
+        if isinstance(node, tree.Dir):   # everything tagged below it, shown or not
+            ids = set([r.message_id for r in tree.below(records, path, trusted)] + node.message_ids())
+            journal = tree.Tag("delete", path)
+            if len(ids) > DELETE_BATCH and tree.fits(journal, limit=tree.MESSAGE_MAX):
+                await self._send_text(folder, journal.line())     # from here on gone, whole
+                await self._finish_journals(folder)               # the deletions, then the journal
+            else:
+                await self._delete_ids(folder, ids)
+        else:                            # the file, and superseded versions that would show again
+            await self._delete_ids(folder, list(node.message_ids) +
+                                   tree.superseded(records, path, node.message_ids, trusted))
+        self._committed.pop((folder.channel_id,) + tree.key(path), None)
 
     # --- move and copy ----------------------------------------------------------------------------
     async def move(self, folder: Folder, path: tuple[str, ...], dest: tuple[str, ...], *,
@@ -607,18 +659,7 @@ class Writer:
         False (Overwrite: F): a destination taken by then is DestinationExists, nothing sent."""
         self.check(dst_folder)
         dest = tuple(dest)
-        pieces = () if entry.location.kind == "empty" else (entry.pieces or (entry.location,))
-        set_id = secrets.token_hex(4)
-
-        def tag_of(number: int) -> tree.Tag:
-            if entry.location.kind == "empty":
-                return tree.Tag("empty", dest)
-            if len(pieces) == 1:
-                return tree.Tag("file", dest)
-            return tree.Tag("piece", dest, number, number if number == len(pieces) else 0, set_id)
-        for number in range(1, max(1, len(pieces)) + 1):     # every caption fits, or nothing is sent
-            self._must_fit(tag_of(number), entry.caption if number == max(1, len(pieces)) else "",
-                           media=bool(pieces))
+        plan = self._copy_plan(entry, dest)          # every caption fits, or nothing is sent
         await self._prepare(dst_folder)
         sent: list[int] = []
         async with self._locked(dst_folder, dest):
@@ -627,20 +668,115 @@ class Writer:
                 await self._free(dst_folder, await self._catalog.records(dst_folder),
                                  self._trusted(dst_folder), dest)
             try:
-                if not pieces:
-                    messages = await self._send_text(dst_folder, tree.compose(entry.caption, tag_of(1)))
-                    sent += [m.id for m in messages]
-                for number, loc in enumerate(pieces, 1):
-                    loc = await self._fresh(loc)
-                    text = entry.caption if number == len(pieces) else ""
-                    messages = await self._send_media(dst_folder, _input_media(loc),
-                                                      tree.compose(text, tag_of(number)))
-                    sent += [m.id for m in messages]
+                await self._send_plan(dst_folder, plan, sent)
             except BaseException:
                 if sent:
                     await self._delete_ids(dst_folder, sent, quiet=True)
                 raise
             await self._replace(dst_folder, dest, keep=set(sent))
+
+    async def copy_folder(self, src_folder: Folder, path: tuple[str, ...], dst_folder: Folder,
+                          dest: tuple[str, ...], move: bool = False) -> None:
+        """Copy the folder at `path`, with everything in it, to `dest` in any channel, replacing
+        what is there, all at once for every reader (tree.py): a hold first, then the copies (the
+        same documents sent again, hidden by the hold), then the one edit that shows them and
+        removes the old `dest`. A failure before that edit rolls the copies back (else the next
+        write in the channel or the janitor does). move=True (a MOVE to another channel) then
+        deletes the source as DELETE does: a reader may see the folder in both places for a
+        moment, never half of it anywhere, and a retry finishes it."""
+        self.check(dst_folder)
+        if move:
+            self.check(src_folder)
+        path, dest = tuple(path), tuple(dest)
+        hold, done = tree.Tag("hold", dest), tree.Tag("delete", dest)
+        self._must_fit(done, media=False)
+        await self._prepare(src_folder)
+        if dst_folder.channel_id != src_folder.channel_id:
+            await self._prepare(dst_folder)
+        async with self._locked_pair(src_folder, path, dst_folder, dest):
+            node = await self._catalog.node(src_folder, path)
+            if not isinstance(node, tree.Dir):
+                raise NotFound(f"{'/'.join(path)} is not a folder (moved or deleted meanwhile)")
+            await self._parent_exists(dst_folder, dest)
+            plan: list[tuple[tuple[str, ...] | None, list]] = []     # (a file's path, its messages)
+            for d in node.walk():       # every caption fits, or nothing is sent
+                where = dest + d.path[len(path):]
+                if not d.files and not d.dirs:          # an empty folder: its marker
+                    self._must_fit(tree.Tag("dir", where), media=False)
+                    plan.append((None, [(None, tree.Tag("dir", where).line())]))
+                for name, entry in d.files.items():
+                    plan.append((where + (name,), self._copy_plan(entry, where + (name,))))
+            posted = await self._send_text(dst_folder, hold.line())   # what follows is hidden
+            sent: list[int] = []
+            claims: dict[tuple[str, ...], set[int]] = {}
+            try:
+                for where, messages in plan:
+                    start = len(sent)
+                    await self._send_plan(dst_folder, messages, sent)
+                    if where is not None:
+                        claims[where] = set(sent[start:])
+                await self._edit(dst_folder, posted[0].id, done.line())   # shown, whole; old dest gone
+            except BaseException:
+                await self._roll_back(dst_folder, posted[0].id, sent)
+                raise
+            for where, ids in claims.items():   # a later write there in the same second wins (_replace)
+                self._committed[(dst_folder.channel_id,) + tree.key(where)] = ids
+            await self._finish_journals(dst_folder)     # the old dest's messages, then the journal
+            if move:
+                await self._delete_node(src_folder, await self._catalog.records(src_folder), node, path)
+
+    @contextlib.asynccontextmanager
+    async def _locked_pair(self, a: Folder, a_path: tuple[str, ...], b: Folder, b_path: tuple[str, ...]):
+        """Both paths' locks (_locked); across channels, the channel with the smaller id first (one
+        order for every writer)."""
+        if a.channel_id == b.channel_id:
+            async with self._locked(a, a_path, b_path):
+                yield
+            return
+        (first, first_path), (second, second_path) = sorted(((a, a_path), (b, b_path)),
+                                                            key=lambda pair: pair[0].channel_id)
+        async with self._locked(first, first_path), self._locked(second, second_path):
+            yield
+
+    async def _roll_back(self, folder: Folder, hold_id: int, copies, quiet: bool = True) -> None:
+        """A copy that will not be committed: its copies go first, then its hold. A failure (quiet)
+        is only logged: the hold still hides what is left, and the next write under it or the
+        janitor rolls it back."""
+        try:
+            await self._delete_ids(folder, copies)
+            await self._delete_ids(folder, [hold_id])
+        except Exception as e:
+            if not quiet:
+                raise
+            log.warning("rolling back an unfinished copy in %s failed: %s", folder.name, e)
+
+    def _copy_plan(self, entry: FileEntry, dest: tuple[str, ...]) -> list[tuple[Location | None, str]]:
+        """The messages a copy of `entry` at `dest` sends, in order: (the piece to send again, or
+        None for a text message; its caption). Every caption is checked here, before anything is sent."""
+        pieces = () if entry.location.kind == "empty" else (entry.pieces or (entry.location,))
+        set_id = secrets.token_hex(4)
+        if not pieces:
+            tags = [tree.Tag("empty", dest)]
+        elif len(pieces) == 1:
+            tags = [tree.Tag("file", dest)]
+        else:
+            tags = [tree.Tag("piece", dest, n, n if n == len(pieces) else 0, set_id)
+                    for n in range(1, len(pieces) + 1)]
+        plan = []
+        for n, tag in enumerate(tags):
+            text = entry.caption if n == len(tags) - 1 else ""     # the user's text on the last
+            self._must_fit(tag, text, media=bool(pieces))
+            plan.append((pieces[n] if pieces else None, tree.compose(text, tag)))
+        return plan
+
+    async def _send_plan(self, folder: Folder, plan, sent: list[int]) -> None:
+        """Send a copy's messages in order; each one's id goes into `sent` as soon as it is sent."""
+        for loc, caption in plan:
+            if loc is None:
+                messages = await self._send_text(folder, caption)
+            else:
+                messages = await self._send_media(folder, _input_media(await self._fresh(loc)), caption)
+            sent += [m.id for m in messages]
 
     async def _fresh(self, loc: Location) -> Location:
         """A location with a current file reference (the message is fetched again)."""
@@ -748,3 +884,6 @@ class SyncWriter:
     def copy(self, src_folder: Folder, entry: FileEntry, dst_folder: Folder, dest, *,
              overwrite: bool = True) -> None:
         self._run(self._writer.copy(src_folder, entry, dst_folder, tuple(dest), overwrite=overwrite))
+
+    def copy_folder(self, src_folder: Folder, path, dst_folder: Folder, dest, move: bool = False) -> None:
+        self._run(self._writer.copy_folder(src_folder, tuple(path), dst_folder, tuple(dest), move))

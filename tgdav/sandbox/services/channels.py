@@ -94,13 +94,22 @@ def delete_channel(s: State, ctx: CallContext, req: functions.channels.DeleteCha
                          date=posting.now(), seq=0)
 
 
+# ids one channels.deleteMessages call acts on: Telegram's server-side limit ("100 or a bit more",
+# tdesktop's maintainer in tdesktop#2045; the Bot API's deleteMessages documents 1-100; Telethon
+# sends chunks of 100). Telegram does not refuse a longer list: the ids past the limit stay
+# (tdesktop#2692, "only 100 messages are deleted"), so a client must send 100 a call.
+DELETE_IDS_MAX = 100
+
+
 def delete_messages(s: State, ctx: CallContext, req: functions.channels.DeleteMessagesRequest):
-    """Ids that do not exist are ignored; pts moves by the number deleted."""
+    """Ids that do not exist are ignored, and ids past the first DELETE_IDS_MAX too; pts moves by
+    the number deleted."""
     me = s.user(ctx)
     channel = s.readable_channel(req.channel, me)
-    if not all(channel.may_delete(me, channel.message(i)) for i in req.id):
+    ids = list(req.id)[:DELETE_IDS_MAX]
+    if not all(channel.may_delete(me, channel.message(i)) for i in ids):
         raise RpcError(403, "MESSAGE_DELETE_FORBIDDEN")
-    gone = s.writes.delete(channel, list(req.id))
+    gone = s.writes.delete(channel, ids)
     s.counters.inc(ctx.dc_id, "messages_deleted", len(gone))
     return types.messages.AffectedMessages(pts=channel.pts, pts_count=len(gone))
 
