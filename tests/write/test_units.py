@@ -612,7 +612,7 @@ def test_a_write_under_a_copy_left_uncommitted_rolls_it_back_first_and_the_janit
             for i in ids:
                 records.pop(i, None)
 
-        async def apply(self, folder, messages):
+        async def apply(self, folder, messages, versions=None):
             for m in messages:
                 tag, text = tree.parse(m.message)
                 records[m.id] = tree.Record(m.id, 1e9, 1e9, tag, text, None)

@@ -256,7 +256,7 @@ class FolderResource(_LockRoots, DAVCollection):
         if not self.support_recursive_move(dest_path):
             return self._copy_whole(dest_path, move=True)
         dest = self.provider.get_resource_inst(dest_path, self.environ)
-        if not isinstance(dest, FolderResource):
+        if not isinstance(dest, FolderResource) or not _overwrite(self):
             return False
         self._check()
         _, rel = self.provider.split(dest_path)
@@ -437,6 +437,8 @@ class FileResource(_LockRoots, DAVNonCollection):
         return _move_within_channel(self, dest_path, with_children=False)
 
     def _existing_file(self, dest_path: str) -> "FileResource | None":
+        if not _overwrite(self):    # WsgiDAV found no destination: one there now is a 412 (the writer's)
+            return None
         dest = self.provider.get_resource_inst(dest_path, self.environ)
         return dest if isinstance(dest, FileResource) and dest.entry is not None else None
 
