@@ -14,6 +14,7 @@ import time
 import urllib.parse
 
 import pytest
+from telethon.errors import FloodWaitError
 
 from tests.helpers import wait_until
 from tests.write.conftest import PIECE_PARTS, WRITABLE, hrefs, http as request, random_bytes, sha256
@@ -29,13 +30,20 @@ def _rel(folder: str) -> str:
 
 def _tags(sandbox, tmp_path, prefix: str, title: str = WRITABLE) -> list[str]:
     """Every tag line in Uploads (or the channel titled `title`) whose path starts with /<prefix>,
-    as Telegram holds them."""
+    as Telegram holds them. A FLOOD_WAIT that Telethon's own retries did not wait out (the sandbox
+    paces getHistory as Telegram does, and these channels grow long) is waited out and the read
+    started again, as a user of plain Telethon would."""
     async def look(client, channel):
-        out = []
-        async for m in client.iter_messages(channel, limit=None):
-            lines = (m.message or "").splitlines()
-            out += [line for line in lines[-2:] if line.startswith("#tgdav") and f" /{prefix}" in line]
-        return out
+        for _ in range(5):
+            out = []
+            try:
+                async for m in client.iter_messages(channel, limit=None):
+                    lines = (m.message or "").splitlines()
+                    out += [line for line in lines[-2:] if line.startswith("#tgdav") and f" /{prefix}" in line]
+                return out
+            except FloodWaitError as e:
+                await asyncio.sleep(e.seconds + 1)
+        raise AssertionError("getHistory stayed in FLOOD_WAIT through 5 waits")
     return _telethon(sandbox, tmp_path, look, title)
 
 
