@@ -96,14 +96,15 @@ def _timestamp(date) -> float:
 def _stale(message, channel: "_Channel", version: int | None = None) -> bool:
     """A message as it was before what the listing already holds: deleted since, or an older version
     (an update or a difference fetched before this process's own later change landed first). Versions
-    are ordered by the pts of the update that brought them (`version`) when both are known: dates
-    are whole seconds, and a post and its edit (an upload then its MOVE) often share one. Else by date."""
+    are ordered by the pts of the update that brought them (`version`) when both are known (dates
+    are whole seconds, and a post and its edit, an upload then its MOVE, often share one), and by
+    date (a whole read may have brought a newer version than the pts held says)."""
     mid = getattr(message, "id", 0)
     if mid in channel.gone:
         return True
     held = channel.versions.get(mid)
-    if version is not None and held is not None:
-        return version < held
+    if version is not None and held is not None and version < held:
+        return True
     known = channel.records.get(mid)
     edited = getattr(message, "edit_date", None) or getattr(message, "date", None)
     return known is not None and edited is not None and edited.timestamp() < known.edited
