@@ -181,3 +181,30 @@ def test_a_late_update_of_a_post_never_undoes_its_edit_in_the_same_second():
         await catalog.apply_changes(client.channel.id, [later], [], pts=None, version=12)
         assert await catalog.node(folder, ("later", "a.bin")) is not None
     asyncio.run(run())
+
+
+def test_a_late_update_never_undoes_a_newer_version_a_whole_read_brought():
+    """A whole read (getHistory) brings each message as it is now, without a pts: the pts held for
+    it can stay the one of an older update. An update fetched before the read but landing after it
+    has a higher pts than that, yet an older edit date: it is stale, and the file stays where the
+    whole read found it."""
+
+    async def run():
+        client = FakeClient()
+        posted = client.post("a.bin")
+        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
+        folder = (await catalog.folders())[0]
+        await catalog.entries(folder)
+
+        def edited(path: str, minute: int) -> types.Message:
+            return types.Message(id=posted.id, peer_id=posted.peer_id, date=posted.date,
+                                 message=f"#tgdav file /{path}", media=posted.media,
+                                 edit_date=DATE.replace(minute=minute))
+        await catalog.apply_changes(client.channel.id, [edited("one/a.bin", 1)], [], pts=None, version=10)
+        client.messages[posted.id] = edited("five/a.bin", 5)      # edited twice more elsewhere
+        await catalog.reread(folder)                               # a whole read brings the newest
+        assert await catalog.node(folder, ("five", "a.bin")) is not None
+        await catalog.apply_changes(client.channel.id, [edited("three/a.bin", 3)], [], pts=None, version=11)
+        assert await catalog.node(folder, ("five", "a.bin")) is not None
+        assert await catalog.node(folder, ("three", "a.bin")) is None
+    asyncio.run(run())
