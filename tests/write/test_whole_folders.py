@@ -269,3 +269,36 @@ def test_a_folder_copy_onto_an_existing_folder_replaces_it_whole_under_flood_wai
     for reader in (dst, _fresh(sandbox, "copy-over-fresh", folder) + "dst/"):
         assert _whole_or_none(reader, files) == "whole" and _whole_or_none(reader.replace("dst/", "src/"), files) == "whole"
     assert len(_tags(sandbox, tmp_path, _rel(folder) + "dst")) == len(files)    # the old folder's messages went
+
+
+# --- two folder COPYs (or MOVEs to another channel) without overwrite onto one new name ---------------
+@pytest.mark.parametrize("method", ["COPY", "MOVE"])
+def test_two_folder_writes_without_overwrite_onto_one_new_name_one_wins_one_is_412(
+        folder, elsewhere, method):
+    """Two clients COPY (inside the channel) or MOVE (to another channel) a folder each onto one new
+    name with Overwrite: F at once. WsgiDAV finds the name free for both; the writer looks again
+    under the name's lock, so one wins (201) and the other is 412 with its folder untouched, never
+    both 201 with one folder replacing the other (RFC 4918 9.8.5, 9.9.3)."""
+    _, other_channel = elsewhere
+    target = folder if method == "COPY" else other_channel
+    for round_ in range(3):
+        sources = {f"{method}-s{round_}-{i}/": _fill(folder + f"{method}-s{round_}-{i}/", 3, 9000 + 10 * round_ + i)
+                   for i in range(2)}
+        dest = target + f"{method}-d{round_}/"
+        statuses: dict[str, int] = {}
+        go = threading.Barrier(len(sources))
+
+        def send(name: str) -> None:
+            go.wait()
+            statuses[name] = request(method, folder + name, headers={"Destination": dest, "Overwrite": "F"})[0]
+        threads = [threading.Thread(target=send, args=(name,)) for name in sources]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses.values()) == [201, 412], statuses
+        winner = next(name for name, status in statuses.items() if status == 201)
+        loser = next(name for name, status in statuses.items() if status == 412)
+        assert _whole_or_none(dest, sources[winner]) == "whole"
+        assert _whole_or_none(folder + loser, sources[loser]) == "whole"
+        assert _whole_or_none(folder + winner, sources[winner]) == ("whole" if method == "COPY" else "none")

@@ -289,7 +289,7 @@ class FolderResource(_LockRoots, DAVCollection):
         dest = self.provider.get_resource_inst(dest_path, self.environ)
         with _Mapped():
             self.drive.check(folder)
-            self.drive.copy_folder(self.folder, self.rel, folder, rel, move)
+            self.drive.copy_folder(self.folder, self.rel, folder, rel, move, overwrite=_overwrite(self))
         if dest is not None:
             dest.remove_all_properties(recursive=True)
             if move:

@@ -676,14 +676,15 @@ class Writer:
             await self._replace(dst_folder, dest, keep=set(sent))
 
     async def copy_folder(self, src_folder: Folder, path: tuple[str, ...], dst_folder: Folder,
-                          dest: tuple[str, ...], move: bool = False) -> None:
+                          dest: tuple[str, ...], move: bool = False, *, overwrite: bool = True) -> None:
         """Copy the folder at `path`, with everything in it, to `dest` in any channel, replacing
         what is there, all at once for every reader (tree.py): a hold first, then the copies (the
         same documents sent again, hidden by the hold), then the one edit that shows them and
         removes the old `dest`. A failure before that edit rolls the copies back (else the next
         write in the channel or the janitor does). move=True (a MOVE to another channel) then
         deletes the source as DELETE does: a reader may see the folder in both places for a
-        moment, never half of it anywhere, and a retry finishes it."""
+        moment, never half of it anywhere, and a retry finishes it. `overwrite` False (Overwrite:
+        F): a destination taken by then is DestinationExists, nothing sent."""
         self.check(dst_folder)
         if move:
             self.check(src_folder)
@@ -698,6 +699,9 @@ class Writer:
             if not isinstance(node, tree.Dir):
                 raise NotFound(f"{'/'.join(path)} is not a folder (moved or deleted meanwhile)")
             await self._parent_exists(dst_folder, dest)
+            if not overwrite:
+                records = await self._catalog.records(dst_folder)
+                await self._free(dst_folder, records, self._trusted(dst_folder), dest)
             plan: list[tuple[tuple[str, ...] | None, list]] = []     # (a file's path, its messages)
             for d in node.walk():       # every caption fits, or nothing is sent
                 where = dest + d.path[len(path):]
@@ -885,5 +889,7 @@ class SyncWriter:
              overwrite: bool = True) -> None:
         self._run(self._writer.copy(src_folder, entry, dst_folder, tuple(dest), overwrite=overwrite))
 
-    def copy_folder(self, src_folder: Folder, path, dst_folder: Folder, dest, move: bool = False) -> None:
-        self._run(self._writer.copy_folder(src_folder, tuple(path), dst_folder, tuple(dest), move))
+    def copy_folder(self, src_folder: Folder, path, dst_folder: Folder, dest, move: bool = False, *,
+                    overwrite: bool = True) -> None:
+        self._run(self._writer.copy_folder(src_folder, tuple(path), dst_folder, tuple(dest), move,
+                                           overwrite=overwrite))
