@@ -107,8 +107,9 @@ def _messages(updates) -> list[tuple[object, int | None]]:
 class TelegramClock:
     """How far Telegram's clock is ahead of ours, at least: every message it dates (whole seconds,
     rounded down) was made before we had its answer, so (its date - our time on the answer) is a
-    lower bound that only grows. `wait_past(second)` sleeps until Telegram's clock has surely left
-    that second, however far our clock is off: at most about a second after we saw it dated."""
+    lower bound that only grows. `wait_past(seconds)` sleeps until Telegram's clock has surely left
+    the newest of those seconds, however far our clock is off: at most about a second after we saw
+    it dated."""
 
     def __init__(self) -> None:
         self.ahead = float("-inf")
@@ -119,9 +120,13 @@ class TelegramClock:
             stamp = date.timestamp() if hasattr(date, "timestamp") else float(date)
             self.ahead = max(self.ahead, stamp - time.time())
 
-    async def wait_past(self, second: float) -> None:
-        self.saw(second)                   # it is dated, so Telegram's clock has reached it
-        await asyncio.sleep(max(0.0, second + 1.02 - self.ahead - time.time()))
+    async def wait_past(self, seconds) -> float | None:
+        """Returns the newest of `seconds` (None: there were none, nothing to wait for)."""
+        second = max(seconds, default=None)
+        if second is not None:
+            self.saw(second)               # it is dated, so Telegram's clock has reached it
+            await asyncio.sleep(max(0.0, second + 1.02 - self.ahead - time.time()))
+        return second
 
 
 class Upload:
@@ -400,22 +405,23 @@ class Writer:
         if running is not None:
             await asyncio.shield(running)
             return
-        records = await self._catalog.records(folder)
-        if not [j for j in tree.journals(records, self._trusted(folder)) if j.tag.kind != "hold"]:
+        async def look():
+            records, trusted = await self._catalog.records(folder), self._trusted(folder)
+            return records, trusted, [j for j in tree.journals(records, trusted) if j.tag.kind != "hold"]
+        records, trusted, moves = await look()
+        if not moves:
             return
         done = self._finishing[folder.channel_id] = asyncio.get_running_loop().create_future()
         try:
             waited = None
             for _ in range(3):          # journals posted while it waited are waited for too
-                records = await self._catalog.records(folder)
-                trusted = self._trusted(folder)
-                moves = [j for j in tree.journals(records, trusted) if j.tag.kind != "hold"]
                 if not any(j.tag.kind == "move" for j in moves):
                     break               # deletions only: no edit to time
                 newest = await self._past_journals(records, trusted)
                 if newest == waited:
                     break
                 waited = newest
+                records, trusted, moves = await look()
             else:
                 return                  # journals keep coming: the next write finishes them
             if not moves:
@@ -438,10 +444,7 @@ class Writer:
         edited within a journal's second is taken for one the journal applies to (tree._moved):
         moved into the folder a journal replaced or deleted, it would vanish until the journal goes,
         and a crash before that would make the next finisher delete it. Returns that date."""
-        newest = max((j.date for j in tree.journals(records, trusted)), default=None)
-        if newest is not None:
-            await self._clock.wait_past(newest)
-        return newest
+        return await self._clock.wait_past(j.date for j in tree.journals(records, trusted))
 
     # --- uploads ----------------------------------------------------------------------------------
     async def begin_upload(self, folder: Folder, path: tuple[str, ...], size: int | None) -> Upload:
@@ -628,9 +631,7 @@ class Writer:
         garbage = tree.superseded(records, path, node.message_ids, trusted)   # would show again
         # an edit ranks by its date, then its (older) id: within the second of a claim already at
         # `dest` it would rank below it, and that claim would win again if deleting it failed
-        newest = max((c.rank[0] for c in tree.claimants(records, dest, trusted)), default=None)
-        if newest is not None:
-            await self._clock.wait_past(newest)
+        await self._clock.wait_past(c.rank[0] for c in tree.claimants(records, dest, trusted))
         for mid, text in edits:
             await self._edit(folder, mid, text)
         if garbage:
