@@ -76,10 +76,13 @@ class LiveUpdates:
         """Subscribe to updates and bring every listing an earlier run kept up to date."""
         self._client.add_event_handler(self._on_update, events.Raw(UPDATE_TYPES))
         await self._client.set_receive_updates(True)        # a request that subscribes the connection
-        self._state = await rpc.call(self._client, functions.updates.GetStateRequest(),
-                                     "reading the account's update state")
+        await self._read_state()
         self._client.add_new_session_handler(self._new_session)
         self._heal_listed(await self._catalog.load_kept())
+
+    async def _read_state(self) -> None:
+        self._state = await rpc.call(self._client, functions.updates.GetStateRequest(),
+                                     "reading the account's update state")
 
     def _heal_listed(self, channel_ids) -> None:
         for channel_id in channel_ids:
@@ -181,8 +184,7 @@ class LiveUpdates:
                 return
             if isinstance(diff, types.updates.DifferenceTooLong):    # the state is fetched anew
                 self._heal_listed(self._catalog.listed())
-                self._state = await rpc.call(self._client, functions.updates.GetStateRequest(),
-                                             "reading the account's update state")
+                await self._read_state()
                 return
             changed = [u.channel_id for u in diff.other_updates if isinstance(u, types.UpdateChannelTooLong)
                        and self._catalog.pts_of(u.channel_id) is not None]
