@@ -21,9 +21,11 @@ What is private, and why it is needed:
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
   sandbox must not use another cluster's.
 - The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect` / `_recv`,
-  MTProtoSender's `_state`, MTProtoState's `decrypt_message_data`): `_Frames` and `_State` below.
+  MTProtoSender's `_state` and `_handle_rpc_result`, MTProtoState's `decrypt_message_data`,
+  BinaryReader's `tgread_object`): `_Frames`, `_State`, `_Reader` and `_PoolSender` below.
   Telethon's path copied every byte of a 1 MiB getFile answer seven times between the socket and
-  the file's bytes (and TcpFull's CRC32 read them once more); now twice.
+  the file's bytes (and TcpFull's CRC32 read them once more); now twice: the ciphertext into bytes
+  (cryptg takes nothing else) and the file's bytes out of the plaintext.
 
 The pool (pool.py) sees a connection only as a `Sender`: `send(request) -> Call`, `connected`,
 `disconnected()`, `close()`; a `Call` is its answer (`future`) and `cancel()`. (gotd's pool sees a
@@ -51,7 +53,8 @@ from telethon.extensions import BinaryReader
 from telethon.network import ConnectionTcpFull, ConnectionTcpIntermediate, MTProtoSender
 from telethon.network.mtprotostate import MSG_TOO_NEW_DELTA, MSG_TOO_OLD_DELTA, MTProtoState
 from telethon.tl.alltlobjects import LAYER
-from telethon.tl.core import TLMessage
+from telethon.tl.core import RpcResult, TLMessage
+from telethon.tl.tlobject import TLRequest
 
 from tgdav.errors import ConfigError, RpcErrorRecord
 
@@ -343,9 +346,8 @@ class Sender:
         """A new connection to `client`'s dc_id with auth key `key` (None: a new one, by DH);
         nothing is sent yet: `introduce()` sends its first request."""
         dc = await client._get_dc(dc_id)
-        mtp = MTProtoSender(AuthKey(key) if key else None, loggers=client._log, retries=retries,
-                            delay=0.5, auto_reconnect=False, connect_timeout=connect_timeout)
-        mtp._state.__class__ = _State     # the same object (its send queue holds it too), our decrypt
+        mtp = _PoolSender(AuthKey(key) if key else None, loggers=client._log, retries=retries,
+                          delay=0.5, auto_reconnect=False, connect_timeout=connect_timeout)
         connection = client._connection
         if connection is ConnectionTcpFull and not client._proxy:   # Telethon's default
             connection = _Intermediate
@@ -564,7 +566,7 @@ class _State(MTProtoState):
         if msg_key != check.digest()[8:24]:
             raise errors.SecurityError("Received msg_key doesn't match with expected one")
 
-        reader = BinaryReader(plain)
+        reader = _Reader(plain)
         reader.read_long()  # remote_salt
         if reader.read_long() != self.id:
             raise errors.SecurityError("Server replied with a wrong session ID (see FAQ for details)")
@@ -595,3 +597,70 @@ class _State(MTProtoState):
         self._highest_remote_id = remote_msg_id
         self._ignore_count = 0
         return TLMessage(remote_msg_id, remote_sequence, obj)
+
+
+# ---- a getFile answer parsed once ----
+
+_FILE = types.upload.File.CONSTRUCTOR_ID
+# storage.FileType: constructors without fields (each one's from_reader reads nothing)
+_FILE_TYPES = {cls.CONSTRUCTOR_ID: cls for cls in vars(types.storage).values()
+               if getattr(cls, "SUBCLASS_OF_ID", None) == types.storage.FileUnknown.SUBCLASS_OF_ID}
+# rpc_result#f35c6d01 req_msg_id:long result:(upload.file#96a18d5 type:storage.FileType mtime:int
+# bytes:bytes), the bytes' long form: 254 and a 3-byte length, then the bytes, padded to 4
+_FILE_HEAD = struct.Struct("<IqIIiI")
+
+
+class _FileAnswer(RpcResult):
+    """rpc_result with an upload.file in it, read by _Reader: `result` is the upload.File Telethon's
+    parser makes of it; `body` (what Telethon's RpcResult keeps: the bytes from the result on) is
+    made only if asked for."""
+
+    def __init__(self, req_msg_id: int, result, stream: bytes, start: int) -> None:
+        self.req_msg_id, self.error, self.result = req_msg_id, None, result
+        self._stream, self._start = stream, start
+
+    @property
+    def body(self) -> bytes:
+        return self._stream[self._start:]
+
+
+class _Reader(BinaryReader):
+    """Telethon's reader, but an rpc_result holding an upload.file (a getFile answer) is read in one
+    step: the file's bytes are copied out of the plaintext once (Telethon copies them twice:
+    RpcResult.from_reader takes the rest of the message, then File.from_reader its bytes). Anything
+    else, a file whose type or length it does not read exactly as Telethon would included, goes to
+    Telethon's parser. Containers call this reader's tgread_object for each message they hold."""
+
+    def tgread_object(self):
+        stream, at = self.stream, self.position
+        if len(stream) - at >= _FILE_HEAD.size:
+            rpc, req_msg_id, file, kind, mtime, size = _FILE_HEAD.unpack_from(stream, at)
+            if rpc == RpcResult.CONSTRUCTOR_ID and file == _FILE and kind in _FILE_TYPES and size & 0xff == 254:
+                start, length = at + _FILE_HEAD.size, size >> 8
+                if start + length + -length % 4 <= len(stream):       # Telethon reads the padding too
+                    self.position = len(stream)     # (RpcResult.from_reader reads to the end)
+                    file = types.upload.File(_FILE_TYPES[kind](), mtime, stream[start:start + length])
+                    return _FileAnswer(req_msg_id, file, stream, at + 12)
+        return super().tgread_object()
+
+
+class _PoolSender(MTProtoSender):
+    """A pool connection's MTProtoSender: its state decrypts with _State, and a getFile answer read
+    by _Reader is handed over as it is, exactly where Telethon's _handle_rpc_result would have read
+    the same upload.File out of the body again (an upload.File for no request is dropped silently,
+    as Telethon does; a request whose read_result is its own gets Telethon's path)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._state.__class__ = _State    # the same object (its send queue holds it too), our decrypt
+
+    async def _handle_rpc_result(self, message):
+        answer = message.obj
+        if type(answer) is not _FileAnswer:
+            return await super()._handle_rpc_result(message)
+        state = self._pending_state.get(answer.req_msg_id)
+        if state is not None and type(state.request).read_result is not TLRequest.read_result:
+            return await super()._handle_rpc_result(message)
+        self._pending_state.pop(answer.req_msg_id, None)
+        if state is not None and not state.future.cancelled():
+            state.future.set_result(answer.result)    # (_store_own_updates: nothing in an upload.File)
