@@ -246,6 +246,103 @@ def test_a_bad_packet_is_refused_or_ignored_exactly_as_telethon_does(fault):
         assert (mine is None) == (fault in ("too_old", "too_new", "duplicate"))
 
 
+# ---- a big packet's buffer, lent until the next packet is taken ----
+
+def test_a_reader_that_waits_for_each_packet_gets_them_all_through_one_buffer():
+    async def run():
+        frames = mtproto._Frames(_Transport())
+        payloads = [_big((1 << 20) + 64), _big(1 << 20), _big(SCRATCH), _big((1 << 20) + 64), _big(200_000)]
+        for p in payloads:
+            waiting = asyncio.ensure_future(frames.next())
+            await asyncio.sleep(0)                # the reader asks first (Telethon's receive loop)
+            _receive(frames, _packet(p), [70_000])
+            got = await waiting
+            assert sha256(got).digest() == sha256(p).digest()
+        return frames.buffers
+    assert asyncio.run(run()) == 1
+
+
+def test_a_lent_packet_cannot_be_read_once_the_next_is_taken():
+    async def run():
+        frames = mtproto._Frames(_Transport())
+        first, second = _big(), _big()
+        _receive(frames, _packet(first) + _packet(second), [1 << 30])
+        lent = await frames.next()
+        assert bytes(lent) == first
+        assert bytes(await frames.next()) == second
+        with pytest.raises(ValueError):           # released: never a view of reused bytes
+            bytes(lent)
+    asyncio.run(run())
+
+
+def test_a_buffer_something_still_views_is_never_reused():
+    async def run():
+        frames = mtproto._Frames(_Transport())
+        payloads = [_big() for _ in range(4)]
+        _receive(frames, _packet(payloads[0]), [1 << 30])
+        kept = (await frames.next())[1000:3000]   # a view of a slice outlives the lent payload
+        for p in payloads[1:]:
+            _receive(frames, _packet(p), [1 << 30])
+            assert bytes(await frames.next()) == p
+        assert bytes(kept) == payloads[0][1000:3000]
+        assert frames.buffers == 3                # the kept buffer, then two taking turns
+        del kept
+        _receive(frames, _packet(payloads[0]), [1 << 30])
+        assert bytes(await frames.next()) == payloads[0]
+        assert frames.buffers == 3
+    asyncio.run(run())
+
+
+def test_packets_queued_before_the_reader_asks_each_keep_their_own_bytes():
+    async def run():
+        frames = mtproto._Frames(_Transport())
+        payloads = [_big((1 << 20) + 16 * i) for i in range(3)]
+        _receive(frames, b"".join(map(_packet, payloads)), [1 << 30])
+        for p in payloads:
+            assert sha256(await frames.next()).digest() == sha256(p).digest()
+        more = [_big() for _ in range(3)]
+        for p in more:                            # each arrives before the reader asks
+            _receive(frames, _packet(p), [1 << 30])
+            assert sha256(await frames.next()).digest() == sha256(p).digest()
+        return frames.buffers
+    assert asyncio.run(run()) == 3                # three at once; then the spare and the lent one take turns
+
+
+def test_the_connection_reads_its_packets_itself_and_disconnects_after_the_last():
+    """_Intermediate.recv takes packets straight from _Frames over a real socket; those sent before
+    the server closed all arrive, then ConnectionError, and the connection is disconnected."""
+    payloads = [b"p" * 40, _big((1 << 20) + 64), _big(100_000)]
+
+    async def run():
+        got_tag = asyncio.get_running_loop().create_future()
+
+        async def serve(reader, writer):
+            got_tag.set_result(await reader.readexactly(4))
+            writer.write(b"".join(map(_packet, payloads)))
+            await writer.drain()
+            writer.close()
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = mtproto._Intermediate("127.0.0.1", port, 2, loggers=_Loggers())
+        await conn.connect()
+        await conn.send(b"hello")                 # (the tag goes first)
+        received = []
+        for _ in payloads:
+            received.append(sha256(await conn.recv()).digest())
+        with pytest.raises(ConnectionError):
+            await conn.recv()
+        for _ in range(100):
+            if not conn._connected:
+                break
+            await asyncio.sleep(0.01)
+        server.close()
+        return await got_tag, received, conn._connected
+    tag, received, connected = asyncio.run(run())
+    assert tag == b"\xee" * 4
+    assert received == [sha256(p).digest() for p in payloads]
+    assert not connected
+
+
 # ---- a getFile answer parsed once: against Telethon's parser and handler ----
 
 def _answer_packet(key: bytes, session_id: int, msg_id: int, req_msg_id: int, answer: bytes) -> bytes:

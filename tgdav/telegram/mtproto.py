@@ -20,12 +20,13 @@ What is private, and why it is needed:
   (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
   sandbox must not use another cluster's.
-- The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect` / `_recv`,
-  MTProtoSender's `_state` and `_handle_rpc_result`, MTProtoState's `decrypt_message_data`,
-  BinaryReader's `tgread_object`): `_Frames`, `_State`, `_Reader` and `_PoolSender` below.
-  Telethon's path copied every byte of a 1 MiB getFile answer seven times between the socket and
-  the file's bytes (and TcpFull's CRC32 read them once more); now twice: the ciphertext into bytes
-  (cryptg takes nothing else) and the file's bytes out of the plaintext.
+- The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect`, `recv`
+  and `_recv_loop`, MTProtoSender's `_state` and `_handle_rpc_result`, MTProtoState's
+  `decrypt_message_data`, BinaryReader's `tgread_object`): `_Frames`, `_State`, `_Reader` and
+  `_PoolSender` below. Telethon's path copied every byte of a 1 MiB getFile answer seven times
+  between the socket and the file's bytes (and TcpFull's CRC32 read them once more); now twice:
+  the ciphertext into bytes (cryptg takes nothing else) and the file's bytes out of the plaintext,
+  and the socket's bytes land in a buffer reused from one answer to the next.
 
 The pool (pool.py) sees a connection only as a `Sender`: `send(request) -> Call`, `connected`,
 `disconnected()`, `close()`; a `Call` is its answer (`future`) and `cancel()`. (gotd's pool sees a
@@ -42,6 +43,7 @@ import collections
 import contextlib
 import logging
 import struct
+import sys
 import time
 from hashlib import sha256
 from typing import Callable
@@ -411,7 +413,14 @@ class _Intermediate(ConnectionTcpIntermediate):
     """A pool sender's connection: MTProto's intermediate transport (tag 0xeeeeeeee, then each
     packet as a 4-byte length and the payload: what tdesktop and TDLib speak; TcpFull's CRC32 adds
     nothing over TCP to MTProto's own SHA-256 msg_key check), its packets read by _Frames.
-    Telethon's writer and send loop are unchanged."""
+    Telethon's writer and send loop are unchanged.
+
+    recv() (which only the sender's receive loop calls, and the plain sender while it makes an auth
+    key) takes each packet from _Frames itself: Telethon's Connection moved every packet through a
+    task of its own and a queue first. A big packet recv() returns is valid until it is called
+    again (_Frames.next); the sender decrypts it before that, into bytes of its own."""
+
+    _frames: "_Frames | None" = None
 
     async def _connect(self, timeout=None, ssl=None):
         await super()._connect(timeout=timeout, ssl=ssl)
@@ -420,8 +429,18 @@ class _Intermediate(ConnectionTcpIntermediate):
         self._frames = _Frames(transport)
         transport.set_protocol(self._frames)
 
-    async def _recv(self):
-        return await self._frames.next()
+    async def recv(self):
+        if self._frames is None:
+            raise ConnectionError("Not connected")
+        return await self._frames.next()     # the packets that came before the end, then ConnectionError
+
+    async def _recv_loop(self):
+        """Telethon's reading task: now it only disconnects once the connection ended, as Telethon's
+        does after its last packet."""
+        try:
+            await self._frames.ended()
+        finally:
+            await self.disconnect()
 
 
 class _Frames(asyncio.BufferedProtocol):
@@ -433,27 +452,36 @@ class _Frames(asyncio.BufferedProtocol):
     hears of flow control and of the connection's end.
 
     next() gives the payloads in order, InvalidBufferError for a length no packet has (then the
-    connection is closed), and ConnectionError once the connection ended."""
+    connection is closed), and ConnectionError once the connection ended.
+
+    A big payload is lent until the next call of next(): that call releases its memoryview (any
+    later use of it raises ValueError) and keeps its buffer for the next big packet, unless a view
+    of it still lives elsewhere (then it is left to that view, and a new buffer is made): no fresh
+    megabyte to allocate and clear for each answer, and no byte overwritten while anyone can read it."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._streams = transport.get_protocol()
         self._scratch = bytearray(SCRATCH)
         self._have = 0                       # bytes in _scratch
-        self._big: bytearray | None = None   # the packet being received into its own buffer
+        self._big: memoryview | None = None  # the packet being received into its own buffer
         self._filled = 0
+        self._lent: memoryview | None = None     # the big payload next() returned last
+        self._spare: bytearray | None = None     # its buffer, once released
         self._ready: collections.deque = collections.deque()   # payloads, then maybe an error
         self._queued = 0                     # bytes of payloads in _ready
         self._paused = False
         self._ended: BaseException | None = None
         self._waiter: asyncio.Future | None = None
+        self._end_waiter: asyncio.Future | None = None
         self.reads = 0                       # socket reads (tests)
+        self.buffers = 0                     # big-packet buffers made (tests)
 
     # ---- transport side ----
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._big is not None:
-            return memoryview(self._big)[self._filled:]
+            return self._big[self._filled:]
         return memoryview(self._scratch)[self._have:]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -461,7 +489,7 @@ class _Frames(asyncio.BufferedProtocol):
         if self._big is not None:
             self._filled += nbytes
             if self._filled == len(self._big):
-                self._put(memoryview(self._big))
+                self._put(self._big)
                 self._big = None
         else:
             self._have += nbytes
@@ -483,7 +511,7 @@ class _Frames(asyncio.BufferedProtocol):
                 break
             got = self._have - at - 4
             if 4 + length > SCRATCH:
-                self._big = bytearray(length)
+                self._big = self._buffer(length)
                 self._big[:got] = memoryview(self._scratch)[at + 4:self._have]
                 self._filled, at = got, self._have
                 break
@@ -495,6 +523,27 @@ class _Frames(asyncio.BufferedProtocol):
             rest = self._have - at
             self._scratch[:rest] = self._scratch[at:self._have]
             self._have = rest
+
+    def _buffer(self, length: int) -> memoryview:
+        """A view of `length` bytes to receive a big packet into: the spare buffer if it is large
+        enough and nothing refers to it any more (only `buf` here and getrefcount's argument: a
+        memoryview of it, or of a slice of one, holds a reference too), else a new one."""
+        buf, self._spare = self._spare, None
+        if buf is None or len(buf) < length or sys.getrefcount(buf) > 2:
+            buf = bytearray(length)
+            self.buffers += 1
+        return memoryview(buf)[:length]
+
+    def _give_back(self) -> None:
+        """The big payload lent last is done with: release its view, keep its buffer."""
+        lent, self._lent = self._lent, None
+        if lent is not None:
+            buf = lent.obj
+            try:
+                lent.release()
+            except BufferError:     # a C call still holds it: let it keep the buffer
+                return
+            self._spare = buf
 
     def _put(self, item) -> None:
         self._ready.append(item)
@@ -519,6 +568,8 @@ class _Frames(asyncio.BufferedProtocol):
         if self._ended is None:
             self._ended = error
         self._wake()
+        if self._end_waiter is not None and not self._end_waiter.done():
+            self._end_waiter.set_result(None)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done() and (self._ready or self._ended):
@@ -526,8 +577,16 @@ class _Frames(asyncio.BufferedProtocol):
 
     # ---- Telethon's side ----
 
+    async def ended(self) -> None:
+        """Return once the connection ended."""
+        while self._ended is None:
+            self._end_waiter = asyncio.get_running_loop().create_future()
+            await self._end_waiter
+
     async def next(self):
-        """The next payload: bytes, or a memoryview of a big packet's own buffer."""
+        """The next payload: bytes, or a memoryview of a big packet's buffer, lent until the next
+        call (see the class)."""
+        self._give_back()
         while not self._ready:
             if self._ended is not None:
                 raise self._ended
@@ -543,6 +602,8 @@ class _Frames(asyncio.BufferedProtocol):
         if self._paused and self._queued < MAX_QUEUED // 2 and self._ended is None:
             self._paused = False
             self._transport.resume_reading()
+        if type(item) is memoryview:
+            self._lent = item
         return item
 
 
