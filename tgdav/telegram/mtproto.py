@@ -27,6 +27,8 @@ What is private, and why it is needed:
   between the socket and the file's bytes (and TcpFull's CRC32 read them once more); now twice:
   the ciphertext into bytes (cryptg takes nothing else) and the file's bytes out of the plaintext,
   and the socket's bytes land in a buffer reused from one answer to the next.
+- MTProtoSender's acks owed (`_pending_ack`, `_last_acks`): a pool sender sends them in front of
+  its next request (`_PoolSender.send`), not in a packet of their own after it.
 
 The pool (pool.py) sees a connection only as a `Sender`: `send(request) -> Call`, `connected`,
 `disconnected()`, `close()`; a `Call` is its answer (`future`) and `cancel()`. (gotd's pool sees a
@@ -54,6 +56,7 @@ from telethon.crypto import AES, AuthKey, rsa
 from telethon.extensions import BinaryReader
 from telethon.network import ConnectionTcpFull, ConnectionTcpIntermediate, MTProtoSender
 from telethon.network.mtprotostate import MSG_TOO_NEW_DELTA, MSG_TOO_OLD_DELTA, MTProtoState
+from telethon.network.requeststate import RequestState
 from telethon.tl.alltlobjects import LAYER
 from telethon.tl.core import RpcResult, TLMessage
 from telethon.tl.tlobject import TLRequest
@@ -714,6 +717,21 @@ class _PoolSender(MTProtoSender):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._state.__class__ = _State    # the same object (its send queue holds it too), our decrypt
+
+    def send(self, request, ordered=False):
+        """Telethon's send, the acks the connection owes put in front of the request, as MTProto
+        means them to travel ("a client normally acknowledges the receipt of a message from a
+        server by adding an acknowledgment to the next RPC query", core.telegram.org/mtproto/
+        service_messages_about_messages): Telethon's send loop takes them only after the request
+        that woke it has gone, so each request was followed by a packet holding nothing but an ack
+        (encrypted, sent and read by Telegram on its own); now both leave in one container, as
+        Telethon packs whatever it finds queued."""
+        if self._pending_ack and self._user_connected:
+            ack = RequestState(types.MsgsAck(list(self._pending_ack)))
+            self._send_queue.append(ack)
+            self._last_acks.append(ack)        # (Telethon's loop keeps them for a bad salt's resend)
+            self._pending_ack.clear()
+        return super().send(request, ordered)
 
     async def _handle_rpc_result(self, message):
         answer = message.obj
