@@ -22,4 +22,6 @@ def test_the_acks_a_read_owes_ride_with_its_requests(engine, sandbox):
     acks_only = delta(before, after, "packets_acks_only", dc=4)
     assert getfile >= size // MIB
     # an answer that lands between a request's queueing and its sending still gets one of its own
-    assert acks_only <= getfile // 10, (acks_only, getfile)
+    # (4-12 of 111 here, the more the busier the machine; Telethon's send loop: 44 of 111, the
+    # rest of its requests went out several to a container)
+    assert acks_only <= getfile // 4, (acks_only, getfile)
