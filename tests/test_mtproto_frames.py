@@ -497,3 +497,31 @@ def test_a_file_answer_for_a_cancelled_request_is_taken_and_dropped_as_telethon_
         return out
     mine, telethons = asyncio.run(run())
     assert mine == telethons == ([], True)
+
+
+def test_a_packet_is_on_the_socket_when_send_returns():
+    """_Intermediate.send writes to the transport itself (Telethon queued it for a task of its own
+    to write later): the server reads it while the client's loop has not run again."""
+    import socket
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    async def run():
+        conn = mtproto._Intermediate("127.0.0.1", port, 2, loggers=_Loggers())
+        await conn.connect()
+        server, _ = listener.accept()              # (blocking: the connection is already queued)
+        server.settimeout(5)
+        try:
+            payload = b"q" * 4000
+            await conn.send(payload)
+            want, got = b"\xee" * 4 + _packet(payload), b""
+            while len(got) < len(want):            # the loop is blocked here: no task can write
+                got += server.recv(65536)
+            return got == want
+        finally:
+            server.close()
+            await conn.disconnect()
+    try:
+        assert asyncio.run(run())
+    finally:
+        listener.close()

@@ -20,10 +20,10 @@ What is private, and why it is needed:
   (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
   sandbox must not use another cluster's.
-- The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect`, `recv`
-  and `_recv_loop`, MTProtoSender's `_state` and `_handle_rpc_result`, MTProtoState's
-  `decrypt_message_data`, BinaryReader's `tgread_object`): `_Frames`, `_State`, `_Reader` and
-  `_PoolSender` below. Telethon's path copied every byte of a 1 MiB getFile answer seven times
+- The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect`, `recv`,
+  `_recv_loop`, `send` and `_send_loop`, MTProtoSender's `_state` and `_handle_rpc_result`,
+  MTProtoState's `decrypt_message_data`, BinaryReader's `tgread_object`): `_Frames`, `_State`,
+  `_Reader` and `_PoolSender` below. Telethon's path copied every byte of a 1 MiB getFile answer seven times
   between the socket and the file's bytes (and TcpFull's CRC32 read them once more); now twice:
   the ciphertext into bytes (cryptg takes nothing else) and the file's bytes out of the plaintext,
   and the socket's bytes land in a buffer reused from one answer to the next.
@@ -419,9 +419,11 @@ class _Intermediate(ConnectionTcpIntermediate):
     Telethon's writer and send loop are unchanged.
 
     recv() (which only the sender's receive loop calls, and the plain sender while it makes an auth
-    key) takes each packet from _Frames itself: Telethon's Connection moved every packet through a
-    task of its own and a queue first. A big packet recv() returns is valid until it is called
-    again (_Frames.next); the sender decrypts it before that, into bytes of its own."""
+    key) takes each packet from _Frames itself, and send() writes each packet to the transport
+    itself (waiting only while the transport's buffer is full): Telethon's Connection moved every
+    packet through a task of its own and a queue, each way. A big packet recv() returns is valid
+    until it is called again (_Frames.next); the sender decrypts it before that, into bytes of its
+    own."""
 
     _frames: "_Frames | None" = None
 
@@ -444,6 +446,15 @@ class _Intermediate(ConnectionTcpIntermediate):
             await self._frames.ended()
         finally:
             await self.disconnect()
+
+    async def send(self, data):
+        if not self._connected:
+            raise ConnectionError("Not connected")
+        self._send(data)
+        await self._writer.drain()       # (an error reaches the sender's send loop, which disconnects)
+
+    async def _send_loop(self):
+        """Telethon's sending task: nothing to do, send() writes."""
 
 
 class _Frames(asyncio.BufferedProtocol):
