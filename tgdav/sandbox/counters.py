@@ -7,6 +7,8 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
     transport:<name>       connections by the MTProto transport their first bytes chose: full,
                            intermediate, padded-intermediate, abridged
     auth_keys              auth keys created by a DH exchange
+    packets                encrypted packets received from clients (one per container, whatever it holds)
+    packets_acks_only      of those, the ones that held nothing but a msgs_ack
     exports / imports      auth.exportAuthorization on this DC / auth.importAuthorization on this DC
     requests:<Name>        RPCs by TL request class name without "Request", e.g. requests:GetFileRequest
                            is counted as "requests:GetFile"

@@ -20,10 +20,15 @@ What is private, and why it is needed:
   (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
   sandbox must not use another cluster's.
-- The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect` / `_recv`,
-  MTProtoSender's `_state`, MTProtoState's `decrypt_message_data`): `_Frames` and `_State` below.
-  Telethon's path copied every byte of a 1 MiB getFile answer seven times between the socket and
-  the file's bytes (and TcpFull's CRC32 read them once more); now twice.
+- The receive side of a pool sender's connection (ConnectionTcpIntermediate's `_connect`, `recv`,
+  `_recv_loop`, `send` and `_send_loop`, MTProtoSender's `_state` and `_handle_rpc_result`,
+  MTProtoState's `decrypt_message_data`, BinaryReader's `tgread_object`): `_Frames`, `_State`,
+  `_Reader` and `_PoolSender` below. Telethon's path copied every byte of a 1 MiB getFile answer seven times
+  between the socket and the file's bytes (and TcpFull's CRC32 read them once more); now twice:
+  the ciphertext into bytes (cryptg takes nothing else) and the file's bytes out of the plaintext,
+  and the socket's bytes land in a buffer reused from one answer to the next.
+- MTProtoSender's acks owed (`_pending_ack`, `_last_acks`): a pool sender sends them in front of
+  its next request (`_PoolSender.send`), not in a packet of their own after it.
 
 The pool (pool.py) sees a connection only as a `Sender`: `send(request) -> Call`, `connected`,
 `disconnected()`, `close()`; a `Call` is its answer (`future`) and `cancel()`. (gotd's pool sees a
@@ -40,6 +45,7 @@ import collections
 import contextlib
 import logging
 import struct
+import sys
 import time
 from hashlib import sha256
 from typing import Callable
@@ -50,8 +56,10 @@ from telethon.crypto import AES, AuthKey, rsa
 from telethon.extensions import BinaryReader
 from telethon.network import ConnectionTcpFull, ConnectionTcpIntermediate, MTProtoSender
 from telethon.network.mtprotostate import MSG_TOO_NEW_DELTA, MSG_TOO_OLD_DELTA, MTProtoState
+from telethon.network.requeststate import RequestState
 from telethon.tl.alltlobjects import LAYER
-from telethon.tl.core import TLMessage
+from telethon.tl.core import RpcResult, TLMessage
+from telethon.tl.tlobject import TLRequest
 
 from tgdav.errors import ConfigError, RpcErrorRecord
 
@@ -343,9 +351,8 @@ class Sender:
         """A new connection to `client`'s dc_id with auth key `key` (None: a new one, by DH);
         nothing is sent yet: `introduce()` sends its first request."""
         dc = await client._get_dc(dc_id)
-        mtp = MTProtoSender(AuthKey(key) if key else None, loggers=client._log, retries=retries,
-                            delay=0.5, auto_reconnect=False, connect_timeout=connect_timeout)
-        mtp._state.__class__ = _State     # the same object (its send queue holds it too), our decrypt
+        mtp = _PoolSender(AuthKey(key) if key else None, loggers=client._log, retries=retries,
+                          delay=0.5, auto_reconnect=False, connect_timeout=connect_timeout)
         connection = client._connection
         if connection is ConnectionTcpFull and not client._proxy:   # Telethon's default
             connection = _Intermediate
@@ -409,7 +416,16 @@ class _Intermediate(ConnectionTcpIntermediate):
     """A pool sender's connection: MTProto's intermediate transport (tag 0xeeeeeeee, then each
     packet as a 4-byte length and the payload: what tdesktop and TDLib speak; TcpFull's CRC32 adds
     nothing over TCP to MTProto's own SHA-256 msg_key check), its packets read by _Frames.
-    Telethon's writer and send loop are unchanged."""
+    Telethon's writer and send loop are unchanged.
+
+    recv() (which only the sender's receive loop calls, and the plain sender while it makes an auth
+    key) takes each packet from _Frames itself, and send() writes each packet to the transport
+    itself (waiting only while the transport's buffer is full): Telethon's Connection moved every
+    packet through a task of its own and a queue, each way. A big packet recv() returns is valid
+    until it is called again (_Frames.next); the sender decrypts it before that, into bytes of its
+    own."""
+
+    _frames: "_Frames | None" = None
 
     async def _connect(self, timeout=None, ssl=None):
         await super()._connect(timeout=timeout, ssl=ssl)
@@ -418,8 +434,27 @@ class _Intermediate(ConnectionTcpIntermediate):
         self._frames = _Frames(transport)
         transport.set_protocol(self._frames)
 
-    async def _recv(self):
-        return await self._frames.next()
+    async def recv(self):
+        if self._frames is None:
+            raise ConnectionError("Not connected")
+        return await self._frames.next()     # the packets that came before the end, then ConnectionError
+
+    async def _recv_loop(self):
+        """Telethon's reading task: now it only disconnects once the connection ended, as Telethon's
+        does after its last packet."""
+        try:
+            await self._frames.ended()
+        finally:
+            await self.disconnect()
+
+    async def send(self, data):
+        if not self._connected:
+            raise ConnectionError("Not connected")
+        self._send(data)
+        await self._writer.drain()       # (an error reaches the sender's send loop, which disconnects)
+
+    async def _send_loop(self):
+        """Telethon's sending task: nothing to do, send() writes."""
 
 
 class _Frames(asyncio.BufferedProtocol):
@@ -431,27 +466,36 @@ class _Frames(asyncio.BufferedProtocol):
     hears of flow control and of the connection's end.
 
     next() gives the payloads in order, InvalidBufferError for a length no packet has (then the
-    connection is closed), and ConnectionError once the connection ended."""
+    connection is closed), and ConnectionError once the connection ended.
+
+    A big payload is lent until the next call of next(): that call releases its memoryview (any
+    later use of it raises ValueError) and keeps its buffer for the next big packet, unless a view
+    of it still lives elsewhere (then it is left to that view, and a new buffer is made): no fresh
+    megabyte to allocate and clear for each answer, and no byte overwritten while anyone can read it."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._streams = transport.get_protocol()
         self._scratch = bytearray(SCRATCH)
         self._have = 0                       # bytes in _scratch
-        self._big: bytearray | None = None   # the packet being received into its own buffer
+        self._big: memoryview | None = None  # the packet being received into its own buffer
         self._filled = 0
+        self._lent: memoryview | None = None     # the big payload next() returned last
+        self._spare: bytearray | None = None     # its buffer, once released
         self._ready: collections.deque = collections.deque()   # payloads, then maybe an error
         self._queued = 0                     # bytes of payloads in _ready
         self._paused = False
         self._ended: BaseException | None = None
         self._waiter: asyncio.Future | None = None
+        self._end_waiter: asyncio.Future | None = None
         self.reads = 0                       # socket reads (tests)
+        self.buffers = 0                     # big-packet buffers made (tests)
 
     # ---- transport side ----
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._big is not None:
-            return memoryview(self._big)[self._filled:]
+            return self._big[self._filled:]
         return memoryview(self._scratch)[self._have:]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -459,7 +503,7 @@ class _Frames(asyncio.BufferedProtocol):
         if self._big is not None:
             self._filled += nbytes
             if self._filled == len(self._big):
-                self._put(memoryview(self._big))
+                self._put(self._big)
                 self._big = None
         else:
             self._have += nbytes
@@ -481,7 +525,7 @@ class _Frames(asyncio.BufferedProtocol):
                 break
             got = self._have - at - 4
             if 4 + length > SCRATCH:
-                self._big = bytearray(length)
+                self._big = self._buffer(length)
                 self._big[:got] = memoryview(self._scratch)[at + 4:self._have]
                 self._filled, at = got, self._have
                 break
@@ -493,6 +537,27 @@ class _Frames(asyncio.BufferedProtocol):
             rest = self._have - at
             self._scratch[:rest] = self._scratch[at:self._have]
             self._have = rest
+
+    def _buffer(self, length: int) -> memoryview:
+        """A view of `length` bytes to receive a big packet into: the spare buffer if it is large
+        enough and nothing refers to it any more (only `buf` here and getrefcount's argument: a
+        memoryview of it, or of a slice of one, holds a reference too), else a new one."""
+        buf, self._spare = self._spare, None
+        if buf is None or len(buf) < length or sys.getrefcount(buf) > 2:
+            buf = bytearray(length)
+            self.buffers += 1
+        return memoryview(buf)[:length]
+
+    def _give_back(self) -> None:
+        """The big payload lent last is done with: release its view, keep its buffer."""
+        lent, self._lent = self._lent, None
+        if lent is not None:
+            buf = lent.obj
+            try:
+                lent.release()
+            except BufferError:     # a C call still holds it: let it keep the buffer
+                return
+            self._spare = buf
 
     def _put(self, item) -> None:
         self._ready.append(item)
@@ -517,6 +582,8 @@ class _Frames(asyncio.BufferedProtocol):
         if self._ended is None:
             self._ended = error
         self._wake()
+        if self._end_waiter is not None and not self._end_waiter.done():
+            self._end_waiter.set_result(None)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done() and (self._ready or self._ended):
@@ -524,8 +591,16 @@ class _Frames(asyncio.BufferedProtocol):
 
     # ---- Telethon's side ----
 
+    async def ended(self) -> None:
+        """Return once the connection ended."""
+        while self._ended is None:
+            self._end_waiter = asyncio.get_running_loop().create_future()
+            await self._end_waiter
+
     async def next(self):
-        """The next payload: bytes, or a memoryview of a big packet's own buffer."""
+        """The next payload: bytes, or a memoryview of a big packet's buffer, lent until the next
+        call (see the class)."""
+        self._give_back()
         while not self._ready:
             if self._ended is not None:
                 raise self._ended
@@ -541,6 +616,8 @@ class _Frames(asyncio.BufferedProtocol):
         if self._paused and self._queued < MAX_QUEUED // 2 and self._ended is None:
             self._paused = False
             self._transport.resume_reading()
+        if type(item) is memoryview:
+            self._lent = item
         return item
 
 
@@ -564,7 +641,7 @@ class _State(MTProtoState):
         if msg_key != check.digest()[8:24]:
             raise errors.SecurityError("Received msg_key doesn't match with expected one")
 
-        reader = BinaryReader(plain)
+        reader = _Reader(plain)
         reader.read_long()  # remote_salt
         if reader.read_long() != self.id:
             raise errors.SecurityError("Server replied with a wrong session ID (see FAQ for details)")
@@ -595,3 +672,85 @@ class _State(MTProtoState):
         self._highest_remote_id = remote_msg_id
         self._ignore_count = 0
         return TLMessage(remote_msg_id, remote_sequence, obj)
+
+
+# ---- a getFile answer parsed once ----
+
+_FILE = types.upload.File.CONSTRUCTOR_ID
+# storage.FileType: constructors without fields (each one's from_reader reads nothing)
+_FILE_TYPES = {cls.CONSTRUCTOR_ID: cls for cls in vars(types.storage).values()
+               if getattr(cls, "SUBCLASS_OF_ID", None) == types.storage.FileUnknown.SUBCLASS_OF_ID}
+# rpc_result#f35c6d01 req_msg_id:long result:(upload.file#96a18d5 type:storage.FileType mtime:int
+# bytes:bytes), the bytes' long form: 254 and a 3-byte length, then the bytes, padded to 4
+_FILE_HEAD = struct.Struct("<IqIIiI")
+
+
+class _FileAnswer(RpcResult):
+    """rpc_result with an upload.file in it, read by _Reader: `result` is the upload.File Telethon's
+    parser makes of it; `body` (what Telethon's RpcResult keeps: the bytes from the result on) is
+    made only if asked for."""
+
+    def __init__(self, req_msg_id: int, result, stream: bytes, start: int) -> None:
+        self.req_msg_id, self.error, self.result = req_msg_id, None, result
+        self._stream, self._start = stream, start
+
+    @property
+    def body(self) -> bytes:
+        return self._stream[self._start:]
+
+
+class _Reader(BinaryReader):
+    """Telethon's reader, but an rpc_result holding an upload.file (a getFile answer) is read in one
+    step: the file's bytes are copied out of the plaintext once (Telethon copies them twice:
+    RpcResult.from_reader takes the rest of the message, then File.from_reader its bytes). Anything
+    else, a file whose type or length it does not read exactly as Telethon would included, goes to
+    Telethon's parser. Containers call this reader's tgread_object for each message they hold."""
+
+    def tgread_object(self):
+        stream, at = self.stream, self.position
+        if len(stream) - at >= _FILE_HEAD.size:
+            rpc, req_msg_id, file, kind, mtime, size = _FILE_HEAD.unpack_from(stream, at)
+            if rpc == RpcResult.CONSTRUCTOR_ID and file == _FILE and kind in _FILE_TYPES and size & 0xff == 254:
+                start, length = at + _FILE_HEAD.size, size >> 8
+                if start + length + -length % 4 <= len(stream):       # Telethon reads the padding too
+                    self.position = len(stream)     # (RpcResult.from_reader reads to the end)
+                    file = types.upload.File(_FILE_TYPES[kind](), mtime, stream[start:start + length])
+                    return _FileAnswer(req_msg_id, file, stream, at + 12)
+        return super().tgread_object()
+
+
+class _PoolSender(MTProtoSender):
+    """A pool connection's MTProtoSender: its state decrypts with _State, and a getFile answer read
+    by _Reader is handed over as it is, exactly where Telethon's _handle_rpc_result would have read
+    the same upload.File out of the body again (an upload.File for no request is dropped silently,
+    as Telethon does; a request whose read_result is its own gets Telethon's path)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._state.__class__ = _State    # the same object (its send queue holds it too), our decrypt
+
+    def send(self, request, ordered=False):
+        """Telethon's send, the acks the connection owes put in front of the request, as MTProto
+        means them to travel ("a client normally acknowledges the receipt of a message from a
+        server by adding an acknowledgment to the next RPC query", core.telegram.org/mtproto/
+        service_messages_about_messages): Telethon's send loop takes them only after the request
+        that woke it has gone, so each request was followed by a packet holding nothing but an ack
+        (encrypted, sent and read by Telegram on its own); now both leave in one container, as
+        Telethon packs whatever it finds queued."""
+        if self._pending_ack and self._user_connected:
+            ack = RequestState(types.MsgsAck(list(self._pending_ack)))
+            self._send_queue.append(ack)
+            self._last_acks.append(ack)        # (Telethon's loop keeps them for a bad salt's resend)
+            self._pending_ack.clear()
+        return super().send(request, ordered)
+
+    async def _handle_rpc_result(self, message):
+        answer = message.obj
+        if type(answer) is not _FileAnswer:
+            return await super()._handle_rpc_result(message)
+        state = self._pending_state.get(answer.req_msg_id)
+        if state is not None and type(state.request).read_result is not TLRequest.read_result:
+            return await super()._handle_rpc_result(message)
+        self._pending_state.pop(answer.req_msg_id, None)
+        if state is not None and not state.future.cancelled():
+            state.future.set_result(answer.result)    # (_store_own_updates: nothing in an upload.File)

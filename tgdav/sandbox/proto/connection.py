@@ -45,6 +45,8 @@ from .messages import MSG_CONTAINER, rpc_error, rpc_result_head, serialize_resul
 from .session import MsgIds, Salts, Session, Sessions, decrypt
 from .transport import ServerTransport
 
+_MSGS_ACK = struct.pack("<I", MsgsAck.CONSTRUCTOR_ID)
+
 GZIP_PACKED = 0x3072CFA1
 MAX_UNZIPPED = 16 * 1024 * 1024
 MSG_TOO_OLD, MSG_TOO_NEW = 300, 30
@@ -122,6 +124,9 @@ class ServerConnection:
         if record is None or record.dc_id != self.dc_id:
             raise ProtocolError(f"unknown auth key {key_id:016x}", transport_code=-404)
         salt, session_id, msg_id, seq_no, body = decrypt(record.key, packet)
+        self._counters.inc(self.dc_id, "packets")
+        if body[:4] == _MSGS_ACK:
+            self._counters.inc(self.dc_id, "packets_acks_only")
         now = self._clock()
         session = self._sessions.get(key_id, session_id)
         out: list[Outgoing] = []
