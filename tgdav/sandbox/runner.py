@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the RSA key, auth keys and everything clients write here across restarts")
     p.add_argument("--dcs", type=int, default=5, help="number of DCs (default 5)")
     p.add_argument("--password", help="give the user account this 2FA cloud password")
+    p.add_argument("--home-dc", type=int, metavar="N",
+                   help="the user's and the bot's home DC (default 2, as for most real accounts); a "
+                        "login begun elsewhere is sent there with PHONE_MIGRATE / USER_MIGRATE")
     p.add_argument("--writable", metavar="TITLE", action="append", default=[],
                    help="with --seed: the user creates (owns) the channel of this title, so it may post "
                         "there; an empty one is made if no subfolder has that name (repeatable)")
@@ -123,15 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dcs < 2:
         build_parser().error("--dcs must be at least 2 (files on a foreign DC are the point)")
     dc_ids = tuple(range(1, args.dcs + 1))
+    if args.home_dc is not None and args.home_dc not in dc_ids:
+        build_parser().error(f"--home-dc {args.home_dc}: not one of the DCs 1..{args.dcs}")
     if args.seed:
         if not Path(args.seed).is_dir():
             build_parser().error(f"--seed {args.seed}: not a folder")
         world = build_world_from_folder(Path(args.seed), dc_ids=dc_ids, password=args.password,
+                                        home_dc=args.home_dc,
                                         writable=tuple(args.writable), groups=tuple(args.group))
     else:
         if args.writable or args.group:
             build_parser().error("--writable and --group need --seed (the demo world has its writable Uploads)")
-        world = build_demo_world(dc_ids=dc_ids, password=args.password)
+        world = build_demo_world(dc_ids=dc_ids, password=args.password, home_dc=args.home_dc)
     sandbox = Sandbox(world, user_password=args.password, state_dir=args.state, profile=args.profile)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -19,6 +19,8 @@ from tgdav.telegram.mtproto import Client, TelegramClient, errors, point_at_sand
 
 log = logging.getLogger("tgdav.login")
 
+FIRST_DC = 2        # where Telethon begins a new session (its DEFAULT_DC_ID)
+
 
 @dataclass(frozen=True)
 class SandboxInfo:
@@ -75,7 +77,10 @@ def make_client(state_dir: Path, session: str, api_id: int, api_hash: str,
     if session_file.exists():
         os.chmod(session_file, 0o600)
     if sandbox is not None:
-        dc = client.session.dc_id if client.session.dc_id in sandbox.dcs else sandbox.home_dc
+        # a new session starts where Telethon starts one with Telegram (DC 2) and is sent home by
+        # PHONE_MIGRATE / USER_MIGRATE, as an account on any DC is
+        dc = client.session.dc_id if client.session.dc_id in sandbox.dcs else (
+            FIRST_DC if FIRST_DC in sandbox.dcs else sandbox.home_dc)
         host, port = sandbox.dcs[dc]
         client.session.set_dc(dc, host, port)   # keeps the session's key; ports change per run
     return client

@@ -34,6 +34,14 @@ def _account_by_phone(s: State, phone: str) -> Account:
     return account
 
 
+def _at_home(ctx: CallContext, account: Account, error: str) -> None:
+    """Telegram keeps an account on its one home DC: a login started on another DC is told which
+    (303 PHONE_MIGRATE_X for a phone, USER_MIGRATE_X for a bot token; core.telegram.org/api/datacenter),
+    and the client moves there (Telethon: _switch_dc) and asks again."""
+    if ctx.dc_id != account.home_dc:
+        raise RpcError(303, f"{error}_{account.home_dc}")
+
+
 def _code_hash(s: State, account: Account) -> str:
     return _mac(s, "phone-code-hash", account.phone)[:8].hex()
 
@@ -49,6 +57,7 @@ def authorize(s: State, ctx: CallContext, account: Account) -> types.auth.Author
 
 def send_code(s: State, ctx: CallContext, req: functions.auth.SendCodeRequest):
     account = _account_by_phone(s, req.phone_number)
+    _at_home(ctx, account, "PHONE_MIGRATE")
     log.info("login code for +%s: %s", account.phone, s.world.login_code)
     return types.auth.SentCode(type=types.auth.SentCodeTypeApp(length=len(s.world.login_code)),
                                phone_code_hash=_code_hash(s, account))
@@ -56,6 +65,7 @@ def send_code(s: State, ctx: CallContext, req: functions.auth.SendCodeRequest):
 
 def sign_in(s: State, ctx: CallContext, req: functions.auth.SignInRequest):
     account = _account_by_phone(s, req.phone_number)
+    _at_home(ctx, account, "PHONE_MIGRATE")
     if not hmac.compare_digest(req.phone_code_hash or "", _code_hash(s, account)):
         raise RpcError(400, "PHONE_CODE_EXPIRED")
     if not req.phone_code:
@@ -86,6 +96,7 @@ def import_bot_authorization(s: State, ctx: CallContext, req: functions.auth.Imp
     account = s.world.account_by_token(req.bot_auth_token)
     if account is None:
         raise RpcError(400, "ACCESS_TOKEN_INVALID")
+    _at_home(ctx, account, "USER_MIGRATE")
     return authorize(s, ctx, account)
 
 
