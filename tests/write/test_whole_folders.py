@@ -213,10 +213,12 @@ def test_a_folder_copy_or_move_to_another_channel_under_flood_wait_is_whole_or_n
 
 
 def _only_the_copies_left(sandbox, tmp_path, title: str, dst_rel: str) -> None:
-    """In the destination channel: one file tag per file, no journal (the rolled-back copies and
-    the hold are gone)."""
+    """In the destination channel: one file tag per file, the two folders' markers (the source's
+    were made by MKCOL), no journal (the rolled-back copies and the hold are gone)."""
     tags = _tags(sandbox, tmp_path, dst_rel, title)
-    assert len(tags) == N_COPY and all(t.startswith("#tgdav file ") for t in tags), tags[:5]
+    files = [t for t in tags if t.startswith("#tgdav file ")]
+    assert len(files) == N_COPY and sorted(set(tags) - set(files)) == [
+        f"#tgdav dir /{dst_rel}", f"#tgdav dir /{dst_rel}/sub"], tags[:5]
 
 
 # --- a folder COPY or MOVE to another channel: kill -9 half-way ---------------------------------------
@@ -268,7 +270,10 @@ def test_a_folder_copy_onto_an_existing_folder_replaces_it_whole_under_flood_wai
     assert {tuple(s) for s in seen} <= {tuple(_top(old)), tuple(_top(files))}, "a reader saw half a folder"
     for reader in (dst, _fresh(sandbox, "copy-over-fresh", folder) + "dst/"):
         assert _whole_or_none(reader, files) == "whole" and _whole_or_none(reader.replace("dst/", "src/"), files) == "whole"
-    assert len(_tags(sandbox, tmp_path, _rel(folder) + "dst")) == len(files)    # the old folder's messages went
+    tags = _tags(sandbox, tmp_path, _rel(folder) + "dst")       # the old folder's messages went
+    assert sorted(t for t in tags if not t.startswith("#tgdav file ")) == [
+        f"#tgdav dir /{_rel(folder)}dst", f"#tgdav dir /{_rel(folder)}dst/sub"]
+    assert len(tags) == len(files) + 2
 
 
 # --- two folder COPYs (or MOVEs to another channel) without overwrite onto one new name ---------------
@@ -302,3 +307,23 @@ def test_two_folder_writes_without_overwrite_onto_one_new_name_one_wins_one_is_4
         assert _whole_or_none(dest, sources[winner]) == "whole"
         assert _whole_or_none(folder + loser, sources[loser]) == "whole"
         assert _whole_or_none(folder + winner, sources[winner]) == ("whole" if method == "COPY" else "none")
+
+
+# --- a copied folder made by MKCOL stays a folder when emptied, as its source would -----------------
+@pytest.mark.parametrize("method", ["COPY", "MOVE"])
+def test_a_copied_folder_stays_a_folder_when_its_last_file_is_deleted(folder, elsewhere, method):
+    """The write-history checker's seed 604: COPY d3 -> d2 (201), then the one file in d2 deleted,
+    and d2 was gone (404, and a PUT into it 409): the copy had sent the files but not the folder's
+    marker. A folder made by MKCOL keeps its marker in a COPY and in a MOVE to another channel."""
+    _, other_channel = elsewhere
+    src = folder + f"{method}-marked/"
+    assert request("MKCOL", src)[0] == 201
+    assert request("MKCOL", src + "sub/")[0] == 201
+    assert request("PUT", src + "one.bin", b"one")[0] == 201
+    assert request("PUT", src + "sub/two.bin", b"two")[0] == 201
+    dest = (folder if method == "COPY" else other_channel) + f"{method}-marked-copy/"
+    assert request(method, src, headers={"Destination": dest})[0] == 201
+    assert request("DELETE", dest + "one.bin")[0] == 204
+    assert request("DELETE", dest + "sub/two.bin")[0] == 204
+    assert _members(dest) == ["sub/"]
+    assert _members(dest + "sub/") == []

@@ -706,7 +706,8 @@ class Writer:
             plan: list[tuple[tuple[str, ...] | None, list]] = []     # (a file's path, its messages)
             for d in node.walk():       # every caption fits, or nothing is sent
                 where = dest + d.path[len(path):]
-                if not d.files and not d.dirs:          # an empty folder: its marker
+                if d.markers or not d.files and not d.dirs:     # a folder made by MKCOL keeps
+                    # its marker in the copy: emptied later, it stays a folder, as the source would
                     self._must_fit(tree.Tag("dir", where), media=False)
                     plan.append((None, [(None, tree.Tag("dir", where).line())]))
                 for name, entry in d.files.items():
