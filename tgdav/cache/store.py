@@ -13,10 +13,8 @@ memory, and forgetting is always allowed. diskcache is thread-safe (a connection
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
-import mmap
 import os
 import shutil
 import sqlite3
@@ -43,72 +41,16 @@ def _private_dir(path: Path) -> None:
         log.warning("cannot make %s private (0700): not its owner", path)
 
 
-BLOCK = 4096                     # O_DIRECT: buffer address, file offset and length multiples of this
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
-
-
 class WholeWrites(Disk):
     """diskcache's Disk, writing a bytes value to its file in one call. Disk.store hands _write an
     io.BytesIO and _write iterates it, which yields LINES: ~4000 write calls per MiB of file bytes,
     3 s of CPU per GiB cached (as much as decrypting it). The BytesIO shares the value's bytes:
-    getvalue() hands them back as they are, where getbuffer() would copy them first.
-
-    A value of a block or more goes to the disk with O_DIRECT (Linux), from a reused aligned buffer:
-    the kernel does not copy it into page-cache pages of its own (on a VM whose free memory goes
-    back to the host, every fresh page costs a fault: buffered writes of new chunk files cost the
-    writer thread 1.2-2.5 s of CPU per GiB, O_DIRECT ones 0.5-0.7), then asks the kernel to read
-    it back (POSIX_FADV_WILLNEED) so the device, not the CPU, fills the page cache the readers find
-    it in. The file is complete before diskcache adds its row; a filesystem that refuses O_DIRECT
-    (EINVAL) gets buffered writes from then on."""
-
-    direct = bool(_O_DIRECT)
-    _buffers = threading.local()
+    getvalue() hands them back as they are, where getbuffer() would copy them first."""
 
     def _write(self, full_path, iterator, mode, encoding=None):
         if isinstance(iterator, io.BytesIO):
-            data = iterator.getvalue()
-            if self.direct and len(data) >= BLOCK and mode == "xb":
-                try:
-                    return self._write_direct(full_path, data)
-                except OSError as error:
-                    if error.errno != errno.EINVAL:
-                        raise
-                    log.info("cache %s: no O_DIRECT here (%s); writing through the page cache",
-                             self._directory, error)
-                    self.direct = False
-            iterator = (data,)
+            iterator = (iterator.getvalue(),)
         return super()._write(full_path, iterator, mode, encoding)
-
-    def _aligned(self, size: int) -> mmap.mmap:
-        """This thread's buffer of at least `size` bytes, page aligned (an anonymous mapping; kept,
-        so its pages are not fresh ones on the next write)."""
-        buf = getattr(self._buffers, "buf", None)
-        if buf is None or len(buf) < size:
-            buf = self._buffers.buf = mmap.mmap(-1, size)
-        return buf
-
-    def _write_direct(self, full_path: str, data: bytes) -> int:
-        os.makedirs(os.path.dirname(full_path), exist_ok=True)
-        size = len(data)
-        padded = -(-size // BLOCK) * BLOCK
-        buf = self._aligned(padded)
-        buf[:size] = data
-        buf[size:padded] = bytes(padded - size)
-        fd = os.open(full_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_DIRECT, 0o600)
-        try:
-            with memoryview(buf) as view:
-                done = 0
-                while done < padded:
-                    done += os.pwrite(fd, view[done:padded], done)
-            if padded > size:
-                os.ftruncate(fd, size)
-            os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
-        except BaseException:
-            os.close(fd)
-            os.unlink(full_path)     # no row names it yet: nothing half-written stays
-            raise
-        os.close(fd)
-        return size
 
 
 class _HealingCache:
