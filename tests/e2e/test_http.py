@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -9,7 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.e2e.conftest import BIG_NAME, CHANNEL_A, CHANNEL_B, CHANNEL_C, sha256
+from tests.e2e.conftest import (BIG_NAME, CHANNEL_A, CHANNEL_B, CHANNEL_C, FAULTS_NAME, serve_config, sha256,
+                                start_server, stop)
+from tests.helpers import wait_until
 
 DAV = "{DAV:}"
 
@@ -156,6 +160,39 @@ def test_second_full_read_sends_no_new_getfile(e2e):
     assert second.returncode == 0 and sha256(second.stdout) == src_sha
     assert e2e.total("requests:GetFile") == calls
     assert e2e.total("getfile_bytes") == nbytes
+
+
+@pytest.mark.timeout(240)
+def test_a_serve_killed_mid_file_leaves_a_cache_that_serves_exact_bytes(e2e):
+    """kill -9 while a file streams (chunks being written, its index behind them): the next serve on
+    the same state serves the exact bytes, fetching each byte at most once, and then none."""
+    src = e2e.source(CHANNEL_C, FAULTS_NAME).read_bytes()
+    where = e2e.root / "killed"
+    url, proc = start_server(where, e2e.root / "sandbox.json", e2e.sandbox, e2e.root / "killed")
+    file_url = url + urllib.parse.quote(CHANNEL_C) + "/" + urllib.parse.quote(FAULTS_NAME)
+    part = where / "part"
+    try:
+        slow = subprocess.Popen(["curl", "-sS", "-g", "--limit-rate", "2M", "-o", str(part), file_url])
+        wait_until(lambda: part.exists() and part.stat().st_size >= len(src) // 3, 60, "a third read")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        slow.wait(30)
+    finally:
+        stop(proc)
+    got = part.read_bytes()
+    assert len(src) // 3 <= len(got) < len(src) and got == src[:len(got)]
+    _, proc = serve_config(where / "tgdav.toml", int(urllib.parse.urlparse(url).port), e2e.root / "killed")
+    try:
+        before = e2e.total("getfile_bytes")
+        again = curl(file_url)
+        assert again.returncode == 0 and sha256(again.stdout) == sha256(src)
+        fetched = e2e.total("getfile_bytes") - before
+        assert fetched <= len(src), fetched              # each byte fetched at most once
+        third = curl(file_url)
+        assert third.returncode == 0 and sha256(third.stdout) == sha256(src)
+        assert e2e.total("getfile_bytes") - before == fetched   # and then from the cache alone
+    finally:
+        stop(proc)
 
 
 # ---- the pool's connections: MTProto's intermediate transport (no CRC32 to compute) -----------

@@ -390,3 +390,65 @@ def test_a_stream_that_takes_everything_turns_bulk_and_one_at_a_media_pace_stays
     assert bulk and not any(i for _, i in bulk) and max(limit for limit, _ in bulk) > 32 * KIB, bulk
     media = late(run(0.06))        # about 1 MiB/s against a link 3x faster
     assert media and all(i and limit <= 32 * KIB for limit, i in media), media
+
+
+class CountingStore(Store):
+    """A Store that counts how often a file's chunk index is written."""
+    index_writes = 0
+
+    def remember_chunk_index(self, file_key, chunks):
+        self.index_writes += 1
+        super().remember_chunk_index(file_key, chunks)
+
+
+@pytest.mark.timeout(60)
+def test_the_chunk_index_is_written_every_few_chunks_and_when_the_file_goes_idle(tmp_path):
+    """A file read at link speed has its index written every INDEX_EVERY chunks and once after its
+    last chunk, not after every chunk (it was: the writer was always 'caught up'); the index then
+    names every chunk, and a new process reads the file from the cache alone."""
+    from tgdav.cache.reader import INDEX_EVERY
+    store = CountingStore(tmp_path / "cache")
+    fetch = ScriptedFetch(delay=0.005)                             # one part in the air at a time:
+    one = {"max_part": 64 * KIB, "max_ahead": 64 * KIB,           # the writer keeps up with them
+           "interactive_part": 64 * KIB, "interactive_ahead": 64 * KIB}
+    reader = reader_for(fetch, store, **one)                      # every chunk 64 KiB: 129 chunks
+    loc = _loc()
+    try:
+        assert asyncio.run(read_all(reader, loc, 0, SIZE - 1)) == pattern(SEED, 0, SIZE)
+        reader.flush()
+        chunks = store.chunk_index(loc.file_key)
+        assert len(chunks) == -(-SIZE // (64 * KIB)) and sum(n for _, n in chunks) == SIZE
+        assert store.index_writes <= len(chunks) // INDEX_EVERY + 1, store.index_writes
+    finally:
+        reader.close()
+    calls = len(fetch.calls)
+    again = reader_for(fetch, store, **one)                       # a new process
+    try:
+        assert asyncio.run(read_all(again, loc, 0, SIZE - 1)) == pattern(SEED, 0, SIZE)
+    finally:
+        again.close()
+        store.close()
+    assert len(fetch.calls) == calls
+
+
+@pytest.mark.timeout(60)
+def test_an_index_behind_or_ahead_of_the_chunks_costs_a_refetch_never_a_wrong_byte(tmp_path):
+    """What a process killed mid-file leaves: chunks the index does not name (written after its last
+    write) and an index naming chunks never written. A new process serves the exact bytes,
+    fetching only what the index does not lead it to, each byte once."""
+    store = Store(tmp_path / "cache")
+    part = 64 * KIB
+    for offset in range(0, 4 * MIB, part):                        # the first 4 MiB are cached...
+        store.put_chunk(_loc().file_key, offset, part, pattern(SEED, offset, part))
+    store.remember_chunk_index(_loc().file_key,                   # ... the index names 2 MiB of them
+                               [(o, part) for o in range(0, 2 * MIB, part)]        # and 1 MiB never
+                               + [(o, part) for o in range(6 * MIB, 7 * MIB, part)])   # written
+    fetch = ScriptedFetch(delay=0.002)
+    reader = reader_for(fetch, store)
+    try:
+        assert asyncio.run(read_all(reader, _loc(), 0, SIZE - 1)) == pattern(SEED, 0, SIZE)
+    finally:
+        reader.close()
+        store.close()
+    assert fetch.overlaps() == 0
+    assert fetch.fetched_bytes() == SIZE - 2 * MIB     # the 2 MiB the index named came from the cache

@@ -62,6 +62,7 @@ CLASSIFY_EVERY = 4 * MIB                        # and between two later looks
 BULK_WAITING = 0.5                              # waiting on Telegram more than this share: bulk
 CACHE_READ = 4 * MIB                            # bytes of chunks read from the cache in one go
 INDEX_EVERY = 32                                # chunks written between two writes of a file's index
+                                                # (and once more when the file goes idle)
 
 
 @dataclass(eq=False)
@@ -184,6 +185,8 @@ class PartReader:
         finally:
             for flight in list(held):
                 self._let_go(loc, f, flight, held)
+            if not f.flights:         # the file is idle: its index catches up after its last chunk
+                self._index_later(loc.file_key, f)
 
     def _window_end(self, loc: Location, pos: int, stop: int, ahead: int, cap: int) -> int:
         """Where the bytes to have in flight end: pos + ahead rounded up to a grain (the largest
@@ -329,18 +332,34 @@ class PartReader:
         return part.offset, data
 
     def _keep(self, file_key: str, f: _File, offset: int, data: bytes) -> None:
-        """On the writer thread: store a chunk, then its file's index."""
+        """On the writer thread: store a chunk; every INDEX_EVERY chunks, its file's index too (and
+        when the file goes idle: _index). An index behind the chunks only costs a process that
+        starts afresh a refetch of the chunks it does not name; one ahead of them (it names what
+        the loop has fetched, written or not) a lookup that finds nothing, then a refetch: a chunk
+        is read by its exact (offset, length), whole or not at all."""
         try:
             self._store.put_chunk(file_key, offset, len(data), data)
             f.unindexed += 1
-            if f.unindexed >= INDEX_EVERY or len(f.pending) <= 1:   # caught up, or every few chunks
-                f.unindexed = 0
-                lengths = dict(f.lengths)      # a copy: the loop thread keeps adding to it
-                self._store.remember_chunk_index(file_key, sorted(lengths.items()))
+            if f.unindexed >= INDEX_EVERY:
+                self._index(file_key, f)
         finally:
             f.pending.pop(offset, None)
             with self._pending_lock:
                 self._pending_bytes -= len(data)
+
+    def _index_later(self, file_key: str, f: _File) -> None:
+        """Have the writer thread write the file's index after the chunks queued before it."""
+        try:
+            self._writer.submit(self._index, file_key, f)
+        except RuntimeError:          # closed: close() wrote every index
+            pass
+
+    def _index(self, file_key: str, f: _File) -> None:
+        """On the writer thread: remember the file's chunks in the store, if some are not yet."""
+        if f.unindexed:
+            f.unindexed = 0
+            lengths = dict(f.lengths)      # a copy: the loop thread keeps adding to it
+            self._store.remember_chunk_index(file_key, sorted(lengths.items()))
 
     async def _file(self, loc: Location) -> _File:
         key = loc.file_key
@@ -365,6 +384,8 @@ class PartReader:
         self._writer.submit(lambda: None).result()
 
     def close(self) -> None:
+        for key, f in list(self._files.items()):
+            self._index_later(key, f)
         self._writer.shutdown(wait=True)
 
     def stats(self) -> dict:
