@@ -156,8 +156,9 @@ def test_a_folder_delete_under_flood_wait_between_calls_is_whole_or_none_and_a_r
     assert listed <= {"whole", "none"}
     _until_listed(other + "big/", files, "none")     # the watching server learns of it by pushed updates
     time.sleep(FLOOD)                                # the flood's deadline
-    assert request("DELETE", base)[0] in (204, 404)  # a retry: nothing left to see, the rest tidied
-    assert _tags(sandbox, tmp_path, _rel(folder) + "big") == []
+    assert request("DELETE", base)[0] in (204, 404)  # a retry: nothing left to see
+    assert request("PUT", folder + "after-delete.txt", b"next")[0] == 201   # the next write in the
+    assert _tags(sandbox, tmp_path, _rel(folder) + "big") == []             # channel tidies the rest
 
 
 # --- DELETE of a folder of 250 files: kill -9 between the deleteMessages calls ------------------------
