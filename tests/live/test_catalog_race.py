@@ -11,6 +11,7 @@ from telethon import types
 
 from tests.helpers import until
 from tests.live.fakes import DATE, FakeClient, document_message
+from tgdav.telegram import tree
 from tgdav.telegram.catalog import TelegramCatalog
 
 
@@ -180,6 +181,38 @@ def test_a_late_update_of_a_post_never_undoes_its_edit_in_the_same_second():
                               message="#tgdav file /later/a.bin", media=posted.media, edit_date=posted.date)
         await catalog.apply_changes(client.channel.id, [later], [], pts=None, version=12)
         assert await catalog.node(folder, ("later", "a.bin")) is not None
+    asyncio.run(run())
+
+
+def test_a_pts_less_copy_of_a_folder_marker_never_undoes_its_move_in_the_same_second():
+    """MKCOL d3 then MOVE d3 -> d2 in one second (the write-history checker's seed 701: the MOVE
+    answered 201, then PUT d3/x 201, PROPFIND d3 207 and COPY d3 -> d2 with Overwrite: F 201 on the
+    same server, while Telegram held the marker as d2). The MOVE is one edit of the marker (pts 11).
+    Telethon fills a gap it sees with its own getChannelDifference and dispatches the difference's
+    new messages with pts 0: fetched before the edit, the marker as MKCOL posted it lands after the
+    edit's answer. Neither a pts nor the dates (one second) order it: it changes nothing, and the
+    heal such an update starts brings the marker as it is now, with its pts."""
+
+    async def run():
+        client = FakeClient()
+        client.post("keep.bin")
+        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
+        folder = (await catalog.folders())[0]
+        await catalog.entries(folder)
+        made = types.Message(id=50, peer_id=types.PeerChannel(client.channel.id), date=DATE,
+                             message="#tgdav dir /d3")
+        await catalog.apply(folder, [made], {50: 10})           # MKCOL d3's own answer
+        moved = types.Message(id=50, peer_id=made.peer_id, date=DATE, message="#tgdav dir /d2",
+                              edit_date=DATE)                    # MOVE d3 -> d2, the same second
+        await catalog.apply(folder, [moved], {50: 11})
+        await catalog.apply_changes(client.channel.id, [made], [], pts=None, version=None)
+        assert isinstance(await catalog.node(folder, ("d2",)), tree.Dir)
+        assert await catalog.node(folder, ("d3",)) is None
+        # the heal's difference (version: its pts) still applies a later edit from elsewhere
+        later = types.Message(id=50, peer_id=made.peer_id, date=DATE, message="#tgdav dir /d4",
+                              edit_date=DATE)
+        await catalog.apply_changes(client.channel.id, [later], [], pts=None, version=12)
+        assert isinstance(await catalog.node(folder, ("d4",)), tree.Dir)
     asyncio.run(run())
 
 

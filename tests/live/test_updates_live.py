@@ -162,3 +162,45 @@ def test_a_burst_of_posts_is_applied_in_order_without_a_difference(sandbox, side
     assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
     assert sandbox.total("requests:GetChannelDifference") == diffs      # no gap was seen where none was
     assert reader.updates.stats()[sandbox.channel.id]["gaps_healed"] == 0
+
+
+def test_a_pts_less_copy_fetched_before_a_folder_move_never_undoes_it(sandbox, sides):
+    """MKCOL d3 then MOVE d3 -> d2 in one second (the write-history checker's seed 701): the MOVE is
+    one edit of the marker. Telethon fills a gap it sees with its own getChannelDifference and
+    dispatches the new messages with pts 0; one fetched before the edit lands after the edit's own
+    answer. It must not take the folder back to d3: the listing keeps d2 (what Telegram holds), and
+    after the heal such an update starts, still does."""
+    from telethon.tl import types
+    from tgdav.telegram import tree
+    from tests.live.conftest import POSTER
+    from tgdav.telegram.writer import Writer
+
+    reader = sides(phone=POSTER)       # tgdav as the account that may post in the channel
+    plain = sides(tgdav=False)         # a plain Telethon client: what Telegram holds
+    reader.names()
+    folder = reader.folder()
+    assert folder.writable
+    home = reader.client.session.dc_id
+    writer = Writer(reader.client, lambda request: reader.pool.invoke(home, request), reader.catalog)
+
+    def node(*path):
+        return reader.call(reader.catalog.node(folder, path))
+
+    for attempt in range(10):          # the post and its edit must share a second (dates cannot order them)
+        src, dst = f"d{attempt}", f"moved{attempt}"
+        reader.call(writer.mkdir(folder, (src,)))
+        marker = node(src).markers[0]
+        fetched = reader.call(reader.client.get_messages(reader.peer, ids=marker))   # the gap fill's copy
+        reader.call(writer.move(folder, (src,), (dst,)))
+        held = plain.call(plain.client.get_messages(plain.peer, ids=marker))      # what Telegram holds
+        assert held.message == f"#tgdav dir /{dst}"
+        if int(held.edit_date.timestamp()) == int(held.date.timestamp()):
+            break
+    else:
+        raise AssertionError("no post and edit in one second in 10 tries")
+    assert fetched.message == f"#tgdav dir /{src}"
+    reader.call(reader.updates.apply(types.UpdateNewChannelMessage(fetched, pts=0, pts_count=0)))
+    assert isinstance(node(dst), tree.Dir) and node(src) is None
+    reader.settle()                    # the heal that pts-less update started
+    assert isinstance(node(dst), tree.Dir) and node(src) is None
+    assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts

@@ -98,12 +98,15 @@ def _stale(message, channel: "_Channel", version: int | None = None) -> bool:
     (an update or a difference fetched before this process's own later change landed first). Versions
     are ordered by the pts of the update that brought them (`version`) when both are known (dates
     are whole seconds, and a post and its edit, an upload then its MOVE, often share one), and by
-    date (a whole read may have brought a newer version than the pts held says)."""
+    date (a whole read may have brought a newer version than the pts held says). A message without
+    a pts (Telethon's own gap fill dispatches a difference's new messages with pts 0, maybe fetched
+    before this process's edit) cannot be ordered against a version whose pts is held: it is left
+    to the heal such an update starts (updates.py), which brings the message with one."""
     mid = getattr(message, "id", 0)
     if mid in channel.gone:
         return True
     held = channel.versions.get(mid)
-    if version is not None and held is not None and version < held:
+    if held is not None and (version is None or version < held):
         return True
     known = channel.records.get(mid)
     edited = getattr(message, "edit_date", None) or getattr(message, "date", None)
