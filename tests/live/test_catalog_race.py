@@ -31,6 +31,14 @@ class NoStore:
         pass
 
 
+async def _listed(client) -> tuple[TelegramCatalog, object]:
+    """A catalog of `client`'s one channel, its listing read once: (catalog, folder)."""
+    catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
+    folder = (await catalog.folders())[0]
+    await catalog.entries(folder)
+    return catalog, folder
+
+
 async def _settle(catalog) -> None:
     while catalog._refreshing:
         await asyncio.gather(*catalog._refreshing.values())
@@ -164,9 +172,7 @@ def test_a_late_update_of_a_post_never_undoes_its_edit_in_the_same_second():
     async def run():
         client = FakeClient()
         posted = client.post("a.bin")
-        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
-        folder = (await catalog.folders())[0]
-        await catalog.entries(folder)
+        catalog, folder = await _listed(client)
         moved = types.Message(id=posted.id, peer_id=posted.peer_id, date=posted.date,
                               message="#tgdav file /moved/a.bin", media=posted.media,
                               edit_date=posted.date)           # the same second
@@ -196,9 +202,7 @@ def test_a_pts_less_copy_of_a_folder_marker_never_undoes_its_move_in_the_same_se
     async def run():
         client = FakeClient()
         client.post("keep.bin")
-        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
-        folder = (await catalog.folders())[0]
-        await catalog.entries(folder)
+        catalog, folder = await _listed(client)
         made = types.Message(id=50, peer_id=types.PeerChannel(client.channel.id), date=DATE,
                              message="#tgdav dir /d3")
         await catalog.apply(folder, [made], {50: 10})           # MKCOL d3's own answer
@@ -225,9 +229,7 @@ def test_a_late_update_never_undoes_a_newer_version_a_whole_read_brought():
     async def run():
         client = FakeClient()
         posted = client.post("a.bin")
-        catalog = TelegramCatalog(client, NoStore(), refresh_seconds=60, clock=Clock())
-        folder = (await catalog.folders())[0]
-        await catalog.entries(folder)
+        catalog, folder = await _listed(client)
 
         def edited(path: str, minute: int) -> types.Message:
             return types.Message(id=posted.id, peer_id=posted.peer_id, date=posted.date,

@@ -258,25 +258,30 @@ def test_two_writes_without_overwrite_onto_one_new_name_one_wins_one_is_412(fold
         for name, data in sources.items():
             assert request("PUT", folder + name, data)[0] == 201
         dest = f"d{round_}.bin"
-        statuses: dict[str, int] = {}
-        go = threading.Barrier(len(sources))
-
-        def send(name: str) -> None:
-            go.wait()
-            statuses[name] = request(method, folder + name,
-                                     headers={"Destination": folder + dest, "Overwrite": "F"})[0]
-        threads = [threading.Thread(target=send, args=(name,)) for name in sources]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(statuses.values()) == [201, 412], statuses
-        winner = next(name for name, status in statuses.items() if status == 201)
-        loser = next(name for name, status in statuses.items() if status == 412)
+        winner, loser = race_without_overwrite(method, folder, list(sources), folder + dest)
         status, _, body = request("GET", folder + dest)
         assert status == 200 and sha256(body) == sha256(sources[winner])
         status, _, body = request("GET", folder + loser)
         assert status == 200 and sha256(body) == sha256(sources[loser])
+
+
+def race_without_overwrite(method: str, folder: str, names: list[str], dest: str) -> tuple[str, str]:
+    """Two clients send `method` of folder+name (one name each) onto the URL `dest` with Overwrite:
+    F at the same moment: exactly one is 201, the other 412. Returns (the winner's name, the loser's)."""
+    statuses: dict[str, int] = {}
+    go = threading.Barrier(len(names))
+
+    def send(name: str) -> None:
+        go.wait()
+        statuses[name] = request(method, folder + name, headers={"Destination": dest, "Overwrite": "F"})[0]
+    threads = [threading.Thread(target=send, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses.values()) == [201, 412], statuses
+    return (next(name for name, status in statuses.items() if status == 201),
+            next(name for name, status in statuses.items() if status == 412))
 
 
 # --- caption limits: checked before the first edit, before the first byte ------------------------------

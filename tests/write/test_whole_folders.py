@@ -20,7 +20,8 @@ import pytest
 from tests.helpers import wait_until
 from tests.write.conftest import WRITABLE, hrefs, http as request, random_bytes, serve, sha256
 from tests.write.test_atomic import Looker
-from tests.write.test_whole import _clear, _flood, _fresh, _rel, _tags, _until_not_503
+from tests.write.test_whole import (_clear, _flood, _fresh, _rel, _tags, _until_not_503,
+                                    race_without_overwrite)
 
 N_DELETE = 250      # files: with the folders' markers, three deleteMessages calls
 N_COPY = 120        # files: more than one deleteMessages call for a moved source, too
@@ -291,20 +292,7 @@ def test_two_folder_writes_without_overwrite_onto_one_new_name_one_wins_one_is_4
         sources = {f"{method}-s{round_}-{i}/": _fill(folder + f"{method}-s{round_}-{i}/", 3, 9000 + 10 * round_ + i)
                    for i in range(2)}
         dest = target + f"{method}-d{round_}/"
-        statuses: dict[str, int] = {}
-        go = threading.Barrier(len(sources))
-
-        def send(name: str) -> None:
-            go.wait()
-            statuses[name] = request(method, folder + name, headers={"Destination": dest, "Overwrite": "F"})[0]
-        threads = [threading.Thread(target=send, args=(name,)) for name in sources]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(statuses.values()) == [201, 412], statuses
-        winner = next(name for name, status in statuses.items() if status == 201)
-        loser = next(name for name, status in statuses.items() if status == 412)
+        winner, loser = race_without_overwrite(method, folder, list(sources), dest)
         assert _whole_or_none(dest, sources[winner]) == "whole"
         assert _whole_or_none(folder + loser, sources[loser]) == "whole"
         assert _whole_or_none(folder + winner, sources[winner]) == ("whole" if method == "COPY" else "none")
