@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -356,6 +357,37 @@ def test_locks_of_one_missing_file_at_once_grant_one_and_make_one_file(folder, s
         t.join(120)
     assert sorted(statuses) == [201] + [423] * 5, statuses
     assert sandbox.total("messages_sent") == sent + 1
+
+
+def test_a_put_begun_while_a_lock_makes_the_file_never_leaves_a_refused_lock_s_empty_file(folder, sandbox):
+    """A LOCK of a missing file makes it empty first (RFC 4918 9.10.4), then WsgiDAV looks for
+    conflicts, including PUTs under way. A PUT of that file begun while the LOCK's empty file was
+    being posted (a slow link) made the LOCK's look fail: 423, yet its empty file stayed, and
+    readers saw an empty file no request had made (the write-history checker, seeds 1 and 844).
+    Now a PUT waits for a LOCK under way in its channel: one of the two wins, and a refused LOCK
+    posted nothing."""
+    sandbox.post("/link", {"latency_ms": 400})       # the LOCK's post of the empty file takes 0.4 s+
+    try:
+        for round_ in range(3):
+            name = f"lock-then-put-{round_}.txt"
+            data = random_bytes(3000 + round_, 880 + round_)
+            sent = sandbox.total("messages_sent")
+            statuses: dict[str, int] = {}
+            lock = threading.Thread(target=lambda: statuses.__setitem__(
+                "LOCK", request("LOCK", folder + name, LOCK_BODY % b"locker")[0]))
+            lock.start()
+            wait_until(lambda: sandbox.total("messages_sent") > sent or not lock.is_alive(), 10,
+                       interval=0.005)                 # the LOCK is posting its empty file
+            statuses["PUT"] = request("PUT", folder + name, data)[0]
+            lock.join(30)
+            status, _, body = request("GET", folder + name)
+            if statuses["LOCK"] == 423:                # the PUT won: nothing of the LOCK's is left
+                assert statuses["PUT"] == 201 and sha256(body) == sha256(data), (statuses, body[:20])
+                assert sandbox.total("messages_sent") == sent + 1
+            else:                                      # the LOCK won: the PUT, without its token, is 423
+                assert (statuses["LOCK"], statuses["PUT"]) == (201, 423) and body == b"", statuses
+    finally:
+        sandbox.post("/link", {"latency_ms": 0})
 
 
 def test_a_lock_refused_during_a_put_of_a_new_file_makes_nothing(folder, sandbox):

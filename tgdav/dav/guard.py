@@ -21,7 +21,8 @@ nothing (DESIGN.md, promises 2, 3 and 5), so WriteGuard, just in front of WsgiDA
   since) still holds;
 - a LOCK of an unmapped URL makes an empty file (RFC 4918 9.10.4) before WsgiDAV looks for
   conflicting locks: the locks on it, its ancestors and its folder, and PUTs of it under way, are
-  checked first, so a LOCK answered 423 makes nothing.
+  checked first, and a PUT begun meanwhile waits for the LOCK (WsgiDAV would refuse the LOCK for it
+  after making the file), so a LOCK answered 423 makes nothing.
 
 A check and the change it allows are one step for the locks of this process: in one channel a
 LOCK runs alone, while DELETE, MOVE and COPY (which change whole trees) run beside each other but
@@ -63,11 +64,14 @@ class WriteGuard:
         self.app, self.catalog, self.check, self.locks = app, catalog, check, locks
         self._orders: dict[str, ReadWriteLock] = {}
         self._orders_lock = threading.Lock()
+        self._putting: dict[str, int] = {}      # PUTs under way, by _folded URL
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "")
         if method not in CHANGES:
             return self.app(environ, start_response)
+        if method == "PUT" and self.locks is not None:
+            return self._put(environ, start_response)
         if method not in ORDERED or self.locks is None:
             self.inspect(environ, method)
             return self.app(environ, start_response)
@@ -79,6 +83,28 @@ class WriteGuard:
             finally:
                 if hasattr(body, "close"):
                     body.close()
+
+    def _put(self, environ: dict, start_response: StartResponse) -> list[bytes]:
+        """A PUT starts after a LOCK under way in its channel (a LOCK of a missing file posts its
+        empty file before WsgiDAV looks for PUTs under way, and would be refused with the file
+        made) and is known to the LOCKs after it (`_putting`) until it ends, body and all."""
+        key = _folded(quote("/" + "/".join(request_names(environ))))
+        with self._ordered(environ, "PUT"):
+            self.inspect(environ, "PUT")
+            with self._orders_lock:
+                self._putting[key] = self._putting.get(key, 0) + 1
+        try:
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+        finally:
+            with self._orders_lock:
+                self._putting[key] -= 1
+                if not self._putting[key]:
+                    del self._putting[key]
 
     @contextlib.contextmanager
     def _ordered(self, environ: dict, method: str):
@@ -140,7 +166,9 @@ class WriteGuard:
         before WsgiDAV makes the empty file (its own refusal comes after it made it)."""
         own = _folded(quote("/" + "/".join(names)))
         writing = list(getattr(self.locks, "_active_writes", None) or ())   # WsgiDAV's write_transaction marks
-        if any(_folded(url) == own for url in writing):
+        with self._orders_lock:
+            putting = own in self._putting
+        if putting or any(_folded(url) == own for url in writing):
             raise DAVError(HTTP_LOCKED, "a PUT of this file is under way")
 
     def _node(self, names: list[str]):
