@@ -179,8 +179,8 @@ def test_a_serve_killed_mid_file_leaves_a_cache_that_serves_exact_bytes(e2e):
         slow.wait(30)
     finally:
         stop(proc)
-    got = part.read_bytes()
-    assert len(src) // 3 <= len(got) < len(src) and got == src[:len(got)]
+    got = part.read_bytes()         # (the socket's buffers may already hold the rest when tgdav dies)
+    assert len(src) // 3 <= len(got) <= len(src) and got == src[:len(got)]
     _, proc = serve_config(where / "tgdav.toml", int(urllib.parse.urlparse(url).port), e2e.root / "killed")
     try:
         before = e2e.total("getfile_bytes")
