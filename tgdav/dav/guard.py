@@ -77,12 +77,16 @@ class WriteGuard:
             return self.app(environ, start_response)
         with self._ordered(environ, method):   # WsgiDAV does these methods' work before their body
             self.inspect(environ, method)
-            body = self.app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                if hasattr(body, "close"):
-                    body.close()
+            return self._answered(environ, start_response)
+
+    def _answered(self, environ: dict, start_response: StartResponse) -> list[bytes]:
+        """WsgiDAV's whole answer to the request (its work done), its body closed."""
+        body = self.app(environ, start_response)
+        try:
+            return list(body)
+        finally:
+            if hasattr(body, "close"):
+                body.close()
 
     def _put(self, environ: dict, start_response: StartResponse) -> list[bytes]:
         """A PUT starts after a LOCK under way in its channel (a LOCK of a missing file posts its
@@ -94,12 +98,7 @@ class WriteGuard:
             with self._orders_lock:
                 self._putting[key] = self._putting.get(key, 0) + 1
         try:
-            body = self.app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                if hasattr(body, "close"):
-                    body.close()
+            return self._answered(environ, start_response)
         finally:
             with self._orders_lock:
                 self._putting[key] -= 1
