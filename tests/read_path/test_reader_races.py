@@ -392,6 +392,37 @@ def test_a_stream_that_takes_everything_turns_bulk_and_one_at_a_media_pace_stays
     assert media and all(i and limit <= 32 * KIB for limit, i in media), media
 
 
+@pytest.mark.timeout(30)
+def test_read_ahead_that_lands_before_the_stream_reaches_it_is_served_from_memory_not_read_back(store):
+    """The window's later parts land (and are written to the cache) while the stream still waits on
+    its first: the stream takes their bytes from the flights it holds, never from the cache (a
+    first read from Telegram read most of its bytes back from disk, a worker thread's trip each)."""
+    part = 64 * KIB
+    trips = []
+
+    class LastFirst(ScriptedFetch):
+        async def __call__(self, loc, offset, limit, **kw):
+            if offset == part:          # the window's first part answers after all the others
+                await until(lambda: self.done == 8, timeout=10)     # (the first part and 7 more)
+                await asyncio.to_thread(reader.flush)              # ... all in the cache
+            return await super().__call__(loc, offset, limit, **kw)
+
+    class Counting(PartReader):
+        def _chunks(self, file_key, wanted):
+            trips.append(wanted)
+            return super()._chunks(file_key, wanted)
+
+    fetch = LastFirst(delay=0.01)
+    reader = Counting(fetch, store, first_part=part, max_ahead=part, interactive_part=part,
+                      interactive_ahead=8 * part)
+    loc = _loc()
+    assert asyncio.run(read_all(reader, loc, 0, 9 * part - 1)) == pattern(SEED, 0, 9 * part)
+    reader.close()
+    assert fetch.done == 9 and fetch.overlaps() == 0
+    assert trips == []
+    assert len(store.chunk_index(loc.file_key)) == 9     # every part was cached all the same
+
+
 class CountingStore(Store):
     """A Store that counts how often a file's chunk index is written."""
     index_writes = 0

@@ -6,7 +6,8 @@ What a file holds is tracked as byte ranges, not as parts on a grid:
   outlives the process); a chunk the cache evicted is noticed when read and fetched again;
 - pending: chunks fetched but not yet written to the cache (a writer thread writes them off the
   path to the client; until then they are served from memory);
-- flights: requests in the air, each a byte range with the streams waiting on it.
+- flights: requests in the air, each a byte range with the streams waiting on it (a stream keeps a
+  landed flight's bytes until it has read past them).
 A stream asks only for what none of these cover (Ranges.find_missing), planned into valid getFile
 parts by plan.plan_missing, and waits on a flight that covers its bytes instead of asking again: each
 byte is fetched once. A flight is cancelled when its last stream goes away (a seek, a closed
@@ -269,6 +270,10 @@ class PartReader:
                 self._let_go(loc, f, flight, held)
                 return None
             return _slice(data, offset, pos, stop)
+        landed = _landed_at(held, pos)
+        if landed is not None:          # read-ahead of this stream that arrived before it got there
+            offset, data = landed
+            return _slice(data, offset, pos, stop)
         chunk = f.chunk_at(pos)
         if chunk is not None:
             offset, length = chunk
@@ -413,6 +418,19 @@ class _Pace:
             self.interactive = elapsed > 0 and self.waited < BULK_WAITING * elapsed
             self.since, self.waited = now, 0.0
             self.next_look = self.taken + CLASSIFY_EVERY
+
+
+def _landed_at(held: set[_Flight], pos: int) -> tuple[int, bytes] | None:
+    """(offset, bytes) of a flight the stream holds that covers pos and has its bytes: the stream
+    keeps its read-ahead's bytes until it has read past them, so they are served from memory,
+    not written to the cache and read back from it (which cost a worker thread's read per chunk
+    of every first read)."""
+    for flight in held:
+        task = flight.task
+        if (flight.range.start <= pos < flight.range.end and task.done() and not task.cancelled()
+                and task.exception() is None):
+            return task.result()
+    return None
 
 
 def _slice(data: bytes, offset: int, pos: int, stop: int) -> bytes:
