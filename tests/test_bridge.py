@@ -198,6 +198,46 @@ def test_backpressure_bounds_the_buffer(bridge):
     s.close()
 
 
+def test_a_consumer_ahead_of_its_producer_does_not_wake_the_loop_per_item(bridge, monkeypatch):
+    """An HTTP client reading faster than Telegram sends: the consumer takes each item as it comes,
+    so the producer never waits for room and the consumer never wakes the loop to say there is
+    some (it did for every item it took from a full buffer: a self-pipe write and a turn of the
+    loop per piece served)."""
+    wakes = []
+    real = bridge.loop.call_soon_threadsafe
+
+    def counting(callback, *args, **kwargs):
+        wakes.append(callback)
+        return real(callback, *args, **kwargs)
+
+    monkeypatch.setattr(bridge.loop, "call_soon_threadsafe", counting)
+
+    async def upstream(n):
+        for i in range(n):
+            await asyncio.sleep(0.005)        # Telegram is slower than the client
+            yield i
+
+    with bridge.stream(upstream(40), max_buffered=1) as s:
+        room = s._space.set
+        assert list(s) == list(range(40))
+        assert sum(1 for w in wakes if w == room) < 20, len(wakes)
+
+
+def test_a_producer_ahead_of_its_consumer_is_woken_for_each_item(bridge):
+    """The other way round, the producer waits for room each time and gets it: every item arrives."""
+    produced = []
+    s = bridge.stream(numbers(50, produced=produced), max_buffered=1)
+    got = []
+    for _ in range(50):
+        bridge.call(asyncio.sleep(0.001))     # the producer fills the buffer and waits
+        assert len(produced) - len(got) <= 1 + 1
+        got.append(s.next())
+    assert got == list(range(50))
+    with pytest.raises(StopIteration):
+        s.next()
+    s.close()
+
+
 def test_plain_async_iterator_is_accepted(bridge):
     class Countdown:
         def __init__(self):

@@ -427,3 +427,38 @@ def test_a_dc_that_cuts_each_new_connection_before_use_still_ends_in_connections
         await pool.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_requests_on_a_sender_share_one_wait_for_its_end_and_see_it_when_it_comes():
+    """Every part fetched waited on a future of its own for its sender's end (a new shield, made
+    and cancelled per request): now one per sender, which each request still sees the moment the
+    connection ends (the ones it carried fail over to a new sender)."""
+    async def scenario():
+        made = []
+
+        class Counting(FakeSender):
+            def disconnected(self):
+                made.append(self.number)
+                return super().disconnected()
+
+        senders = []
+
+        async def opener(dc):
+            senders.append(Counting(len(senders) + 1))
+            return senders[-1]
+
+        pool = _pool(opener)
+        for i in range(20):
+            await pool.invoke(SimpleNamespace(name=f"part{i}"), urgent=True)
+        assert made == [1]                    # once for sender 1, not once per request
+        senders[0].hold = senders[0].on_wire = True
+        waiting = asyncio.ensure_future(pool.invoke(SimpleNamespace(name="held"), urgent=True))
+        while not senders[0].pending:
+            await asyncio.sleep(0)
+        senders[0].cut()                      # the connection ends under the held request
+        await asyncio.wait_for(waiting, 5)    # answered on a new sender
+        assert len(senders) == 2 and [r.name for r in senders[1].sent] == ["held"]
+        await pool.close()
+
+    asyncio.run(scenario())

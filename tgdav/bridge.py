@@ -131,6 +131,11 @@ class SyncStream(Generic[T]):
     """The sync end of Bridge.stream(): iterate, or call next(timeout); close() cancels the producer.
 
     Items come out in order; the producer's exception re-raises here after the items before it.
+
+    The consumer wakes the loop (call_soon_threadsafe: a write to its self-pipe, one more turn of
+    the loop) only when the producer is waiting for room, not for every item it takes from a full
+    buffer: a consumer faster than its producer (an HTTP client reading what comes from Telegram)
+    costs the loop no wakeup per item.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, loop_thread: threading.Thread,
@@ -145,6 +150,7 @@ class SyncStream(Generic[T]):
         self._closed = False
         self._finished = threading.Event()
         self._space = asyncio.Event()      # loop side: set when the consumer made room
+        self._wants_space = False          # the producer waits on _space (under _cond)
         self._task: asyncio.Task[None] | None = None
         loop.call_soon_threadsafe(self._start)
 
@@ -166,6 +172,7 @@ class SyncStream(Generic[T]):
                             self._cond.notify_all()
                             break
                         self._space.clear()
+                        self._wants_space = True
                     await self._space.wait()
         finally:
             aclose = getattr(self._agen, "aclose", None)
@@ -207,13 +214,13 @@ class SyncStream(Generic[T]):
             if not self._cond.wait_for(lambda: self._items or self._done or self._closed, timeout):
                 raise TimeoutError(f"no item within {timeout} s")
             if self._items:
-                was_full = len(self._items) == self._max
                 item = self._items.popleft()
+                wake, self._wants_space = self._wants_space, False
             elif self._error is not None and not self._closed:
                 raise self._error              # every time: a failed stream never looks complete
             else:
                 raise StopIteration
-        if was_full:
+        if wake:
             self._on_loop(self._space.set)
         return item
 

@@ -59,6 +59,7 @@ Lock order: only DcPool._cond (an asyncio.Condition, one per DC) exists; nothing
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -104,10 +105,20 @@ class Sender:
     last_answer: float = 0.0    # when it last delivered an answer (progress)
     queued_bytes: int = 0       # bytes asked of it and not yet arrived (its queue on the wire)
     generation: int = 0         # the DC's authorisation generation it was opened under
+    _gone: asyncio.Future | None = field(default=None, repr=False)
 
     @property
     def load(self) -> int:
         return self.in_flight + self.draining
+
+    def gone(self) -> asyncio.Future:
+        """Done when its connection ends: one conn.disconnected() for every request it carries
+        (each request waited on a new one, made and cancelled again), cancelled when it is
+        closed (_disconnect)."""
+        if self._gone is None:
+            self._gone = self.conn.disconnected()
+            self._gone.add_done_callback(_retrieve)
+        return self._gone
 
 
 class DcPool:
@@ -212,7 +223,7 @@ class DcPool:
         call = conn.send(request)
         answer = call.future
         sent_at = self._clock()
-        dead = conn.disconnected()
+        dead = sender.gone()
         size = getattr(request, "limit", 0)
         sender.queued_bytes += size
         answer.add_done_callback(lambda _f: setattr(sender, "queued_bytes", sender.queued_bytes - size))
@@ -228,9 +239,8 @@ class DcPool:
                         self.speed = min(self.speed or float("inf"), sender.queued_bytes / silent)
                     self._abandon(sender, call)
                     raise asyncio.TimeoutError()
-                done, _ = await asyncio.wait({answer, dead}, timeout=left,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if dead in done and not answer.done():
+                await _first(answer, dead, left)
+                if dead.done() and not answer.done():
                     # Telethon fails (or cancels) what it sent before it says the connection ended:
                     # an answer still open then is a request that never left the sender
                     raise NotSent(f"DC {self.dc_id}: sender {sender.number} lost its connection "
@@ -238,8 +248,6 @@ class DcPool:
         except asyncio.CancelledError:
             self._abandon(sender, call)
             raise
-        finally:
-            dead.cancel()
         if answer.cancelled():    # Telethon cancels what is pending when the sender disconnects
             raise SenderLost(f"DC {self.dc_id}: sender {sender.number} was closed")
         now = self._clock()
@@ -523,6 +531,34 @@ async def _disconnect(sender: Sender) -> None:
         await sender.conn.close()
     except Exception:   # a dead connection may fail to close; it is gone either way
         log.debug("DC sender %d: error while disconnecting", sender.number, exc_info=True)
+    if sender._gone is not None:
+        sender._gone.cancel()
+
+
+async def _first(answer: asyncio.Future, gone: asyncio.Future, timeout: float) -> None:
+    """Return when `answer` or `gone` is done, or after `timeout` seconds: asyncio.wait's
+    FIRST_COMPLETED without its sets and task wrapping (this runs for every part fetched)."""
+    wake = asyncio.get_running_loop().create_future()
+    ring = functools.partial(_ring, wake)
+    answer.add_done_callback(ring)
+    gone.add_done_callback(ring)
+    timer = asyncio.get_running_loop().call_later(timeout, _ring, wake, None)
+    try:
+        await wake
+    finally:
+        timer.cancel()
+        answer.remove_done_callback(ring)
+        gone.remove_done_callback(ring)
+
+
+def _ring(wake: asyncio.Future, _done) -> None:
+    if not wake.done():
+        wake.set_result(None)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()            # how the connection ended is the pool's to read, not asyncio's
 
 
 class Pool:
