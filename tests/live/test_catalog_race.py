@@ -243,3 +243,28 @@ def test_a_late_update_never_undoes_a_newer_version_a_whole_read_brought():
         assert await catalog.node(folder, ("five", "a.bin")) is not None
         assert await catalog.node(folder, ("three", "a.bin")) is None
     asyncio.run(run())
+
+
+def test_a_late_update_of_a_post_never_undoes_an_edit_a_whole_read_brought_in_the_same_second():
+    """A folder COPY to another channel commits by one edit of its hold (`#tgdav hold /dest` ->
+    `#tgdav delete /dest`). A server whose whole read (getHistory: no pts) brought the edit, then
+    got the hold's own pushed update late (with its pts, the same second), took the folder back to
+    hidden: a fresh reader listed the copy whole, then not at all (clean-clone CI, twice). A post
+    as first sent never replaces a record held for its id (the same post, or a later edit)."""
+
+    async def run():
+        client = FakeClient()
+        posted = client.post("a.bin")
+        moved = types.Message(id=posted.id, peer_id=posted.peer_id, date=posted.date,
+                              message="#tgdav file /moved/a.bin", media=posted.media, edit_date=posted.date)
+        client.messages[posted.id] = moved          # edited in the same second, before the first read
+        catalog, folder = await _listed(client)     # a whole read: the edit, no pts held for it
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+        await catalog.apply_changes(client.channel.id, [posted], [], pts=None, version=10)   # late
+        assert await catalog.node(folder, ("moved", "a.bin")) is not None
+        assert await catalog.node(folder, ("a.bin",)) is None
+        # a post never seen before still arrives by its update
+        other = client.post("b.bin")
+        await catalog.apply_changes(client.channel.id, [other], [], pts=None, version=11)
+        assert await catalog.node(folder, ("b.bin",)) is not None
+    asyncio.run(run())

@@ -101,9 +101,14 @@ def _stale(message, channel: "_Channel", version: int | None = None) -> bool:
     date (a whole read may have brought a newer version than the pts held says). A message without
     a pts (Telethon's own gap fill dispatches a difference's new messages with pts 0, maybe fetched
     before this process's edit) cannot be ordered against a version whose pts is held: it is left
-    to the heal such an update starts (updates.py), which brings the message with one."""
+    to the heal such an update starts (updates.py), which brings the message with one. A message as
+    first posted (no edit_date) never replaces a record held for its id: that record is the same
+    post or a later edit of it (a whole read brings the edit without a pts, and a late update of
+    the post, in the same second, would have taken a copied folder's commit back to its hold)."""
     mid = getattr(message, "id", 0)
     if mid in channel.gone:
+        return True
+    if getattr(message, "edit_date", None) is None and mid in channel.records:
         return True
     held = channel.versions.get(mid)
     if held is not None and (version is None or version < held):
