@@ -303,7 +303,7 @@ class Call:
             queue.remove(self._state)
             answer.cancel()
             return None
-        answer.add_done_callback(_retrieve)
+        answer.add_done_callback(retrieve)
         return asyncio.get_running_loop().create_task(self._drop(timeout))
 
     async def _drop(self, timeout: float) -> None:
@@ -327,9 +327,11 @@ class Call:
                 state.future.cancel()
 
 
-def _retrieve(answer: asyncio.Future) -> None:
-    if not answer.cancelled():
-        answer.exception()               # retrieved: nobody else will look at it
+def retrieve(future: asyncio.Future) -> None:
+    """A done callback: the future's error is read, so asyncio never logs it as never retrieved
+    (whoever cares has read it already, or nobody will)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Sender:
@@ -343,7 +345,7 @@ class Sender:
         self._mtp = mtp
         # the error that ends the connection is read here: the pool waits on shields of this
         # future and cancels them, so asyncio would log it as never retrieved
-        mtp._disconnected.add_done_callback(_retrieve)
+        mtp._disconnected.add_done_callback(retrieve)
 
     @classmethod
     async def connect(cls, client: TelegramClient, dc_id: int, key: bytes | None, *, retries: int,

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tgdav.errors import ConnectionsLost, RetryLater, UpstreamUnavailable
-from tgdav.telegram.mtproto import FLOOD_WAITS, Unauthorized, account_wide
+from tgdav.telegram.mtproto import FLOOD_WAITS, Unauthorized, account_wide, retrieve
 
 log = logging.getLogger("tgdav.pool")
 
@@ -117,7 +117,7 @@ class Sender:
         closed (_disconnect)."""
         if self._gone is None:
             self._gone = self.conn.disconnected()
-            self._gone.add_done_callback(_retrieve)
+            self._gone.add_done_callback(retrieve)
         return self._gone
 
 
@@ -554,11 +554,6 @@ async def _first(answer: asyncio.Future, gone: asyncio.Future, timeout: float) -
 def _ring(wake: asyncio.Future, _done) -> None:
     if not wake.done():
         wake.set_result(None)
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()            # how the connection ended is the pool's to read, not asyncio's
 
 
 class Pool:
