@@ -9,6 +9,8 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
     auth_keys              auth keys created by a DH exchange
     packets                encrypted packets received from clients (one per container, whatever it holds)
     packets_acks_only      of those, the ones that held nothing but a msgs_ack
+    acks_sent              msgs_ack the server sent on its own, for calls still unanswered after
+                           server.ACK_AFTER seconds (an answer acknowledges its call otherwise)
     exports / imports      auth.exportAuthorization on this DC / auth.importAuthorization on this DC
     requests:<Name>        RPCs by TL request class name without "Request", e.g. requests:GetFileRequest
                            is counted as "requests:GetFile"

@@ -56,6 +56,8 @@ DOWN_POLL = 0.1           # seconds between retries to listen again when the por
 GOODBYE_TIMEOUT = 5.0     # how long a transport error may take to reach a client before we close
 STOP_TIMEOUT = 5.0        # how long stop() lets connections wind down before cancelling them
 REMEMBERED_ANSWERS = 1024  # per connection: answers an rpc_drop_answer can still name
+ACK_AFTER = 0.5           # a call still unanswered after this many seconds gets a msgs_ack first
+                          # (its answer acknowledges it otherwise: proto/connection.py)
 _conn_ids = itertools.count(1)
 _NUMBER = re.compile(r"_\d+(?=_|$)")
 
@@ -257,6 +259,8 @@ class DcServer:
                     answer: _Answer) -> None:
         ctx = CallContext(self.dc_id, call.session.key_id, call.session.session_id, conn_id,
                           push=lambda obj, session=call.session: link.send(proto.push(session, obj)))
+        ack = (asyncio.get_running_loop().call_later(ACK_AFTER, lambda: link.send(proto.acknowledge(call)))
+               if call.content else None)
         try:
             frame = proto.answer(call, await self._dispatcher.call(ctx, call.request))
         except RpcError as e:
@@ -266,6 +270,9 @@ class DcServer:
             log.exception("DC %d: %s failed", self.dc_id, type(call.request).__name__)
             self._counters.inc(self.dc_id, error_counter("INTERNAL"))
             frame = proto.refuse(call, 500, "INTERNAL")
+        finally:
+            if ack is not None:
+                ack.cancel()          # the answer acknowledges the call (or the connection ended)
         jitter = self._controls.link_for(self.dc_id).jitter_ms
         if jitter > 0:
             await asyncio.sleep(random.uniform(0, jitter) / 1000)

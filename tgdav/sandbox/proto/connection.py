@@ -12,7 +12,12 @@ Rules (the server acts on what receive_data returns, in this order):
   the session lives on in the DC's `Sessions`, so the same session on a new connection gets none.
 - Containers and gzip_packed are unpacked; ping / ping_delay_disconnect, get_future_salts and
   destroy_session are answered here; acks and other client service messages are absorbed; any other
-  request becomes a Call for the dispatcher, and content-related calls are acknowledged (msgs_ack).
+  request becomes a Call for the dispatcher. A call's answer acknowledges it; the server sends a
+  msgs_ack of its own (acknowledge()) only for a call still unanswered after a while (server.py),
+  as Telegram does: "A server usually acknowledges the receipt of a message from a client
+  (normally, an RPC query) using an RPC response. If a response is a long time coming, a server
+  may first send a receipt acknowledgment, and somewhat later, the RPC response itself"
+  (core.telegram.org/mtproto/service_messages_about_messages).
 - Replies made here go out as one packet per received packet (a container if there are several).
   A Call is answered later, in any order, with answer() or refuse().
 - A request that does not decode is refused with rpc_error 400 (INPUT_METHOD_INVALID for an unknown
@@ -60,6 +65,7 @@ class Call:
     session: Session
     msg_id: int
     request: TLRequest
+    content: bool = True      # content-related: an acknowledgment is owed (its answer is one)
 
 
 @dataclass
@@ -141,10 +147,7 @@ class ServerConnection:
                 session = self._new_session(record.key, key_id, session_id)
                 out.append(([bytes(NewSessionCreated(msg_id, int.from_bytes(os.urandom(8), "little", signed=True),
                                                      self._salts.current(key_id, now)))], False, True))
-            acks: list[int] = []
-            self._message(session, msg_id, seq_no, body, out, acks, incoming, now, outer=True)
-            if acks:
-                out.append(([bytes(MsgsAck(acks))], False, False))
+            self._message(session, msg_id, seq_no, body, out, incoming, now, outer=True)
         if out:
             incoming.frames.append(self._send(session, out))
 
@@ -154,7 +157,7 @@ class ServerConnection:
         return session
 
     def _message(self, session: Session, msg_id: int, seq_no: int, body: bytes, out: list[Outgoing],
-                 acks: list[int], incoming: Incoming, now: float, outer: bool) -> None:
+                 incoming: Incoming, now: float, outer: bool) -> None:
         content = bool(seq_no & 1)
         constructor = body[:4]
         if outer and constructor == struct.pack("<I", MSG_CONTAINER):
@@ -164,7 +167,7 @@ class ServerConnection:
                 out.append(([bytes(BadMsgNotification(msg_id, seq_no, 64))], True, False))
                 return
             for args in inner:
-                self._message(session, *args, out, acks, incoming, now, outer=False)
+                self._message(session, *args, out, incoming, now, outer=False)
             return
         try:
             if constructor == struct.pack("<I", GZIP_PACKED):
@@ -179,10 +182,10 @@ class ServerConnection:
             if content:
                 out.append(([rpc_error(msg_id, 400, "INPUT_FETCH_ERROR")], True, True))
             return
-        self._object(session, msg_id, content, obj, out, acks, incoming, now)
+        self._object(session, msg_id, content, obj, out, incoming, now)
 
     def _object(self, session: Session, msg_id: int, content: bool, obj: TLObject, out: list[Outgoing],
-                acks: list[int], incoming: Incoming, now: float) -> None:
+                incoming: Incoming, now: float) -> None:
         if isinstance(obj, (PingRequest, PingDelayDisconnectRequest)):
             out.append(([bytes(Pong(msg_id, obj.ping_id))], True, True))
             if isinstance(obj, PingDelayDisconnectRequest):
@@ -195,15 +198,18 @@ class ServerConnection:
             answer = DestroySessionOk if known else DestroySessionNone
             out.append(([bytes(answer(obj.session_id))], True, True))
         elif isinstance(obj, TLRequest):
-            incoming.calls.append(Call(session, msg_id, obj))
-            if content:
-                acks.append(msg_id)
+            incoming.calls.append(Call(session, msg_id, obj, content))
         # anything else (msgs_ack, msgs_state_info, http_wait...) needs no answer
 
     # --- output -----------------------------------------------------------------------------------
     def answer(self, call: Call, result: TLObject | bytes | bool | list) -> bytes:
         """The frame carrying rpc_result(call, result). TypeError if `result` cannot be serialized."""
         return self._send(call.session, [([rpc_result_head(call.msg_id), serialize_result(result)], True, True)])
+
+    def acknowledge(self, call: Call) -> bytes:
+        """The frame carrying msgs_ack for `call` (sent when its answer is a long time coming)."""
+        self._counters.inc(self.dc_id, "acks_sent")
+        return self._send(call.session, [([bytes(MsgsAck([call.msg_id]))], False, False)])
 
     def push(self, session: Session, obj: TLObject) -> bytes:
         """The frame carrying `obj` (an Updates) as a content message the server starts itself."""
