@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 import pytest
 
@@ -415,6 +416,26 @@ def test_a_stream_that_takes_everything_turns_bulk_and_one_at_a_media_pace_stays
     assert bulk and not any(i for _, i in bulk) and max(limit for limit, _ in bulk) > 32 * KIB, bulk
     media = late(run(0.06))        # about 1 MiB/s against a link 3x faster
     assert media and all(i and limit <= 32 * KIB for limit, i in media), media
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_faster_than_any_video_turns_bulk_even_when_it_never_waits_on_telegram(store):
+    """A fast link (here answers in 1 ms) keeps an interactive window ahead of its stream, so the
+    stream never waits on Telegram, and its client (the HTTP thread, 32 KiB at a time, sharing the
+    GIL) looked like a player: it stayed interactive, in 32 KiB parts, for the whole file (8189
+    getFile for 256 MiB, 26 MiB/s and 40 s of CPU per GiB through `tgdav serve`). Taking more than
+    MEDIA_RATE bytes/s is no video playing: bulk."""
+    loc = _loc()
+    fetch = ScriptedFetch(delay=0.001)
+    reader = reader_for(fetch, store, interactive_part=32 * KIB, interactive_ahead=256 * KIB)
+
+    async def scenario():
+        async for piece in reader.stream(loc, 0, 7 * MIB):
+            time.sleep(len(piece) / (48 * MIB))      # a client busy 1/48 s per MiB, 48 MiB/s at most
+    asyncio.run(scenario())
+    late = [(limit, i) for (offset, limit, urgent), i in zip(fetch.calls, fetch.interactive)
+            if offset >= 5 * MIB and not urgent]
+    assert late and not any(i for _, i in late) and max(limit for limit, _ in late) > 32 * KIB, late
 
 
 @pytest.mark.timeout(30)

@@ -17,8 +17,11 @@ Streams are not equal (after tdesktop's streaming loader and TDLib's download pr
 is interactive while a person waits on it -- for its first CLASSIFY_FIRST bytes (it just seeked; the
 window it opened then stays interactive), and later while it waits on Telegram less than half the
 time (it reads at a media bitrate; looked at every CLASSIFY_EVERY bytes) -- and bulk once it takes
-everything as fast as it can (a copy: small parts would only cost it requests). The pool (telegram/pool.py) gives interactive read-ahead
-priority on senders and bulk read-ahead what is left.
+everything as fast as it can (a copy: small parts would only cost it requests), or more than
+MEDIA_RATE bytes/s (no video plays that fast: a copy over a link fast enough that its 32 KiB
+interactive window stays ahead of it never waits on Telegram, and was taken for a player). The
+pool (telegram/pool.py) gives interactive read-ahead priority on senders and bulk read-ahead what
+is left.
 
 Read-ahead follows consumption. A stream starts with one `first_part` requested, urgent (the pool
 gives it an idle sender). That first piece is handed out in three slices: a client that takes the
@@ -61,6 +64,7 @@ MAX_PENDING = 64 * MIB                          # bytes waiting for the cache wr
 CLASSIFY_FIRST = MIB                            # bytes a stream takes before the first look at its pace
 CLASSIFY_EVERY = 4 * MIB                        # and between two later looks
 BULK_WAITING = 0.5                              # waiting on Telegram more than this share: bulk
+MEDIA_RATE = 16 * MIB                           # taking more bytes/s than any video plays: bulk
 CACHE_READ = 4 * MIB                            # bytes of chunks read from the cache in one go
 INDEX_EVERY = 32                                # chunks written between two writes of a file's index
                                                 # (and once more when the file goes idle)
@@ -402,20 +406,25 @@ class PartReader:
 @dataclass(eq=False)
 class _Pace:
     """How one stream takes its bytes: interactive (a person waits on it) or bulk (see the module
-    docstring). `waited`: seconds spent waiting for bytes since the last look."""
+    docstring). `waited`: seconds spent waiting for bytes since the last look; `looked`: bytes
+    taken at the last look (the rate since is the other half of the look)."""
     interactive: bool = True
     taken: int = 0
     waited: float = 0.0
     since: float | None = None
     next_look: int = CLASSIFY_FIRST
+    looked: int = 0
 
     def took(self, n: int, now: float) -> None:
         if self.since is None:
-            self.since, self.waited = now, 0.0        # from the first piece on (not the seek's wait)
+            # from the first piece on (not the seek's wait)
+            self.since, self.waited, self.looked = now, 0.0, self.taken + n
         self.taken += n
         if self.taken >= self.next_look:
             elapsed = now - self.since
-            self.interactive = elapsed > 0 and self.waited < BULK_WAITING * elapsed
+            rate = (self.taken - self.looked) / elapsed if elapsed > 0 else float("inf")
+            self.interactive = self.waited < BULK_WAITING * elapsed and rate <= MEDIA_RATE
+            self.looked = self.taken
             self.since, self.waited = now, 0.0
             self.next_look = self.taken + CLASSIFY_EVERY
 
