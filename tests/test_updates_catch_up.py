@@ -93,3 +93,24 @@ def test_a_difference_too_long_heals_every_listing_and_fetches_the_state_again()
         assert sorted(healed) == sorted(LISTED)
         assert (live._state.pts, live._state.date) == (500, 2000)
     asyncio.run(run())
+
+
+def test_what_telegram_pushes_too_long_is_fetched_as_telegram_says():
+    """updatesTooLong (too many updates to push) is caught up as a new session is; updateChannelTooLong
+    heals that channel (when it has a listing). Both arrive as pushes (LiveUpdates._pushed, the
+    main connection's updates as they come), which Telethon's message box would have handled itself,
+    keeping the edits and deletions of the difference from us."""
+    async def run():
+        client = Scripted({functions.updates.GetDifferenceRequest: [types.updates.DifferenceEmpty(date=1030, seq=0)]})
+        live = LiveUpdates(client, Listings())
+        live._state, healed = state(5, 1000), []
+        live.heal = healed.append
+        live._pushed(types.Updates(updates=too_long(2, 99), users=[], chats=[], date=1020, seq=0))
+        assert healed == [2]                              # 99 has no listing: nothing to heal
+        live._pushed(types.UpdateShort(update=types.UpdateChannelTooLong(channel_id=3), date=1025))
+        assert healed == [2, 3]
+        live._pushed(types.UpdatesTooLong())
+        await live.settle()
+        assert [(r.pts, r.date) for r in client.requests] == [(5, 1000)]
+        assert live._state.date == 1030
+    asyncio.run(run())

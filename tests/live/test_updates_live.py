@@ -204,3 +204,28 @@ def test_a_pts_less_copy_fetched_before_a_folder_move_never_undoes_it(sandbox, s
     reader.settle()                    # the heal that pts-less update started
     assert isinstance(node(dst), tree.Dir) and node(src) is None
     assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts
+
+
+def test_a_lost_edit_followed_only_by_a_deletion_still_reaches_the_listing(sandbox, sides, poster):
+    """The end of a folder COPY to another channel is one edit (its hold becomes a delete journal)
+    and then deletions: no new message follows. When a push is lost there, Telethon's own message
+    box sees the gap first and fills it with its own getChannelDifference; in Telethon 1.45 it sets
+    its pts to the difference's before it applies the difference's edits and deletions, so it
+    skips them all and dispatches nothing (only new messages are dispatched, with pts 0). The
+    listing must learn of the edit and the deletion all the same."""
+    reader = sides()
+    keep, gone = poster.post("keep.bin"), poster.post("gone.bin")
+    assert wait_until(lambda: {"keep.bin", "gone.bin"} <= set(reader.names()))
+    reader.settle()
+    folder = reader.folder()
+    etag = reader.call(reader.catalog.entry(folder, "keep.bin")).etag
+    time.sleep(1.1)                              # the edit date must differ by a second to show
+    dropped = sandbox.total("updates_dropped")
+    sandbox.faults({"drop_updates": 1})
+    poster.edit(keep, "a caption")               # lost on the way
+    poster.delete(gone.id)                       # arrives: a gap before it, and nothing after
+    assert wait_until(lambda: "gone.bin" not in reader.names(), 20)
+    assert wait_until(lambda: reader.call(reader.catalog.entry(folder, "keep.bin")).etag != etag, 20)
+    reader.settle()
+    assert sandbox.total("updates_dropped") == dropped + 1
+    assert reader.catalog.pts_of(sandbox.channel.id) == sandbox.channel.pts

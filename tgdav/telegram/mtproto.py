@@ -15,7 +15,9 @@ What is private, and why it is needed:
   never to come (Telethon 1.45 only cancels its local future).
 - MTProtoSender's handler table (`_handlers`) and session state (`_state.reset()`): the main
   client hears new_session_created (Telethon only takes its salt) and begins a new session when it
-  connects again by itself, as Telethon's own reconnect does (Client).
+  connects again by itself, as Telethon's own reconnect does (Client); and it hands every Updates
+  Telegram pushes to tgdav as it arrives, before Telethon's message box, which drops the edits and
+  deletions of the gaps it fills itself (Client).
 - Telethon's error tables (`rpcerrorlist`) read backwards and an error's pickled capture
   (`__reduce__`): the only way back to the name and number Telegram sent.
 - `TelegramClient._config`: Telethon caches help.config on the class; a client pointed at a
@@ -123,6 +125,12 @@ def forget_config() -> None:
     Client._config = None            # Telethon caches it on the client's own class
 
 
+# what Telegram pushes: the constructors of the Updates type (Telethon's sender gives anything that
+# is no service message to its update handler)
+PUSHED = (types.Updates, types.UpdatesCombined, types.UpdateShort, types.UpdatesTooLong,
+          types.UpdateShortMessage, types.UpdateShortChatMessage, types.UpdateShortSentMessage)
+
+
 class Client(TelegramClient):
     """The account's main client: a TelegramClient whose every request, tgdav's and Telethon's own
     (help.getConfig when a pool sender needs a DC's address), is answered or fails within
@@ -150,7 +158,15 @@ class Client(TelegramClient):
     (core.telegram.org/api/updates, Recovering gaps). Telethon 1.45 only takes the salt from it
     (and after its own reconnects calls get_me, so pushes resume, but nothing missed is fetched):
     here each callback given to add_new_session_handler() is called then (updates.LiveUpdates
-    catches its listings up)."""
+    catches its listings up).
+
+    Pushed updates reach the callbacks given to add_updates_handler() as Telegram sent them (every
+    `Updates` constructor, in the order they arrive), before Telethon's message box sees them.
+    Telethon's box checks each update's pts and fills a gap it sees with its own
+    getChannelDifference; in Telethon 1.45 it sets its pts to the difference's before it applies
+    the difference's edits and deletions, so it skips them all, and it dispatches only the new
+    messages (without their pts). An edit or deletion whose push was lost, followed only by edits
+    and deletions (the last steps of a folder copy), never reached its event handlers."""
 
     def __init__(self, *args, answer_timeout: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -160,7 +176,19 @@ class Client(TelegramClient):
         self._closed = False
         self._wants_updates = False
         self._new_session_handlers: list[Callable[[], None]] = []
+        self._updates_handlers: list[Callable[[object], None]] = []
         handlers = self._sender._handlers       # Telethon's sender: constructor id -> its handler
+        telethons_update = self._sender._handle_update     # its default: what is no service message
+
+        async def pushed(message) -> None:
+            for callback in list(self._updates_handlers):
+                try:
+                    callback(message.obj)
+                except Exception:
+                    log.exception("an updates handler failed")
+            await telethons_update(message)
+        for kind in PUSHED:
+            handlers[kind.CONSTRUCTOR_ID] = pushed
         telethons = handlers[types.NewSessionCreated.CONSTRUCTOR_ID]
 
         async def new_session(message) -> None:
@@ -180,6 +208,15 @@ class Client(TelegramClient):
     def remove_new_session_handler(self, callback: Callable[[], None]) -> None:
         with contextlib.suppress(ValueError):
             self._new_session_handlers.remove(callback)
+
+    def add_updates_handler(self, callback: Callable[[object], None]) -> None:
+        """Call `callback(updates)` (on the client's loop; it must not block) with every `Updates`
+        constructor Telegram pushes on the main connection, as it arrives."""
+        self._updates_handlers.append(callback)
+
+    def remove_updates_handler(self, callback: Callable[[object], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._updates_handlers.remove(callback)
 
     async def connect(self) -> None:
         self._closed = False

@@ -3,17 +3,20 @@
 Telegram pushes every change of a channel to the main connection of each member's sessions
 (core.telegram.org/api/updates): updateNewChannelMessage, updateEditChannelMessage,
 updateDeleteChannelMessages (each with the channel's pts and pts_count) and updateChannel (a
-channel created, renamed, left or deleted). `LiveUpdates` takes them from Telethon's update handlers
-on the main client and hands each one to the catalog through one narrow hook,
-`catalog.apply_changes(channel_id, messages, deleted, pts)`.
+channel created, renamed, left or deleted). `LiveUpdates` takes them as the main connection receives
+them (mtproto.Client.add_updates_handler), in the order they came, and hands each one to the
+catalog through one narrow hook, `catalog.apply_changes(channel_id, messages, deleted, pts)`.
+Not from Telethon's event handlers: Telethon's own message box drops the edits and deletions of a
+gap it fills itself, and dispatches nothing when there were only those (mtproto.Client), so a lost
+push followed by edits and deletions only (the end of a folder copy) never arrived there.
 
 The catalog keeps, with each listing (and in the store), the pts its records are current to. An
 update that follows it exactly (pts - pts_count == kept) moves it; anything else is a gap: its
 messages are applied at once and the channel is healed with updates.getChannelDifference from the
 kept pts, page by page, until `final` (new messages, edits and deletions all applied). A
-channelDifferenceTooLong (the gap is older than Telegram keeps) reads the channel's history again.
-Telethon's own MessageBox heals the gaps it sees too, but applies only new messages from a
-difference; the updates it then dispatches carry no pts, which starts a heal here as well.
+channelDifferenceTooLong (the gap is older than Telegram keeps) reads the channel's history again,
+and so does an updateChannelTooLong pushed for a listed channel (Telegram's "fetch the difference").
+updatesTooLong (too many updates to push) is caught up as a new session is (below).
 
 At start (`start()`), every listing an earlier run kept is loaded from the store and healed the same
 way: what was posted, edited or deleted while tgdav was down arrives through getChannelDifference
@@ -36,7 +39,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
-from tgdav.telegram.mtproto import events, functions, types
+from tgdav.telegram.mtproto import functions, types
 
 from tgdav.errors import TgdavError
 from tgdav.telegram import rpc
@@ -74,7 +77,7 @@ class LiveUpdates:
 
     async def start(self) -> None:
         """Subscribe to updates and bring every listing an earlier run kept up to date."""
-        self._client.add_event_handler(self._on_update, events.Raw(UPDATE_TYPES))
+        self._client.add_updates_handler(self._pushed)
         await self._client.set_receive_updates(True)        # a request that subscribes the connection
         await self._read_state()
         self._client.add_new_session_handler(self._new_session)
@@ -100,7 +103,7 @@ class LiveUpdates:
 
     async def close(self) -> None:
         self._client.remove_new_session_handler(self._new_session)
-        self._client.remove_event_handler(self._on_update)
+        self._client.remove_updates_handler(self._pushed)
         tasks = (*self._catching_up, *self._healing.values(), *self._tasks)
         for task in tasks:
             task.cancel()
@@ -114,6 +117,22 @@ class LiveUpdates:
         return {channel_id: asdict(st) for channel_id, st in items}
 
     # --- updates ----------------------------------------------------------------------------------
+    def _pushed(self, updates) -> None:
+        """What the main connection received (any `Updates` constructor), as it arrives: each channel
+        update is applied in a task of its own, started in the order they came (one channel's then
+        take its lock in that order: `apply`)."""
+        if isinstance(updates, types.UpdatesTooLong):       # too many to push: fetch the difference
+            self._new_session()
+            return
+        inner = getattr(updates, "updates", None)
+        if inner is None:
+            inner = [getattr(updates, "update", None)]      # updateShort; the short message kinds
+        for update in inner:                                 # are private chats: none of ours
+            if isinstance(update, types.UpdateChannelTooLong):
+                self._heal_listed([update.channel_id])
+            elif isinstance(update, UPDATE_TYPES):
+                self._spawn(self._on_update(update))
+
     async def _on_update(self, update) -> None:
         try:
             await self.apply(update)
@@ -132,8 +151,8 @@ class LiveUpdates:
             if not isinstance(peer, types.PeerChannel):
                 return
             channel_id, messages, deleted = peer.channel_id, [update.message], []
-        # Telethon dispatches each update in its own task: one channel's are applied one at a time,
-        # in the order they came (asyncio.Lock is first come, first served)
+        # each update in its own task (_pushed): one channel's are applied one at a time, in the
+        # order they came (asyncio.Lock is first come, first served; nothing is awaited before it)
         async with self._locks.setdefault(channel_id, asyncio.Lock()):
             kept = self._catalog.pts_of(channel_id)
             if kept is None:                  # no listing yet: its first look reads the history
