@@ -8,6 +8,7 @@ journals that make each change one message's decision)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -80,8 +81,19 @@ def _until_listed(url: str, files: dict[str, bytes], want: str) -> None:
         listed = _members(url)
         assert listed in (None, _top(files)), f"a reader listed half a folder: {listed!r:.300}"
         return (listed is not None) == (want == "whole")
-    wait_until(there, 60, f"{url} {want}", interval=0.2)
+    wait_until(there, 60, lambda: f"{url} {want}; that server's live listings: {_live(url)}", interval=0.2)
     assert _whole_or_none(url, files) == want
+
+
+def _live(url: str) -> str:
+    """What a server says of its live listings (per channel: pts, updates, gaps healed) and its
+    last errors, for a failure's message: which update it missed, or which call failed."""
+    base = "{0.scheme}://{0.netloc}/".format(urllib.parse.urlsplit(url))
+    status, _, body = request("GET", base + ":tgdav/status.json")
+    if status != 200:
+        return f"status.json {status}"
+    data = json.loads(body)
+    return json.dumps({"live": data.get("live"), "errors": data.get("errors", [])[-5:]})
 
 
 class Lister(Looker):
