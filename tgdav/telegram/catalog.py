@@ -137,10 +137,12 @@ def _merged(channel: "_Channel", head: dict, kept: dict[int, tree.Record]) -> li
     record is dropped only when deleted (ids in this channel's or the stored head's `gone`), an edit
     is taken only when newer than the record held (a tie keeps what this process has served). The
     ids the stored copy lacks or holds older, for writing back (only strictly newer ones: two replicas
-    never write the same id back and forth)."""
+    never write the same id back and forth), and the ids it holds that were deleted: a write-back of
+    another replica, from a copy read before this one stored a deletion, may have put them back
+    (stores are whole pieces, not merges), and every replica merging it would list them again."""
     _deleted(channel, set(head.get("gone", ())) - channel.gone)
     records = {mid: r for mid, r in kept.items() if mid not in channel.gone}
-    lacking = []
+    lacking = sorted(mid for mid in kept if mid in channel.gone)
     for mid, own in channel.records.items():
         if mid in channel.gone:
             continue
@@ -580,8 +582,9 @@ class TelegramCatalog:
                 channel.segments |= set(head["segments"])
                 channel.max_id = max(channel.max_id, head["max_id"])
                 channel.pts = max(channel.pts, head.get("pts", 0))
-                if lacking:      # the stored copy is older than this process's: store what it lacks
-                    await self._reindex(channel, lacking)
+                if lacking:      # the stored copy is older than this process's: store what it
+                    await self._reindex(channel, lacking)   # lacks, and tell the others it changed
+                    self._changed(channel)
                 else:
                     self._index(channel, await asyncio.to_thread(
                         tree.build, list(channel.records.values()), channel_id, channel.access_hash,
