@@ -122,7 +122,8 @@ class LiveUpdates:
         update is applied in a task of its own, started in the order they came (one channel's then
         take its lock in that order: `apply`)."""
         if isinstance(updates, types.UpdatesTooLong):       # too many to push: fetch the difference
-            self._new_session()
+            if self._state is not None:     # else start() is still reading the state, current anyway
+                self._new_session()
             return
         inner = getattr(updates, "updates", None)
         if inner is None:
