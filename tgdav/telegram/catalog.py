@@ -142,7 +142,7 @@ def _merged(channel: "_Channel", head: dict, kept: dict[int, tree.Record]) -> li
     (stores are whole pieces, not merges), and every replica merging it would list them again."""
     _deleted(channel, set(head.get("gone", ())) - channel.gone)
     records = {mid: r for mid, r in kept.items() if mid not in channel.gone}
-    lacking = sorted(mid for mid in kept if mid in channel.gone)
+    lacking = [mid for mid in kept if mid in channel.gone]
     for mid, own in channel.records.items():
         if mid in channel.gone:
             continue
