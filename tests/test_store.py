@@ -235,3 +235,41 @@ def test_a_chunk_is_written_without_a_copy_of_its_bytes(store):
         tracemalloc.stop()
     assert peak < MIB // 4, peak
     assert store.chunk("document:1", MIB, MIB) == data
+
+
+def test_chunk_files_live_in_256_directories_made_once_and_kept(tmp_path):
+    """diskcache's own layout spreads files over 65536 two-level directories and removes each once
+    empty: with a chunk cache's few thousand files, storing a chunk made a directory or two and
+    evicting it removed them. Here a chunk's file sits one level deep, and evictions and a clear
+    keep the directories for the next chunks."""
+    size = 4 * KIB
+    s = Store(tmp_path / "state", chunk_limit_bytes=64 * KIB)      # evicts on nearly every put
+    chunks = tmp_path / "state" / "chunks"
+    for i in range(400):
+        s.put_chunk("f", i * size, size, pattern("f", i * size, size))
+    files = [p.relative_to(chunks) for p in chunks.rglob("*.val")]
+    assert files and all(len(f.parts) == 2 and len(f.parts[0]) == 2 for f in files), files[:3]
+    made = {p.name for p in chunks.iterdir() if p.is_dir()}
+    assert len(made) > 100        # 400 chunks stored, at most ~16 kept: the others' directories stay
+    s.clear_chunks()
+    assert not list(chunks.rglob("*.val"))
+    assert {p.name for p in chunks.iterdir() if p.is_dir()} == made
+    s.put_chunk("f", 0, size, pattern("f", 0, size))
+    assert s.chunk("f", 0, size) == pattern("f", 0, size)
+    s.close()
+
+
+def test_a_chunk_cache_in_diskcaches_own_layout_is_still_read_and_emptied(tmp_path):
+    from diskcache import Cache
+    size = 64 * KIB
+    old = Cache(str(tmp_path / "state" / "chunks"), disk_min_file_size=0)
+    old.set(Store._chunk_key("f", 0, size), pattern("f", 0, size))
+    old.close()
+    chunks = tmp_path / "state" / "chunks"
+    (first,) = [p.relative_to(chunks) for p in chunks.rglob("*.val")]
+    assert len(first.parts) == 3
+    s = Store(tmp_path / "state")
+    assert s.chunk("f", 0, size) == pattern("f", 0, size)
+    s.clear_chunks()
+    assert not (chunks / first.parts[0]).exists()      # its emptied directories went with it
+    s.close()
