@@ -23,7 +23,9 @@ Phases (each on offsets of fresh.bin nobody read before: every seek is a cache m
   sequential x8       a new reader with 8 senders per DC reads big.bin whole, cold (the start
                       included): % of the link (8 x 2 MiB/s)
   HTTP CPU            `tgdav serve` in its own process, big.bin whole with curl twice: CPU seconds
-                      per GiB of the server process, from Telegram and from the chunk cache
+                      per GiB of the server process, from Telegram and from the chunk cache; then
+                      what this machine charges any code for the same work (machine_floor: the
+                      crypto, new cache files in a row and at the link's rate)
   Telethon player     plain Telethon iter_download from each seek offset, 2 MiB: the same figures
 Writes bench/results/stream-<timestamp>.json; prints a table.
 """
@@ -261,6 +263,46 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def machine_floor(work: Path, rate: float, mib: int = 64) -> dict:
+    """CPU seconds per GiB this machine charges, right now, for work any server streaming from
+    Telegram through a disk cache does, whatever its code (this thread's CPU, RUSAGE_THREAD):
+      crypto         AES-256-IGE decryption (cryptg, Telethon's) and SHA-256 (the msg_key check)
+      files_in_a_row `mib` new 1 MiB files written one after the other (new page-cache pages, new
+                     inodes), in a directory next to the server's state
+      files_paced    the same at `rate` bytes/s, one file per wake (a cache writer at link speed)
+    A virtual machine that hands free memory back to its host, or runs a thread woken after a
+    sleep on a cold CPU, shows it here; the HTTP phase's figures are read against these."""
+    import hashlib
+    import resource
+    import cryptg
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_THREAD)
+        return r.ru_utime + r.ru_stime
+
+    data = os.urandom(MIB)
+    key, iv = os.urandom(32), os.urandom(32)
+    out, gib = {}, mib / 1024
+    c = cpu()
+    for _ in range(mib):
+        plain = cryptg.decrypt_ige(data, key, iv)
+        hashlib.sha256(plain).digest()
+    out["crypto"] = (cpu() - c) / gib
+    for name, pause in (("files_in_a_row", 0.0), ("files_paced", MIB / rate)):
+        d = work / name
+        d.mkdir(parents=True)
+        c = spent = 0.0
+        for i in range(mib):
+            c0 = cpu()
+            with open(d / f"{i}.val", "xb") as f:
+                f.write(data)
+            spent += cpu() - c0
+            time.sleep(pause)
+        out[name] = spent / gib
+        shutil.rmtree(d)
+    return out
+
+
 def http_cpu(args, raw: dict, work: Path, results: dict) -> None:
     """`tgdav serve` (its own process, 4 senders) and curl: big.bin whole over HTTP twice, first from
     Telegram, then from the chunk cache; the server process's CPU seconds per GiB for each."""
@@ -303,6 +345,7 @@ def http_cpu(args, raw: dict, work: Path, results: dict) -> None:
             out[name] = {"seconds": secs, "mib_s": size / MIB / secs, "cpu_s_per_gib": (u1 - u0 + s1 - s0) / gib,
                          "user_s_per_gib": (u1 - u0) / gib, "system_s_per_gib": (s1 - s0) / gib}
         results["http"] = out
+        results["machine"] = machine_floor(work / "floor", PROFILES[args.profile].bandwidth * args.senders or 8 * MIB)
     finally:
         stop_sandbox(proc)                      # (any child: SIGTERM, then SIGKILL after 10 s)
 
@@ -317,6 +360,10 @@ def table(r: dict) -> str:
             rows.append((f"HTTP, tgdav serve CPU, from {'Telegram' if name == 'telegram' else 'the cache'}",
                          f"{x['cpu_s_per_gib']:.2f} s/GiB (user {x['user_s_per_gib']:.2f}, system "
                          f"{x['system_s_per_gib']:.2f}; {x['mib_s']:.1f} MiB/s)", goal))
+    if "machine" in r:
+        m = r["machine"]
+        rows.append(("  this machine, any code: crypto / new files", f"{m['crypto']:.2f} / {m['files_in_a_row']:.2f} s/GiB "
+                     f"in a row, {m['files_paced']:.2f} at the link's rate", ""))
     w0 = max(len(x) for x, _, _ in rows)
     w1 = max(len(y) for _, y, _ in rows)
     return "\n".join(f"{x:<{w0}}  {y:<{w1}}  {z}" for x, y, z in rows)
