@@ -113,9 +113,10 @@ def test_full_transport_rejects_bad_crc_seq_and_length():
 
 # --- handshake --------------------------------------------------------------------------------------
 
-def client_handshake(server: Handshake, rng: random.Random, want_short_key: bool) -> tuple[bytes, bytes]:
+def client_handshake(server: Handshake, rng: random.Random, want_short_key: bool) -> tuple[bytes, bytes, bool]:
     """Telethon's client steps (authenticator.py), with b chosen so g^ab may have a leading zero byte.
-    Returns (the key the client derives, the key the server derived)."""
+    Returns (the key the client derives, the key the server derived, whether dh_gen_ok's
+    new_nonce_hash1 passes the client's check)."""
     def send(request):
         _, answer = parse_plain(plain_message(4 << 32, bytes(server.receive(request))))
         return answer
@@ -146,17 +147,20 @@ def client_handshake(server: Handshake, rng: random.Random, want_short_key: bool
     gen = send(functions.SetClientDHParamsRequest(nonce, res_pq.server_nonce, AES.encrypt_ige(hashed, key, iv)))
     client_key = AuthKey(telethon_rsa.get_byte_array(gab))
     assert isinstance(gen, types.DhGenOk)
-    assert gen.new_nonce_hash1 == client_key.calc_new_nonce_hash(new_nonce, 1)
-    return client_key.key, server.auth_key
+    return client_key.key, server.auth_key, gen.new_nonce_hash1 == client_key.calc_new_nonce_hash(new_nonce, 1)
 
 
-def test_handshake_key_matches_telethon_even_with_a_leading_zero_byte(rsa_key):
+def test_the_auth_key_is_256_bytes_as_telegrams_even_with_a_leading_zero_byte(rsa_key):
+    """MTProto's auth key is 2048 bits: TDLib keeps g^ab as 256 bytes, zero-padded
+    (DhHandshake::gen_key, `to_binary(2048 / 8)`). Telethon drops the leading zeros: when g^ab starts
+    with a zero byte its key is another, and dh_gen_ok's new_nonce_hash1 fails its check (it then
+    starts a new exchange; its StringSession would have padded a 255-byte key at the wrong end)."""
     rng = random.Random(7)
     for want_short in (False, True):
-        client_key, server_key = client_handshake(Handshake(rsa_key), rng, want_short)
-        assert client_key == server_key
-        if want_short:
-            assert len(server_key) < 256
+        client_key, server_key, accepted = client_handshake(Handshake(rsa_key), rng, want_short)
+        assert len(server_key) == 256 and int.from_bytes(server_key, "big") == int.from_bytes(client_key, "big")
+        assert accepted == (not want_short) == (client_key == server_key)
+        assert len(client_key) == (255 if want_short else 256)
 
 
 def test_handshake_rejects_steps_out_of_order_and_foreign_fingerprints(rsa_key):
@@ -339,14 +343,18 @@ def test_unknown_and_foreign_keys_get_transport_error_404(rsa_key):
         assert read_frames(IntermediatePacketCodec, conn.goodbye(info.value)) == [struct.pack("<i", -404)]
 
 
-def test_handshake_through_the_connection_registers_and_counts_the_key(rsa_key):
+def test_handshake_through_the_connection_registers_the_key_and_counts_it_once_used(rsa_key):
     keys, counters = AuthKeyStore(), Counters()
     conn = ServerConnection(DC, keys, rsa_key, Salts(), counters)
     server = Handshake(rsa_key)
     conn._handshake = server   # drive the connection's own handshake object from the test client
-    key_from_client, _ = client_handshake(_ThroughConnection(conn), random.Random(3), False)
-    assert keys.get(key_id_of(key_from_client)).key == key_from_client
-    assert counters.get(DC, "auth_keys") == 1
+    key_from_client, _, accepted = client_handshake(_ThroughConnection(conn), random.Random(3), False)
+    assert accepted and keys.get(key_id_of(key_from_client)).key == key_from_client
+    assert counters.get(DC, "auth_keys") == 0      # a key its client never uses is not counted
+    client = Client(ServerConnection(DC, keys, rsa_key, Salts(), counters), key_from_client)
+    for i in range(2):
+        client.send(functions.PingRequest(i))
+        assert counters.get(DC, "auth_keys") == 1
 
 
 class _ThroughConnection:

@@ -53,7 +53,10 @@ def test_each_transport_connects_and_calls(sandbox, connection):
     assert sandbox.counters.get(2, "connections") == 1 and sandbox.counters.get(2, "auth_keys") == 1
 
 
-def test_fifty_fresh_handshakes_all_succeed(sandbox):
+def test_fifty_fresh_clients_each_end_with_a_key_they_use(sandbox):
+    """Telegram's auth key is 256 bytes; Telethon drops g^ab's leading zero bytes, so about one
+    exchange in 256 gives it another key: it starts a new exchange (the unused key stays in the
+    store, uncounted: auth_keys counts keys their client used)."""
     async def go():
         for _ in range(50):
             client = await connected(sandbox, dc=1)
@@ -61,7 +64,7 @@ def test_fifty_fresh_handshakes_all_succeed(sandbox):
     before = len(sandbox.keys)
     run(go())
     assert sandbox.counters.get(1, "auth_keys") == 50
-    assert len(sandbox.keys) == before + 50
+    assert len(sandbox.keys) >= before + 50
 
 
 def test_a_saved_session_reuses_its_key_and_an_unknown_key_is_refused(sandbox):

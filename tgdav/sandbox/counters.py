@@ -6,7 +6,9 @@ Names in use (add new ones freely, keep these stable: tests and benchmarks read 
                            what is open now
     transport:<name>       connections by the MTProto transport their first bytes chose: full,
                            intermediate, padded-intermediate, abridged
-    auth_keys              auth keys created by a DH exchange
+    auth_keys              auth keys created by a DH exchange and then used by their client (about
+                           one exchange in 256 makes a key Telethon computes otherwise and never
+                           uses: it starts another; see proto/handshake.py)
     packets                encrypted packets received from clients (one per container, whatever it holds)
     packets_acks_only      of those, the ones that held nothing but a msgs_ack
     acks_sent              msgs_ack the server sent on its own, for calls still unanswered after

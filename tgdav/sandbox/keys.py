@@ -21,6 +21,7 @@ class KeyRecord:
     dc_id: int
     key: bytes
     user_id: int | None = None
+    unused: bool = False     # made by a handshake of this process, not yet used by its client
 
 
 def key_id_of(key: bytes) -> int:
@@ -43,9 +44,18 @@ class AuthKeyStore:
     def add(self, dc_id: int, key: bytes) -> int:
         kid = key_id_of(key)
         with self._lock:
-            self._keys[kid] = KeyRecord(dc_id, key)
+            self._keys[kid] = KeyRecord(dc_id, key, unused=True)
             self._save()
         return kid
+
+    def first_use(self, key_id: int) -> bool:
+        """True once for a key a handshake of this process made: the first time its client uses it."""
+        with self._lock:
+            record = self._keys.get(key_id)
+            if record is None or not record.unused:
+                return False
+            record.unused = False
+            return True
 
     def get(self, key_id: int) -> KeyRecord | None:
         with self._lock:

@@ -2,7 +2,8 @@
 
 Rules (the server acts on what receive_data returns, in this order):
 - The first bytes pick the transport (transport.py). Packets with auth_key_id 0 run the DH handshake
-  (handshake.py); a finished handshake adds its key to the AuthKeyStore and counts "auth_keys".
+  (handshake.py); a finished handshake adds its key to the AuthKeyStore, counted in "auth_keys" once
+  its client uses it.
 - An encrypted packet needs a key the store knows for THIS DC, else ProtocolError(-404): the server
   sends the transport error and closes. A bad msg_key or length closes the connection as well.
 - A client msg_id that is not 0 mod 4 or whose time is >300 s old or >30 s ahead gets
@@ -119,8 +120,7 @@ class ServerConnection:
         handshake = self._handshake = self._handshake or Handshake(self._rsa, clock=self._clock)
         answer = handshake.receive(request)
         if handshake.auth_key is not None:
-            self._keys.add(self.dc_id, handshake.auth_key)
-            self._counters.inc(self.dc_id, "auth_keys")
+            self._keys.add(self.dc_id, handshake.auth_key)     # (counted when its client uses it)
             self._handshake = None
         return self.transport.frame(plain_message(self._msg_ids.next(True), bytes(answer)))
 
@@ -130,6 +130,8 @@ class ServerConnection:
         if record is None or record.dc_id != self.dc_id:
             raise ProtocolError(f"unknown auth key {key_id:016x}", transport_code=-404)
         salt, session_id, msg_id, seq_no, body = decrypt(record.key, packet)
+        if record.unused and self._keys.first_use(key_id):
+            self._counters.inc(self.dc_id, "auth_keys")
         self._counters.inc(self.dc_id, "packets")
         if body[:4] == _MSGS_ACK:
             self._counters.inc(self.dc_id, "packets_acks_only")

@@ -5,9 +5,13 @@
     set_client_DH_params(.., data)     -> dh_gen_ok(new_nonce_hash1); auth key = g^ab
 
 encrypted_data of req_DH_params is the OLD scheme Telethon uses: raw RSA of sha1(data) + data + random
-padding to 255 bytes. The auth key is g^ab as MINIMAL-length big-endian bytes, because that is how the
-client encodes it (any other encoding breaks about one handshake in 256). A new req_pq restarts the
-exchange; anything out of order or inconsistent is the client's fault (ProtocolError).
+padding to 255 bytes. The auth key is g^ab as 256 big-endian bytes, zero-padded, as Telegram's: an
+MTProto auth key is 2048 bits (TDLib: DhHandshake::gen_key, `g_ab.to_binary(2048 / 8)`). Telethon
+encodes g^ab without its leading zero bytes, so for about one exchange in 256 (g^ab < 2^2040) its key
+is another: dh_gen_ok's new_nonce_hash1 fails its check and it starts a new exchange, as it must with
+Telegram. (A 255-byte key it did accept broke elsewhere: its StringSession pads keys to 256 bytes at
+the end.) A new req_pq restarts the exchange; anything out of order or inconsistent is the client's
+fault (ProtocolError).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ _PQ_INNER = (PQInnerData, PQInnerDataDc, PQInnerDataTemp, PQInnerDataTempDc)
 
 
 def minimal_bytes(n: int) -> bytes:
-    """Big-endian bytes of `n` without leading zeros, MTProto's encoding of pq, p, q, g_a and keys."""
+    """Big-endian bytes of `n` without leading zeros, MTProto's encoding of pq, p, q and g_a."""
     return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
@@ -165,7 +169,7 @@ class Handshake:
         g_b = int.from_bytes(inner.g_b, "big")
         if not _SAFETY <= g_b <= DH_PRIME - _SAFETY:
             raise ProtocolError("g_b outside the safe range")
-        self.auth_key = minimal_bytes(pow(g_b, self._a, DH_PRIME))
+        self.auth_key = pow(g_b, self._a, DH_PRIME).to_bytes(256, "big")
         self._step = "done"
         return DhGenOk(nonce=self._nonce, server_nonce=self._server_nonce,
                        new_nonce_hash1=new_nonce_hash(self.auth_key, self._new_nonce, 1))
