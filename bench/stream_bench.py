@@ -269,7 +269,8 @@ def machine_floor(work: Path, rate: float, mib: int = 64) -> dict:
       crypto         AES-256-IGE decryption (cryptg, Telethon's) and SHA-256 (the msg_key check)
       files_in_a_row `mib` new 1 MiB files written one after the other (new page-cache pages, new
                      inodes), in a directory next to the server's state
-      files_paced    the same at `rate` bytes/s, one file per wake (a cache writer at link speed)
+      files_paced    the same at `rate` bytes/s, one file per wake (a cache writer at the rate the
+                     serve read from Telegram)
     A virtual machine that hands free memory back to its host, or runs a thread woken after a
     sleep on a cold CPU, shows it here; the HTTP phase's figures are read against these."""
     import hashlib
@@ -345,7 +346,7 @@ def http_cpu(args, raw: dict, work: Path, results: dict) -> None:
             out[name] = {"seconds": secs, "mib_s": size / MIB / secs, "cpu_s_per_gib": (u1 - u0 + s1 - s0) / gib,
                          "user_s_per_gib": (u1 - u0) / gib, "system_s_per_gib": (s1 - s0) / gib}
         results["http"] = out
-        results["machine"] = machine_floor(work / "floor", PROFILES[args.profile].bandwidth * args.senders or 8 * MIB)
+        results["machine"] = machine_floor(work / "floor", out["telegram"]["mib_s"] * MIB)   # the rate it got
     finally:
         stop_sandbox(proc)                      # (any child: SIGTERM, then SIGKILL after 10 s)
 
