@@ -1,6 +1,7 @@
 """A fake Telegram for the catalog and the update tracker in one process: a channel whose messages a
-test adds, edits and deletes; GetHistory and GetChannelDifference answered from them, counted per
-method; any call can be held on an asyncio.Event to make a race happen in a chosen order."""
+test adds, edits and deletes; GetHistory answered from them (with the channel's pts a test sets),
+calls counted per method; any call can be held on an asyncio.Event to make a race happen in a
+chosen order."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class FakeClient:
         self.channel = types.Channel(id=channel_id, title=title, photo=types.ChatPhotoEmpty(), date=DATE,
                                      access_hash=5, creator=True)
         self.messages: dict[int, types.Message] = {}
+        self.pts = 0                                   # the channel's pts getHistory answers with
         self.calls: Counter[str] = Counter()
         self.hold: dict[str, asyncio.Event] = {}      # method name -> released when set
         self.handlers = []
@@ -53,5 +55,7 @@ class FakeClient:
                             key=lambda m: -m.id)
             if request.offset_id:
                 picked = [m for m in picked if m.id < request.offset_id]
-            return types.messages.Messages(messages=picked[:request.limit], chats=[], users=[], topics=[])
+            return types.messages.ChannelMessages(pts=self.pts, count=len(self.messages),
+                                                  messages=picked[:request.limit], topics=[], chats=[],
+                                                  users=[])
         raise NotImplementedError(name)

@@ -13,6 +13,7 @@ from tests.helpers import until
 from tests.live.fakes import DATE, FakeClient, document_message
 from tgdav.telegram import tree
 from tgdav.telegram.catalog import TelegramCatalog
+from tgdav.telegram.updates import LiveUpdates
 
 
 class Clock:
@@ -267,4 +268,68 @@ def test_a_late_update_of_a_post_never_undoes_an_edit_a_whole_read_brought_in_th
         other = client.post("b.bin")
         await catalog.apply_changes(client.channel.id, [other], [], pts=None, version=11)
         assert await catalog.node(folder, ("b.bin",)) is not None
+    asyncio.run(run())
+
+
+def test_an_update_that_waited_for_a_whole_read_never_brings_back_what_the_read_found_deleted():
+    """A fresh server's janitor reads each writable channel whole (catalog.reread) while a folder
+    COPY from another server lands in it: the hold is posted, the copies follow, the hold is
+    deleted. The hold's pushed update, weighed against the listing's pts before it waited for the
+    read to end, was applied after it: the read (current to the pts its first page was read at,
+    after the deletion) no longer held the hold, the late post put it back, and every later update
+    was older than the read's pts, so nothing took it away: the copy stayed hidden (clean-clone CI:
+    the fresh server's `live` said pts 250, 1 update, no gap). Now the catalog weighs an update
+    under its own lock, against the pts the listing holds when it is applied."""
+
+    async def run():
+        client = FakeClient()
+        client.post("a.bin")
+        client.pts = 1
+        catalog, folder = await _listed(client)
+        live = LiveUpdates(client, catalog)
+        client.hold["GetHistory"] = asyncio.Event()
+        reread = asyncio.ensure_future(catalog.reread(folder))          # the janitor's whole read
+        await until(lambda: client.calls["GetHistory"] == 2, 5, lambda: dict(client.calls))
+        hold = client.post("hold.bin")                                 # posted elsewhere...
+        client.pts = 2
+        posted = asyncio.ensure_future(live.apply(
+            types.UpdateNewChannelMessage(message=hold, pts=2, pts_count=1)))
+        del client.messages[hold.id]                                   # ...and deleted again
+        client.pts = 3
+        deleted = asyncio.ensure_future(live.apply(
+            types.UpdateDeleteChannelMessages(channel_id=client.channel.id, messages=[hold.id], pts=3,
+                                              pts_count=1)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not posted.done() and not deleted.done()               # both wait for the read
+        client.hold.pop("GetHistory").set()     # its pages come back now: pts 3, no hold.bin
+        await asyncio.gather(reread, posted, deleted)
+
+        assert [e.name for e in await catalog.entries(folder)] == ["a.bin"]
+        assert catalog.pts_of(client.channel.id) == 3
+        assert client.calls["GetChannelDifference"] == 0                # nothing missing: no heal
+    asyncio.run(run())
+
+
+def test_a_difference_fetched_before_a_whole_read_ended_never_brings_back_what_it_found_deleted():
+    """The same race for a heal: its getChannelDifference is fetched outside the catalog's lock, so
+    a whole read may end between the fetch and the apply, current to a later pts than the
+    difference; the difference's messages (a post deleted again since) are left out."""
+
+    async def run():
+        client = FakeClient()
+        client.post("a.bin")
+        client.pts = 1
+        catalog, folder = await _listed(client)
+        hold = client.post("hold.bin")          # what a difference fetched now holds (pts 2)...
+        del client.messages[hold.id]            # ...deleted before the whole read below
+        client.pts = 3
+        await catalog.reread(folder)
+        await catalog.apply_changes(client.channel.id, [hold], [], pts=2, version=2)    # lands late
+        assert [e.name for e in await catalog.entries(folder)] == ["a.bin"]
+        assert catalog.pts_of(client.channel.id) == 3
+        # a difference newer than the read still lands
+        later = client.post("b.bin")
+        await catalog.apply_changes(client.channel.id, [later], [], pts=4, version=4)
+        assert sorted(e.name for e in await catalog.entries(folder)) == ["a.bin", "b.bin"]
     asyncio.run(run())

@@ -520,34 +520,65 @@ class TelegramCatalog:
         Telegram's updates; `version`: the pts the messages are as of (an update's own pts, a
         difference's). False if the channel has no listing (nothing to change). A message as it
         was before what the listing holds (deleted since, or an older version: fetched before this
-        process's own change) is left out (_stale)."""
+        process's own change) is left out (_stale), and so is the whole change when the listing is
+        already current to `version` or later (see apply_update)."""
         channel = self._listed(channel_id)
         if channel is None:
             return False
         async with self._lock(channel_id):
-            for m in messages:
-                if _stale(m, channel, version):
-                    continue
-                record = record_for(m, channel_id, channel.access_hash)
-                if record is None:
-                    channel.records.pop(getattr(m, "id", 0), None)
-                else:
-                    channel.records[m.id] = record
-                    channel.max_id = max(channel.max_id, m.id)
-                if version is not None:
-                    _versioned(channel, {getattr(m, "id", 0): version})
-            for mid in deleted:
-                channel.records.pop(mid, None)
-            _deleted(channel, deleted)
-            if pts is not None:
-                channel.pts = max(channel.pts, pts)
-            if messages or deleted:
-                await self._reindex(channel, [*(getattr(m, "id", 0) for m in messages), *deleted])
-            elif pts is not None:
-                self._remember(channel, ())      # the head only: it keeps the pts
-        if messages or deleted:
+            if version is not None and 0 < version <= channel.pts:
+                return True
+            changed = await self._take(channel, messages, deleted, pts, version)
+        if changed:
             self._changed(channel)
         return True
+
+    async def apply_update(self, channel_id: int, messages, deleted, pts: int, count: int) -> str | None:
+        """One pushed update (its pts and pts_count), weighed under the channel's lock against the pts
+        the listing holds then, not before the wait for it: a whole read (the janitor's, a reload)
+        that ended while the update waited is current to the pts its first page was read at, so it
+        may hold this update's change and later ones (a post already deleted again), which the
+        update must not undo. Answers None (no listing: its first look reads the history), "old"
+        (the listing is current to this pts or later: nothing done), "next" (it follows the
+        listing's pts: applied, the pts moved) or "gap" (applied; updates before it are missing,
+        for the caller to heal)."""
+        channel = self._listed(channel_id)
+        if channel is None:
+            return None
+        async with self._lock(channel_id):
+            kept = channel.pts
+            if pts and kept and pts <= kept:
+                return "old"
+            follows = bool(pts) and (not kept or pts - count == kept)
+            changed = await self._take(channel, messages, deleted, pts if follows else None, pts or None)
+        if changed:
+            self._changed(channel)
+        return "next" if follows else "gap"
+
+    async def _take(self, channel: _Channel, messages, deleted, pts: int | None, version: int | None) -> bool:
+        """Under the channel's lock: the change applied to its records (apply_changes); whether any
+        record changed."""
+        for m in messages:
+            if _stale(m, channel, version):
+                continue
+            record = record_for(m, channel.folder.channel_id, channel.access_hash)
+            if record is None:
+                channel.records.pop(getattr(m, "id", 0), None)
+            else:
+                channel.records[m.id] = record
+                channel.max_id = max(channel.max_id, m.id)
+            if version is not None:
+                _versioned(channel, {getattr(m, "id", 0): version})
+        for mid in deleted:
+            channel.records.pop(mid, None)
+        _deleted(channel, deleted)
+        if pts is not None:
+            channel.pts = max(channel.pts, pts)
+        if messages or deleted:
+            await self._reindex(channel, [*(getattr(m, "id", 0) for m in messages), *deleted])
+        elif pts is not None:
+            self._remember(channel, ())      # the head only: it keeps the pts
+        return bool(messages or deleted)
 
     async def reload(self, channel_id: int) -> None:
         """Read a listed channel's whole history again (its update gap was too long to fetch)."""

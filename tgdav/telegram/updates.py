@@ -5,7 +5,8 @@ Telegram pushes every change of a channel to the main connection of each member'
 updateDeleteChannelMessages (each with the channel's pts and pts_count) and updateChannel (a
 channel created, renamed, left or deleted). `LiveUpdates` takes them as the main connection receives
 them (mtproto.Client.add_updates_handler), in the order they came, and hands each one to the
-catalog through one narrow hook, `catalog.apply_changes(channel_id, messages, deleted, pts)`.
+catalog, `catalog.apply_update(channel_id, messages, deleted, pts, pts_count)` (what a difference
+brings: `catalog.apply_changes`).
 Not from Telethon's event handlers: Telethon's own message box drops the edits and deletions of a
 gap it fills itself, and dispatches nothing when there were only those (mtproto.Client), so a lost
 push followed by edits and deletions only (the end of a folder copy) never arrived there.
@@ -153,21 +154,19 @@ class LiveUpdates:
                 return
             channel_id, messages, deleted = peer.channel_id, [update.message], []
         # each update in its own task (_pushed): one channel's are applied one at a time, in the
-        # order they came (asyncio.Lock is first come, first served; nothing is awaited before it)
+        # order they came (asyncio.Lock is first come, first served; nothing is awaited before it).
+        # Whether it follows the listing's pts, or is older (a heal or a whole read brought it
+        # first), the catalog decides under its own lock (apply_update): a whole read ending while
+        # this update waited may have moved the listing past it.
         async with self._locks.setdefault(channel_id, asyncio.Lock()):
-            kept = self._catalog.pts_of(channel_id)
-            if kept is None:                  # no listing yet: its first look reads the history
-                return
-            pts, count = update.pts or 0, update.pts_count or 0
-            if pts and kept and pts <= kept:  # already applied (a heal brought it first)
-                return
-            in_order = bool(pts) and (not kept or pts - count == kept)
-            await self._catalog.apply_changes(channel_id, messages, deleted, pts if in_order else None,
-                                              version=pts or None)
+            outcome = await self._catalog.apply_update(channel_id, messages, deleted, update.pts or 0,
+                                                       update.pts_count or 0)
+        if outcome is None or outcome == "old":     # no listing yet (its first look reads the
+            return                                   # history), or the listing holds it already
         st = self._stat(channel_id)
         st.updates += 1
         st.last_update = self._clock()
-        if not in_order:
+        if outcome == "gap":
             self.heal(channel_id)
 
     # --- a new session: what was pushed to the old one is lost --------------------------------------
