@@ -83,6 +83,21 @@ class Sandbox(SandboxAdmin):
         return url, proc, config
 
 
+@contextlib.contextmanager
+def module_server(sandbox: Sandbox, name: str):
+    """A server for one module's tests (in a module-scoped fixture): its URL, and the server stopped
+    when the module ends. Started before any test's own servers, it would otherwise run to the end
+    of the session, its janitor reading every writable channel again and taking the account's
+    getHistory budget (shared by every server of the account) from later modules' servers."""
+    url, proc, _ = sandbox.server(name)
+    try:
+        yield url
+    finally:
+        stop(proc)
+        if proc in sandbox.procs:
+            sandbox.procs.remove(proc)
+
+
 def start_sandbox(root: Path, state: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, dict]:
     seed = root / "seed"
     if not seed.exists():

@@ -13,12 +13,14 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import wait_until
 from tests.e2e.conftest import stop
-from tests.write.conftest import PART, PIECE_PARTS, WRITABLE, hrefs, http as request, random_bytes, sha256, serve
+from tests.write.conftest import (PART, PIECE_PARTS, WRITABLE, hrefs, http as request, module_server, random_bytes,
+                                  sha256, serve)
 
 MiB = 1024 * 1024
 
@@ -140,11 +142,11 @@ def test_lost_part_is_sent_again(folder, sandbox):
 
 
 @pytest.fixture(scope="module")
-def flood_server(sandbox) -> str:
+def flood_server(sandbox) -> Iterator[str]:
     """A server of its own: a long FLOOD_WAIT gates its pool's home-DC senders for a while (the pool
     gates senders, not methods), which must not slow the other tests down."""
-    url, _, _ = sandbox.server("flood")
-    return url
+    with module_server(sandbox, "flood") as url:
+        yield url
 
 
 def test_long_flood_wait_on_upload_is_503_and_keeps_the_old_file(flood_server, sandbox, tmp_path):

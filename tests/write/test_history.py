@@ -35,12 +35,13 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
 import pytest
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.write.conftest import PIECE_PARTS, WRITABLE, serve
+from tests.write.conftest import PIECE_PARTS, WRITABLE, module_server, serve
 from tests.write.history import (ABSENT, DIR, Checker, Namespace, Op, Step, body, join, outcome, plan)
 
 SEED = int(os.environ.get("TGDAV_HISTORY_SEED", "1"))
@@ -450,9 +451,9 @@ def test_snapshot_reads_names_sizes_and_bytes(tmp_path):
 # ---- replays: short fixed histories that once broke a promise, judged by the same checker -------
 
 @pytest.fixture(scope="module")
-def replay_server(sandbox) -> str:
-    url, _, _ = sandbox.server("history-replay")
-    return url
+def replay_server(sandbox) -> Iterator[str]:
+    with module_server(sandbox, "history-replay") as url:
+        yield url
 
 
 def _replay(sandbox, url: str, name: str, script) -> Checker:
