@@ -278,34 +278,34 @@ def machine_floor(work: Path, rate: float, mib: int = 64) -> dict:
     import hashlib
     import cryptg
 
-    # CLOCK_THREAD_CPUTIME_ID, exact to the moment: getrusage(RUSAGE_THREAD) reads the CPU time the
-    # scheduler last booked (at a tick or a switch), so summed around each step with a sleep between
-    # it counted a third of the crypto's time (0.65 against 2.19 s/GiB, the same run)
-    cpu = time.thread_time
+    def per_gib(step, pause: float) -> float:
+        """step(i) `mib` times, `pause` seconds apart; its CPU per GiB. Each step on the thread's
+        CPU clock (CLOCK_THREAD_CPUTIME_ID), exact to the moment: getrusage(RUSAGE_THREAD) reads the
+        CPU time the scheduler last booked (at a tick or a switch), so summed around each step with a
+        sleep between it counted a third of the crypto's time (0.65 against 2.19 s/GiB, one run)."""
+        spent = 0.0
+        for i in range(mib):
+            c0 = time.thread_time()
+            step(i)
+            spent += time.thread_time() - c0
+            time.sleep(pause)
+        return spent / (mib / 1024)
 
     data = os.urandom(MIB)
     key, iv = os.urandom(32), os.urandom(32)
-    out, gib = {}, mib / 1024
-    for name, pause in (("crypto", 0.0), ("crypto_paced", MIB / rate)):
-        spent = 0.0
-        for _ in range(mib):
-            c0 = cpu()
-            plain = cryptg.decrypt_ige(data, key, iv)
-            hashlib.sha256(plain).digest()
-            spent += cpu() - c0
-            time.sleep(pause)
-        out[name] = spent / gib
+
+    def answer(_: int) -> None:
+        hashlib.sha256(cryptg.decrypt_ige(data, key, iv)).digest()
+
+    out = {"crypto": per_gib(answer, 0.0), "crypto_paced": per_gib(answer, MIB / rate)}
     for name, pause in (("files_in_a_row", 0.0), ("files_paced", MIB / rate)):
         d = work / name
         d.mkdir(parents=True)
-        c = spent = 0.0
-        for i in range(mib):
-            c0 = cpu()
+
+        def new_file(i: int) -> None:
             with open(d / f"{i}.val", "xb") as f:
                 f.write(data)
-            spent += cpu() - c0
-            time.sleep(pause)
-        out[name] = spent / gib
+        out[name] = per_gib(new_file, pause)
         shutil.rmtree(d)
     return out
 
@@ -370,7 +370,7 @@ def table(r: dict) -> str:
     if "machine" in r:
         m = r["machine"]
         rows.append(("  this machine, any code: crypto / new files", f"{m['crypto']:.2f} / {m['files_in_a_row']:.2f} s/GiB "
-                     f"in a row, {m.get('crypto_paced', float('nan')):.2f} / {m['files_paced']:.2f} "
+                     f"in a row, {m['crypto_paced']:.2f} / {m['files_paced']:.2f} "
                      "at the link's rate", ""))
     w0 = max(len(x) for x, _, _ in rows)
     w1 = max(len(y) for _, y, _ in rows)
