@@ -118,6 +118,12 @@ def _stale(message, channel: "_Channel", version: int | None = None) -> bool:
     return known is not None and edited is not None and edited.timestamp() < known.edited
 
 
+def _current_to(channel: "_Channel", pts: int) -> bool:
+    """The listing already holds what the channel's `pts` brought (and maybe more): a change of that
+    pts must not be applied again (never when either pts is 0: not known)."""
+    return 0 < pts <= channel.pts
+
+
 def _versioned(channel: "_Channel", versions: dict[int, int]) -> None:
     """Remember the pts of the versions just taken (the newest GONE_KEPT ids: a late update is seconds old)."""
     channel.versions.update(versions)
@@ -526,7 +532,7 @@ class TelegramCatalog:
         if channel is None:
             return False
         async with self._lock(channel_id):
-            if version is not None and 0 < version <= channel.pts:
+            if version is not None and _current_to(channel, version):
                 return True
             changed = await self._take(channel, messages, deleted, pts, version)
         if changed:
@@ -546,9 +552,9 @@ class TelegramCatalog:
         if channel is None:
             return None
         async with self._lock(channel_id):
-            kept = channel.pts
-            if pts and kept and pts <= kept:
+            if _current_to(channel, pts):
                 return "old"
+            kept = channel.pts
             follows = bool(pts) and (not kept or pts - count == kept)
             changed = await self._take(channel, messages, deleted, pts if follows else None, pts or None)
         if changed:
